@@ -1,0 +1,41 @@
+//! The `wiremesh` command line. Each subcommand lives in its own file; this one only dispatches.
+//! `anyhow` is used here and nowhere below: this is the binary's edge.
+
+mod keygen;
+mod plan;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "wiremesh", version, about = "WireGuard mesh across clouds, regions and on-prem sites")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a key pair: the private key file (mode 0600) and its public key.
+    Keygen(keygen::KeygenArgs),
+    /// Show what a node would configure: peers, AllowedIPs, endpoints, routes.
+    Plan(plan::PlanArgs),
+    /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
+    Lab(crate::lab::LabArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wiremesh: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

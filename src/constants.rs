@@ -1,0 +1,51 @@
+//! Every protocol and policy constant in one place, with units in their types.
+
+use std::time::Duration;
+
+/// The port WireGuard deployments conventionally listen on.
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+
+/// Bytes WireGuard adds to an inner packet over an IPv4 underlay:
+/// 20 (IPv4) + 8 (UDP) + 32 (WireGuard data header and Poly1305 tag).
+pub const OVERHEAD_V4: u16 = 60;
+
+/// Bytes WireGuard adds over an IPv6 underlay: 40 (IPv6) + 8 (UDP) + 32.
+pub const OVERHEAD_V6: u16 = 80;
+
+/// Underlay MTU assumed when a region does not say otherwise.
+pub const DEFAULT_UNDERLAY_MTU: u16 = 1500;
+
+/// The smallest MTU IPv6 guarantees; no tunnel MTU is ever set below it.
+pub const MIN_TUNNEL_MTU: u16 = 1280;
+
+/// How often the engine drives each `Tunn`'s timers (handshake retry, keepalive, rekey).
+/// boringtun's own device uses 250 ms; finer costs CPU for no protocol benefit.
+pub const TIMER_TICK: Duration = Duration::from_millis(250);
+
+/// boringtun's shared handshake rate limiter must be reset by its owner this often.
+pub const RATE_LIMITER_RESET: Duration = Duration::from_secs(1);
+
+/// Handshake initiations a node accepts per second before it answers with cookies.
+pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+/// A session older than this is not used to pick between overlapping routes
+/// (WireGuard's REJECT_AFTER_TIME).
+pub const SESSION_FRESH: Duration = Duration::from_secs(180);
+
+/// Lowest TTL for endpoint DNS answers, so a zero-TTL record cannot make us spin.
+pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(5);
+
+/// Re-resolve interval used when a DNS lookup fails.
+pub const DNS_RETRY: Duration = Duration::from_secs(10);
+
+/// Largest datagram the engine handles: the largest IPv4/IPv6 packet plus WireGuard overhead.
+pub const MAX_DATAGRAM: usize = 65_535 + 32;
+
+/// Directory of the cross-platform WireGuard UAPI sockets that `wg` looks in.
+pub const UAPI_DIR: &str = "/var/run/wireguard";
+
+/// Default tun interface name of a daemon.
+pub const DEFAULT_INTERFACE: &str = "wm0";
+
+/// Route protocol number tagging the routes wiremesh installs, so it removes only its own.
+pub const ROUTE_PROTOCOL: u8 = 0x57; // 'W'

@@ -1,0 +1,180 @@
+//! Pod CIDR assignment.
+//!
+//! A node's CIDR can only be stable under *every* addition and removal if it depends on nothing
+//! but the node itself (remove the other nodes one by one and it must not move). With 256 /24s in
+//! a /16, a pure hash of the name collides too often for that to work, so wiremesh does two things:
+//!
+//! 1. An unpinned node prefers the slot given by a hash of its name, probing upwards from there
+//!    past slots that pinned nodes or earlier nodes (in file order) already hold. Adding a node at
+//!    the end of the file never moves anyone; removing one moves only a node that collided with it.
+//! 2. `wiremesh ipam --write` pins every node's CIDR into the file (`pod-cidr = ...`), after which
+//!    adding or removing any node never moves another. The lab and the Ansible role always pin.
+
+use super::topology::{Node, Problem, RawTopology};
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The address a node's tun device carries: the first host address of its pod CIDR.
+pub fn first_host_v4(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).wrapping_add(1))
+}
+
+/// IPv6 counterpart of [`first_host_v4`].
+pub fn first_host_v6(net: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(net.network()).wrapping_add(1))
+}
+
+/// FNV-1a: tiny, stable across versions and platforms, which is all a slot preference needs.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Picks a free slot of `bits` host bits for `name`, starting at its hashed preference.
+/// `taken(slot)` says whether a slot overlaps something already assigned.
+fn pick(name: &str, slot_count: u128, taken: impl Fn(u128) -> bool) -> Option<u128> {
+    let start = u128::from(name_hash(name)) % slot_count;
+    let probes = slot_count.min(1 << 20);
+    (0..probes)
+        .map(|i| (start + i) % slot_count)
+        .find(|&slot| !taken(slot))
+}
+
+/// Fills in the pod CIDRs of nodes that do not pin one.
+pub(crate) fn assign(
+    nodes: &mut [Node],
+    raw: &RawTopology,
+    cluster: Ipv4Net,
+    prefix: u8,
+    cluster_v6: Option<Ipv6Net>,
+    prefix_v6: u8,
+) -> Result<(), Problem> {
+    let exhausted = |node: &Node, field: &str, cluster: String| Problem {
+        line: None,
+        node: Some(node.name.clone()),
+        field: Some(field.into()),
+        message: format!("no free pod CIDR left in {cluster}"),
+    };
+    // v4: slots are prefix-sized subnets of the cluster.
+    let v4_slots = 1u128 << (prefix - cluster.prefix_len());
+    let base = u32::from(cluster.network());
+    let shift = 32 - u32::from(prefix);
+    let net_of = |slot: u128| {
+        let addr = base | ((slot as u32) << shift);
+        Ipv4Net::new(Ipv4Addr::from(addr), prefix).expect("prefix was checked")
+    };
+    let mut held: Vec<Ipv4Net> = nodes.iter().filter(|n| n.pod_cidr_pinned).map(|n| n.pod_cidr).collect();
+    for node in nodes.iter_mut().filter(|n| !n.pod_cidr_pinned) {
+        let slot = pick(&node.name, v4_slots, |s| {
+            let net = net_of(s);
+            held.iter().any(|h| h.contains(&net) || net.contains(h))
+        })
+        .ok_or_else(|| exhausted(node, "pod-cidr", cluster.to_string()))?;
+        node.pod_cidr = net_of(slot);
+        held.push(node.pod_cidr);
+    }
+    // v6: only when the cluster is dual stack; same preference, so a node's v4 and v6 slots agree
+    // whenever nothing collides.
+    if let Some(cluster6) = cluster_v6 {
+        let bits = u32::from(prefix_v6 - cluster6.prefix_len()).min(127);
+        let slots = 1u128 << bits;
+        let base6 = u128::from(cluster6.network());
+        let shift6 = 128 - u32::from(prefix_v6);
+        let net6 = |slot: u128| {
+            Ipv6Net::new(Ipv6Addr::from(base6 | (slot << shift6)), prefix_v6).expect("prefix was checked")
+        };
+        let mut held6: Vec<Ipv6Net> = nodes.iter().filter_map(|n| n.pod_cidr_v6).collect();
+        let pinned_v6: Vec<bool> = raw.node.iter().map(|n| n.get_ref().pod_cidr_v6.is_some()).collect();
+        for (node, pinned) in nodes.iter_mut().zip(pinned_v6) {
+            if pinned {
+                continue;
+            }
+            let slot = pick(&node.name, slots, |s| {
+                let net = net6(s);
+                held6.iter().any(|h| h.contains(&net) || net.contains(h))
+            })
+            .ok_or_else(|| exhausted(node, "pod-cidr-v6", cluster6.to_string()))?;
+            node.pod_cidr_v6 = Some(net6(slot));
+            held6.push(net6(slot));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::topology::Topology;
+    use std::path::Path;
+
+    const KEYS: [&str; 4] = [
+        "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
+        "3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=",
+        "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE=",
+        "nGIrUx5gW0SFzMu5twr3vZgk0n4gONFl9g9yqL4IRTg=",
+    ];
+
+    fn topo(names: &[&str], pinned: &[(&str, &str)]) -> Topology {
+        let mut text = String::from("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n");
+        for (i, name) in names.iter().enumerate() {
+            text.push_str(&format!(
+                "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{}\"\n",
+                KEYS[i]
+            ));
+            if let Some((_, cidr)) = pinned.iter().find(|(n, _)| n == name) {
+                text.push_str(&format!("pod-cidr = \"{cidr}\"\n"));
+            }
+        }
+        Topology::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    fn cidr_of(t: &Topology, name: &str) -> String {
+        t.node(name).unwrap().pod_cidr.to_string()
+    }
+
+    #[test]
+    fn adding_a_node_at_the_end_moves_no_one() {
+        let before = topo(&["a", "b", "c"], &[]);
+        let after = topo(&["a", "b", "c", "d"], &[]);
+        for n in ["a", "b", "c"] {
+            assert_eq!(cidr_of(&before, n), cidr_of(&after, n));
+        }
+    }
+
+    #[test]
+    fn removing_a_node_moves_no_one_without_a_collision() {
+        let before = topo(&["a", "b", "c", "d"], &[]);
+        let after = topo(&["a", "c", "d"], &[]);
+        for n in ["a", "c", "d"] {
+            assert_eq!(cidr_of(&before, n), cidr_of(&after, n));
+        }
+    }
+
+    #[test]
+    fn pinned_cidrs_never_move_and_are_avoided_by_others() {
+        let a_free = cidr_of(&topo(&["a"], &[]), "a");
+        // pin b onto the slot a would prefer: a must go elsewhere, b stays put
+        let t = topo(&["a", "b"], &[("b", &a_free)]);
+        assert_eq!(cidr_of(&t, "b"), a_free);
+        assert_ne!(cidr_of(&t, "a"), a_free);
+        let t2 = topo(&["b"], &[("b", &a_free)]);
+        assert_eq!(cidr_of(&t2, "b"), a_free);
+    }
+
+    #[test]
+    fn every_assigned_cidr_is_a_distinct_slice_of_the_cluster() {
+        let t = topo(&["n1", "n2", "n3", "n4"], &[]);
+        let cidrs: std::collections::BTreeSet<_> = t.nodes.iter().map(|n| n.pod_cidr).collect();
+        assert_eq!(cidrs.len(), 4);
+        for n in &t.nodes {
+            assert_eq!(n.pod_cidr.prefix_len(), 24);
+            assert!(t.cluster_cidr.contains(&n.pod_cidr));
+        }
+    }
+
+    #[test]
+    fn the_tun_address_is_the_first_host_of_the_cidr() {
+        assert_eq!(super::first_host_v4("10.244.7.0/24".parse().unwrap()).to_string(), "10.244.7.1");
+        assert_eq!(super::first_host_v6("fd00:1::/64".parse().unwrap()).to_string(), "fd00:1::1");
+    }
+}

@@ -1,0 +1,9 @@
+//! The sans-IO core: everything that decides, nothing that touches the kernel or reads a clock.
+
+pub mod diff;
+pub mod ipam;
+pub mod key;
+pub mod packet;
+pub mod plan;
+pub mod routing;
+pub mod topology;

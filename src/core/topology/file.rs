@@ -1,0 +1,70 @@
+//! The topology file as written by people: serde structs, checked by [`super::validate`].
+//!
+//! Every field here is documented in `docs/topology.md`; unknown fields are errors, so a typo
+//! (`endpiont`) is caught instead of silently ignored.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTopology {
+    /// `full` (every node peers with every node) or `hub` (spokes reach the rest via hubs).
+    pub mode: Spanned<String>,
+    /// The overlay's IPv4 range; every node's pod CIDR lies inside it.
+    pub cluster_cidr: Spanned<String>,
+    /// Prefix length of an automatically assigned IPv4 pod CIDR (default 24).
+    pub node_prefix: Option<Spanned<u8>>,
+    /// Optional IPv6 overlay range, for dual-stack pod CIDRs.
+    pub cluster_cidr_v6: Option<Spanned<String>>,
+    /// Prefix length of an automatically assigned IPv6 pod CIDR (default 64).
+    pub node_prefix_v6: Option<Spanned<u8>>,
+    /// UDP port every node listens on unless the node says otherwise (default 51820).
+    pub listen_port: Option<u16>,
+    /// Seconds between keepalives to each peer; 0 or absent turns them off.
+    pub persistent_keepalive: Option<Spanned<u16>>,
+    /// Tunnel MTU; absent means derived from the regions' underlay MTUs.
+    pub mtu: Option<Spanned<u16>>,
+    /// Per-region settings, keyed by region name.
+    #[serde(default)]
+    pub region: BTreeMap<String, Spanned<RawRegion>>,
+    /// The nodes, in the order their pod CIDRs are assigned.
+    #[serde(default)]
+    pub node: Vec<Spanned<RawNode>>,
+}
+
+/// Settings shared by every node in one region.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRegion {
+    /// MTU of the underlay network in this region (1500, 1460 on GCP, ...).
+    pub underlay_mtu: Option<u16>,
+}
+
+/// One node of the mesh.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNode {
+    /// Unique name: letters, digits, `-`, `_`, `.`; at most 63 characters.
+    pub name: Spanned<String>,
+    /// Cloud or site the node runs in (`aws`, `gcp`, `onprem-fra`); used for grouping.
+    pub cloud: Spanned<String>,
+    /// Region; in hub mode spokes attach to their region's hubs.
+    pub region: Spanned<String>,
+    /// Where peers send to: `ip:port`, `[ipv6]:port`, `dns-name:port`; port defaults to the
+    /// listen port. Absent for a node behind NAT: peers learn its address when it sends.
+    pub endpoint: Option<Spanned<String>>,
+    /// The node's WireGuard public key, standard base64.
+    pub public_key: Spanned<String>,
+    /// Fixed IPv4 pod CIDR. Absent: assigned from the cluster CIDR (see docs/topology.md).
+    pub pod_cidr: Option<Spanned<String>>,
+    /// Fixed IPv6 pod CIDR, when the cluster is dual stack.
+    pub pod_cidr_v6: Option<Spanned<String>>,
+    /// In hub mode, this node relays for its region.
+    #[serde(default)]
+    pub hub: bool,
+    /// UDP port this node listens on, when it differs from the mesh's.
+    pub listen_port: Option<u16>,
+}

@@ -1,0 +1,265 @@
+//! Checked topology types. Once a file has become a [`Topology`], every name, key, CIDR and
+//! endpoint in it is valid, so the planner and the engine never re-check them.
+
+mod error;
+mod file;
+mod validate;
+
+pub use error::{Problem, TopologyError};
+pub use file::{RawNode, RawRegion, RawTopology};
+
+use crate::core::key::PublicKey;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// How nodes are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MeshMode {
+    /// Every node peers with every other node.
+    Full,
+    /// Spokes peer with their region's hubs; hubs peer with each other.
+    Hub,
+}
+
+/// Where a peer is reached on the underlay.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Addr(SocketAddr),
+    /// Resolved at run time and again when the answer's TTL runs out.
+    Dns { host: String, port: u16 },
+}
+
+/// Why an endpoint string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("empty endpoint")]
+    Empty,
+    #[error("bad port '{0}' (expected 1-65535)")]
+    Port(String),
+    #[error("'{0}' is neither an IP address nor a DNS name")]
+    Host(String),
+    #[error("IPv6 address must be in brackets: [addr]:port")]
+    Brackets,
+}
+
+impl Endpoint {
+    /// Parses `ip:port`, `[ipv6]:port`, `name:port`, or any of those without the port.
+    pub fn parse(s: &str, default_port: u16) -> Result<Self, EndpointError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(EndpointError::Empty);
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            if addr.port() == 0 {
+                return Err(EndpointError::Port("0".into()));
+            }
+            return Ok(Endpoint::Addr(addr));
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            if ip.is_ipv6() {
+                return Err(EndpointError::Brackets);
+            }
+            return Ok(Endpoint::Addr(SocketAddr::new(ip, default_port)));
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (ip, port) = rest.split_once(']').ok_or(EndpointError::Brackets)?;
+            let ip: IpAddr = ip.parse().map_err(|_| EndpointError::Host(ip.into()))?;
+            let port = match port.strip_prefix(':') {
+                Some(p) => parse_port(p)?,
+                None if port.is_empty() => default_port,
+                None => return Err(EndpointError::Port(port.into())),
+            };
+            return Ok(Endpoint::Addr(SocketAddr::new(ip, port)));
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, parse_port(p)?),
+            None => (s, default_port),
+        };
+        if host.contains(':') {
+            return Err(EndpointError::Brackets);
+        }
+        if !is_dns_name(host) {
+            return Err(EndpointError::Host(host.into()));
+        }
+        Ok(Endpoint::Dns {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, EndpointError> {
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(EndpointError::Port(p.into())),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens; not all-numeric.
+fn is_dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    let labels_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    let last = host.rsplit('.').next().unwrap_or("");
+    labels_ok && !last.chars().all(|c| c.is_ascii_digit())
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Dns { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = EndpointError;
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        Endpoint::parse(s, crate::constants::DEFAULT_LISTEN_PORT)
+    }
+}
+
+/// Settings of one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub underlay_mtu: u16,
+}
+
+/// One checked node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub cloud: String,
+    pub region: String,
+    pub endpoint: Option<Endpoint>,
+    pub public_key: PublicKey,
+    pub pod_cidr: Ipv4Net,
+    pub pod_cidr_v6: Option<Ipv6Net>,
+    /// True when the file fixes the pod CIDR; false when IPAM chose it.
+    pub pod_cidr_pinned: bool,
+    pub hub: bool,
+    pub listen_port: u16,
+}
+
+impl Node {
+    /// The node's own overlay addresses: the first host address of each pod CIDR.
+    pub fn overlay_addrs(&self) -> Vec<IpAddr> {
+        let mut addrs = vec![IpAddr::V4(crate::core::ipam::first_host_v4(self.pod_cidr))];
+        if let Some(v6) = self.pod_cidr_v6 {
+            addrs.push(IpAddr::V6(crate::core::ipam::first_host_v6(v6)));
+        }
+        addrs
+    }
+
+    /// The node's pod CIDRs, IPv4 first.
+    pub fn pod_cidrs(&self) -> Vec<IpNet> {
+        let mut cidrs = vec![IpNet::V4(self.pod_cidr)];
+        cidrs.extend(self.pod_cidr_v6.map(IpNet::V6));
+        cidrs
+    }
+}
+
+/// A checked topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Where it was read from, for messages.
+    pub source: PathBuf,
+    pub mode: MeshMode,
+    pub cluster_cidr: Ipv4Net,
+    pub node_prefix: u8,
+    pub cluster_cidr_v6: Option<Ipv6Net>,
+    pub node_prefix_v6: u8,
+    pub listen_port: u16,
+    pub persistent_keepalive: Option<u16>,
+    pub mtu: Option<u16>,
+    pub regions: BTreeMap<String, Region>,
+    pub nodes: Vec<Node>,
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Self, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks topology text; `path` is used only in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, TopologyError> {
+        validate::parse(text, path)
+    }
+
+    pub fn node(&self, name: &str) -> Result<&Node, TopologyError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| TopologyError::UnknownNode(name.to_string()))
+    }
+
+    /// Underlay MTU of a region (1500 unless the file says otherwise).
+    pub fn underlay_mtu(&self, region: &str) -> u16 {
+        self.regions
+            .get(region)
+            .map(|r| r.underlay_mtu)
+            .unwrap_or(crate::constants::DEFAULT_UNDERLAY_MTU)
+    }
+
+    /// Hubs of a region, in file order.
+    pub fn hubs_of<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |n| n.hub && n.region == region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_in_every_accepted_form() {
+        let cases: &[(&str, Endpoint)] = &[
+            ("192.0.2.1:51820", Endpoint::Addr("192.0.2.1:51820".parse().unwrap())),
+            ("192.0.2.1", Endpoint::Addr("192.0.2.1:7777".parse().unwrap())),
+            ("[2001:db8::1]:51000", Endpoint::Addr("[2001:db8::1]:51000".parse().unwrap())),
+            ("[2001:db8::1]", Endpoint::Addr("[2001:db8::1]:7777".parse().unwrap())),
+            ("Node-A.example.com:5", Endpoint::Dns { host: "node-a.example.com".into(), port: 5 }),
+            ("gw.example.net", Endpoint::Dns { host: "gw.example.net".into(), port: 7777 }),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&Endpoint::parse(text, 7777).unwrap(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_say_what_is_wrong() {
+        let cases: &[(&str, EndpointError)] = &[
+            ("", EndpointError::Empty),
+            ("1.2.3.4:0", EndpointError::Port("0".into())),
+            ("host:99999", EndpointError::Port("99999".into())),
+            ("2001:db8::1", EndpointError::Brackets),
+            ("bad_host:1", EndpointError::Host("bad_host".into())),
+            ("300.1.1.1:5", EndpointError::Host("300.1.1.1".into())),
+            ("-a.example:5", EndpointError::Host("-a.example".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&Endpoint::parse(text, 7777).unwrap_err(), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Private key files: written 0600 before anything else sees them, refused when group or others
+//! can read them (as `wg` and OpenSSH do), never echoed.
+
+use crate::core::key::{KeyError, PrivateKey};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{}: mode {mode:04o} lets group or others read the private key; run `chmod 600 {}`", path.display(), path.display())]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("{}: not a WireGuard private key: {source}", path.display())]
+    Malformed { path: PathBuf, #[source] source: KeyError },
+    #[error("{}: already exists; refusing to overwrite a private key (remove it first)", path.display())]
+    Exists { path: PathBuf },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
+    move |source| KeyFileError::Io { path: path.to_path_buf(), source }
+}
+
+/// Reads a private key file, refusing one that group or others may read.
+pub fn read_private(path: &Path) -> Result<PrivateKey, KeyFileError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Permissions { path: path.to_path_buf(), mode });
+    }
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    text.trim()
+        .parse()
+        .map_err(|source| KeyFileError::Malformed { path: path.to_path_buf(), source })
+}
+
+/// Writes a private key to a new file created with mode 0600 (never briefly wider), flushed to
+/// disk before returning. With `overwrite`, an existing file is replaced atomically by rename.
+pub fn write_private(path: &Path, key: &PrivateKey, overwrite: bool) -> Result<(), KeyFileError> {
+    if !overwrite && path.exists() {
+        return Err(KeyFileError::Exists { path: path.to_path_buf() });
+    }
+    let tmp = path.with_extension("key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    writeln!(f, "{}", key.to_base64()).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_key_reads_back_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.key");
+        let key = PrivateKey::generate();
+        write_private(&path, &key, false).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(read_private(&path).unwrap().public_key(), key.public_key());
+        assert!(matches!(write_private(&path, &key, false), Err(KeyFileError::Exists { .. })));
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.key");
+        write_private(&path, &PrivateKey::generate(), false).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_private(&path).unwrap_err();
+        assert!(matches!(err, KeyFileError::Permissions { mode: 0o644, .. }));
+        assert!(err.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn a_malformed_key_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.key");
+        std::fs::write(&path, "not a key\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = read_private(&path).unwrap_err();
+        assert!(err.to_string().contains("bad.key"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Thin drivers that touch the kernel. Each decides nothing; the core and the engine decide.
+
+pub mod keyfile;
