@@ -113,7 +113,10 @@ impl Device {
     pub fn new(private: PrivateKey, plan: &Plan) -> Self {
         let public = private.public_key();
         let dev = Device {
-            rate_limiter: ArcSwap::from_pointee(RateLimiter::new(&public.to_x25519(), HANDSHAKE_RATE_LIMIT)),
+            rate_limiter: ArcSwap::from_pointee(RateLimiter::new(
+                &public.to_x25519(),
+                HANDSHAKE_RATE_LIMIT,
+            )),
             identity: ArcSwap::from_pointee(Identity { private, public }),
             table: ArcSwap::from_pointee(PeerTable::default()),
             local: ArcSwap::from_pointee(local_table(&plan.pod_cidrs)),
@@ -187,7 +190,8 @@ impl Device {
             }
         }
         self.local.store(Arc::new(local_table(&plan.pod_cidrs)));
-        self.listen_port.store(u32::from(plan.listen_port), Ordering::Relaxed);
+        self.listen_port
+            .store(u32::from(plan.listen_port), Ordering::Relaxed);
         self.table.store(Arc::new(PeerTable::new(peers)));
         created
     }
@@ -195,7 +199,10 @@ impl Device {
     /// Sends a handshake initiation to `peer` now (instead of waiting for traffic).
     pub fn initiate(&self, peer: &Peer, scratch: &mut Scratch, sink: &mut impl Sink) {
         let Some(to) = peer.endpoint() else { return };
-        if let TunnResult::WriteToNetwork(d) = peer.tunn().format_handshake_initiation(&mut scratch.a, false) {
+        if let TunnResult::WriteToNetwork(d) = peer
+            .tunn()
+            .format_handshake_initiation(&mut scratch.a, false)
+        {
             sink.send(to, d);
         }
     }
@@ -224,14 +231,22 @@ impl Device {
                 }
                 None => self.drop_packet(DropReason::NoEndpoint),
             },
-            TunnResult::Err(e) => tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed"),
+            TunnResult::Err(e) => {
+                tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed")
+            }
             // Queued inside the Tunn until a handshake completes.
             _ => {}
         }
     }
 
     /// A datagram from the underlay: find its peer, decrypt, check, deliver or forward.
-    pub fn handle_datagram(&self, from: SocketAddr, datagram: &[u8], scratch: &mut Scratch, sink: &mut impl Sink) {
+    pub fn handle_datagram(
+        &self,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
         let table = self.table.load();
         let peer = match Tunn::parse_incoming_packet(datagram) {
             Ok(Packet::HandshakeInit(init)) => {
@@ -242,9 +257,15 @@ impl Device {
                 }
                 .ok_or(DropReason::UnknownPeer)
             }
-            Ok(Packet::HandshakeResponse(p)) => table.by_slot(p.receiver_idx >> 8).ok_or(DropReason::Decrypt),
-            Ok(Packet::PacketCookieReply(p)) => table.by_slot(p.receiver_idx >> 8).ok_or(DropReason::Decrypt),
-            Ok(Packet::PacketData(p)) => table.by_slot(p.receiver_idx >> 8).ok_or(DropReason::Decrypt),
+            Ok(Packet::HandshakeResponse(p)) => table
+                .by_slot(p.receiver_idx >> 8)
+                .ok_or(DropReason::Decrypt),
+            Ok(Packet::PacketCookieReply(p)) => table
+                .by_slot(p.receiver_idx >> 8)
+                .ok_or(DropReason::Decrypt),
+            Ok(Packet::PacketData(p)) => table
+                .by_slot(p.receiver_idx >> 8)
+                .ok_or(DropReason::Decrypt),
             Err(_) => Err(DropReason::Decrypt),
         };
         let peer = match peer {
@@ -257,7 +278,9 @@ impl Device {
         let mut first = true;
         loop {
             let input: &[u8] = if first { datagram } else { &[] };
-            let result = peer.tunn().decapsulate(Some(from.ip()), input, &mut scratch.a);
+            let result = peer
+                .tunn()
+                .decapsulate(Some(from.ip()), input, &mut scratch.a);
             match result {
                 TunnResult::Done => {
                     if first {
@@ -285,14 +308,26 @@ impl Device {
                 TunnResult::WriteToTunnelV4(p, src) => {
                     peer.set_endpoint(from);
                     let len = p.len();
-                    self.deliver(&peer, IpAddr::V4(src), &mut scratch.a[..len], &mut scratch.b, sink);
+                    self.deliver(
+                        &peer,
+                        IpAddr::V4(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
                     // boringtun has nothing queued after delivering data
                     break;
                 }
                 TunnResult::WriteToTunnelV6(p, src) => {
                     peer.set_endpoint(from);
                     let len = p.len();
-                    self.deliver(&peer, IpAddr::V6(src), &mut scratch.a[..len], &mut scratch.b, sink);
+                    self.deliver(
+                        &peer,
+                        IpAddr::V6(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
                     break;
                 }
             }
@@ -302,7 +337,14 @@ impl Device {
 
     /// A decrypted packet: check its source, then hand it to the tun device or, on a hub,
     /// straight to the next peer without a trip through the kernel.
-    fn deliver(&self, from_peer: &Arc<Peer>, src: IpAddr, pkt: &mut [u8], out: &mut [u8], sink: &mut impl Sink) {
+    fn deliver(
+        &self,
+        from_peer: &Arc<Peer>,
+        src: IpAddr,
+        pkt: &mut [u8],
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
         if !from_peer.allows_source(src) {
             self.drop_packet(DropReason::SourceNotAllowed);
             return;
@@ -342,7 +384,9 @@ impl Device {
                     None => self.drop_packet(DropReason::NoEndpoint),
                 },
                 TunnResult::Err(WireGuardError::ConnectionExpired) => {}
-                TunnResult::Err(e) => tracing::debug!(peer = %peer.name(), error = ?e, "timer error"),
+                TunnResult::Err(e) => {
+                    tracing::debug!(peer = %peer.name(), error = ?e, "timer error")
+                }
                 _ => {}
             }
         }
@@ -355,6 +399,9 @@ impl Device {
 
     /// Drop counters by reason.
     pub fn drop_counts(&self) -> HashMap<DropReason, u64> {
-        DropReason::ALL.iter().map(|r| (*r, self.drops(*r))).collect()
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.drops(*r)))
+            .collect()
     }
 }

@@ -29,17 +29,29 @@ impl Net {
             ));
         }
         let topo = Topology::parse(&text, Path::new("mem.toml")).unwrap();
-        let mut net = Net { devices: HashMap::new(), addr: HashMap::new(), delivered: HashMap::new() };
+        let mut net = Net {
+            devices: HashMap::new(),
+            addr: HashMap::new(),
+            delivered: HashMap::new(),
+        };
         for (i, (name, _, _)) in nodes.iter().enumerate() {
             let plan = Plan::compute(&topo, name).unwrap();
-            net.devices.insert(name.to_string(), Device::new(keys[i].clone(), &plan));
-            net.addr.insert(name.to_string(), format!("192.0.2.{}:51820", i + 1).parse().unwrap());
+            net.devices
+                .insert(name.to_string(), Device::new(keys[i].clone(), &plan));
+            net.addr.insert(
+                name.to_string(),
+                format!("192.0.2.{}:51820", i + 1).parse().unwrap(),
+            );
         }
         net
     }
 
     fn name_of(&self, addr: SocketAddr) -> String {
-        self.addr.iter().find(|(_, a)| **a == addr).map(|(n, _)| n.clone()).unwrap()
+        self.addr
+            .iter()
+            .find(|(_, a)| **a == addr)
+            .map(|(n, _)| n.clone())
+            .unwrap()
     }
 
     /// Injects a packet into `from`'s tun device and runs the network until it is quiet.
@@ -49,7 +61,11 @@ impl Net {
         self.devices[from].handle_tun_packet(pkt, &mut scratch, &mut batch);
         let mut pending: Vec<(String, SocketAddr, Vec<u8>)> = Vec::new();
         let me = self.addr[from];
-        pending.extend(batch.datagrams().map(|(to, d)| (self.name_of(to), me, d.to_vec())));
+        pending.extend(
+            batch
+                .datagrams()
+                .map(|(to, d)| (self.name_of(to), me, d.to_vec())),
+        );
         let mut rounds = 0;
         while let Some((to, src, dgram)) = pending.pop() {
             rounds += 1;
@@ -61,7 +77,10 @@ impl Net {
                 pending.insert(0, (self.name_of(dst), here, d.to_vec()));
             }
             for p in out.tun_packets() {
-                self.delivered.entry(to.clone()).or_default().push(p.to_vec());
+                self.delivered
+                    .entry(to.clone())
+                    .or_default()
+                    .push(p.to_vec());
             }
         }
     }
@@ -69,7 +88,20 @@ impl Net {
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let len = 20 + payload.len();
-    let mut p = vec![0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    let mut p = vec![
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
     p.extend_from_slice(payload);
@@ -92,7 +124,10 @@ fn two_engines_handshake_and_deliver_the_first_packet() {
 
 #[test]
 fn a_spoofed_inner_source_is_dropped_and_counted() {
-    let mut net = Net::new("full", &[("a", "r", false), ("b", "r", false), ("c", "r", false)]);
+    let mut net = Net::new(
+        "full",
+        &[("a", "r", false), ("b", "r", false), ("c", "r", false)],
+    );
     // a claims to be c
     let pkt = ipv4([10, 244, 3, 1], [10, 244, 2, 1], b"spoof");
     net.send("a", &pkt);
@@ -104,7 +139,12 @@ fn a_spoofed_inner_source_is_dropped_and_counted() {
 fn spoke_to_spoke_crosses_both_hubs_without_the_kernel() {
     let mut net = Net::new(
         "hub",
-        &[("h1", "r1", true), ("s1", "r1", false), ("h2", "r2", true), ("s2", "r2", false)],
+        &[
+            ("h1", "r1", true),
+            ("s1", "r1", false),
+            ("h2", "r2", true),
+            ("s2", "r2", false),
+        ],
     );
     let pkt = ipv4([10, 244, 2, 1], [10, 244, 4, 1], b"across regions");
     net.send("s1", &pkt);
@@ -113,7 +153,12 @@ fn spoke_to_spoke_crosses_both_hubs_without_the_kernel() {
     assert_eq!(got[0][8], 62, "two hubs each took one off the TTL");
     assert_eq!(&got[0][20..], b"across regions");
     assert!(!net.delivered.contains_key("h1") && !net.delivered.contains_key("h2"));
-    assert_eq!(net.devices["h1"].forwarded.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        net.devices["h1"]
+            .forwarded
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
@@ -146,6 +191,9 @@ fn garbage_datagrams_are_counted_never_panic() {
         net.devices["a"].handle_datagram(from, j, &mut scratch, &mut out);
     }
     assert!(out.is_empty());
-    let dropped: u64 = DropReason::ALL.iter().map(|r| net.devices["a"].drops(*r)).sum();
+    let dropped: u64 = DropReason::ALL
+        .iter()
+        .map(|r| net.devices["a"].drops(*r))
+        .sum();
     assert_eq!(dropped, junk.len() as u64);
 }

@@ -104,7 +104,8 @@ impl Peer {
                 self.set_endpoint(*a);
             }
         }
-        self.allowed.store(Arc::new(allowed_table(&config.allowed_ips)));
+        self.allowed
+            .store(Arc::new(allowed_table(&config.allowed_ips)));
         self.config.store(Arc::new(config));
     }
 

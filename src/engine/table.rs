@@ -56,7 +56,10 @@ impl PeerTable {
         }
         candidates
             .iter()
-            .find(|p| p.handshake_age().is_some_and(|a| a < crate::constants::SESSION_FRESH))
+            .find(|p| {
+                p.handshake_age()
+                    .is_some_and(|a| a < crate::constants::SESSION_FRESH)
+            })
             .or_else(|| candidates.first())
     }
 
