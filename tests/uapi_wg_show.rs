@@ -209,3 +209,67 @@ async fn our_client_reads_back_what_wg_would_show() {
     assert_eq!(dev.fwmark, Some(0x57));
     assert_eq!(server.path(), uapi::socket_path(&name));
 }
+
+fn wiremesh(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wiremesh"))
+        .args(args)
+        .output()
+        .expect("run wiremesh")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiremesh_status_shows_the_same_peers_as_wg() {
+    if !must_run() {
+        return;
+    }
+    let name = ifname("c");
+    let handler = two_peers();
+    let (_server, _guard) = start(&name, handler.clone()).await;
+    let out = tokio::task::spawn_blocking({
+        let name = name.clone();
+        move || {
+            (
+                wiremesh(&["status", "--interface", &name]),
+                wiremesh(&["status", "-i", &name, "--json"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let (table, json) = (
+        String::from_utf8_lossy(&out.0.stdout),
+        String::from_utf8_lossy(&out.1.stdout),
+    );
+    println!("$ wiremesh status --interface {name}\n{table}");
+    assert!(out.0.status.success() && out.1.status.success());
+    let a = &handler.dev.peers[0];
+    for want in [
+        a.public_key.short().as_str(),
+        "192.0.2.1:51820",
+        "1.2 MiB",
+        "3.0 KiB",
+        "10.0.1.0/24, fd00:1::/64",
+        "never",
+    ] {
+        assert!(table.contains(want), "status lacks {want:?}");
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed[0]["interface"], name.as_str());
+    assert_eq!(
+        parsed[0]["peers"][0]["public_key"],
+        a.public_key.to_string()
+    );
+    assert_eq!(parsed[0]["peers"][0]["latest_handshake"], HANDSHAKE_SECS);
+    assert_eq!(parsed[0]["peers"][1]["endpoint"], "[2001:db8::2]:443");
+}
+
+#[test]
+fn wiremesh_status_without_a_daemon_fails_with_a_clear_message() {
+    let out = wiremesh(&["status", "--interface", &ifname("none")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is the daemon running? no socket at /var/run/wireguard/wmt"),
+        "{stderr}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod keygen;
 mod plan;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
     Lab(crate::lab::LabArgs),
+    /// Show each running daemon's peers: endpoint, latest handshake, transfer, allowed IPs.
+    Status(status::StatusArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -30,6 +33,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(a) => keygen::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
+        Command::Status(a) => status::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
