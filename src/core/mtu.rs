@@ -42,8 +42,15 @@ pub struct Probe {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Searching { lo: u16, hi: u16 },
-    Settled { mtu: u16, next_confirm: Instant, next_grow: Instant },
+    Searching {
+        lo: u16,
+        hi: u16,
+    },
+    Settled {
+        mtu: u16,
+        next_confirm: Instant,
+        next_grow: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +100,10 @@ impl MtuDiscovery {
         Self {
             floor,
             ceiling,
-            phase: Phase::Searching { lo: floor, hi: ceiling },
+            phase: Phase::Searching {
+                lo: floor,
+                hi: ceiling,
+            },
             in_flight: None,
             next_id: 1,
             probes_sent: 0,
@@ -140,7 +150,11 @@ impl MtuDiscovery {
         }
         match self.phase {
             Phase::Searching { .. } => None, // wants a probe now
-            Phase::Settled { next_confirm, next_grow, mtu } => {
+            Phase::Settled {
+                next_confirm,
+                next_grow,
+                mtu,
+            } => {
                 if mtu < self.ceiling {
                     Some(next_confirm.min(next_grow))
                 } else {
@@ -156,7 +170,11 @@ impl MtuDiscovery {
             if now < f.sent + PROBE_TIMEOUT {
                 return None;
             }
-            let attempts = if f.purpose == Purpose::Search { SEARCH_ATTEMPTS } else { PROBE_ATTEMPTS };
+            let attempts = if f.purpose == Purpose::Search {
+                SEARCH_ATTEMPTS
+            } else {
+                PROBE_ATTEMPTS
+            };
             if f.attempt < attempts {
                 return Some(self.send(f.probe.size, f.purpose, f.attempt + 1, now));
             }
@@ -172,7 +190,11 @@ impl MtuDiscovery {
                 let mid = lo + (hi - lo).div_ceil(2);
                 Some(self.send(mid, Purpose::Search, 1, now))
             }
-            Phase::Settled { mtu, next_confirm, next_grow } => {
+            Phase::Settled {
+                mtu,
+                next_confirm,
+                next_grow,
+            } => {
                 if now >= next_confirm {
                     Some(self.send(mtu, Purpose::Confirm, 1, now))
                 } else if mtu < self.ceiling && now >= next_grow {
@@ -185,17 +207,29 @@ impl MtuDiscovery {
     }
 
     fn send(&mut self, size: u16, purpose: Purpose, attempt: u8, now: Instant) -> Probe {
-        let probe = Probe { id: self.next_id, size };
+        let probe = Probe {
+            id: self.next_id,
+            size,
+        };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.probes_sent += 1;
-        self.in_flight = Some(InFlight { probe, sent: now, attempt, purpose });
+        self.in_flight = Some(InFlight {
+            probe,
+            sent: now,
+            attempt,
+            purpose,
+        });
         probe
     }
 
     fn settle(&mut self, mtu: u16, now: Instant) {
         let was = self.current();
         let changed = !matches!(self.phase, Phase::Settled { mtu: m, .. } if m == mtu);
-        self.phase = Phase::Settled { mtu, next_confirm: now + CONFIRM_INTERVAL, next_grow: now + GROW_INTERVAL };
+        self.phase = Phase::Settled {
+            mtu,
+            next_confirm: now + CONFIRM_INTERVAL,
+            next_grow: now + GROW_INTERVAL,
+        };
         if changed || was != mtu || self.confirmed_at.is_none() {
             self.events.push(MtuEvent::Settled { mtu });
         }
@@ -205,14 +239,29 @@ impl MtuDiscovery {
     fn on_lost(&mut self, f: InFlight, now: Instant) {
         match (self.phase, f.purpose) {
             (Phase::Searching { lo, .. }, Purpose::Search) => {
-                self.phase = Phase::Searching { lo, hi: f.probe.size - 1 };
+                self.phase = Phase::Searching {
+                    lo,
+                    hi: f.probe.size - 1,
+                };
             }
             (Phase::Settled { mtu, .. }, Purpose::Confirm) => {
                 self.events.push(MtuEvent::Shrunk { was: mtu });
-                self.phase = Phase::Searching { lo: self.floor, hi: mtu.saturating_sub(1).max(self.floor) };
+                self.phase = Phase::Searching {
+                    lo: self.floor,
+                    hi: mtu.saturating_sub(1).max(self.floor),
+                };
             }
-            (Phase::Settled { mtu, next_confirm, .. }, Purpose::Grow) => {
-                self.phase = Phase::Settled { mtu, next_confirm, next_grow: now + GROW_INTERVAL };
+            (
+                Phase::Settled {
+                    mtu, next_confirm, ..
+                },
+                Purpose::Grow,
+            ) => {
+                self.phase = Phase::Settled {
+                    mtu,
+                    next_confirm,
+                    next_grow: now + GROW_INTERVAL,
+                };
             }
             _ => {}
         }
@@ -220,22 +269,34 @@ impl MtuDiscovery {
 
     /// The peer acknowledged probe `id`. Unknown or stale ids are ignored.
     pub fn on_ack(&mut self, id: u32, now: Instant) {
-        let Some(f) = self.in_flight.filter(|f| f.probe.id == id) else { return };
+        let Some(f) = self.in_flight.filter(|f| f.probe.id == id) else {
+            return;
+        };
         self.in_flight = None;
         match (self.phase, f.purpose) {
             (Phase::Searching { hi, .. }, Purpose::Search) => {
-                self.phase = Phase::Searching { lo: f.probe.size, hi };
+                self.phase = Phase::Searching {
+                    lo: f.probe.size,
+                    hi,
+                };
                 if f.probe.size >= hi {
                     self.settle(f.probe.size, now);
                 }
             }
             (Phase::Settled { mtu, next_grow, .. }, Purpose::Confirm) => {
-                self.phase = Phase::Settled { mtu, next_confirm: now + CONFIRM_INTERVAL, next_grow };
+                self.phase = Phase::Settled {
+                    mtu,
+                    next_confirm: now + CONFIRM_INTERVAL,
+                    next_grow,
+                };
                 self.confirmed_at = Some(now);
             }
             (Phase::Settled { mtu, .. }, Purpose::Grow) => {
                 self.events.push(MtuEvent::Grew { was: mtu });
-                self.phase = Phase::Searching { lo: f.probe.size, hi: self.ceiling };
+                self.phase = Phase::Searching {
+                    lo: f.probe.size,
+                    hi: self.ceiling,
+                };
             }
             _ => {}
         }
@@ -245,7 +306,11 @@ impl MtuDiscovery {
     pub fn on_suspected_shrink(&mut self, now: Instant) {
         if let Phase::Settled { mtu, next_grow, .. } = self.phase {
             if self.in_flight.is_none() {
-                self.phase = Phase::Settled { mtu, next_confirm: now, next_grow };
+                self.phase = Phase::Settled {
+                    mtu,
+                    next_confirm: now,
+                    next_grow,
+                };
             }
         }
     }
@@ -254,7 +319,10 @@ impl MtuDiscovery {
     pub fn set_ceiling(&mut self, ceiling: u16) {
         self.ceiling = ceiling.max(self.floor);
         self.in_flight = None;
-        self.phase = Phase::Searching { lo: self.floor, hi: self.ceiling };
+        self.phase = Phase::Searching {
+            lo: self.floor,
+            hi: self.ceiling,
+        };
     }
 }
 
@@ -274,7 +342,10 @@ mod tests {
                 }
                 continue;
             }
-            now = d.poll_timeout().unwrap_or(now + Duration::from_millis(10)).max(now + Duration::from_millis(1));
+            now = d
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_millis(10))
+                .max(now + Duration::from_millis(1));
         }
         now
     }
@@ -282,7 +353,16 @@ mod tests {
     #[test]
     fn settles_on_the_exact_path_limit_within_a_bounded_number_of_probes() {
         // (path limit, local underlay ceiling)
-        let table = [(1500, 1500), (1460, 1500), (1420, 1500), (1400, 1500), (1280, 1500), (1380, 1500), (1460, 1460), (1400, 9000)];
+        let table = [
+            (1500, 1500),
+            (1460, 1500),
+            (1420, 1500),
+            (1400, 1500),
+            (1280, 1500),
+            (1380, 1500),
+            (1460, 1460),
+            (1400, 9000),
+        ];
         for (limit, ceiling) in table {
             let mut d = MtuDiscovery::new(1280, ceiling);
             let t0 = Instant::now();
@@ -291,7 +371,11 @@ mod tests {
             assert_eq!(d.current(), limit, "limit {limit} ceiling {ceiling}");
             let steps = (u32::from(ceiling - 1280) + 1).ilog2() + 1;
             let bound = u64::from(steps) * u64::from(SEARCH_ATTEMPTS);
-            assert!(d.probes_sent() <= bound, "limit {limit}: {} probes > {bound}", d.probes_sent());
+            assert!(
+                d.probes_sent() <= bound,
+                "limit {limit}: {} probes > {bound}",
+                d.probes_sent()
+            );
         }
     }
 
@@ -318,7 +402,10 @@ mod tests {
         let mut now = t1;
         while d.current() != 1360 || !d.is_settled() {
             now = run(&mut d, 1360, now, Duration::from_millis(100));
-            assert!(now - t1 < Duration::from_secs(10), "not re-settled within 10 s");
+            assert!(
+                now - t1 < Duration::from_secs(10),
+                "not re-settled within 10 s"
+            );
         }
         assert_eq!(d.current(), 1360);
         assert_eq!(d.poll_event(), Some(MtuEvent::Shrunk { was: 1500 }));
@@ -342,6 +429,9 @@ mod tests {
         let p = d.poll_probe(t0).unwrap();
         d.on_ack(p.id + 1000, t0);
         assert_eq!(d.current(), 1280);
-        assert!(d.poll_probe(t0).is_none(), "the real probe is still in flight");
+        assert!(
+            d.poll_probe(t0).is_none(),
+            "the real probe is still in flight"
+        );
     }
 }

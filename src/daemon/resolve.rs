@@ -85,7 +85,9 @@ mod tests {
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 512];
             loop {
-                let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
                 if n < 12 {
                     continue;
                 }
@@ -120,7 +122,10 @@ mod tests {
         let resolver = Resolver::new(&[server]).unwrap();
         let peer = peer_for_tests(
             PrivateKey::generate(),
-            Some(Endpoint::Dns { host: "peer.mesh.test".into(), port: 51820 }),
+            Some(Endpoint::Dns {
+                host: "peer.mesh.test".into(),
+                port: 51820,
+            }),
         );
         let mut resolvers = Resolvers::default();
         resolvers.sync(&resolver, std::slice::from_ref(&peer), true);

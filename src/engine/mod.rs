@@ -29,7 +29,8 @@ pub(crate) fn peer_for_tests(
     endpoint: Option<crate::core::topology::Endpoint>,
 ) -> std::sync::Arc<Peer> {
     let their = crate::core::key::PrivateKey::generate().public_key();
-    let tunn = boringtun::noise::Tunn::new(own.secret().clone(), their.to_x25519(), None, None, 1, None);
+    let tunn =
+        boringtun::noise::Tunn::new(own.secret().clone(), their.to_x25519(), None, None, 1, None);
     let config = peer::PeerConfig {
         name: "test-peer".into(),
         endpoint,
