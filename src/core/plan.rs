@@ -142,7 +142,8 @@ impl Plan {
                     }
                 }
                 for n in others() {
-                    let via = if n.region == me.region {
+                    // Another region's hub is a peer itself: its own CIDRs go straight to it.
+                    let via = if n.region == me.region || n.hub {
                         n.name.clone()
                     } else {
                         topo.hubs_of(&n.region).next().map(|h| h.name.clone()).unwrap_or_default()
@@ -170,7 +171,8 @@ impl Plan {
 
     /// A `wg setconf` file for this node, so a host running stock WireGuard can take its place.
     /// Stock WireGuard moves an AllowedIP to the last peer that names it, so where hub-mode
-    /// AllowedIPs overlap, only the first peer keeps the shared range.
+    /// AllowedIPs overlap, the range goes to the peer the route table sends it via (so a second
+    /// hub keeps its own CIDR and its packets are not dropped), else to the first peer naming it.
     pub fn to_wg_config(&self, private_key_path: Option<&str>) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# wiremesh plan for node '{}' ({} mode)", self.node, format!("{:?}", self.mode).to_lowercase());
@@ -186,14 +188,23 @@ impl Plan {
             }
         }
         let _ = writeln!(out, "ListenPort = {}", self.listen_port);
-        let mut claimed: Vec<IpNet> = Vec::new();
+        let owner = |range: &IpNet| -> Option<&str> {
+            let via = self.routes.iter().find(|r| &r.destination == range).map(|r| r.via.as_str());
+            let named_by = |name: &str| self.peers.iter().any(|p| p.name == name && p.allowed_ips.contains(range));
+            via.filter(|v| named_by(v))
+                .or_else(|| self.peers.iter().find(|p| p.allowed_ips.contains(range)).map(|p| p.name.as_str()))
+        };
         for p in &self.peers {
             let _ = writeln!(out, "\n# {} ({}/{})", p.name, p.cloud, p.region);
             let _ = writeln!(out, "[Peer]");
             let _ = writeln!(out, "PublicKey = {}", p.public_key);
-            let allowed: Vec<IpNet> = p.allowed_ips.iter().filter(|a| !claimed.contains(a)).copied().collect();
-            claimed.extend(allowed.iter().copied());
-            let _ = writeln!(out, "AllowedIPs = {}", join(&allowed));
+            let allowed: Vec<IpNet> =
+                p.allowed_ips.iter().filter(|a| owner(a) == Some(p.name.as_str())).copied().collect();
+            if allowed.is_empty() {
+                let _ = writeln!(out, "# every range of this peer is carried by another peer");
+            } else {
+                let _ = writeln!(out, "AllowedIPs = {}", join(&allowed));
+            }
             if let Some(e) = &p.endpoint {
                 let _ = writeln!(out, "Endpoint = {e}");
             }
@@ -318,6 +329,26 @@ mod tests {
         let conf = p.to_wg_config(None);
         assert_eq!(conf.matches("10.244.0.0/16").count(), 1, "{conf}");
         assert_eq!(conf.matches("[Peer]").count(), 2);
+    }
+
+    #[test]
+    fn a_hub_routes_another_regions_second_hub_to_that_hub_itself() {
+        let t = topo("hub", &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false), ("h2", "r2", true)]);
+        let p = Plan::compute(&t, "h2").unwrap();
+        let to_h1b = p.routes.iter().find(|r| r.node == "h1b").unwrap();
+        assert_eq!(to_h1b.via, "h1b");
+        let to_s1 = p.routes.iter().find(|r| r.node == "s1").unwrap();
+        assert_eq!(to_s1.via, "h1");
+    }
+
+    #[test]
+    fn wg_config_gives_every_peer_its_own_cidr_even_when_ranges_overlap() {
+        let t = topo("hub", &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false), ("h2", "r2", true)]);
+        let conf = Plan::compute(&t, "h2").unwrap().to_wg_config(None);
+        let h1b_key = t.node("h1b").unwrap().public_key;
+        assert!(conf.contains(&format!("PublicKey = {h1b_key}\nAllowedIPs = 10.244.2.0/24\n")), "{conf}");
+        assert_eq!(conf.matches("10.244.3.0/24").count(), 2, "route comment and one peer: {conf}");
+        assert!(!conf.contains("AllowedIPs = \n"), "{conf}");
     }
 
     #[test]
