@@ -1,6 +1,7 @@
 //! The `wiremesh` command line. Each subcommand lives in its own file; this one only dispatches.
 //! `anyhow` is used here and nowhere below: this is the binary's edge.
 
+mod ipam;
 mod keygen;
 mod plan;
 
@@ -20,6 +21,8 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Show what a node would configure: peers, AllowedIPs, endpoints, routes.
     Plan(plan::PlanArgs),
+    /// Show each node's pod CIDRs and whether they are pinned; `--write` pins them all.
+    Ipam(ipam::IpamArgs),
     /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
     Lab(crate::lab::LabArgs),
 }
@@ -29,6 +32,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Ipam(a) => ipam::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
     };
     match result {

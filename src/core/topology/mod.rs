@@ -151,6 +151,8 @@ pub struct Node {
     pub pod_cidr_v6: Option<Ipv6Net>,
     /// True when the file fixes the pod CIDR; false when IPAM chose it.
     pub pod_cidr_pinned: bool,
+    /// True when the file fixes the IPv6 pod CIDR; false when IPAM chose it or there is none.
+    pub pod_cidr_v6_pinned: bool,
     pub hub: bool,
     pub listen_port: u16,
 }

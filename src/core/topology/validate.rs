@@ -144,7 +144,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     }
     let cluster = cluster?;
     let mut nodes = nodes;
-    if let Err(p) = ipam::assign(&mut nodes, &raw, cluster, node_prefix, cluster_v6, node_prefix_v6) {
+    if let Err(p) = ipam::assign(&mut nodes, cluster, node_prefix, cluster_v6, node_prefix_v6) {
         c.problems.push(p);
         return None;
     }
@@ -262,6 +262,7 @@ fn check_nodes(
             pod_cidr: pod_cidr.unwrap_or_else(|| Ipv4Net::new(0.into(), 0).expect("/0 is valid")),
             pod_cidr_v6,
             pod_cidr_pinned: pod_cidr.is_some(),
+            pod_cidr_v6_pinned: pod_cidr_v6.is_some(),
             hub: n.hub,
             listen_port: node_port,
         });
