@@ -16,7 +16,14 @@ pub struct IpamArgs {
 }
 
 pub fn run(args: IpamArgs) -> anyhow::Result<()> {
-    let topo = Topology::load(&args.topology)?;
+    let mut topo = Topology::load(&args.topology)?;
+    if args.write {
+        match topology_file::pin_pod_cidrs(&args.topology, &topo)? {
+            0 => eprintln!("{}: every pod CIDR was already pinned; file unchanged", args.topology.display()),
+            n => eprintln!("{}: pinned the pod CIDRs of {n} node(s)", args.topology.display()),
+        }
+        topo = Topology::load(&args.topology)?;
+    }
     let dual = topo.cluster_cidr_v6.is_some();
     if dual {
         println!("{:<24} {:<20} {:<28} PINNED", "NODE", "POD CIDR", "POD CIDR V6");
@@ -32,13 +39,7 @@ pub fn run(args: IpamArgs) -> anyhow::Result<()> {
             println!("{:<24} {:<20} {pinned}", n.name, n.pod_cidr.to_string());
         }
     }
-    if args.write {
-        let count = topology_file::pin_pod_cidrs(&args.topology, &topo)?;
-        match count {
-            0 => eprintln!("{}: every pod CIDR was already pinned; file unchanged", args.topology.display()),
-            n => eprintln!("{}: pinned the pod CIDRs of {n} node(s)", args.topology.display()),
-        }
-    } else if topo.nodes.iter().any(|n| pinned(n, dual) != "yes") {
+    if !args.write && topo.nodes.iter().any(|n| pinned(n, dual) != "yes") {
         eprintln!("hint: `wiremesh ipam --topology {} --write` pins them all", args.topology.display());
     }
     Ok(())
