@@ -41,14 +41,18 @@ impl Collector<'_> {
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
     let lines = Lines(text);
-    let raw: RawTopology = toml::from_str(text).map_err(|e| TopologyError::Syntax {
-        file: path.to_path_buf(),
-        problem: Problem {
-            line: e.span().map(|s| lines.of(s.start)),
-            node: None,
-            field: None,
-            message: e.message().trim().to_string(),
-        },
+    let raw: RawTopology = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        let (node, field) = e.span().map(|s| place(text, s.start, &message)).unwrap_or_default();
+        TopologyError::Syntax {
+            file: path.to_path_buf(),
+            problem: Problem {
+                line: e.span().map(|s| lines.of(s.start)),
+                node,
+                field,
+                message,
+            },
+        }
     })?;
     let mut c = Collector {
         lines,
@@ -63,6 +67,38 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             problems: c.problems,
         })
     }
+}
+
+/// The node and field a serde error concerns, read from the text around it: serde knows only
+/// the offset, and naming the node (`unknown field `endpiont`` in node 'db-1') saves a search.
+fn place(text: &str, offset: usize, message: &str) -> (Option<String>, Option<String>) {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+        .map(str::to_string)
+        .or_else(|| {
+            let line = text[line_start..].lines().next().unwrap_or("");
+            let key = line.split_once('=')?.0.trim();
+            (!is_header(line) && !key.is_empty()).then(|| key.trim_matches('"').to_string())
+        });
+    // the table the offset lies in starts at the last header line at or before it
+    let before: Vec<&str> = text[..line_start].lines().collect();
+    let own = text[line_start..].lines().next().filter(|l| is_header(l));
+    let header = own.or_else(|| before.iter().rev().find(|l| is_header(l)).copied());
+    let in_node = header.is_some_and(|h| h.split('#').next().unwrap_or("").trim() == "[[node]]");
+    let node = in_node.then(|| {
+        let header_at = if own.is_some() { before.len() } else { before.iter().rposition(|l| is_header(l))? };
+        text.lines()
+            .skip(header_at + 1)
+            .take_while(|l| !is_header(l))
+            .filter_map(|l| toml::from_str::<toml::Table>(l).ok())
+            .find_map(|t| t.get("name")?.as_str().map(str::to_string))
+    });
+    (node.flatten(), field)
 }
 
 fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
