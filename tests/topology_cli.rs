@@ -10,7 +10,10 @@ use wiremesh::core::plan::Plan;
 use wiremesh::core::topology::{Endpoint, Topology};
 
 fn wiremesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wiremesh")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_wiremesh"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn examples() -> Vec<PathBuf> {
@@ -32,8 +35,16 @@ fn every_example_topology_loads_and_plans_for_every_node() {
         let topo = Topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
         for node in &topo.nodes {
             let plan = Plan::compute(&topo, &node.name).unwrap();
-            assert!(!plan.peers.is_empty(), "{}: {} has no peers", file.display(), node.name);
-            check_wg_config(&plan.to_wg_config(None), &format!("{} {}", file.display(), node.name));
+            assert!(
+                !plan.peers.is_empty(),
+                "{}: {} has no peers",
+                file.display(),
+                node.name
+            );
+            check_wg_config(
+                &plan.to_wg_config(None),
+                &format!("{} {}", file.display(), node.name),
+            );
         }
     }
 }
@@ -57,24 +68,33 @@ fn check_wg_config(conf: &str, what: &str) {
             peers += usize::from(line == "[Peer]");
             continue;
         }
-        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("{what}: not key = value: {line}"));
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{what}: not key = value: {line}"));
         let (key, value) = (key.trim(), value.trim());
         match (section, key) {
             ("[Interface]", "ListenPort") => assert!(value.parse::<u16>().unwrap() > 0, "{what}"),
             ("[Peer]", "PublicKey") => {
-                value.parse::<PublicKey>().unwrap_or_else(|e| panic!("{what}: {e}"));
+                value
+                    .parse::<PublicKey>()
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
             }
             ("[Peer]", "AllowedIPs") => {
                 assert!(!value.is_empty(), "{what}: empty AllowedIPs");
                 for range in value.split(',') {
-                    let net: IpNet = range.trim().parse().unwrap_or_else(|e| panic!("{what}: {range}: {e}"));
+                    let net: IpNet = range
+                        .trim()
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{what}: {range}: {e}"));
                     assert_eq!(net, net.trunc(), "{what}: host bits in {net}");
                     assert!(!seen.contains(&net), "{what}: {net} given to two peers");
                     seen.push(net);
                 }
             }
             ("[Peer]", "Endpoint") => {
-                value.parse::<Endpoint>().unwrap_or_else(|e| panic!("{what}: {value}: {e}"));
+                value
+                    .parse::<Endpoint>()
+                    .unwrap_or_else(|e| panic!("{what}: {value}: {e}"));
             }
             ("[Peer]", "PersistentKeepalive") => {
                 value.parse::<u16>().unwrap();
@@ -91,8 +111,20 @@ fn plan_in_wg_format_is_well_formed_for_every_example_node() {
     for file in examples() {
         let topo = Topology::load(&file).unwrap();
         for node in &topo.nodes {
-            let out = wiremesh(&["plan", "--topology", file.to_str().unwrap(), "--node", &node.name, "--format", "wg"]);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = wiremesh(&[
+                "plan",
+                "--topology",
+                file.to_str().unwrap(),
+                "--node",
+                &node.name,
+                "--format",
+                "wg",
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             check_wg_config(&String::from_utf8(out.stdout).unwrap(), &node.name);
         }
     }
@@ -113,7 +145,13 @@ fn plan_on_a_bad_file_fails_and_names_the_file() {
 #[test]
 fn plan_for_an_unknown_node_fails() {
     let file = &examples()[0];
-    let out = wiremesh(&["plan", "--topology", file.to_str().unwrap(), "--node", "nobody"]);
+    let out = wiremesh(&[
+        "plan",
+        "--topology",
+        file.to_str().unwrap(),
+        "--node",
+        "nobody",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("'nobody'"));
 }
@@ -128,10 +166,24 @@ fn ipam_write_pins_every_node_keeps_comments_and_is_idempotent() {
         let original = std::fs::read_to_string(&path).unwrap();
 
         let out = wiremesh(&["ipam", "--topology", path.to_str().unwrap(), "--write"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let once = std::fs::read_to_string(&path).unwrap();
-        let comments = |s: &str| s.lines().filter(|l| l.trim_start().starts_with('#')).map(str::to_string).collect::<Vec<_>>();
-        assert_eq!(comments(&once), comments(&original), "{}", example.display());
+        let comments = |s: &str| {
+            s.lines()
+                .filter(|l| l.trim_start().starts_with('#'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            comments(&once),
+            comments(&original),
+            "{}",
+            example.display()
+        );
 
         let after = Topology::load(&path).unwrap();
         for (b, a) in before.nodes.iter().zip(&after.nodes) {
@@ -140,10 +192,17 @@ fn ipam_write_pins_every_node_keeps_comments_and_is_idempotent() {
             assert_eq!(a.pod_cidr_v6_pinned, a.pod_cidr_v6.is_some());
         }
         let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(stdout.lines().skip(1).all(|l| l.ends_with("yes")), "{stdout}");
+        assert!(
+            stdout.lines().skip(1).all(|l| l.ends_with("yes")),
+            "{stdout}"
+        );
 
         let out = wiremesh(&["ipam", "--topology", path.to_str().unwrap(), "--write"]);
         assert!(out.status.success());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), once, "second run changed the file");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            once,
+            "second run changed the file"
+        );
     }
 }

@@ -172,7 +172,8 @@ fn every_bad_topology_is_refused_with_its_file_line_node_and_field() {
 
 #[test]
 fn the_good_base_of_the_table_loads() {
-    let text = expand("@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n");
+    let text =
+        expand("@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n");
     Topology::parse(&text, Path::new("good.toml")).unwrap();
 }
 
@@ -190,13 +191,18 @@ impl XorShift {
 
 fn must_not_panic(input: &[u8], what: &str) {
     let text = String::from_utf8_lossy(input).into_owned();
-    let result = std::panic::catch_unwind(|| Topology::parse(&text, Path::new("fuzz.toml")).map(|_| ()));
+    let result =
+        std::panic::catch_unwind(|| Topology::parse(&text, Path::new("fuzz.toml")).map(|_| ()));
     assert!(result.is_ok(), "the loader panicked on {what}:\n{text}");
 }
 
 #[test]
 fn the_loader_never_panics_on_truncated_or_corrupted_files() {
-    let valid = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/hub-2regions.toml")).unwrap();
+    let valid = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/topologies/hub-2regions.toml"
+    ))
+    .unwrap();
     Topology::parse(std::str::from_utf8(&valid).unwrap(), Path::new("x")).unwrap();
     for end in 0..=valid.len() {
         must_not_panic(&valid[..end], &format!("the first {end} bytes"));
@@ -227,7 +233,9 @@ fn extreme_prefixes_are_errors_not_overflows() {
         "mode = \"full\"\ncluster-cidr = \"10.0.0.0/30\"\nnode-prefix = 30\n",
     ];
     for head in cases {
-        let text = format!("{head}[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n");
+        let text = format!(
+            "{head}[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n"
+        );
         must_not_panic(text.as_bytes(), head);
     }
 }

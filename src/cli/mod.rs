@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "wiremesh", version, about = "WireGuard mesh across clouds, regions and on-prem sites")]
+#[command(
+    name = "wiremesh",
+    version,
+    about = "WireGuard mesh across clouds, regions and on-prem sites"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -8,8 +8,8 @@
 //!   whole region). Spoke → hub → hub → spoke.
 
 use super::topology::{Endpoint, MeshMode, Node, Topology, TopologyError};
-use crate::core::key::PublicKey;
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6};
+use crate::core::key::PublicKey;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -72,7 +72,10 @@ fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result
     s.collect_str(v)
 }
 
-fn opt_display<T: std::fmt::Display, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+fn opt_display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),
@@ -118,7 +121,11 @@ impl Plan {
                 }
                 let first_hub = hubs.first().map(|h| h.name.clone()).unwrap_or_default();
                 for n in others() {
-                    let via = if n.hub && n.region == me.region { n.name.clone() } else { first_hub.clone() };
+                    let via = if n.hub && n.region == me.region {
+                        n.name.clone()
+                    } else {
+                        first_hub.clone()
+                    };
                     routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
                         destination: d,
                         node: n.name.clone(),
@@ -129,7 +136,11 @@ impl Plan {
             MeshMode::Hub => {
                 for n in others() {
                     if n.region == me.region {
-                        let role = if n.hub { PeerRole::Hub } else { PeerRole::Direct };
+                        let role = if n.hub {
+                            PeerRole::Hub
+                        } else {
+                            PeerRole::Direct
+                        };
                         peers.push(peer(n, n.pod_cidrs(), role));
                     } else if n.hub {
                         let region_cidrs = topo
@@ -146,7 +157,10 @@ impl Plan {
                     let via = if n.region == me.region || n.hub {
                         n.name.clone()
                     } else {
-                        topo.hubs_of(&n.region).next().map(|h| h.name.clone()).unwrap_or_default()
+                        topo.hubs_of(&n.region)
+                            .next()
+                            .map(|h| h.name.clone())
+                            .unwrap_or_default()
                     };
                     routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
                         destination: d,
@@ -175,31 +189,64 @@ impl Plan {
     /// hub keeps its own CIDR and its packets are not dropped), else to the first peer naming it.
     pub fn to_wg_config(&self, private_key_path: Option<&str>) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# wiremesh plan for node '{}' ({} mode)", self.node, format!("{:?}", self.mode).to_lowercase());
-        let _ = writeln!(out, "# Interface addresses: {}; MTU {}", join(&self.addresses), self.mtu);
-        let _ = writeln!(out, "# Routes to add through the interface: {}", join(&self.route_destinations()));
+        let _ = writeln!(
+            out,
+            "# wiremesh plan for node '{}' ({} mode)",
+            self.node,
+            format!("{:?}", self.mode).to_lowercase()
+        );
+        let _ = writeln!(
+            out,
+            "# Interface addresses: {}; MTU {}",
+            join(&self.addresses),
+            self.mtu
+        );
+        let _ = writeln!(
+            out,
+            "# Routes to add through the interface: {}",
+            join(&self.route_destinations())
+        );
         let _ = writeln!(out, "[Interface]");
         match private_key_path {
             Some(p) => {
                 let _ = writeln!(out, "# PrivateKey: set with `wg set <if> private-key {p}`");
             }
             None => {
-                let _ = writeln!(out, "# PrivateKey: set with `wg set <if> private-key <file>`");
+                let _ = writeln!(
+                    out,
+                    "# PrivateKey: set with `wg set <if> private-key <file>`"
+                );
             }
         }
         let _ = writeln!(out, "ListenPort = {}", self.listen_port);
         let owner = |range: &IpNet| -> Option<&str> {
-            let via = self.routes.iter().find(|r| &r.destination == range).map(|r| r.via.as_str());
-            let named_by = |name: &str| self.peers.iter().any(|p| p.name == name && p.allowed_ips.contains(range));
-            via.filter(|v| named_by(v))
-                .or_else(|| self.peers.iter().find(|p| p.allowed_ips.contains(range)).map(|p| p.name.as_str()))
+            let via = self
+                .routes
+                .iter()
+                .find(|r| &r.destination == range)
+                .map(|r| r.via.as_str());
+            let named_by = |name: &str| {
+                self.peers
+                    .iter()
+                    .any(|p| p.name == name && p.allowed_ips.contains(range))
+            };
+            via.filter(|v| named_by(v)).or_else(|| {
+                self.peers
+                    .iter()
+                    .find(|p| p.allowed_ips.contains(range))
+                    .map(|p| p.name.as_str())
+            })
         };
         for p in &self.peers {
             let _ = writeln!(out, "\n# {} ({}/{})", p.name, p.cloud, p.region);
             let _ = writeln!(out, "[Peer]");
             let _ = writeln!(out, "PublicKey = {}", p.public_key);
-            let allowed: Vec<IpNet> =
-                p.allowed_ips.iter().filter(|a| owner(a) == Some(p.name.as_str())).copied().collect();
+            let allowed: Vec<IpNet> = p
+                .allowed_ips
+                .iter()
+                .filter(|a| owner(a) == Some(p.name.as_str()))
+                .copied()
+                .collect();
             if allowed.is_empty() {
                 let _ = writeln!(out, "# every range of this peer is carried by another peer");
             } else {
@@ -222,24 +269,66 @@ impl Plan {
     /// Human-readable tables for `wiremesh plan`.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "node {} ({} mode), public key {}", self.node, format!("{:?}", self.mode).to_lowercase(), self.public_key);
-        let _ = writeln!(out, "addresses {}  pod CIDRs {}  MTU {}  listen port {}", join(&self.addresses), join(&self.pod_cidrs), self.mtu, self.listen_port);
-        let _ = writeln!(out, "\n{:<20} {:<6} {:<24} {:<28} ALLOWED IPS", "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY");
+        let _ = writeln!(
+            out,
+            "node {} ({} mode), public key {}",
+            self.node,
+            format!("{:?}", self.mode).to_lowercase(),
+            self.public_key
+        );
+        let _ = writeln!(
+            out,
+            "addresses {}  pod CIDRs {}  MTU {}  listen port {}",
+            join(&self.addresses),
+            join(&self.pod_cidrs),
+            self.mtu,
+            self.listen_port
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:<6} {:<24} {:<28} ALLOWED IPS",
+            "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY"
+        );
         for p in &self.peers {
-            let role = match p.role { PeerRole::Hub => "hub", PeerRole::Direct => "direct" };
-            let ep = p.endpoint.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "(learned)".into());
-            let _ = writeln!(out, "{:<20} {:<6} {:<24} {:<28} {}", p.name, role, ep, p.public_key.short() + "…", join(&p.allowed_ips));
+            let role = match p.role {
+                PeerRole::Hub => "hub",
+                PeerRole::Direct => "direct",
+            };
+            let ep = p
+                .endpoint
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "(learned)".into());
+            let _ = writeln!(
+                out,
+                "{:<20} {:<6} {:<24} {:<28} {}",
+                p.name,
+                role,
+                ep,
+                p.public_key.short() + "…",
+                join(&p.allowed_ips)
+            );
         }
         let _ = writeln!(out, "\n{:<24} {:<20} VIA", "ROUTE", "NODE");
         for r in &self.routes {
-            let _ = writeln!(out, "{:<24} {:<20} {}", r.destination.to_string(), r.node, r.via);
+            let _ = writeln!(
+                out,
+                "{:<24} {:<20} {}",
+                r.destination.to_string(),
+                r.node,
+                r.via
+            );
         }
         out
     }
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The MTU a node starts with before path-MTU discovery: the smallest underlay MTU among its own
@@ -258,9 +347,13 @@ fn starting_mtu(topo: &Topology, me: &Node, peers: &[PeerPlan]) -> u16 {
         .iter()
         .filter_map(|p| p.endpoint.as_ref())
         .chain(me.endpoint.as_ref())
-        .any(|e| matches!(e, Endpoint::Addr(a) if a.is_ipv6()) || matches!(e, Endpoint::Dns { .. }));
+        .any(|e| {
+            matches!(e, Endpoint::Addr(a) if a.is_ipv6()) || matches!(e, Endpoint::Dns { .. })
+        });
     let overhead = if v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
-    underlay.saturating_sub(overhead).max(MIN_TUNNEL_MTU.min(underlay))
+    underlay
+        .saturating_sub(overhead)
+        .max(MIN_TUNNEL_MTU.min(underlay))
 }
 
 #[cfg(test)]
@@ -289,10 +382,21 @@ mod tests {
 
     #[test]
     fn full_mesh_peers_with_every_other_node_and_routes_their_cidrs() {
-        let t = topo("full", &[("a", "r1", false), ("b", "r1", false), ("c", "r2", false), ("d", "r3", false)]);
+        let t = topo(
+            "full",
+            &[
+                ("a", "r1", false),
+                ("b", "r1", false),
+                ("c", "r2", false),
+                ("d", "r3", false),
+            ],
+        );
         let p = Plan::compute(&t, "b").unwrap();
         assert_eq!(names(&p), ["a", "c", "d"]);
-        assert_eq!(p.peers[1].allowed_ips, vec!["10.244.3.0/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            p.peers[1].allowed_ips,
+            vec!["10.244.3.0/24".parse::<IpNet>().unwrap()]
+        );
         assert_eq!(p.routes.len(), 3);
         assert_eq!(p.addresses, vec!["10.244.2.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(p.mtu, 1440);
@@ -300,10 +404,21 @@ mod tests {
 
     #[test]
     fn a_spoke_peers_only_with_its_regions_hub_which_carries_the_cluster() {
-        let t = topo("hub", &[("h1", "r1", true), ("s1", "r1", false), ("h2", "r2", true), ("s2", "r2", false)]);
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+            ],
+        );
         let p = Plan::compute(&t, "s1").unwrap();
         assert_eq!(names(&p), ["h1"]);
-        let want: Vec<IpNet> = vec!["10.244.1.0/24".parse().unwrap(), "10.244.0.0/16".parse().unwrap()];
+        let want: Vec<IpNet> = vec![
+            "10.244.1.0/24".parse().unwrap(),
+            "10.244.0.0/16".parse().unwrap(),
+        ];
         assert_eq!(p.peers[0].allowed_ips, want);
         assert!(p.routes.iter().all(|r| r.via == "h1"));
         assert_eq!(p.routes.len(), 3);
@@ -311,12 +426,24 @@ mod tests {
 
     #[test]
     fn a_hub_peers_with_its_spokes_and_other_hubs_carrying_their_regions() {
-        let t = topo("hub", &[("h1", "r1", true), ("s1", "r1", false), ("h2", "r2", true), ("s2", "r2", false), ("s3", "r2", false)]);
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+                ("s3", "r2", false),
+            ],
+        );
         let p = Plan::compute(&t, "h1").unwrap();
         assert_eq!(names(&p), ["s1", "h2"]);
         let h2 = &p.peers[1];
         assert_eq!(h2.role, PeerRole::Hub);
-        let want: Vec<IpNet> = ["10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"].iter().map(|s| s.parse().unwrap()).collect();
+        let want: Vec<IpNet> = ["10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         assert_eq!(h2.allowed_ips, want);
         let to_s3 = p.routes.iter().find(|r| r.node == "s3").unwrap();
         assert_eq!(to_s3.via, "h2");
@@ -324,7 +451,10 @@ mod tests {
 
     #[test]
     fn wg_config_never_gives_one_range_to_two_peers() {
-        let t = topo("hub", &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false)]);
+        let t = topo(
+            "hub",
+            &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false)],
+        );
         let p = Plan::compute(&t, "s1").unwrap();
         let conf = p.to_wg_config(None);
         assert_eq!(conf.matches("10.244.0.0/16").count(), 1, "{conf}");
@@ -333,7 +463,15 @@ mod tests {
 
     #[test]
     fn a_hub_routes_another_regions_second_hub_to_that_hub_itself() {
-        let t = topo("hub", &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false), ("h2", "r2", true)]);
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("h1b", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+            ],
+        );
         let p = Plan::compute(&t, "h2").unwrap();
         let to_h1b = p.routes.iter().find(|r| r.node == "h1b").unwrap();
         assert_eq!(to_h1b.via, "h1b");
@@ -343,11 +481,28 @@ mod tests {
 
     #[test]
     fn wg_config_gives_every_peer_its_own_cidr_even_when_ranges_overlap() {
-        let t = topo("hub", &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false), ("h2", "r2", true)]);
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("h1b", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+            ],
+        );
         let conf = Plan::compute(&t, "h2").unwrap().to_wg_config(None);
         let h1b_key = t.node("h1b").unwrap().public_key;
-        assert!(conf.contains(&format!("PublicKey = {h1b_key}\nAllowedIPs = 10.244.2.0/24\n")), "{conf}");
-        assert_eq!(conf.matches("10.244.3.0/24").count(), 2, "route comment and one peer: {conf}");
+        assert!(
+            conf.contains(&format!(
+                "PublicKey = {h1b_key}\nAllowedIPs = 10.244.2.0/24\n"
+            )),
+            "{conf}"
+        );
+        assert_eq!(
+            conf.matches("10.244.3.0/24").count(),
+            2,
+            "route comment and one peer: {conf}"
+        );
         assert!(!conf.contains("AllowedIPs = \n"), "{conf}");
     }
 

@@ -71,7 +71,9 @@ pub fn pin_pod_cidrs(path: &Path, topology: &Topology) -> Result<usize, Topology
     }
     let checked = check(&doc, path)?;
     for node in &topology.nodes {
-        let now = checked.node(&node.name).map_err(TopologyFileError::WouldBreak)?;
+        let now = checked
+            .node(&node.name)
+            .map_err(TopologyFileError::WouldBreak)?;
         if now.pod_cidrs() != node.pod_cidrs() {
             return Err(TopologyFileError::Drift {
                 path: path.to_path_buf(),
@@ -99,14 +101,19 @@ pub fn set_public_key(path: &Path, node: &str, key: &PublicKey) -> Result<(), To
 
 fn read(path: &Path) -> Result<DocumentMut, TopologyFileError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    text.parse::<DocumentMut>().map_err(|source| TopologyFileError::Toml {
-        path: path.to_path_buf(),
-        source,
-    })
+    text.parse::<DocumentMut>()
+        .map_err(|source| TopologyFileError::Toml {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The `[[node]]` table whose `name` is `name`.
-fn node_table<'d>(doc: &'d mut DocumentMut, path: &Path, name: &str) -> Result<&'d mut Table, TopologyFileError> {
+fn node_table<'d>(
+    doc: &'d mut DocumentMut,
+    path: &Path,
+    name: &str,
+) -> Result<&'d mut Table, TopologyFileError> {
     let nodes = doc
         .get_mut("node")
         .and_then(|i| i.as_array_of_tables_mut())
@@ -129,14 +136,21 @@ fn check(doc: &DocumentMut, path: &Path) -> Result<Topology, TopologyFileError> 
 /// Temp file in the same directory (so rename stays on one file system), same permissions as
 /// the original, synced before the rename.
 fn write_atomically(path: &Path, text: &str) -> Result<(), TopologyFileError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o7777;
-            f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_err(&tmp))?;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(&tmp))?;
         }
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
@@ -156,7 +170,11 @@ mod tests {
     fn file(dual_stack: bool) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mesh.toml");
-        let v6 = if dual_stack { "cluster-cidr-v6 = \"fd10::/56\"\n" } else { "" };
+        let v6 = if dual_stack {
+            "cluster-cidr-v6 = \"fd10::/56\"\n"
+        } else {
+            ""
+        };
         let text = format!(
             "# the mesh\nmode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"  # pods\n{v6}\n\
              # first node, pinned by hand\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\n\
@@ -176,7 +194,13 @@ mod tests {
         let before = Topology::load(&path).unwrap();
         assert_eq!(pin_pod_cidrs(&path, &before).unwrap(), 1);
         let text = std::fs::read_to_string(&path).unwrap();
-        for comment in ["# the mesh", "# pods", "# first node, pinned by hand", "# second node, left to IPAM", "# rotated yearly"] {
+        for comment in [
+            "# the mesh",
+            "# pods",
+            "# first node, pinned by hand",
+            "# second node, left to IPAM",
+            "# rotated yearly",
+        ] {
             assert!(text.contains(comment), "{comment} lost:\n{text}");
         }
         let b = before.node("b").unwrap().pod_cidr;
@@ -189,12 +213,21 @@ mod tests {
     #[test]
     fn pinning_twice_changes_nothing_the_second_time() {
         let (_dir, path) = file(true);
-        assert_eq!(pin_pod_cidrs(&path, &Topology::load(&path).unwrap()).unwrap(), 2);
+        assert_eq!(
+            pin_pod_cidrs(&path, &Topology::load(&path).unwrap()).unwrap(),
+            2
+        );
         let once = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(pin_pod_cidrs(&path, &Topology::load(&path).unwrap()).unwrap(), 0);
+        assert_eq!(
+            pin_pod_cidrs(&path, &Topology::load(&path).unwrap()).unwrap(),
+            0
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), once);
         let t = Topology::load(&path).unwrap();
-        assert!(t.nodes.iter().all(|n| n.pod_cidr_pinned && n.pod_cidr_v6_pinned));
+        assert!(t
+            .nodes
+            .iter()
+            .all(|n| n.pod_cidr_pinned && n.pod_cidr_v6_pinned));
     }
 
     #[test]
@@ -204,7 +237,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let moved = text.replace("name = \"b\"", "name = \"b\"\nnode-typo = 1");
         std::fs::write(&path, &moved).unwrap();
-        assert!(matches!(pin_pod_cidrs(&path, &stale), Err(TopologyFileError::WouldBreak(_))));
+        assert!(matches!(
+            pin_pod_cidrs(&path, &stale),
+            Err(TopologyFileError::WouldBreak(_))
+        ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), moved);
     }
 
@@ -214,8 +250,14 @@ mod tests {
         let key = PrivateKey::generate().public_key();
         set_public_key(&path, "a", &key).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(&format!("public-key = \"{key}\" # rotated yearly")), "{text}");
-        assert_eq!(Topology::load(&path).unwrap().node("a").unwrap().public_key, key);
+        assert!(
+            text.contains(&format!("public-key = \"{key}\" # rotated yearly")),
+            "{text}"
+        );
+        assert_eq!(
+            Topology::load(&path).unwrap().node("a").unwrap().public_key,
+            key
+        );
     }
 
     #[test]
