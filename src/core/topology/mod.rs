@@ -3,6 +3,8 @@
 
 mod error;
 mod file;
+mod locate;
+mod nodes;
 mod validate;
 
 pub use error::{Problem, TopologyError};
