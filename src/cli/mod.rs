@@ -1,6 +1,7 @@
 //! The `wiremesh` command line. Each subcommand lives in its own file; this one only dispatches.
 //! `anyhow` is used here and nowhere below: this is the binary's edge.
 
+mod ipam;
 mod keygen;
 mod plan;
 mod status;
@@ -28,6 +29,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Run the daemon for one node: tun device, routes, WireGuard sessions.
     Up(up::UpArgs),
+    /// Show each node's pod CIDRs and whether they are pinned; `--write` pins them all.
+    Ipam(ipam::IpamArgs),
     /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
     Lab(crate::lab::LabArgs),
     /// Show each running daemon's peers: endpoint, latest handshake, transfer, allowed IPs.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(a) => keygen::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Up(a) => up::run(a),
+        Command::Ipam(a) => ipam::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
         Command::Status(a) => status::run(a),
     };

@@ -10,7 +10,7 @@
 //! 2. `wiremesh ipam --write` pins every node's CIDR into the file (`pod-cidr = ...`), after which
 //!    adding or removing any node never moves another. The lab and the Ansible role always pin.
 
-use super::topology::{Node, Problem, RawTopology};
+use super::topology::{Node, Problem};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -44,7 +44,6 @@ fn pick(name: &str, slot_count: u128, taken: impl Fn(u128) -> bool) -> Option<u1
 /// Fills in the pod CIDRs of nodes that do not pin one.
 pub(crate) fn assign(
     nodes: &mut [Node],
-    raw: &RawTopology,
     cluster: Ipv4Net,
     prefix: u8,
     cluster_v6: Option<Ipv6Net>,
@@ -90,15 +89,7 @@ pub(crate) fn assign(
                 .expect("prefix was checked")
         };
         let mut held6: Vec<Ipv6Net> = nodes.iter().filter_map(|n| n.pod_cidr_v6).collect();
-        let pinned_v6: Vec<bool> = raw
-            .node
-            .iter()
-            .map(|n| n.get_ref().pod_cidr_v6.is_some())
-            .collect();
-        for (node, pinned) in nodes.iter_mut().zip(pinned_v6) {
-            if pinned {
-                continue;
-            }
+        for node in nodes.iter_mut().filter(|n| !n.pod_cidr_v6_pinned) {
             let slot = pick(&node.name, slots, |s| {
                 let net = net6(s);
                 held6.iter().any(|h| h.contains(&net) || net.contains(h))

@@ -3,6 +3,7 @@
 pub mod dns;
 pub mod keyfile;
 pub mod netlink;
+pub mod topology_file;
 pub mod tun;
 pub mod uapi;
 pub mod udp;

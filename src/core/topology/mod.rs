@@ -3,6 +3,8 @@
 
 mod error;
 mod file;
+mod locate;
+mod nodes;
 mod validate;
 
 pub use error::{Problem, TopologyError};
@@ -154,6 +156,8 @@ pub struct Node {
     pub pod_cidr_v6: Option<Ipv6Net>,
     /// True when the file fixes the pod CIDR; false when IPAM chose it.
     pub pod_cidr_pinned: bool,
+    /// True when the file fixes the IPv6 pod CIDR; false when IPAM chose it or there is none.
+    pub pod_cidr_v6_pinned: bool,
     pub hub: bool,
     pub listen_port: u16,
 }

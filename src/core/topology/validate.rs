@@ -1,39 +1,29 @@
 //! Turns a [`RawTopology`] into a checked [`Topology`], collecting every problem with its place
 //! rather than stopping at the first, so one run of `wiremesh plan` lists all that is wrong.
 
-use super::{Endpoint, MeshMode, Node, Problem, RawTopology, Region, Topology, TopologyError};
+use super::locate::{place, Lines};
+use super::nodes::check_nodes;
+use super::{MeshMode, Problem, RawTopology, Region, Topology, TopologyError};
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::ipam;
-use crate::core::key::PublicKey;
 use ipnet::{Ipv4Net, Ipv6Net};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use toml::Spanned;
 
-/// Maps byte offsets to 1-based line numbers.
-struct Lines<'a>(&'a str);
-
-impl Lines<'_> {
-    fn of(&self, offset: usize) -> usize {
-        let end = offset.min(self.0.len());
-        self.0.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-    fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
-        Some(self.of(s.span().start))
-    }
-}
-
-struct Collector<'a> {
-    lines: Lines<'a>,
-    problems: Vec<Problem>,
+pub(super) struct Collector<'a> {
+    pub(super) lines: Lines<'a>,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Collector<'_> {
-    fn push(&mut self, line: Option<usize>, node: Option<&str>, field: &str, message: String) {
+    pub(super) fn push(
+        &mut self,
+        line: Option<usize>,
+        node: Option<&str>,
+        field: &str,
+        message: String,
+    ) {
         self.problems.push(Problem {
             line,
             node: node.map(str::to_string),
@@ -45,14 +35,21 @@ impl Collector<'_> {
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
     let lines = Lines(text);
-    let raw: RawTopology = toml::from_str(text).map_err(|e| TopologyError::Syntax {
-        file: path.to_path_buf(),
-        problem: Problem {
-            line: e.span().map(|s| lines.of(s.start)),
-            node: None,
-            field: None,
-            message: e.message().trim().to_string(),
-        },
+    let raw: RawTopology = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        let (node, field) = e
+            .span()
+            .map(|s| place(text, s.start, &message))
+            .unwrap_or_default();
+        TopologyError::Syntax {
+            file: path.to_path_buf(),
+            problem: Problem {
+                line: e.span().map(|s| lines.of(s.start)),
+                node,
+                field,
+                message,
+            },
+        }
     })?;
     let mut c = Collector {
         lines,
@@ -191,14 +188,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     }
     let cluster = cluster?;
     let mut nodes = nodes;
-    if let Err(p) = ipam::assign(
-        &mut nodes,
-        &raw,
-        cluster,
-        node_prefix,
-        cluster_v6,
-        node_prefix_v6,
-    ) {
+    if let Err(p) = ipam::assign(&mut nodes, cluster, node_prefix, cluster_v6, node_prefix_v6) {
         c.problems.push(p);
         return None;
     }
@@ -220,188 +210,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     })
 }
 
-/// Checks each node on its own and against the others. Nodes whose pod CIDR is not pinned get
-/// the unspecified network here; IPAM fills them in once everything else is known to be valid.
-fn check_nodes(
-    raw: &RawTopology,
-    c: &mut Collector,
-    cluster: Option<Ipv4Net>,
-    cluster_v6: Option<Ipv6Net>,
-    listen_port: u16,
-) -> Vec<Node> {
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut keys: HashMap<PublicKey, String> = HashMap::new();
-    let mut pinned: Vec<(Ipv4Net, String)> = Vec::new();
-    let mut pinned_v6: Vec<(Ipv6Net, String)> = Vec::new();
-    let mut nodes = Vec::new();
-    for spanned in &raw.node {
-        let n = spanned.get_ref();
-        let name = n.name.get_ref().clone();
-        let node_line = c.lines.at(&n.name);
-        if !valid_name(&name) {
-            c.push(
-                node_line,
-                Some(&name),
-                "name",
-                "must be 1-63 letters, digits, '-', '_' or '.'".into(),
-            );
-        }
-        if let Some(first) = names.insert(name.clone(), node_line.unwrap_or(0)) {
-            c.push(
-                node_line,
-                Some(&name),
-                "name",
-                format!("duplicate node name (first at line {first})"),
-            );
-        }
-        for (field, value) in [("cloud", &n.cloud), ("region", &n.region)] {
-            if !valid_name(value.get_ref()) {
-                let line = c.lines.at(value);
-                c.push(
-                    line,
-                    Some(&name),
-                    field,
-                    "must be 1-63 letters, digits, '-', '_' or '.'".into(),
-                );
-            }
-        }
-        let node_port = n.listen_port.unwrap_or(listen_port);
-        if node_port == 0 {
-            c.push(
-                node_line,
-                Some(&name),
-                "listen-port",
-                "port 0 is not a port to listen on".into(),
-            );
-        }
-        let endpoint = n.endpoint.as_ref().and_then(|e| {
-            Endpoint::parse(e.get_ref(), node_port)
-                .map_err(|err| {
-                    let line = c.lines.at(e);
-                    c.push(
-                        line,
-                        Some(&name),
-                        "endpoint",
-                        format!("'{}': {err}", e.get_ref()),
-                    );
-                })
-                .ok()
-        });
-        let key = match n.public_key.get_ref().parse::<PublicKey>() {
-            Ok(k) => {
-                if let Some(other) = keys.insert(k, name.clone()) {
-                    let line = c.lines.at(&n.public_key);
-                    c.push(
-                        line,
-                        Some(&name),
-                        "public-key",
-                        format!("same key as node '{other}'"),
-                    );
-                }
-                k
-            }
-            Err(err) => {
-                let line = c.lines.at(&n.public_key);
-                c.push(
-                    line,
-                    Some(&name),
-                    "public-key",
-                    format!("not a WireGuard key: {err}"),
-                );
-                PublicKey::from_bytes([0; 32])
-            }
-        };
-        let pod_cidr = n.pod_cidr.as_ref().and_then(|s| {
-            let net = cidr_v4(c, s, Some(&name), "pod-cidr")?;
-            let line = c.lines.at(s);
-            if let Some(cluster) = cluster {
-                if !cluster.contains(&net) {
-                    c.push(
-                        line,
-                        Some(&name),
-                        "pod-cidr",
-                        format!("{net} is outside the cluster CIDR {cluster}"),
-                    );
-                }
-            }
-            if net.prefix_len() > 30 {
-                c.push(
-                    line,
-                    Some(&name),
-                    "pod-cidr",
-                    format!("{net} is too small; at most /30"),
-                );
-            }
-            if let Some((_, other)) = pinned
-                .iter()
-                .find(|(p, _)| p.contains(&net) || net.contains(p))
-            {
-                c.push(
-                    line,
-                    Some(&name),
-                    "pod-cidr",
-                    format!("{net} overlaps node '{other}'"),
-                );
-            }
-            pinned.push((net, name.clone()));
-            Some(net)
-        });
-        let pod_cidr_v6 = n.pod_cidr_v6.as_ref().and_then(|s| {
-            let net = cidr_v6(c, s, Some(&name), "pod-cidr-v6")?;
-            let line = c.lines.at(s);
-            match cluster_v6 {
-                None => c.push(
-                    line,
-                    Some(&name),
-                    "pod-cidr-v6",
-                    "set, but the topology has no cluster-cidr-v6".into(),
-                ),
-                Some(cluster) if !cluster.contains(&net) => c.push(
-                    line,
-                    Some(&name),
-                    "pod-cidr-v6",
-                    format!("{net} is outside the cluster CIDR {cluster}"),
-                ),
-                _ => {}
-            }
-            if let Some((_, other)) = pinned_v6
-                .iter()
-                .find(|(p, _)| p.contains(&net) || net.contains(p))
-            {
-                c.push(
-                    line,
-                    Some(&name),
-                    "pod-cidr-v6",
-                    format!("{net} overlaps node '{other}'"),
-                );
-            }
-            pinned_v6.push((net, name.clone()));
-            Some(net)
-        });
-        nodes.push(Node {
-            name,
-            cloud: n.cloud.get_ref().clone(),
-            region: n.region.get_ref().clone(),
-            endpoint,
-            public_key: key,
-            pod_cidr: pod_cidr.unwrap_or_else(|| Ipv4Net::new(0.into(), 0).expect("/0 is valid")),
-            pod_cidr_v6,
-            pod_cidr_pinned: pod_cidr.is_some(),
-            hub: n.hub,
-            listen_port: node_port,
-        });
-    }
-    nodes
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn cidr_v4(
+pub(super) fn cidr_v4(
     c: &mut Collector,
     s: &Spanned<String>,
     node: Option<&str>,
@@ -431,7 +240,7 @@ fn cidr_v4(
     }
 }
 
-fn cidr_v6(
+pub(super) fn cidr_v6(
     c: &mut Collector,
     s: &Spanned<String>,
     node: Option<&str>,

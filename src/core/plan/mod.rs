@@ -7,12 +7,13 @@
 //!   spokes and hubs (their own CIDRs) and with every other region's hubs (the CIDRs of that
 //!   whole region). Spoke → hub → hub → spoke.
 
+mod render;
+
 use super::topology::{Endpoint, MeshMode, Node, Topology, TopologyError};
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6};
 use crate::core::key::PublicKey;
 use ipnet::IpNet;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Role of a peer relative to the planning node.
@@ -153,7 +154,8 @@ impl Plan {
                     }
                 }
                 for n in others() {
-                    let via = if n.region == me.region {
+                    // Another region's hub is a peer itself: its own CIDRs go straight to it.
+                    let via = if n.region == me.region || n.hub {
                         n.name.clone()
                     } else {
                         topo.hubs_of(&n.region)
@@ -181,132 +183,6 @@ impl Plan {
             routes,
         })
     }
-
-    /// A `wg setconf` file for this node, so a host running stock WireGuard can take its place.
-    /// Stock WireGuard moves an AllowedIP to the last peer that names it, so where hub-mode
-    /// AllowedIPs overlap, only the first peer keeps the shared range.
-    pub fn to_wg_config(&self, private_key_path: Option<&str>) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# wiremesh plan for node '{}' ({} mode)",
-            self.node,
-            format!("{:?}", self.mode).to_lowercase()
-        );
-        let _ = writeln!(
-            out,
-            "# Interface addresses: {}; MTU {}",
-            join(&self.addresses),
-            self.mtu
-        );
-        let _ = writeln!(
-            out,
-            "# Routes to add through the interface: {}",
-            join(&self.route_destinations())
-        );
-        let _ = writeln!(out, "[Interface]");
-        match private_key_path {
-            Some(p) => {
-                let _ = writeln!(out, "# PrivateKey: set with `wg set <if> private-key {p}`");
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "# PrivateKey: set with `wg set <if> private-key <file>`"
-                );
-            }
-        }
-        let _ = writeln!(out, "ListenPort = {}", self.listen_port);
-        let mut claimed: Vec<IpNet> = Vec::new();
-        for p in &self.peers {
-            let _ = writeln!(out, "\n# {} ({}/{})", p.name, p.cloud, p.region);
-            let _ = writeln!(out, "[Peer]");
-            let _ = writeln!(out, "PublicKey = {}", p.public_key);
-            let allowed: Vec<IpNet> = p
-                .allowed_ips
-                .iter()
-                .filter(|a| !claimed.contains(a))
-                .copied()
-                .collect();
-            claimed.extend(allowed.iter().copied());
-            let _ = writeln!(out, "AllowedIPs = {}", join(&allowed));
-            if let Some(e) = &p.endpoint {
-                let _ = writeln!(out, "Endpoint = {e}");
-            }
-            if let Some(k) = p.persistent_keepalive {
-                let _ = writeln!(out, "PersistentKeepalive = {k}");
-            }
-        }
-        out
-    }
-
-    fn route_destinations(&self) -> Vec<IpNet> {
-        self.routes.iter().map(|r| r.destination).collect()
-    }
-
-    /// Human-readable tables for `wiremesh plan`.
-    pub fn to_table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "node {} ({} mode), public key {}",
-            self.node,
-            format!("{:?}", self.mode).to_lowercase(),
-            self.public_key
-        );
-        let _ = writeln!(
-            out,
-            "addresses {}  pod CIDRs {}  MTU {}  listen port {}",
-            join(&self.addresses),
-            join(&self.pod_cidrs),
-            self.mtu,
-            self.listen_port
-        );
-        let _ = writeln!(
-            out,
-            "\n{:<20} {:<6} {:<24} {:<28} ALLOWED IPS",
-            "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY"
-        );
-        for p in &self.peers {
-            let role = match p.role {
-                PeerRole::Hub => "hub",
-                PeerRole::Direct => "direct",
-            };
-            let ep = p
-                .endpoint
-                .as_ref()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "(learned)".into());
-            let _ = writeln!(
-                out,
-                "{:<20} {:<6} {:<24} {:<28} {}",
-                p.name,
-                role,
-                ep,
-                p.public_key.short() + "…",
-                join(&p.allowed_ips)
-            );
-        }
-        let _ = writeln!(out, "\n{:<24} {:<20} VIA", "ROUTE", "NODE");
-        for r in &self.routes {
-            let _ = writeln!(
-                out,
-                "{:<24} {:<20} {}",
-                r.destination.to_string(),
-                r.node,
-                r.via
-            );
-        }
-        out
-    }
-}
-
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The MTU a node starts with before path-MTU discovery: the smallest underlay MTU among its own
@@ -437,6 +313,51 @@ mod tests {
         let conf = p.to_wg_config(None);
         assert_eq!(conf.matches("10.244.0.0/16").count(), 1, "{conf}");
         assert_eq!(conf.matches("[Peer]").count(), 2);
+    }
+
+    #[test]
+    fn a_hub_routes_another_regions_second_hub_to_that_hub_itself() {
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("h1b", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+            ],
+        );
+        let p = Plan::compute(&t, "h2").unwrap();
+        let to_h1b = p.routes.iter().find(|r| r.node == "h1b").unwrap();
+        assert_eq!(to_h1b.via, "h1b");
+        let to_s1 = p.routes.iter().find(|r| r.node == "s1").unwrap();
+        assert_eq!(to_s1.via, "h1");
+    }
+
+    #[test]
+    fn wg_config_gives_every_peer_its_own_cidr_even_when_ranges_overlap() {
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("h1b", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+            ],
+        );
+        let conf = Plan::compute(&t, "h2").unwrap().to_wg_config(None);
+        let h1b_key = t.node("h1b").unwrap().public_key;
+        assert!(
+            conf.contains(&format!(
+                "PublicKey = {h1b_key}\nAllowedIPs = 10.244.2.0/24\n"
+            )),
+            "{conf}"
+        );
+        assert_eq!(
+            conf.matches("10.244.3.0/24").count(),
+            2,
+            "route comment and one peer: {conf}"
+        );
+        assert!(!conf.contains("AllowedIPs = \n"), "{conf}");
     }
 
     #[test]

@@ -1,0 +1,57 @@
+//! Places in the file: byte offsets to line numbers, and the node and field around a serde
+//! error, which itself knows only an offset.
+
+use toml::Spanned;
+
+/// Maps byte offsets to 1-based line numbers.
+pub(super) struct Lines<'a>(pub(super) &'a str);
+
+impl Lines<'_> {
+    pub(super) fn of(&self, offset: usize) -> usize {
+        let end = offset.min(self.0.len());
+        self.0.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+    pub(super) fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
+        Some(self.of(s.span().start))
+    }
+}
+
+/// The node and field a serde error concerns, read from the text around it: serde knows only
+/// the offset, and naming the node (`unknown field `endpiont`` in node 'db-1') saves a search.
+pub(super) fn place(text: &str, offset: usize, message: &str) -> (Option<String>, Option<String>) {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+        .map(str::to_string)
+        .or_else(|| {
+            let line = text[line_start..].lines().next().unwrap_or("");
+            let key = line.split_once('=')?.0.trim();
+            (!is_header(line) && !key.is_empty()).then(|| key.trim_matches('"').to_string())
+        });
+    // the table the offset lies in starts at the last header line at or before it
+    let before: Vec<&str> = text[..line_start].lines().collect();
+    let own = text[line_start..].lines().next().filter(|l| is_header(l));
+    let header = own.or_else(|| before.iter().rev().find(|l| is_header(l)).copied());
+    let in_node = header.is_some_and(|h| h.split('#').next().unwrap_or("").trim() == "[[node]]");
+    let node = in_node.then(|| {
+        let header_at = if own.is_some() {
+            before.len()
+        } else {
+            before.iter().rposition(|l| is_header(l))?
+        };
+        text.lines()
+            .skip(header_at + 1)
+            .take_while(|l| !is_header(l))
+            .filter_map(|l| toml::from_str::<toml::Table>(l).ok())
+            .find_map(|t| t.get("name")?.as_str().map(str::to_string))
+    });
+    (node.flatten(), field)
+}

@@ -1,0 +1,241 @@
+//! Every way a topology file can be wrong, and what the error must say about it: the file, the
+//! line, the node and the field, so a person can go straight to the mistake. Then garbage: the
+//! loader must answer every input with `Ok` or `Err`, never a panic.
+
+use std::path::Path;
+use wiremesh::core::topology::Topology;
+
+const A: &str = "vwwedG9QRsbpDCN1IbWwPlVTd2/9GzdJHX0ltjTPPHQ=";
+const B: &str = "iptotQ7iItj2zxNi1AnZ1SO9pdx53uVj51g3rzli9kc=";
+
+/// A bad topology (`{A}`, `{B}` stand for two valid public keys) and what its error must contain
+/// besides the file name.
+struct Case {
+    name: &'static str,
+    text: &'static str,
+    want: &'static [&'static str],
+}
+
+const HEAD: &str = "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n";
+
+const CASES: &[Case] = &[
+    Case {
+        name: "syntax-error",
+        text: "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\n",
+        want: &["line 2"],
+    },
+    Case {
+        name: "unknown-top-level-field",
+        text: "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\ncolour = \"blue\"\n",
+        want: &["line 3", "field 'colour'"],
+    },
+    Case {
+        name: "node-field-typo",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpiont = \"192.0.2.1:51820\"\n",
+        want: &["line 8", "node 'a'", "field 'endpiont'", "unknown field"],
+    },
+    Case {
+        name: "missing-node-field",
+        text: "@[[node]]\nname = \"a\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 3", "node 'a'", "field 'cloud'", "missing field"],
+    },
+    Case {
+        name: "wrong-value-type",
+        text: "@listen-port = \"51820\"\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 3", "field 'listen-port'"],
+    },
+    Case {
+        name: "wrong-node-value-type",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{B}\"\n[region.r]\n[[node]]\nname = \"b\"\nhub = \"yes\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 11", "node 'b'", "field 'hub'"],
+    },
+    Case {
+        name: "bad-mode",
+        text: "mode = \"star\"\ncluster-cidr = \"10.244.0.0/16\"\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 1", "field 'mode'", "'star'"],
+    },
+    Case {
+        name: "duplicate-node-name",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{B}\"\n",
+        want: &["line 10", "node 'a'", "field 'name'", "duplicate node name (first at line 4)"],
+    },
+    Case {
+        name: "duplicate-public-key",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n[[node]]\nname = \"b\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 12", "node 'b'", "field 'public-key'", "same key as node 'a'"],
+    },
+    Case {
+        name: "bad-base64-key",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"not*base64!\"\n",
+        want: &["line 7", "node 'a'", "field 'public-key'", "not valid base64"],
+    },
+    Case {
+        name: "wrong-length-key",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"AAAA\"\n",
+        want: &["line 7", "node 'a'", "field 'public-key'", "3 bytes"],
+    },
+    Case {
+        name: "endpoint-port-zero",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\nendpoint = \"192.0.2.1:0\"\npublic-key = \"{A}\"\n",
+        want: &["line 7", "node 'a'", "field 'endpoint'", "bad port '0'"],
+    },
+    Case {
+        name: "endpoint-bad-host",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\nendpoint = \"bad_host:51820\"\npublic-key = \"{A}\"\n",
+        want: &["line 7", "node 'a'", "field 'endpoint'", "'bad_host' is neither"],
+    },
+    Case {
+        name: "endpoint-unbracketed-ipv6",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoint = \"2001:db8::1:51820\"\n",
+        want: &["line 8", "node 'a'", "field 'endpoint'", "brackets"],
+    },
+    Case {
+        name: "pod-cidr-outside-cluster",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\npod-cidr = \"10.99.1.0/24\"\n",
+        want: &["line 8", "node 'a'", "field 'pod-cidr'", "outside the cluster CIDR 10.244.0.0/16"],
+    },
+    Case {
+        name: "overlapping-pinned-pod-cidrs",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\npod-cidr = \"10.244.1.0/24\"\n[[node]]\nname = \"b\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{B}\"\npod-cidr = \"10.244.1.128/25\"\n",
+        want: &["line 14", "node 'b'", "field 'pod-cidr'", "overlaps node 'a'"],
+    },
+    Case {
+        name: "pod-cidr-host-bits",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\npod-cidr = \"10.244.1.5/24\"\n",
+        want: &["line 8", "node 'a'", "field 'pod-cidr'", "host bits", "10.244.1.0/24"],
+    },
+    Case {
+        name: "node-prefix-not-longer-than-cluster",
+        text: "@node-prefix = 16\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 3", "field 'node-prefix'", "/16 must be longer"],
+    },
+    Case {
+        name: "hub-region-without-hub",
+        text: "mode = \"hub\"\ncluster-cidr = \"10.244.0.0/16\"\n[[node]]\nname = \"h\"\ncloud = \"c\"\nregion = \"r1\"\npublic-key = \"{A}\"\nhub = true\n[[node]]\nname = \"s\"\ncloud = \"c\"\nregion = \"r2\"\npublic-key = \"{B}\"\n",
+        want: &["line 12", "node 's'", "field 'hub'", "region 'r2' has no hub"],
+    },
+    Case {
+        name: "pod-cidr-v6-without-cluster-v6",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\npod-cidr-v6 = \"fd10::/64\"\n",
+        want: &["line 8", "node 'a'", "field 'pod-cidr-v6'", "no cluster-cidr-v6"],
+    },
+    Case {
+        name: "no-nodes",
+        text: "@",
+        want: &["field 'node'", "no [[node]] entries"],
+    },
+    Case {
+        name: "region-mtu-out-of-range",
+        text: "@[region.r]\nunderlay-mtu = 100\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["field 'region.r.underlay-mtu'", "100 is outside"],
+    },
+    Case {
+        name: "bad-node-name",
+        text: "@[[node]]\nname = \"a b\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 4", "node 'a b'", "field 'name'"],
+    },
+];
+
+/// `@` at the start of a case stands for [`HEAD`], so most cases need not repeat it.
+fn expand(text: &str) -> String {
+    let text = match text.strip_prefix('@') {
+        Some(rest) => format!("{HEAD}{rest}"),
+        None => text.to_string(),
+    };
+    text.replace("{A}", A).replace("{B}", B)
+}
+
+#[test]
+fn every_bad_topology_is_refused_with_its_file_line_node_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for case in CASES {
+        let path = dir.path().join(format!("{}.toml", case.name));
+        std::fs::write(&path, expand(case.text)).unwrap();
+        let message = match Topology::load(&path) {
+            Ok(_) => {
+                failures.push(format!("{}: accepted", case.name));
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        let file_name = format!("{}.toml", case.name);
+        for want in std::iter::once(&file_name.as_str()).chain(case.want) {
+            if !message.contains(want) {
+                failures.push(format!("{}: missing {want:?} in:\n{message}", case.name));
+            }
+        }
+    }
+    assert!(CASES.len() >= 15);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_good_base_of_the_table_loads() {
+    let text =
+        expand("@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n");
+    Topology::parse(&text, Path::new("good.toml")).unwrap();
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn must_not_panic(input: &[u8], what: &str) {
+    let text = String::from_utf8_lossy(input).into_owned();
+    let result =
+        std::panic::catch_unwind(|| Topology::parse(&text, Path::new("fuzz.toml")).map(|_| ()));
+    assert!(result.is_ok(), "the loader panicked on {what}:\n{text}");
+}
+
+#[test]
+fn the_loader_never_panics_on_truncated_or_corrupted_files() {
+    let valid = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/topologies/hub-2regions.toml"
+    ))
+    .unwrap();
+    Topology::parse(std::str::from_utf8(&valid).unwrap(), Path::new("x")).unwrap();
+    for end in 0..=valid.len() {
+        must_not_panic(&valid[..end], &format!("the first {end} bytes"));
+    }
+    let mut rng = XorShift(0x5eed_1234_abcd_0001);
+    let interesting = b"=\"[]{}#.:/\n0123456789-x ";
+    for round in 0..600 {
+        let mut bytes = valid.clone();
+        for _ in 0..1 + rng.next() % 4 {
+            let at = (rng.next() as usize) % bytes.len();
+            bytes[at] = match rng.next() % 3 {
+                0 => interesting[(rng.next() as usize) % interesting.len()],
+                1 => bytes[at] ^ (1 << (rng.next() % 8)),
+                _ => rng.next() as u8,
+            };
+        }
+        must_not_panic(&bytes, &format!("corruption round {round}"));
+    }
+}
+
+#[test]
+fn extreme_prefixes_are_errors_not_overflows() {
+    let cases = [
+        "mode = \"full\"\ncluster-cidr = \"0.0.0.0/0\"\nnode-prefix = 30\n",
+        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\nnode-prefix = 255\n",
+        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\ncluster-cidr-v6 = \"::/0\"\nnode-prefix-v6 = 126\n",
+        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\ncluster-cidr-v6 = \"fd00::/8\"\nnode-prefix-v6 = 200\n",
+        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/30\"\nnode-prefix = 30\n",
+    ];
+    for head in cases {
+        let text = format!(
+            "{head}[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n"
+        );
+        must_not_panic(text.as_bytes(), head);
+    }
+}
