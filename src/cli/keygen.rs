@@ -38,7 +38,9 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
             std::fs::write(&public, format!("{}\n", key.public_key()))?;
             eprintln!("wrote {} (0600) and {}", path.display(), public.display());
         }
-        None => anyhow::bail!("say where the private key goes: --node NAME [--dir DIR] or --out FILE"),
+        None => {
+            anyhow::bail!("say where the private key goes: --node NAME [--dir DIR] or --out FILE")
+        }
     }
     println!("{}", key.public_key());
     Ok(())

@@ -3,12 +3,17 @@
 
 mod keygen;
 mod plan;
+mod up;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "wiremesh", version, about = "WireGuard mesh across clouds, regions and on-prem sites")]
+#[command(
+    name = "wiremesh",
+    version,
+    about = "WireGuard mesh across clouds, regions and on-prem sites"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,6 +25,8 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Show what a node would configure: peers, AllowedIPs, endpoints, routes.
     Plan(plan::PlanArgs),
+    /// Run the daemon for one node: tun device, routes, WireGuard sessions.
+    Up(up::UpArgs),
     /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
     Lab(crate::lab::LabArgs),
 }
@@ -29,6 +36,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Up(a) => up::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
     };
     match result {

@@ -39,7 +39,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let format = if args.json { Format::Json } else { args.format };
     match format {
-        Format::Json if args.node.is_some() => println!("{}", serde_json::to_string_pretty(&plans[0])?),
+        Format::Json if args.node.is_some() => {
+            println!("{}", serde_json::to_string_pretty(&plans[0])?)
+        }
         Format::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
         Format::Wg => {
             anyhow::ensure!(plans.len() == 1, "--format wg needs --node");

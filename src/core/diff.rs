@@ -21,8 +21,10 @@ pub struct PlanDiff {
 
 impl PlanDiff {
     pub fn between(old: &Plan, new: &Plan) -> PlanDiff {
-        let old_peers: HashMap<PublicKey, &PeerPlan> = old.peers.iter().map(|p| (p.public_key, p)).collect();
-        let new_peers: HashMap<PublicKey, &PeerPlan> = new.peers.iter().map(|p| (p.public_key, p)).collect();
+        let old_peers: HashMap<PublicKey, &PeerPlan> =
+            old.peers.iter().map(|p| (p.public_key, p)).collect();
+        let new_peers: HashMap<PublicKey, &PeerPlan> =
+            new.peers.iter().map(|p| (p.public_key, p)).collect();
         let mut diff = PlanDiff::default();
         for p in &new.peers {
             match old_peers.get(&p.public_key) {
@@ -40,8 +42,18 @@ impl PlanDiff {
         let key = |r: &RoutePlan| (r.destination, r.via.clone());
         let old_routes: HashMap<_, _> = old.routes.iter().map(|r| (key(r), r)).collect();
         let new_routes: HashMap<_, _> = new.routes.iter().map(|r| (key(r), r)).collect();
-        diff.routes_added = new.routes.iter().filter(|r| !old_routes.contains_key(&key(r))).cloned().collect();
-        diff.routes_removed = old.routes.iter().filter(|r| !new_routes.contains_key(&key(r))).cloned().collect();
+        diff.routes_added = new
+            .routes
+            .iter()
+            .filter(|r| !old_routes.contains_key(&key(r)))
+            .cloned()
+            .collect();
+        diff.routes_removed = old
+            .routes
+            .iter()
+            .filter(|r| !new_routes.contains_key(&key(r)))
+            .cloned()
+            .collect();
         if old.mtu != new.mtu {
             diff.mtu = Some(new.mtu);
         }
@@ -72,10 +84,28 @@ mod tests {
 
     #[test]
     fn adding_a_node_adds_one_peer_and_its_routes_and_nothing_else() {
-        let keys: Vec<String> = (0..4).map(|_| PrivateKey::generate().public_key().to_string()).collect();
-        let old = Topology::parse(&text(&[("a", &keys[0], 1), ("b", &keys[1], 2), ("c", &keys[2], 3)]), Path::new("x")).unwrap();
-        let new = Topology::parse(&text(&[("a", &keys[0], 1), ("b", &keys[1], 2), ("c", &keys[2], 3), ("d", &keys[3], 4)]), Path::new("x")).unwrap();
-        let d = PlanDiff::between(&Plan::compute(&old, "a").unwrap(), &Plan::compute(&new, "a").unwrap());
+        let keys: Vec<String> = (0..4)
+            .map(|_| PrivateKey::generate().public_key().to_string())
+            .collect();
+        let old = Topology::parse(
+            &text(&[("a", &keys[0], 1), ("b", &keys[1], 2), ("c", &keys[2], 3)]),
+            Path::new("x"),
+        )
+        .unwrap();
+        let new = Topology::parse(
+            &text(&[
+                ("a", &keys[0], 1),
+                ("b", &keys[1], 2),
+                ("c", &keys[2], 3),
+                ("d", &keys[3], 4),
+            ]),
+            Path::new("x"),
+        )
+        .unwrap();
+        let d = PlanDiff::between(
+            &Plan::compute(&old, "a").unwrap(),
+            &Plan::compute(&new, "a").unwrap(),
+        );
         assert_eq!(d.added.len(), 1);
         assert_eq!(d.added[0].name, "d");
         assert!(d.removed.is_empty() && d.changed.is_empty());
@@ -85,13 +115,27 @@ mod tests {
 
     #[test]
     fn a_moved_endpoint_is_a_change_not_a_new_peer() {
-        let keys: Vec<String> = (0..2).map(|_| PrivateKey::generate().public_key().to_string()).collect();
-        let old = Topology::parse(&text(&[("a", &keys[0], 1), ("b", &keys[1], 2)]), Path::new("x")).unwrap();
-        let moved = text(&[("a", &keys[0], 1), ("b", &keys[1], 2)]).replace("192.0.2.2:", "192.0.2.99:");
+        let keys: Vec<String> = (0..2)
+            .map(|_| PrivateKey::generate().public_key().to_string())
+            .collect();
+        let old = Topology::parse(
+            &text(&[("a", &keys[0], 1), ("b", &keys[1], 2)]),
+            Path::new("x"),
+        )
+        .unwrap();
+        let moved =
+            text(&[("a", &keys[0], 1), ("b", &keys[1], 2)]).replace("192.0.2.2:", "192.0.2.99:");
         let new = Topology::parse(&moved, Path::new("x")).unwrap();
-        let d = PlanDiff::between(&Plan::compute(&old, "a").unwrap(), &Plan::compute(&new, "a").unwrap());
+        let d = PlanDiff::between(
+            &Plan::compute(&old, "a").unwrap(),
+            &Plan::compute(&new, "a").unwrap(),
+        );
         assert_eq!(d.changed.len(), 1);
         assert!(d.added.is_empty() && d.removed.is_empty());
-        assert!(PlanDiff::between(&Plan::compute(&old, "a").unwrap(), &Plan::compute(&old, "a").unwrap()).is_empty());
+        assert!(PlanDiff::between(
+            &Plan::compute(&old, "a").unwrap(),
+            &Plan::compute(&old, "a").unwrap()
+        )
+        .is_empty());
     }
 }

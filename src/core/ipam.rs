@@ -64,7 +64,11 @@ pub(crate) fn assign(
         let addr = base | ((slot as u32) << shift);
         Ipv4Net::new(Ipv4Addr::from(addr), prefix).expect("prefix was checked")
     };
-    let mut held: Vec<Ipv4Net> = nodes.iter().filter(|n| n.pod_cidr_pinned).map(|n| n.pod_cidr).collect();
+    let mut held: Vec<Ipv4Net> = nodes
+        .iter()
+        .filter(|n| n.pod_cidr_pinned)
+        .map(|n| n.pod_cidr)
+        .collect();
     for node in nodes.iter_mut().filter(|n| !n.pod_cidr_pinned) {
         let slot = pick(&node.name, v4_slots, |s| {
             let net = net_of(s);
@@ -82,10 +86,15 @@ pub(crate) fn assign(
         let base6 = u128::from(cluster6.network());
         let shift6 = 128 - u32::from(prefix_v6);
         let net6 = |slot: u128| {
-            Ipv6Net::new(Ipv6Addr::from(base6 | (slot << shift6)), prefix_v6).expect("prefix was checked")
+            Ipv6Net::new(Ipv6Addr::from(base6 | (slot << shift6)), prefix_v6)
+                .expect("prefix was checked")
         };
         let mut held6: Vec<Ipv6Net> = nodes.iter().filter_map(|n| n.pod_cidr_v6).collect();
-        let pinned_v6: Vec<bool> = raw.node.iter().map(|n| n.get_ref().pod_cidr_v6.is_some()).collect();
+        let pinned_v6: Vec<bool> = raw
+            .node
+            .iter()
+            .map(|n| n.get_ref().pod_cidr_v6.is_some())
+            .collect();
         for (node, pinned) in nodes.iter_mut().zip(pinned_v6) {
             if pinned {
                 continue;
@@ -174,7 +183,13 @@ mod tests {
 
     #[test]
     fn the_tun_address_is_the_first_host_of_the_cidr() {
-        assert_eq!(super::first_host_v4("10.244.7.0/24".parse().unwrap()).to_string(), "10.244.7.1");
-        assert_eq!(super::first_host_v6("fd00:1::/64".parse().unwrap()).to_string(), "fd00:1::1");
+        assert_eq!(
+            super::first_host_v4("10.244.7.0/24".parse().unwrap()).to_string(),
+            "10.244.7.1"
+        );
+        assert_eq!(
+            super::first_host_v6("fd00:1::/64".parse().unwrap()).to_string(),
+            "fd00:1::1"
+        );
     }
 }

@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(text.len(), 44);
         assert_eq!(text.parse::<PublicKey>().unwrap(), key.public_key());
         assert_eq!("abc".parse::<PublicKey>().unwrap_err(), KeyError::Base64);
-        assert_eq!("AAAA".parse::<PublicKey>().unwrap_err(), KeyError::Length(3));
+        assert_eq!(
+            "AAAA".parse::<PublicKey>().unwrap_err(),
+            KeyError::Length(3)
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ mod tests {
     }
 
     fn header(ttl: u8) -> Vec<u8> {
-        let mut h = vec![0x45, 0, 0, 20, 0x12, 0x34, 0x40, 0, ttl, 1, 0, 0, 10, 244, 1, 1, 10, 244, 2, 1];
+        let mut h = vec![
+            0x45, 0, 0, 20, 0x12, 0x34, 0x40, 0, ttl, 1, 0, 0, 10, 244, 1, 1, 10, 244, 2, 1,
+        ];
         let c = ipv4_checksum(&h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         h

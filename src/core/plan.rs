@@ -8,8 +8,8 @@
 //!   whole region). Spoke → hub → hub → spoke.
 
 use super::topology::{Endpoint, MeshMode, Node, Topology, TopologyError};
-use crate::core::key::PublicKey;
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6};
+use crate::core::key::PublicKey;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -72,7 +72,10 @@ fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result
     s.collect_str(v)
 }
 
-fn opt_display<T: std::fmt::Display, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+fn opt_display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),
@@ -118,7 +121,11 @@ impl Plan {
                 }
                 let first_hub = hubs.first().map(|h| h.name.clone()).unwrap_or_default();
                 for n in others() {
-                    let via = if n.hub && n.region == me.region { n.name.clone() } else { first_hub.clone() };
+                    let via = if n.hub && n.region == me.region {
+                        n.name.clone()
+                    } else {
+                        first_hub.clone()
+                    };
                     routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
                         destination: d,
                         node: n.name.clone(),
@@ -129,7 +136,11 @@ impl Plan {
             MeshMode::Hub => {
                 for n in others() {
                     if n.region == me.region {
-                        let role = if n.hub { PeerRole::Hub } else { PeerRole::Direct };
+                        let role = if n.hub {
+                            PeerRole::Hub
+                        } else {
+                            PeerRole::Direct
+                        };
                         peers.push(peer(n, n.pod_cidrs(), role));
                     } else if n.hub {
                         let region_cidrs = topo
@@ -145,7 +156,10 @@ impl Plan {
                     let via = if n.region == me.region {
                         n.name.clone()
                     } else {
-                        topo.hubs_of(&n.region).next().map(|h| h.name.clone()).unwrap_or_default()
+                        topo.hubs_of(&n.region)
+                            .next()
+                            .map(|h| h.name.clone())
+                            .unwrap_or_default()
                     };
                     routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
                         destination: d,
@@ -173,16 +187,33 @@ impl Plan {
     /// AllowedIPs overlap, only the first peer keeps the shared range.
     pub fn to_wg_config(&self, private_key_path: Option<&str>) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# wiremesh plan for node '{}' ({} mode)", self.node, format!("{:?}", self.mode).to_lowercase());
-        let _ = writeln!(out, "# Interface addresses: {}; MTU {}", join(&self.addresses), self.mtu);
-        let _ = writeln!(out, "# Routes to add through the interface: {}", join(&self.route_destinations()));
+        let _ = writeln!(
+            out,
+            "# wiremesh plan for node '{}' ({} mode)",
+            self.node,
+            format!("{:?}", self.mode).to_lowercase()
+        );
+        let _ = writeln!(
+            out,
+            "# Interface addresses: {}; MTU {}",
+            join(&self.addresses),
+            self.mtu
+        );
+        let _ = writeln!(
+            out,
+            "# Routes to add through the interface: {}",
+            join(&self.route_destinations())
+        );
         let _ = writeln!(out, "[Interface]");
         match private_key_path {
             Some(p) => {
                 let _ = writeln!(out, "# PrivateKey: set with `wg set <if> private-key {p}`");
             }
             None => {
-                let _ = writeln!(out, "# PrivateKey: set with `wg set <if> private-key <file>`");
+                let _ = writeln!(
+                    out,
+                    "# PrivateKey: set with `wg set <if> private-key <file>`"
+                );
             }
         }
         let _ = writeln!(out, "ListenPort = {}", self.listen_port);
@@ -191,7 +222,12 @@ impl Plan {
             let _ = writeln!(out, "\n# {} ({}/{})", p.name, p.cloud, p.region);
             let _ = writeln!(out, "[Peer]");
             let _ = writeln!(out, "PublicKey = {}", p.public_key);
-            let allowed: Vec<IpNet> = p.allowed_ips.iter().filter(|a| !claimed.contains(a)).copied().collect();
+            let allowed: Vec<IpNet> = p
+                .allowed_ips
+                .iter()
+                .filter(|a| !claimed.contains(a))
+                .copied()
+                .collect();
             claimed.extend(allowed.iter().copied());
             let _ = writeln!(out, "AllowedIPs = {}", join(&allowed));
             if let Some(e) = &p.endpoint {
@@ -211,24 +247,66 @@ impl Plan {
     /// Human-readable tables for `wiremesh plan`.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "node {} ({} mode), public key {}", self.node, format!("{:?}", self.mode).to_lowercase(), self.public_key);
-        let _ = writeln!(out, "addresses {}  pod CIDRs {}  MTU {}  listen port {}", join(&self.addresses), join(&self.pod_cidrs), self.mtu, self.listen_port);
-        let _ = writeln!(out, "\n{:<20} {:<6} {:<24} {:<28} ALLOWED IPS", "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY");
+        let _ = writeln!(
+            out,
+            "node {} ({} mode), public key {}",
+            self.node,
+            format!("{:?}", self.mode).to_lowercase(),
+            self.public_key
+        );
+        let _ = writeln!(
+            out,
+            "addresses {}  pod CIDRs {}  MTU {}  listen port {}",
+            join(&self.addresses),
+            join(&self.pod_cidrs),
+            self.mtu,
+            self.listen_port
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:<6} {:<24} {:<28} ALLOWED IPS",
+            "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY"
+        );
         for p in &self.peers {
-            let role = match p.role { PeerRole::Hub => "hub", PeerRole::Direct => "direct" };
-            let ep = p.endpoint.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "(learned)".into());
-            let _ = writeln!(out, "{:<20} {:<6} {:<24} {:<28} {}", p.name, role, ep, p.public_key.short() + "…", join(&p.allowed_ips));
+            let role = match p.role {
+                PeerRole::Hub => "hub",
+                PeerRole::Direct => "direct",
+            };
+            let ep = p
+                .endpoint
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "(learned)".into());
+            let _ = writeln!(
+                out,
+                "{:<20} {:<6} {:<24} {:<28} {}",
+                p.name,
+                role,
+                ep,
+                p.public_key.short() + "…",
+                join(&p.allowed_ips)
+            );
         }
         let _ = writeln!(out, "\n{:<24} {:<20} VIA", "ROUTE", "NODE");
         for r in &self.routes {
-            let _ = writeln!(out, "{:<24} {:<20} {}", r.destination.to_string(), r.node, r.via);
+            let _ = writeln!(
+                out,
+                "{:<24} {:<20} {}",
+                r.destination.to_string(),
+                r.node,
+                r.via
+            );
         }
         out
     }
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The MTU a node starts with before path-MTU discovery: the smallest underlay MTU among its own
@@ -247,9 +325,13 @@ fn starting_mtu(topo: &Topology, me: &Node, peers: &[PeerPlan]) -> u16 {
         .iter()
         .filter_map(|p| p.endpoint.as_ref())
         .chain(me.endpoint.as_ref())
-        .any(|e| matches!(e, Endpoint::Addr(a) if a.is_ipv6()) || matches!(e, Endpoint::Dns { .. }));
+        .any(|e| {
+            matches!(e, Endpoint::Addr(a) if a.is_ipv6()) || matches!(e, Endpoint::Dns { .. })
+        });
     let overhead = if v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
-    underlay.saturating_sub(overhead).max(MIN_TUNNEL_MTU.min(underlay))
+    underlay
+        .saturating_sub(overhead)
+        .max(MIN_TUNNEL_MTU.min(underlay))
 }
 
 #[cfg(test)]
@@ -278,10 +360,21 @@ mod tests {
 
     #[test]
     fn full_mesh_peers_with_every_other_node_and_routes_their_cidrs() {
-        let t = topo("full", &[("a", "r1", false), ("b", "r1", false), ("c", "r2", false), ("d", "r3", false)]);
+        let t = topo(
+            "full",
+            &[
+                ("a", "r1", false),
+                ("b", "r1", false),
+                ("c", "r2", false),
+                ("d", "r3", false),
+            ],
+        );
         let p = Plan::compute(&t, "b").unwrap();
         assert_eq!(names(&p), ["a", "c", "d"]);
-        assert_eq!(p.peers[1].allowed_ips, vec!["10.244.3.0/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            p.peers[1].allowed_ips,
+            vec!["10.244.3.0/24".parse::<IpNet>().unwrap()]
+        );
         assert_eq!(p.routes.len(), 3);
         assert_eq!(p.addresses, vec!["10.244.2.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(p.mtu, 1440);
@@ -289,10 +382,21 @@ mod tests {
 
     #[test]
     fn a_spoke_peers_only_with_its_regions_hub_which_carries_the_cluster() {
-        let t = topo("hub", &[("h1", "r1", true), ("s1", "r1", false), ("h2", "r2", true), ("s2", "r2", false)]);
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+            ],
+        );
         let p = Plan::compute(&t, "s1").unwrap();
         assert_eq!(names(&p), ["h1"]);
-        let want: Vec<IpNet> = vec!["10.244.1.0/24".parse().unwrap(), "10.244.0.0/16".parse().unwrap()];
+        let want: Vec<IpNet> = vec![
+            "10.244.1.0/24".parse().unwrap(),
+            "10.244.0.0/16".parse().unwrap(),
+        ];
         assert_eq!(p.peers[0].allowed_ips, want);
         assert!(p.routes.iter().all(|r| r.via == "h1"));
         assert_eq!(p.routes.len(), 3);
@@ -300,12 +404,24 @@ mod tests {
 
     #[test]
     fn a_hub_peers_with_its_spokes_and_other_hubs_carrying_their_regions() {
-        let t = topo("hub", &[("h1", "r1", true), ("s1", "r1", false), ("h2", "r2", true), ("s2", "r2", false), ("s3", "r2", false)]);
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+                ("s3", "r2", false),
+            ],
+        );
         let p = Plan::compute(&t, "h1").unwrap();
         assert_eq!(names(&p), ["s1", "h2"]);
         let h2 = &p.peers[1];
         assert_eq!(h2.role, PeerRole::Hub);
-        let want: Vec<IpNet> = ["10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"].iter().map(|s| s.parse().unwrap()).collect();
+        let want: Vec<IpNet> = ["10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         assert_eq!(h2.allowed_ips, want);
         let to_s3 = p.routes.iter().find(|r| r.node == "s3").unwrap();
         assert_eq!(to_s3.via, "h2");
@@ -313,7 +429,10 @@ mod tests {
 
     #[test]
     fn wg_config_never_gives_one_range_to_two_peers() {
-        let t = topo("hub", &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false)]);
+        let t = topo(
+            "hub",
+            &[("h1", "r1", true), ("h1b", "r1", true), ("s1", "r1", false)],
+        );
         let p = Plan::compute(&t, "s1").unwrap();
         let conf = p.to_wg_config(None);
         assert_eq!(conf.matches("10.244.0.0/16").count(), 1, "{conf}");

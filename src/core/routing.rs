@@ -25,7 +25,11 @@ fn mask(bits: u32, len: u8, addr: u128) -> u128 {
         return 0;
     }
     let host_bits = bits - u32::from(len);
-    let m = if host_bits >= 128 { 0 } else { !0u128 << host_bits };
+    let m = if host_bits >= 128 {
+        0
+    } else {
+        !0u128 << host_bits
+    };
     // only the low `bits` bits are meaningful
     addr & m & if bits == 128 { !0 } else { (1u128 << bits) - 1 }
 }
@@ -100,8 +104,13 @@ impl<V> PrefixTable<V> {
     /// Inserts or replaces; returns the value it replaced.
     pub fn insert(&mut self, net: IpNet, value: V) -> Option<V> {
         let old = match net {
-            IpNet::V4(n) => self.v4.insert(32, u32::from(n.network()).into(), n.prefix_len(), value),
-            IpNet::V6(n) => self.v6.insert(128, u128::from(n.network()), n.prefix_len(), value),
+            IpNet::V4(n) => {
+                self.v4
+                    .insert(32, u32::from(n.network()).into(), n.prefix_len(), value)
+            }
+            IpNet::V6(n) => self
+                .v6
+                .insert(128, u128::from(n.network()), n.prefix_len(), value),
         };
         if old.is_none() {
             self.len += 1;
@@ -111,7 +120,9 @@ impl<V> PrefixTable<V> {
 
     pub fn remove(&mut self, net: IpNet) -> Option<V> {
         let old = match net {
-            IpNet::V4(n) => self.v4.remove(32, u32::from(n.network()).into(), n.prefix_len()),
+            IpNet::V4(n) => self
+                .v4
+                .remove(32, u32::from(n.network()).into(), n.prefix_len()),
             IpNet::V6(n) => self.v6.remove(128, u128::from(n.network()), n.prefix_len()),
         };
         if old.is_some() {
@@ -123,7 +134,9 @@ impl<V> PrefixTable<V> {
     /// The exact prefix's value, not a longest match.
     pub fn get(&self, net: IpNet) -> Option<&V> {
         match net {
-            IpNet::V4(n) => self.v4.get(32, u32::from(n.network()).into(), n.prefix_len()),
+            IpNet::V4(n) => self
+                .v4
+                .get(32, u32::from(n.network()).into(), n.prefix_len()),
             IpNet::V6(n) => self.v6.get(128, u128::from(n.network()), n.prefix_len()),
         }
     }

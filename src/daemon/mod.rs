@@ -1,1 +1,196 @@
+//! `wiremesh up`: turns a node's plan into a running tun device, routes, UDP socket and engine,
+//! then waits for signals: SIGTERM/SIGINT remove what it created and exit, SIGHUP re-reads the
+//! topology and applies only the difference.
 
+mod loops;
+mod resolve;
+pub mod settings;
+
+use crate::core::diff::PlanDiff;
+use crate::core::plan::Plan;
+use crate::core::topology::{Topology, TopologyError};
+use crate::engine::{Batch, Device, Scratch};
+use crate::io::dns::{DnsError, Resolver};
+use crate::io::keyfile::{self, KeyFileError};
+use crate::io::netlink::{NetlinkError, Routes};
+use crate::io::tun::{self, TunError};
+use crate::io::udp::{Udp, UdpError};
+use ipnet::IpNet;
+use loops::Io;
+use resolve::Resolvers;
+use settings::Settings;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("{key_file}: this private key's public key is {actual}, but the topology gives node '{node}' the key {expected}")]
+    KeyMismatch {
+        key_file: String,
+        node: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Tun(#[from] TunError),
+    #[error(transparent)]
+    Udp(#[from] UdpError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    #[error("signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// The running pieces a reload touches.
+struct Running {
+    settings: Settings,
+    plan: Plan,
+    io: Arc<Io>,
+    routes: Routes,
+    resolver: Resolver,
+    resolvers: Resolvers,
+}
+
+fn route_set(plan: &Plan) -> BTreeSet<IpNet> {
+    plan.routes.iter().map(|r| r.destination).collect()
+}
+
+/// Loads the topology and checks the key, without touching the system: the part of `up` that
+/// can fail on bad input, done before anything is created.
+fn prepare(settings: &Settings) -> Result<(Plan, crate::core::key::PrivateKey), DaemonError> {
+    let topo = Topology::load(&settings.topology)?;
+    let plan = Plan::compute(&topo, &settings.node)?;
+    let key_path = settings.private_key_path();
+    let key = keyfile::read_private(&key_path)?;
+    if key.public_key() != plan.public_key {
+        return Err(DaemonError::KeyMismatch {
+            key_file: key_path.display().to_string(),
+            node: settings.node.clone(),
+            expected: plan.public_key.to_string(),
+            actual: key.public_key().to_string(),
+        });
+    }
+    Ok((plan, key))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> Result<(), DaemonError> {
+    let (plan, key) = prepare(&settings)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+
+    let udp = Arc::new(Udp::bind(plan.listen_port)?);
+    let tun = Arc::new(tun::open(&settings.interface, plan.mtu, &plan.addresses)?);
+    let routes = Routes::for_interface(&settings.interface).await?;
+    for dest in route_set(&plan) {
+        routes.set(dest, None).await?;
+    }
+    let device = Arc::new(Device::new(key, &plan));
+    let io = Arc::new(Io {
+        device: device.clone(),
+        tun,
+        udp,
+    });
+    let resolver = Resolver::new(&settings.dns_servers)?;
+    let mut running = Running {
+        settings,
+        plan,
+        io: io.clone(),
+        routes,
+        resolver,
+        resolvers: Resolvers::default(),
+    };
+    let peers: Vec<_> = device.peers().iter().cloned().collect();
+    running.resolvers.sync(&running.resolver, &peers, true);
+    let tasks = [
+        tokio::spawn(io.clone().outbound()),
+        tokio::spawn(io.clone().inbound()),
+        tokio::spawn(io.clone().timers()),
+    ];
+    start_handshakes(&io, &peers).await;
+    tracing::info!(
+        node = %running.plan.node,
+        interface = %running.settings.interface,
+        public_key = %device.public_key(),
+        peers = running.plan.peers.len(),
+        port = running.plan.listen_port,
+        "wiremesh is up"
+    );
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match reload(&mut running).await {
+                    Ok(diff) => tracing::info!(
+                        added = diff.added.len(), removed = diff.removed.len(), changed = diff.changed.len(),
+                        routes_added = diff.routes_added.len(), routes_removed = diff.routes_removed.len(),
+                        "topology reloaded"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "reload refused; still running the previous topology"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    for t in &tasks {
+        t.abort();
+    }
+    running.resolvers.stop();
+    for dest in route_set(&running.plan) {
+        if let Err(e) = running.routes.remove(dest).await {
+            tracing::warn!(error = %e, "route removal failed");
+        }
+    }
+    // The tun device disappears when its last descriptor closes, with the tasks and `io`.
+    Ok(())
+}
+
+/// Sends a first handshake to every peer with a known endpoint, so the mesh forms at once
+/// instead of on the first packet.
+async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+    let mut scratch = Scratch::new();
+    let mut batch = Batch::new();
+    for p in peers {
+        io.device.initiate(p, &mut scratch, &mut batch);
+    }
+    io.flush(&mut batch).await;
+}
+
+async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
+    let (plan, _) = prepare(&r.settings)?;
+    let diff = PlanDiff::between(&r.plan, &plan);
+    let created = r.io.device.apply(&plan);
+    let old_routes = route_set(&r.plan);
+    let new_routes = route_set(&plan);
+    for dest in new_routes.difference(&old_routes) {
+        r.routes.set(*dest, None).await?;
+    }
+    for dest in old_routes.difference(&new_routes) {
+        r.routes.remove(*dest).await?;
+    }
+    let peers: Vec<_> = r.io.device.peers().iter().cloned().collect();
+    r.resolvers.sync(&r.resolver, &peers, true);
+    start_handshakes(&r.io, &created).await;
+    r.plan = plan;
+    Ok(diff)
+}
+
+/// Builds the runtime and runs the daemon; for the CLI.
+pub fn run_blocking(settings: Settings) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Signal)?;
+    rt.block_on(run(settings))
+}

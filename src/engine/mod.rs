@@ -1,1 +1,23 @@
+//! The data plane: tun ⇄ `Tunn` ⇄ UDP.
+//!
+//! The engine itself does no I/O. [`Device::handle_tun_packet`], [`Device::handle_datagram`] and
+//! [`Device::tick`] take bytes in and push what must be sent into a [`Sink`]; the daemon's I/O
+//! loops own the tun device and the UDP socket, feed the engine and flush the sink. A sink is a
+//! batch, so sending many packets with one syscall (UDP GSO, tun GRO) is a change of the flush,
+//! not of the engine; and two engines can be wired together in memory for tests.
+//!
+//! Call order per I/O event: `handle_*` (any number of times) → flush the sink. Call `tick`
+//! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
 
+mod device;
+mod peer;
+mod sink;
+mod table;
+
+pub use device::{Device, DropReason, Scratch};
+pub use peer::{Peer, PeerSnapshot};
+pub use sink::{Batch, Sink};
+pub use table::PeerTable;
+
+#[cfg(test)]
+mod memory_tests;

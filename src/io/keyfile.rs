@@ -9,17 +9,28 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: mode {mode:04o} lets group or others read the private key; run `chmod 600 {}`", path.display(), path.display())]
     Permissions { path: PathBuf, mode: u32 },
     #[error("{}: not a WireGuard private key: {source}", path.display())]
-    Malformed { path: PathBuf, #[source] source: KeyError },
+    Malformed {
+        path: PathBuf,
+        #[source]
+        source: KeyError,
+    },
     #[error("{}: already exists; refusing to overwrite a private key (remove it first)", path.display())]
     Exists { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io { path: path.to_path_buf(), source }
+    move |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads a private key file, refusing one that group or others may read.
@@ -27,19 +38,27 @@ pub fn read_private(path: &Path) -> Result<PrivateKey, KeyFileError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyFileError::Permissions { path: path.to_path_buf(), mode });
+        return Err(KeyFileError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     text.trim()
         .parse()
-        .map_err(|source| KeyFileError::Malformed { path: path.to_path_buf(), source })
+        .map_err(|source| KeyFileError::Malformed {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes a private key to a new file created with mode 0600 (never briefly wider), flushed to
 /// disk before returning. With `overwrite`, an existing file is replaced atomically by rename.
 pub fn write_private(path: &Path, key: &PrivateKey, overwrite: bool) -> Result<(), KeyFileError> {
     if !overwrite && path.exists() {
-        return Err(KeyFileError::Exists { path: path.to_path_buf() });
+        return Err(KeyFileError::Exists {
+            path: path.to_path_buf(),
+        });
     }
     let tmp = path.with_extension("key.tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -68,7 +87,10 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(read_private(&path).unwrap().public_key(), key.public_key());
-        assert!(matches!(write_private(&path, &key, false), Err(KeyFileError::Exists { .. })));
+        assert!(matches!(
+            write_private(&path, &key, false),
+            Err(KeyFileError::Exists { .. })
+        ));
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub enum MeshMode {
 pub enum Endpoint {
     Addr(SocketAddr),
     /// Resolved at run time and again when the answer's TTL runs out.
-    Dns { host: String, port: u16 },
+    Dns {
+        host: String,
+        port: u16,
+    },
 }
 
 /// Why an endpoint string was refused.
@@ -235,12 +238,36 @@ mod tests {
     #[test]
     fn endpoints_parse_in_every_accepted_form() {
         let cases: &[(&str, Endpoint)] = &[
-            ("192.0.2.1:51820", Endpoint::Addr("192.0.2.1:51820".parse().unwrap())),
-            ("192.0.2.1", Endpoint::Addr("192.0.2.1:7777".parse().unwrap())),
-            ("[2001:db8::1]:51000", Endpoint::Addr("[2001:db8::1]:51000".parse().unwrap())),
-            ("[2001:db8::1]", Endpoint::Addr("[2001:db8::1]:7777".parse().unwrap())),
-            ("Node-A.example.com:5", Endpoint::Dns { host: "node-a.example.com".into(), port: 5 }),
-            ("gw.example.net", Endpoint::Dns { host: "gw.example.net".into(), port: 7777 }),
+            (
+                "192.0.2.1:51820",
+                Endpoint::Addr("192.0.2.1:51820".parse().unwrap()),
+            ),
+            (
+                "192.0.2.1",
+                Endpoint::Addr("192.0.2.1:7777".parse().unwrap()),
+            ),
+            (
+                "[2001:db8::1]:51000",
+                Endpoint::Addr("[2001:db8::1]:51000".parse().unwrap()),
+            ),
+            (
+                "[2001:db8::1]",
+                Endpoint::Addr("[2001:db8::1]:7777".parse().unwrap()),
+            ),
+            (
+                "Node-A.example.com:5",
+                Endpoint::Dns {
+                    host: "node-a.example.com".into(),
+                    port: 5,
+                },
+            ),
+            (
+                "gw.example.net",
+                Endpoint::Dns {
+                    host: "gw.example.net".into(),
+                    port: 7777,
+                },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(&Endpoint::parse(text, 7777).unwrap(), want, "{text}");

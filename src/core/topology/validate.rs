@@ -16,7 +16,11 @@ struct Lines<'a>(&'a str);
 impl Lines<'_> {
     fn of(&self, offset: usize) -> usize {
         let end = offset.min(self.0.len());
-        self.0.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.0.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
     fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
         Some(self.of(s.span().start))
@@ -71,7 +75,12 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         "hub" => Some(MeshMode::Hub),
         other => {
             let line = c.lines.at(&raw.mode);
-            c.push(line, None, "mode", format!("'{other}' is not a mesh mode (full or hub)"));
+            c.push(
+                line,
+                None,
+                "mode",
+                format!("'{other}' is not a mesh mode (full or hub)"),
+            );
             None
         }
     };
@@ -80,13 +89,22 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     if let Some(cluster) = cluster {
         if node_prefix <= cluster.prefix_len() || node_prefix > 30 {
             let line = raw.node_prefix.as_ref().and_then(|p| c.lines.at(p));
-            c.push(line, None, "node-prefix", format!(
-                "/{node_prefix} must be longer than the cluster's /{} and at most /30",
-                cluster.prefix_len()
-            ));
+            c.push(
+                line,
+                None,
+                "node-prefix",
+                format!(
+                    "/{node_prefix} must be longer than the cluster's /{} and at most /30",
+                    cluster.prefix_len()
+                ),
+            );
         }
     }
-    let node_prefix_v6 = raw.node_prefix_v6.as_ref().map(|p| *p.get_ref()).unwrap_or(64);
+    let node_prefix_v6 = raw
+        .node_prefix_v6
+        .as_ref()
+        .map(|p| *p.get_ref())
+        .unwrap_or(64);
     let cluster_v6 = raw
         .cluster_cidr_v6
         .as_ref()
@@ -94,29 +112,51 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     if let Some(cluster) = cluster_v6 {
         if node_prefix_v6 <= cluster.prefix_len() || node_prefix_v6 > 126 {
             let line = raw.node_prefix_v6.as_ref().and_then(|p| c.lines.at(p));
-            c.push(line, None, "node-prefix-v6", format!(
-                "/{node_prefix_v6} must be longer than the cluster's /{} and at most /126",
-                cluster.prefix_len()
-            ));
+            c.push(
+                line,
+                None,
+                "node-prefix-v6",
+                format!(
+                    "/{node_prefix_v6} must be longer than the cluster's /{} and at most /126",
+                    cluster.prefix_len()
+                ),
+            );
         }
     }
     let listen_port = raw.listen_port.unwrap_or(DEFAULT_LISTEN_PORT);
     if listen_port == 0 {
-        c.push(None, None, "listen-port", "port 0 is not a port to listen on".into());
+        c.push(
+            None,
+            None,
+            "listen-port",
+            "port 0 is not a port to listen on".into(),
+        );
     }
     if let Some(mtu) = &raw.mtu {
         if !(576..=65_455).contains(mtu.get_ref()) {
             let line = c.lines.at(mtu);
-            c.push(line, None, "mtu", format!("{} is outside 576-65455", mtu.get_ref()));
+            c.push(
+                line,
+                None,
+                "mtu",
+                format!("{} is outside 576-65455", mtu.get_ref()),
+            );
         }
     }
     let mut regions = BTreeMap::new();
     for (name, region) in &raw.region {
-        let mtu = region.get_ref().underlay_mtu.unwrap_or(DEFAULT_UNDERLAY_MTU);
+        let mtu = region
+            .get_ref()
+            .underlay_mtu
+            .unwrap_or(DEFAULT_UNDERLAY_MTU);
         if !(576..=65_535).contains(&mtu) {
             let line = c.lines.at(region);
-            c.push(line, None, &format!("region.{name}.underlay-mtu"),
-                format!("{mtu} is outside 576-65535"));
+            c.push(
+                line,
+                None,
+                &format!("region.{name}.underlay-mtu"),
+                format!("{mtu} is outside 576-65535"),
+            );
         }
         regions.insert(name.clone(), Region { underlay_mtu: mtu });
     }
@@ -126,7 +166,9 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     if mode == Some(MeshMode::Hub) {
         let mut seen = BTreeSet::new();
         for (raw_node, node) in raw.node.iter().zip(&nodes) {
-            if seen.insert(node.region.clone()) && !nodes.iter().any(|n| n.hub && n.region == node.region) {
+            if seen.insert(node.region.clone())
+                && !nodes.iter().any(|n| n.hub && n.region == node.region)
+            {
                 let line = c.lines.at(&raw_node.get_ref().region);
                 c.push(line, Some(&node.name), "hub", format!(
                     "region '{}' has no hub; mode = \"hub\" needs `hub = true` on at least one node of each region",
@@ -136,7 +178,12 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         }
     }
     if raw.node.is_empty() {
-        c.push(None, None, "node", "the topology has no [[node]] entries".into());
+        c.push(
+            None,
+            None,
+            "node",
+            "the topology has no [[node]] entries".into(),
+        );
     }
 
     if !c.problems.is_empty() {
@@ -144,7 +191,14 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     }
     let cluster = cluster?;
     let mut nodes = nodes;
-    if let Err(p) = ipam::assign(&mut nodes, &raw, cluster, node_prefix, cluster_v6, node_prefix_v6) {
+    if let Err(p) = ipam::assign(
+        &mut nodes,
+        &raw,
+        cluster,
+        node_prefix,
+        cluster_v6,
+        node_prefix_v6,
+    ) {
         c.problems.push(p);
         return None;
     }
@@ -156,7 +210,10 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         cluster_cidr_v6: cluster_v6,
         node_prefix_v6,
         listen_port,
-        persistent_keepalive: raw.persistent_keepalive.map(|k| *k.get_ref()).filter(|&k| k > 0),
+        persistent_keepalive: raw
+            .persistent_keepalive
+            .map(|k| *k.get_ref())
+            .filter(|&k| k > 0),
         mtu: raw.mtu.map(|m| *m.get_ref()),
         regions,
         nodes,
@@ -182,27 +239,51 @@ fn check_nodes(
         let name = n.name.get_ref().clone();
         let node_line = c.lines.at(&n.name);
         if !valid_name(&name) {
-            c.push(node_line, Some(&name), "name",
-                "must be 1-63 letters, digits, '-', '_' or '.'".into());
+            c.push(
+                node_line,
+                Some(&name),
+                "name",
+                "must be 1-63 letters, digits, '-', '_' or '.'".into(),
+            );
         }
         if let Some(first) = names.insert(name.clone(), node_line.unwrap_or(0)) {
-            c.push(node_line, Some(&name), "name", format!("duplicate node name (first at line {first})"));
+            c.push(
+                node_line,
+                Some(&name),
+                "name",
+                format!("duplicate node name (first at line {first})"),
+            );
         }
         for (field, value) in [("cloud", &n.cloud), ("region", &n.region)] {
             if !valid_name(value.get_ref()) {
                 let line = c.lines.at(value);
-                c.push(line, Some(&name), field, "must be 1-63 letters, digits, '-', '_' or '.'".into());
+                c.push(
+                    line,
+                    Some(&name),
+                    field,
+                    "must be 1-63 letters, digits, '-', '_' or '.'".into(),
+                );
             }
         }
         let node_port = n.listen_port.unwrap_or(listen_port);
         if node_port == 0 {
-            c.push(node_line, Some(&name), "listen-port", "port 0 is not a port to listen on".into());
+            c.push(
+                node_line,
+                Some(&name),
+                "listen-port",
+                "port 0 is not a port to listen on".into(),
+            );
         }
         let endpoint = n.endpoint.as_ref().and_then(|e| {
             Endpoint::parse(e.get_ref(), node_port)
                 .map_err(|err| {
                     let line = c.lines.at(e);
-                    c.push(line, Some(&name), "endpoint", format!("'{}': {err}", e.get_ref()));
+                    c.push(
+                        line,
+                        Some(&name),
+                        "endpoint",
+                        format!("'{}': {err}", e.get_ref()),
+                    );
                 })
                 .ok()
         });
@@ -210,13 +291,23 @@ fn check_nodes(
             Ok(k) => {
                 if let Some(other) = keys.insert(k, name.clone()) {
                     let line = c.lines.at(&n.public_key);
-                    c.push(line, Some(&name), "public-key", format!("same key as node '{other}'"));
+                    c.push(
+                        line,
+                        Some(&name),
+                        "public-key",
+                        format!("same key as node '{other}'"),
+                    );
                 }
                 k
             }
             Err(err) => {
                 let line = c.lines.at(&n.public_key);
-                c.push(line, Some(&name), "public-key", format!("not a WireGuard key: {err}"));
+                c.push(
+                    line,
+                    Some(&name),
+                    "public-key",
+                    format!("not a WireGuard key: {err}"),
+                );
                 PublicKey::from_bytes([0; 32])
             }
         };
@@ -225,14 +316,32 @@ fn check_nodes(
             let line = c.lines.at(s);
             if let Some(cluster) = cluster {
                 if !cluster.contains(&net) {
-                    c.push(line, Some(&name), "pod-cidr", format!("{net} is outside the cluster CIDR {cluster}"));
+                    c.push(
+                        line,
+                        Some(&name),
+                        "pod-cidr",
+                        format!("{net} is outside the cluster CIDR {cluster}"),
+                    );
                 }
             }
             if net.prefix_len() > 30 {
-                c.push(line, Some(&name), "pod-cidr", format!("{net} is too small; at most /30"));
+                c.push(
+                    line,
+                    Some(&name),
+                    "pod-cidr",
+                    format!("{net} is too small; at most /30"),
+                );
             }
-            if let Some((_, other)) = pinned.iter().find(|(p, _)| p.contains(&net) || net.contains(p)) {
-                c.push(line, Some(&name), "pod-cidr", format!("{net} overlaps node '{other}'"));
+            if let Some((_, other)) = pinned
+                .iter()
+                .find(|(p, _)| p.contains(&net) || net.contains(p))
+            {
+                c.push(
+                    line,
+                    Some(&name),
+                    "pod-cidr",
+                    format!("{net} overlaps node '{other}'"),
+                );
             }
             pinned.push((net, name.clone()));
             Some(net)
@@ -241,14 +350,30 @@ fn check_nodes(
             let net = cidr_v6(c, s, Some(&name), "pod-cidr-v6")?;
             let line = c.lines.at(s);
             match cluster_v6 {
-                None => c.push(line, Some(&name), "pod-cidr-v6",
-                    "set, but the topology has no cluster-cidr-v6".into()),
-                Some(cluster) if !cluster.contains(&net) => c.push(line, Some(&name), "pod-cidr-v6",
-                    format!("{net} is outside the cluster CIDR {cluster}")),
+                None => c.push(
+                    line,
+                    Some(&name),
+                    "pod-cidr-v6",
+                    "set, but the topology has no cluster-cidr-v6".into(),
+                ),
+                Some(cluster) if !cluster.contains(&net) => c.push(
+                    line,
+                    Some(&name),
+                    "pod-cidr-v6",
+                    format!("{net} is outside the cluster CIDR {cluster}"),
+                ),
                 _ => {}
             }
-            if let Some((_, other)) = pinned_v6.iter().find(|(p, _)| p.contains(&net) || net.contains(p)) {
-                c.push(line, Some(&name), "pod-cidr-v6", format!("{net} overlaps node '{other}'"));
+            if let Some((_, other)) = pinned_v6
+                .iter()
+                .find(|(p, _)| p.contains(&net) || net.contains(p))
+            {
+                c.push(
+                    line,
+                    Some(&name),
+                    "pod-cidr-v6",
+                    format!("{net} overlaps node '{other}'"),
+                );
             }
             pinned_v6.push((net, name.clone()));
             Some(net)
@@ -272,34 +397,68 @@ fn check_nodes(
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn cidr_v4(c: &mut Collector, s: &Spanned<String>, node: Option<&str>, field: &str) -> Option<Ipv4Net> {
+fn cidr_v4(
+    c: &mut Collector,
+    s: &Spanned<String>,
+    node: Option<&str>,
+    field: &str,
+) -> Option<Ipv4Net> {
     let line = c.lines.at(s);
     match s.get_ref().trim().parse::<Ipv4Net>() {
         Ok(net) if net.trunc() != net => {
-            c.push(line, node, field, format!("{net} has host bits set; did you mean {}?", net.trunc()));
+            c.push(
+                line,
+                node,
+                field,
+                format!("{net} has host bits set; did you mean {}?", net.trunc()),
+            );
             None
         }
         Ok(net) => Some(net),
         Err(_) => {
-            c.push(line, node, field, format!("'{}' is not an IPv4 CIDR like 10.244.0.0/16", s.get_ref()));
+            c.push(
+                line,
+                node,
+                field,
+                format!("'{}' is not an IPv4 CIDR like 10.244.0.0/16", s.get_ref()),
+            );
             None
         }
     }
 }
 
-fn cidr_v6(c: &mut Collector, s: &Spanned<String>, node: Option<&str>, field: &str) -> Option<Ipv6Net> {
+fn cidr_v6(
+    c: &mut Collector,
+    s: &Spanned<String>,
+    node: Option<&str>,
+    field: &str,
+) -> Option<Ipv6Net> {
     let line = c.lines.at(s);
     match s.get_ref().trim().parse::<Ipv6Net>() {
         Ok(net) if net.trunc() != net => {
-            c.push(line, node, field, format!("{net} has host bits set; did you mean {}?", net.trunc()));
+            c.push(
+                line,
+                node,
+                field,
+                format!("{net} has host bits set; did you mean {}?", net.trunc()),
+            );
             None
         }
         Ok(net) => Some(net),
         Err(_) => {
-            c.push(line, node, field, format!("'{}' is not an IPv6 CIDR like fd00:10:244::/56", s.get_ref()));
+            c.push(
+                line,
+                node,
+                field,
+                format!(
+                    "'{}' is not an IPv6 CIDR like fd00:10:244::/56",
+                    s.get_ref()
+                ),
+            );
             None
         }
     }

@@ -1,0 +1,49 @@
+//! `wiremesh up`: run the daemon for one node in the foreground (systemd, the lab, a terminal).
+
+use crate::daemon::settings::{Overrides, Settings};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Topology file (or `topology` in the settings file, or WIREMESH_TOPOLOGY).
+    #[arg(long, short)]
+    pub topology: Option<PathBuf>,
+    /// This node's name (or WIREMESH_NODE).
+    #[arg(long, short)]
+    pub node: Option<String>,
+    /// Private key file, mode 0600 (default keys/<node>.key).
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// Tun device name (default wm0).
+    #[arg(long, short)]
+    pub interface: Option<String>,
+    /// Directory for the UAPI socket (default /var/run/wireguard).
+    #[arg(long)]
+    pub uapi_dir: Option<PathBuf>,
+    /// Settings file (TOML); flags and WIREMESH_* variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `wiremesh=debug`.
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+pub fn run(a: UpArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        topology: a.topology,
+        node: a.node,
+        private_key: a.private_key,
+        interface: a.interface,
+        uapi_dir: a.uapi_dir,
+        log: a.log,
+    };
+    let settings = Settings::load(a.config.as_deref(), &overrides)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    crate::daemon::run_blocking(settings)?;
+    Ok(())
+}

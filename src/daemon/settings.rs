@@ -1,0 +1,159 @@
+//! Daemon settings, layered: built-in defaults, then a settings file, then `WIREMESH_*`
+//! environment variables, then command-line flags (the `config` crate does the layering).
+
+use crate::constants::{DEFAULT_INTERFACE, UAPI_DIR};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything `wiremesh up` needs. File keys may be written `snake_case` or `kebab-case`;
+/// environment variables are `WIREMESH_` + the upper-case snake name (`WIREMESH_PRIVATE_KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Topology file describing the whole mesh.
+    pub topology: PathBuf,
+    /// This node's name in the topology.
+    pub node: String,
+    /// Private key file (mode 0600). Default: `keys/<node>.key`.
+    #[serde(default, alias = "private-key")]
+    pub private_key: Option<PathBuf>,
+    /// Name of the tun device; also names the UAPI socket `<uapi_dir>/<interface>.sock`.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Where the UAPI socket goes; `wg` looks in /var/run/wireguard.
+    #[serde(default = "default_uapi_dir", alias = "uapi-dir")]
+    pub uapi_dir: PathBuf,
+    /// DNS servers for endpoint names (`ip:port`); empty means the system's resolv.conf.
+    #[serde(default, alias = "dns-servers")]
+    pub dns_servers: Vec<SocketAddr>,
+    /// Log filter in `tracing` syntax (`info`, `wiremesh=debug`).
+    #[serde(default = "default_log")]
+    pub log: String,
+}
+
+fn default_interface() -> String {
+    DEFAULT_INTERFACE.to_string()
+}
+fn default_uapi_dir() -> PathBuf {
+    PathBuf::from(UAPI_DIR)
+}
+fn default_log() -> String {
+    "info".to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("settings: interface name '{0}' must be 1-15 characters without '/' or spaces")]
+    Interface(String),
+}
+
+/// Command-line values that override every other layer when given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub topology: Option<PathBuf>,
+    pub node: Option<String>,
+    pub private_key: Option<PathBuf>,
+    pub interface: Option<String>,
+    pub uapi_dir: Option<PathBuf>,
+    pub log: Option<String>,
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, SettingsError> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            b = b.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("WIREMESH")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("dns_servers"),
+        );
+        let set = |b: config::ConfigBuilder<_>, k: &str, v: Option<String>| match v {
+            Some(v) => b.set_override(k, v),
+            None => Ok(b),
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        b = set(b, "topology", path(&overrides.topology))?;
+        b = set(b, "node", overrides.node.clone())?;
+        b = set(b, "private_key", path(&overrides.private_key))?;
+        b = set(b, "interface", overrides.interface.clone())?;
+        b = set(b, "uapi_dir", path(&overrides.uapi_dir))?;
+        b = set(b, "log", overrides.log.clone())?;
+        let s: Settings = b.build()?.try_deserialize()?;
+        let bad_if = s.interface.is_empty()
+            || s.interface.len() > 15
+            || s.interface.contains(['/', ' ', '\0']);
+        if bad_if {
+            return Err(SettingsError::Interface(s.interface));
+        }
+        Ok(s)
+    }
+
+    pub fn private_key_path(&self) -> PathBuf {
+        self.private_key
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("keys").join(format!("{}.key", self.node)))
+    }
+
+    pub fn uapi_socket(&self) -> PathBuf {
+        self.uapi_dir.join(format!("{}.sock", self.interface))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("wiremesh.toml");
+        std::fs::write(
+            &f,
+            "topology = \"/etc/t.toml\"\nnode = \"a\"\ninterface = \"wm7\"\nprivate-key = \"/k\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(s.interface, "wm7");
+        assert_eq!(s.private_key_path(), PathBuf::from("/k"));
+        assert_eq!(
+            s.uapi_socket(),
+            PathBuf::from("/var/run/wireguard/wm7.sock")
+        );
+        let o = Overrides {
+            interface: Some("wm9".into()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::load(Some(&f), &o).unwrap().interface, "wm9");
+    }
+
+    #[test]
+    fn an_unknown_settings_key_and_a_bad_interface_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w.toml");
+        std::fs::write(&f, "topology = \"t\"\nnode = \"a\"\nintreface = \"x\"\n").unwrap();
+        assert!(Settings::load(Some(&f), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("intreface"));
+        let o = Overrides {
+            topology: Some("t".into()),
+            node: Some("a".into()),
+            interface: Some("much-too-long-name".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Settings::load(None, &o),
+            Err(SettingsError::Interface(_))
+        ));
+    }
+}

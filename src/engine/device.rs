@@ -1,0 +1,407 @@
+//! The device: one node's identity, its peers, and the packet decisions.
+
+use super::peer::{Peer, PeerConfig};
+use super::sink::Sink;
+use super::table::PeerTable;
+use crate::constants::{HANDSHAKE_RATE_LIMIT, MAX_DATAGRAM};
+use crate::core::key::{PrivateKey, PublicKey};
+use crate::core::packet;
+use crate::core::plan::Plan;
+use crate::core::routing::PrefixTable;
+use arc_swap::ArcSwap;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Why a packet was dropped; each has a counter (for metrics and `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// From the tun device, to an address no peer carries.
+    NoRoute,
+    /// The peer has no known endpoint yet.
+    NoEndpoint,
+    /// Decrypted fine, but the inner source is outside the sending peer's AllowedIPs.
+    SourceNotAllowed,
+    /// Unparseable, unauthenticated, replayed or for an unknown session.
+    Decrypt,
+    /// A handshake from a key that is not a configured peer.
+    UnknownPeer,
+    /// Handshake flood: answered with a cookie instead.
+    RateLimited,
+    /// Forwarding would loop or the TTL ran out.
+    Ttl,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::NoRoute,
+        DropReason::NoEndpoint,
+        DropReason::SourceNotAllowed,
+        DropReason::Decrypt,
+        DropReason::UnknownPeer,
+        DropReason::RateLimited,
+        DropReason::Ttl,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::NoRoute => "no_route",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::Decrypt => "decrypt_failure",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::Ttl => "ttl",
+        }
+    }
+}
+
+/// Per-call working memory of one I/O loop: two datagram-sized buffers, so a packet can be
+/// decrypted into one and re-encrypted for the next hop into the other without allocating.
+pub struct Scratch {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            a: vec![0; MAX_DATAGRAM],
+            b: vec![0; MAX_DATAGRAM],
+        }
+    }
+}
+
+struct Identity {
+    private: PrivateKey,
+    public: PublicKey,
+}
+
+pub struct Device {
+    identity: ArcSwap<Identity>,
+    table: ArcSwap<PeerTable>,
+    /// This node's own pod CIDRs: packets for them go to the tun device, never to a peer.
+    local: ArcSwap<PrefixTable<()>>,
+    rate_limiter: ArcSwap<RateLimiter>,
+    next_slot: AtomicU32,
+    drops: [AtomicU64; DropReason::ALL.len()],
+    pub forwarded: AtomicU64,
+    listen_port: AtomicU32,
+}
+
+fn local_table(cidrs: &[IpNet]) -> PrefixTable<()> {
+    let mut t = PrefixTable::new();
+    for c in cidrs {
+        t.insert(*c, ());
+    }
+    t
+}
+
+impl Device {
+    pub fn new(private: PrivateKey, plan: &Plan) -> Self {
+        let public = private.public_key();
+        let dev = Device {
+            rate_limiter: ArcSwap::from_pointee(RateLimiter::new(
+                &public.to_x25519(),
+                HANDSHAKE_RATE_LIMIT,
+            )),
+            identity: ArcSwap::from_pointee(Identity { private, public }),
+            table: ArcSwap::from_pointee(PeerTable::default()),
+            local: ArcSwap::from_pointee(local_table(&plan.pod_cidrs)),
+            next_slot: AtomicU32::new(1),
+            drops: Default::default(),
+            forwarded: AtomicU64::new(0),
+            listen_port: AtomicU32::new(u32::from(plan.listen_port)),
+        };
+        dev.apply(plan);
+        dev
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.load().public
+    }
+
+    pub fn private_key(&self) -> PrivateKey {
+        self.identity.load().private.clone()
+    }
+
+    pub fn listen_port(&self) -> u16 {
+        self.listen_port.load(Ordering::Relaxed) as u16
+    }
+
+    pub fn peers(&self) -> Arc<PeerTable> {
+        self.table.load_full()
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    fn drop_packet(&self, reason: DropReason) {
+        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes the peer set match `plan`. Peers whose key is unchanged keep their `Tunn` (and so
+    /// their session); new keys get a fresh one; missing keys are dropped. Returns the peers
+    /// created, so the caller can start their handshakes.
+    pub fn apply(&self, plan: &Plan) -> Vec<Arc<Peer>> {
+        let old = self.table.load_full();
+        let id = self.identity.load();
+        let mut created = Vec::new();
+        let mut peers = Vec::with_capacity(plan.peers.len());
+        for p in &plan.peers {
+            let config = PeerConfig {
+                name: p.name.clone(),
+                endpoint: p.endpoint.clone(),
+                allowed_ips: p.allowed_ips.clone(),
+                persistent_keepalive: p.persistent_keepalive,
+            };
+            match old.by_key(&p.public_key) {
+                Some(existing) => {
+                    existing.reconfigure(config);
+                    peers.push(existing.clone());
+                }
+                None => {
+                    let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
+                    let tunn = Tunn::new(
+                        id.private.secret().clone(),
+                        p.public_key.to_x25519(),
+                        None,
+                        p.persistent_keepalive,
+                        slot,
+                        Some(self.rate_limiter.load_full()),
+                    );
+                    let peer = Arc::new(Peer::new(slot, p.public_key, tunn, config));
+                    created.push(peer.clone());
+                    peers.push(peer);
+                }
+            }
+        }
+        self.local.store(Arc::new(local_table(&plan.pod_cidrs)));
+        self.listen_port
+            .store(u32::from(plan.listen_port), Ordering::Relaxed);
+        self.table.store(Arc::new(PeerTable::new(peers)));
+        created
+    }
+
+    /// Sends a handshake initiation to `peer` now (instead of waiting for traffic).
+    pub fn initiate(&self, peer: &Peer, scratch: &mut Scratch, sink: &mut impl Sink) {
+        let Some(to) = peer.endpoint() else { return };
+        if let TunnResult::WriteToNetwork(d) = peer
+            .tunn()
+            .format_handshake_initiation(&mut scratch.a, false)
+        {
+            sink.send(to, d);
+        }
+    }
+
+    /// A packet read from the tun device: encrypt it for the peer that carries its destination.
+    pub fn handle_tun_packet(&self, pkt: &[u8], scratch: &mut Scratch, sink: &mut impl Sink) {
+        let Some(dst) = packet::destination(pkt) else {
+            self.drop_packet(DropReason::NoRoute);
+            return;
+        };
+        let table = self.table.load();
+        let Some(peer) = table.route(dst) else {
+            self.drop_packet(DropReason::NoRoute);
+            return;
+        };
+        self.encapsulate_to(peer, pkt, &mut scratch.a, sink);
+    }
+
+    fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], out: &mut [u8], sink: &mut impl Sink) {
+        let result = peer.tunn().encapsulate(pkt, out);
+        match result {
+            TunnResult::WriteToNetwork(d) => match peer.endpoint() {
+                Some(to) => {
+                    peer.tx_packets.fetch_add(1, Ordering::Relaxed);
+                    sink.send(to, d);
+                }
+                None => self.drop_packet(DropReason::NoEndpoint),
+            },
+            TunnResult::Err(e) => {
+                tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed")
+            }
+            // Queued inside the Tunn until a handshake completes.
+            _ => {}
+        }
+    }
+
+    /// A datagram from the underlay: find its peer, decrypt, check, deliver or forward.
+    pub fn handle_datagram(
+        &self,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        let table = self.table.load();
+        let peer = match Tunn::parse_incoming_packet(datagram) {
+            Ok(Packet::HandshakeInit(init)) => {
+                let id = self.identity.load();
+                match parse_handshake_anon(id.private.secret(), &id.public.to_x25519(), &init) {
+                    Ok(half) => table.by_key(&PublicKey::from_bytes(half.peer_static_public)),
+                    Err(_) => None,
+                }
+                .ok_or(DropReason::UnknownPeer)
+            }
+            Ok(Packet::HandshakeResponse(p)) => table
+                .by_slot(p.receiver_idx >> 8)
+                .ok_or(DropReason::Decrypt),
+            Ok(Packet::PacketCookieReply(p)) => table
+                .by_slot(p.receiver_idx >> 8)
+                .ok_or(DropReason::Decrypt),
+            Ok(Packet::PacketData(p)) => table
+                .by_slot(p.receiver_idx >> 8)
+                .ok_or(DropReason::Decrypt),
+            Err(_) => Err(DropReason::Decrypt),
+        };
+        let peer = match peer {
+            Ok(p) => p.clone(),
+            Err(reason) => {
+                self.drop_packet(reason);
+                return;
+            }
+        };
+        let mut first = true;
+        loop {
+            let input: &[u8] = if first { datagram } else { &[] };
+            let result = peer
+                .tunn()
+                .decapsulate(Some(from.ip()), input, &mut scratch.a);
+            match result {
+                TunnResult::Done => {
+                    if first {
+                        // an authenticated keepalive or handshake completion
+                        peer.set_endpoint(from);
+                    }
+                    break;
+                }
+                TunnResult::Err(e) => {
+                    let reason = match e {
+                        WireGuardError::UnderLoad => DropReason::RateLimited,
+                        _ => DropReason::Decrypt,
+                    };
+                    tracing::trace!(peer = %peer.name(), error = ?e, "datagram refused");
+                    self.drop_packet(reason);
+                    break;
+                }
+                TunnResult::WriteToNetwork(d) => {
+                    if first {
+                        peer.set_endpoint(from);
+                    }
+                    let to = peer.endpoint().unwrap_or(from);
+                    sink.send(to, d);
+                }
+                TunnResult::WriteToTunnelV4(p, src) => {
+                    peer.set_endpoint(from);
+                    let len = p.len();
+                    self.deliver(
+                        &peer,
+                        IpAddr::V4(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
+                    // boringtun has nothing queued after delivering data
+                    break;
+                }
+                TunnResult::WriteToTunnelV6(p, src) => {
+                    peer.set_endpoint(from);
+                    let len = p.len();
+                    self.deliver(
+                        &peer,
+                        IpAddr::V6(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
+                    break;
+                }
+            }
+            first = false;
+        }
+    }
+
+    /// A decrypted packet: check its source, then hand it to the tun device or, on a hub,
+    /// straight to the next peer without a trip through the kernel.
+    fn deliver(
+        &self,
+        from_peer: &Arc<Peer>,
+        src: IpAddr,
+        pkt: &mut [u8],
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
+        if !from_peer.allows_source(src) {
+            self.drop_packet(DropReason::SourceNotAllowed);
+            return;
+        }
+        from_peer.rx_packets.fetch_add(1, Ordering::Relaxed);
+        let Some(dst) = packet::destination(pkt) else {
+            self.drop_packet(DropReason::Decrypt);
+            return;
+        };
+        if self.local.load().lookup(dst).is_none() {
+            let table = self.table.load();
+            if let Some(next) = table.route(dst) {
+                if Arc::ptr_eq(next, from_peer) {
+                    self.drop_packet(DropReason::Ttl);
+                    return;
+                }
+                if !packet::decrement_ttl(pkt) {
+                    self.drop_packet(DropReason::Ttl);
+                    return;
+                }
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.encapsulate_to(next, pkt, out, sink);
+                return;
+            }
+        }
+        sink.write_tun(pkt);
+    }
+
+    /// Drives every peer's timers: handshake retries, keepalives, rekeying, session expiry.
+    pub fn tick(&self, scratch: &mut Scratch, sink: &mut impl Sink) {
+        let table = self.table.load();
+        for peer in table.iter() {
+            let result = peer.tunn().update_timers(&mut scratch.a);
+            match result {
+                TunnResult::WriteToNetwork(d) => match peer.endpoint() {
+                    Some(to) => sink.send(to, d),
+                    None => self.drop_packet(DropReason::NoEndpoint),
+                },
+                TunnResult::Err(WireGuardError::ConnectionExpired) => {}
+                TunnResult::Err(e) => {
+                    tracing::debug!(peer = %peer.name(), error = ?e, "timer error")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The shared handshake rate limiter counts per second; its owner must reset it.
+    pub fn reset_rate_limiter(&self) {
+        self.rate_limiter.load().reset_count();
+    }
+
+    /// Drop counters by reason.
+    pub fn drop_counts(&self) -> HashMap<DropReason, u64> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.drops(*r)))
+            .collect()
+    }
+}

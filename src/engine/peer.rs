@@ -1,0 +1,154 @@
+//! One configured peer: its `Tunn`, where to reach it, what it may send from, and counters.
+
+use crate::core::key::PublicKey;
+use crate::core::routing::PrefixTable;
+use crate::core::topology::Endpoint;
+use arc_swap::ArcSwap;
+use boringtun::noise::Tunn;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Mutable settings of a peer that a reload may change without touching its session.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub name: String,
+    pub endpoint: Option<Endpoint>,
+    pub allowed_ips: Vec<IpNet>,
+    pub persistent_keepalive: Option<u16>,
+}
+
+pub struct Peer {
+    /// Index given to `Tunn::new`; receiver indices of this peer's sessions are `slot << 8 | n`.
+    pub slot: u32,
+    pub public_key: PublicKey,
+    tunn: Mutex<Tunn>,
+    config: ArcSwap<PeerConfig>,
+    /// Inner source addresses this peer may send from.
+    allowed: ArcSwap<PrefixTable<()>>,
+    /// Where datagrams go now: the configured address, a resolved DNS name, or where the peer
+    /// last sent an authenticated packet from (roaming).
+    endpoint: RwLock<Option<SocketAddr>>,
+    pub rx_packets: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub endpoint_changes: AtomicU64,
+}
+
+/// A point-in-time view of a peer, for status, UAPI and metrics.
+#[derive(Debug, Clone)]
+pub struct PeerSnapshot {
+    pub name: String,
+    pub public_key: PublicKey,
+    pub endpoint: Option<SocketAddr>,
+    pub configured_endpoint: Option<Endpoint>,
+    pub allowed_ips: Vec<IpNet>,
+    pub persistent_keepalive: Option<u16>,
+    pub last_handshake: Option<SystemTime>,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub endpoint_changes: u64,
+}
+
+fn allowed_table(ips: &[IpNet]) -> PrefixTable<()> {
+    let mut t = PrefixTable::new();
+    for ip in ips {
+        t.insert(*ip, ());
+    }
+    t
+}
+
+impl Peer {
+    pub fn new(slot: u32, public_key: PublicKey, tunn: Tunn, config: PeerConfig) -> Self {
+        let endpoint = match &config.endpoint {
+            Some(Endpoint::Addr(a)) => Some(*a),
+            _ => None,
+        };
+        Self {
+            slot,
+            public_key,
+            tunn: Mutex::new(tunn),
+            allowed: ArcSwap::from_pointee(allowed_table(&config.allowed_ips)),
+            config: ArcSwap::from_pointee(config),
+            endpoint: RwLock::new(endpoint),
+            rx_packets: AtomicU64::new(0),
+            tx_packets: AtomicU64::new(0),
+            endpoint_changes: AtomicU64::new(0),
+        }
+    }
+
+    /// The session state. Held only for one `Tunn` call: never across an await.
+    pub fn tunn(&self) -> MutexGuard<'_, Tunn> {
+        // A panic while holding the lock leaves `Tunn` consistent enough to keep going:
+        // every method of it completes its own state change before returning.
+        self.tunn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> Arc<PeerConfig> {
+        self.config.load_full()
+    }
+
+    pub fn name(&self) -> String {
+        self.config.load().name.clone()
+    }
+
+    /// Applies reloaded settings in place; the session is untouched. A changed configured IP
+    /// endpoint replaces the current one; a DNS endpoint waits for the resolver.
+    pub fn reconfigure(&self, config: PeerConfig) {
+        let old = self.config.load_full();
+        if old.endpoint != config.endpoint {
+            if let Some(Endpoint::Addr(a)) = &config.endpoint {
+                self.set_endpoint(*a);
+            }
+        }
+        self.allowed
+            .store(Arc::new(allowed_table(&config.allowed_ips)));
+        self.config.store(Arc::new(config));
+    }
+
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        *self.endpoint.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a new underlay address for this peer; returns whether it changed.
+    pub fn set_endpoint(&self, addr: SocketAddr) -> bool {
+        if self.endpoint() == Some(addr) {
+            return false;
+        }
+        *self.endpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        self.endpoint_changes.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether this peer may send packets from `src`.
+    pub fn allows_source(&self, src: IpAddr) -> bool {
+        self.allowed.load().lookup(src).is_some()
+    }
+
+    /// Time since the last completed handshake.
+    pub fn handshake_age(&self) -> Option<Duration> {
+        self.tunn().time_since_last_handshake()
+    }
+
+    pub fn snapshot(&self) -> PeerSnapshot {
+        let (age, tx, rx, _, _) = self.tunn().stats();
+        let config = self.config();
+        PeerSnapshot {
+            name: config.name.clone(),
+            public_key: self.public_key,
+            endpoint: self.endpoint(),
+            configured_endpoint: config.endpoint.clone(),
+            allowed_ips: config.allowed_ips.clone(),
+            persistent_keepalive: config.persistent_keepalive,
+            last_handshake: age.and_then(|a| SystemTime::now().checked_sub(a)),
+            tx_bytes: tx as u64,
+            rx_bytes: rx as u64,
+            tx_packets: self.tx_packets.load(Ordering::Relaxed),
+            rx_packets: self.rx_packets.load(Ordering::Relaxed),
+            endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The underlay socket: one dual-stack UDP socket, so IPv4 and IPv6 peers share one port the
+//! way kernel WireGuard's does. IPv4 peers appear as v4-mapped addresses on the wire API and are
+//! mapped back, so the engine only ever sees plain IPv4 or IPv6 addresses.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use tokio::net::UdpSocket;
+
+pub struct Udp {
+    sock: UdpSocket,
+    dual_stack: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on UDP port {port}: {source}")]
+pub struct UdpError {
+    pub port: u16,
+    #[source]
+    pub source: io::Error,
+}
+
+fn bind_v6(port: u16) -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(false)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    Ok(s)
+}
+
+fn bind_v4(port: u16) -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    Ok(s)
+}
+
+impl Udp {
+    /// Binds `[::]:port` dual stack, or `0.0.0.0:port` where IPv6 is disabled.
+    pub fn bind(port: u16) -> Result<Udp, UdpError> {
+        let err = |source| UdpError { port, source };
+        let (sock, dual_stack) = match bind_v6(port) {
+            Ok(s) => (s, true),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(err(e)),
+            Err(_) => (bind_v4(port).map_err(err)?, false),
+        };
+        // Bursts from many peers arrive together; the default 208 KiB drops them.
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        let _ = sock.set_send_buffer_size(4 << 20);
+        let sock = UdpSocket::from_std(sock.into()).map_err(err)?;
+        Ok(Udp { sock, dual_stack })
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.sock.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    fn to_wire(&self, addr: SocketAddr) -> SocketAddr {
+        match addr {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+            }
+            other => other,
+        }
+    }
+
+    fn from_wire(addr: SocketAddr) -> SocketAddr {
+        match addr {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+                None => addr,
+            },
+            other => other,
+        }
+    }
+
+    pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        if to.is_ipv6() && !self.dual_stack {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "IPv6 is disabled on this host",
+            ));
+        }
+        self.sock.send_to(datagram, self.to_wire(to)).await
+    }
+
+    /// Non-blocking receive, to drain a burst after one wake-up.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, from) = self.sock.try_recv_from(buf)?;
+        Ok((n, Self::from_wire(from)))
+    }
+
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, from) = self.sock.recv_from(buf).await?;
+        Ok((n, Self::from_wire(from)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ipv4_peers_are_reached_and_seen_as_plain_ipv4_over_loopback() {
+        let a = Udp::bind(0).unwrap();
+        let b = Udp::bind(0).unwrap();
+        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        a.send_to(b"ping", to).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(
+            from,
+            format!("127.0.0.1:{}", a.local_port())
+                .parse::<SocketAddr>()
+                .unwrap()
+        );
+    }
+}
