@@ -103,6 +103,7 @@ pub fn spawn(
         .arg("--private-key")
         .arg(dir.key(&node.name))
         .args(["--interface", &node.ifname])
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log);
@@ -126,7 +127,7 @@ pub fn wait_ready(
     loop {
         let mut pending = None;
         for (node, pid) in nodes {
-            if socket_path(&node.ifname).exists() {
+            if is_ready(node) {
                 continue;
             }
             if !alive(*pid) {
@@ -141,13 +142,38 @@ pub fn wait_ready(
         let Some(node) = pending else { return Ok(()) };
         if Instant::now() >= deadline {
             let what = format!(
-                "did not create {} within {timeout:?}",
+                "did not become ready ({} or its tun device) within {timeout:?}",
                 socket_path(&node.ifname).display()
             );
             return Err(daemon_error(dir, &node.name, &what));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A daemon is ready when its UAPI socket exists. Until the daemon on `main` serves UAPI, its
+/// tun device carrying an IPv4 address (set up after the topology and key were accepted, just
+/// before the routes) counts as ready too; the ping matrix re-sends, so the routes' few
+/// milliseconds of lag do not matter.
+fn is_ready(node: &NodeLayout) -> bool {
+    if socket_path(&node.ifname).exists() {
+        return true;
+    }
+    let args = [
+        "-n",
+        node.ns.as_str(),
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        node.ifname.as_str(),
+    ];
+    Command::new("ip")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" inet "))
 }
 
 /// Stops a daemon: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]. Reaps it when it is our child.

@@ -56,7 +56,10 @@ pub struct Lab {
     exe: PathBuf,
     /// Daemons this process spawned, so they are reaped and not left as zombies.
     children: HashMap<String, Child>,
-    detached: bool,
+    /// Whether dropping this value tears the lab down: true for a lab this value built, false
+    /// after [`Lab::detach`] and for one opened with [`Lab::load`] (so `lab status` failing
+    /// halfway never removes a running mesh).
+    owned: bool,
 }
 
 impl Lab {
@@ -88,7 +91,7 @@ impl Lab {
             topology: None,
             exe: opts.exe,
             children: HashMap::new(),
-            detached: false,
+            owned: true,
         };
         network::build(&mut lab.state, &lab.dir)?;
         let mut public = BTreeMap::new();
@@ -105,7 +108,8 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Opens a lab recorded by another process (for `lab status`, `lab down`).
+    /// Opens a lab recorded by another process (for `lab status`, `lab down`). Dropping the
+    /// result leaves the lab alone; call [`Lab::down`] to remove it.
     pub fn load(prefix: &str) -> Result<Lab, LabError> {
         check_prefix(prefix)?;
         let dir = StateDir::for_prefix(prefix);
@@ -124,7 +128,7 @@ impl Lab {
             topology,
             exe,
             children: HashMap::new(),
-            detached: false,
+            owned: false,
         })
     }
 
@@ -329,12 +333,12 @@ impl Lab {
 
     /// Leaves the lab running after this value is gone (for `wiremesh lab up`).
     pub fn detach(mut self) {
-        self.detached = true;
+        self.owned = false;
     }
 
     /// Tears everything down and reports the first failure.
     pub fn down(mut self) -> Result<(), LabError> {
-        self.detached = true;
+        self.owned = false;
         self.teardown()
     }
 
@@ -356,7 +360,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if !self.detached {
+        if self.owned {
             if let Err(e) = self.teardown() {
                 eprintln!("wiremesh lab {}: teardown: {e}", self.prefix());
             }
