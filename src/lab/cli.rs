@@ -1,8 +1,8 @@
 //! `wiremesh lab up | status | down`.
 
-use super::error::{io_at, LabError};
 use super::harness::{Lab, LabOptions};
 use super::DEFAULT_PREFIX;
+use super::{io_at, LabError};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,9 +2,9 @@
 //! names the process the lab started (same start time in `/proc/<pid>/stat`), so a recycled pid
 //! never receives a lab's signal.
 
-use super::error::{io_at, LabError};
 use super::layout::NodeLayout;
 use super::state::{DaemonPid, StateDir};
+use super::{io_at, LabError};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

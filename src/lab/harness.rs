@@ -3,12 +3,12 @@
 //! [`Lab::detach`] leaves it running for `wiremesh lab up`.
 
 use super::daemons::{self, Signal};
-use super::error::{io_at, LabError};
 use super::layout::{check_prefix, Layout, NodeLayout};
 use super::netns;
 use super::network;
 use super::ping::{self, PingMatrix};
 use super::state::{derive_topology, LabState, StateDir};
+use super::{io_at, LabError};
 use crate::core::key::PrivateKey;
 use crate::core::topology::Topology;
 use crate::io::keyfile;

@@ -4,7 +4,7 @@
 //! Names are bounded by Linux's 15-byte interface names (`IFNAMSIZ` - 1). The prefix is at most
 //! [`MAX_PREFIX`] characters so the longest derived name, the core-side veth `P<idx>v`, fits.
 
-use super::error::LabError;
+use super::LabError;
 use crate::core::topology::Topology;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};

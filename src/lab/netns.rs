@@ -2,7 +2,7 @@
 //! commands, the way `wireguard-go/tests/netns.sh` does it. Every failure becomes
 //! [`LabError::Command`] carrying the full command line and its stderr.
 
-use super::error::LabError;
+use super::LabError;
 use std::ffi::OsStr;
 use std::process::{Command, Output};
 

@@ -2,10 +2,10 @@
 //! namespace is recorded in the state file right after it is created, so a build that fails
 //! halfway leaves a state from which `lab down` (or `Drop`) removes exactly what exists.
 
-use super::error::LabError;
 use super::layout::{Layout, NodeLayout, RegionLayout};
 use super::netns::{self, ip_in};
 use super::state::{LabState, StateDir};
+use super::LabError;
 
 /// Creates the core namespace with its bridges, then every node namespace and its link.
 pub fn build(state: &mut LabState, dir: &StateDir) -> Result<(), LabError> {

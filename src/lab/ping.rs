@@ -3,7 +3,7 @@
 //! needs no `ping` binary, and the all-pairs matrix runs every pair at once for the cost of a
 //! thread each instead of a process each.
 
-use super::error::LabError;
+use super::LabError;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

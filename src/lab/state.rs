@@ -8,8 +8,8 @@
 //! logs/<node>.log  each daemon's stdout and stderr
 //! ```
 
-use super::error::{io_at, LabError};
 use super::layout::Layout;
+use super::{io_at, LabError};
 use crate::core::key::PublicKey;
 use crate::core::topology::Topology;
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,11 @@ impl StateDir {
     pub fn remove(&self) -> Result<(), LabError> {
         match std::fs::remove_dir_all(&self.0) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(&self.0)(e)),
-            _ => Ok(()),
+            _ => {
+                // The shared root goes too once the last lab is gone (fails harmlessly otherwise).
+                let _ = std::fs::remove_dir(STATE_ROOT);
+                Ok(())
+            }
         }
     }
 }
