@@ -33,7 +33,7 @@ pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
 pub const SESSION_FRESH: Duration = Duration::from_secs(180);
 
 /// Lowest TTL for endpoint DNS answers, so a zero-TTL record cannot make us spin.
-pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(5);
+pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Re-resolve interval used when a DNS lookup fails.
 pub const DNS_RETRY: Duration = Duration::from_secs(10);

@@ -3,6 +3,7 @@
 
 mod keygen;
 mod plan;
+mod status;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
     Lab(crate::lab::LabArgs),
+    /// Show each running daemon's peers: endpoint, latest handshake, transfer, allowed IPs.
+    Status(status::StatusArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Up(a) => up::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
+        Command::Status(a) => status::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

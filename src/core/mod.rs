@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod ipam;
 pub mod key;
+pub mod mtu;
 pub mod packet;
 pub mod plan;
 pub mod routing;

@@ -5,6 +5,7 @@
 mod loops;
 mod resolve;
 pub mod settings;
+mod uapi;
 
 use crate::core::diff::PlanDiff;
 use crate::core::plan::Plan;
@@ -44,6 +45,8 @@ pub enum DaemonError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Dns(#[from] DnsError),
+    #[error(transparent)]
+    Uapi(#[from] crate::io::uapi::UapiError),
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -108,6 +111,11 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         resolver,
         resolvers: Resolvers::default(),
     };
+    let uapi = crate::io::uapi::serve(
+        &running.settings.uapi_socket(),
+        Arc::new(uapi::EngineUapi(device.clone())),
+    )
+    .await?;
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
     let tasks = [
@@ -146,6 +154,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         t.abort();
     }
     running.resolvers.stop();
+    drop(uapi);
     for dest in route_set(&running.plan) {
         if let Err(e) = running.routes.remove(dest).await {
             tracing::warn!(error = %e, "route removal failed");

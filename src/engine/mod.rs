@@ -21,3 +21,21 @@ pub use table::PeerTable;
 
 #[cfg(test)]
 mod memory_tests;
+
+/// A peer with a fresh key and the given endpoint, for tests of the drivers around the engine.
+#[cfg(test)]
+pub(crate) fn peer_for_tests(
+    own: crate::core::key::PrivateKey,
+    endpoint: Option<crate::core::topology::Endpoint>,
+) -> std::sync::Arc<Peer> {
+    let their = crate::core::key::PrivateKey::generate().public_key();
+    let tunn =
+        boringtun::noise::Tunn::new(own.secret().clone(), their.to_x25519(), None, None, 1, None);
+    let config = peer::PeerConfig {
+        name: "test-peer".into(),
+        endpoint,
+        allowed_ips: vec![],
+        persistent_keepalive: None,
+    };
+    std::sync::Arc::new(Peer::new(1, their, tunn, config))
+}

@@ -4,4 +4,5 @@ pub mod dns;
 pub mod keyfile;
 pub mod netlink;
 pub mod tun;
+pub mod uapi;
 pub mod udp;

@@ -1,0 +1,314 @@
+//! `wiremesh status`: what each running daemon reports over its UAPI socket, the same source
+//! `wg show` reads, with peers named after their topology nodes when a topology is given.
+
+use crate::constants::{DEFAULT_INTERFACE, UAPI_DIR};
+use crate::core::key::PublicKey;
+use crate::core::topology::Topology;
+use crate::io::uapi::{self, UapiDevice};
+use anyhow::Context as _;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Interface to query (default: wm0).
+    #[arg(long, short, conflicts_with = "all")]
+    pub interface: Option<String>,
+    /// Every interface with a socket in /var/run/wireguard.
+    #[arg(long)]
+    pub all: bool,
+    /// Topology file, to name peers by node instead of by key.
+    #[arg(long, short)]
+    pub topology: Option<PathBuf>,
+    /// Print a JSON array, one object per interface.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One interface as printed; the JSON form is the contract for scripts.
+#[derive(Debug, serde::Serialize)]
+struct InterfaceStatus {
+    interface: String,
+    public_key: Option<String>,
+    listen_port: u16,
+    peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PeerStatus {
+    /// The topology node's name, or the short key when unknown.
+    name: String,
+    public_key: String,
+    endpoint: Option<SocketAddr>,
+    /// Unix seconds; absent before the first handshake.
+    latest_handshake: Option<u64>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    persistent_keepalive: Option<u16>,
+    allowed_ips: Vec<String>,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let names = match (&args.interface, args.all) {
+        (_, true) => list_interfaces(Path::new(UAPI_DIR))?,
+        (Some(name), false) => vec![name.clone()],
+        (None, false) => vec![DEFAULT_INTERFACE.to_string()],
+    };
+    let node_names: HashMap<PublicKey, String> = match &args.topology {
+        Some(path) => Topology::load(path)?
+            .nodes
+            .into_iter()
+            .map(|n| (n.public_key, n.name))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut statuses = Vec::new();
+    let mut failures = Vec::new();
+    for name in &names {
+        match rt.block_on(uapi::query(&uapi::socket_path(name))) {
+            Ok(dev) => statuses.push(summarize(name, &dev, &node_names)),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", render(&statuses, SystemTime::now()));
+    }
+    match failures.as_slice() {
+        [] => Ok(()),
+        [one] if names.len() == 1 => {
+            anyhow::bail!("{}", one.split_once(": ").map_or(one.as_str(), |(_, e)| e))
+        }
+        many => anyhow::bail!("{}", many.join("\n")),
+    }
+}
+
+/// Interface names of every `*.sock` in `dir`, sorted, as `wg show interfaces` finds them.
+fn list_interfaces(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("is the daemon running? no sockets in {}", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| dir.display().to_string()),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".sock")
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    anyhow::ensure!(
+        !names.is_empty(),
+        "is the daemon running? no sockets in {}",
+        dir.display()
+    );
+    Ok(names)
+}
+
+fn summarize(
+    name: &str,
+    dev: &UapiDevice,
+    node_names: &HashMap<PublicKey, String>,
+) -> InterfaceStatus {
+    let peers = dev
+        .peers
+        .iter()
+        .map(|p| PeerStatus {
+            name: node_names
+                .get(&p.public_key)
+                .cloned()
+                .unwrap_or_else(|| p.public_key.short()),
+            public_key: p.public_key.to_string(),
+            endpoint: p.endpoint,
+            latest_handshake: p
+                .last_handshake
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+            persistent_keepalive: p.persistent_keepalive,
+            allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+        })
+        .collect();
+    InterfaceStatus {
+        interface: name.to_string(),
+        public_key: dev.private_key.as_ref().map(|k| k.public_key().to_string()),
+        listen_port: dev.listen_port,
+        peers,
+    }
+}
+
+/// Binary units with one decimal, as `wg` does (with two there).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// "12s ago", "5m 3s ago", "2h 10m ago", "3d 4h ago" or "never"; `now` is an argument so this
+/// stays testable. A handshake in the future (clock stepped back) reads as "0s ago".
+fn ago(now: SystemTime, unix_secs: Option<u64>) -> String {
+    let Some(secs) = unix_secs else {
+        return "never".into();
+    };
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let d = now.saturating_sub(secs);
+    match d {
+        0..60 => format!("{d}s ago"),
+        60..3600 => format!("{}m {}s ago", d / 60, d % 60),
+        3600..86400 => format!("{}h {}m ago", d / 3600, d % 3600 / 60),
+        _ => format!("{}d {}h ago", d / 86400, d % 86400 / 3600),
+    }
+}
+
+fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
+    let mut out = String::new();
+    for (i, s) in statuses.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let key = s
+            .public_key
+            .as_deref()
+            .map_or("(none)".to_string(), |k| k.chars().take(8).collect());
+        out.push_str(&format!(
+            "interface {}  key {key}  port {}  {} peer{}\n",
+            s.interface,
+            s.listen_port,
+            s.peers.len(),
+            if s.peers.len() == 1 { "" } else { "s" }
+        ));
+        let mut rows = vec![[
+            "PEER",
+            "ENDPOINT",
+            "HANDSHAKE",
+            "RECEIVED",
+            "SENT",
+            "ALLOWED IPS",
+        ]
+        .map(String::from)];
+        rows.extend(s.peers.iter().map(|p| {
+            [
+                p.name.clone(),
+                p.endpoint.map_or("-".into(), |e| e.to_string()),
+                ago(now, p.latest_handshake),
+                human_bytes(p.rx_bytes),
+                human_bytes(p.tx_bytes),
+                p.allowed_ips.join(", "),
+            ]
+        }));
+        let widths: Vec<usize> = (0..6)
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(&format!("  {}\n", line.join("  ").trim_end()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::uapi::UapiPeer;
+    use std::time::Duration;
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        for (n, want) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (3072, "3.0 KiB"),
+            (1_234_567, "1.2 MiB"),
+            (5 << 40, "5.0 TiB"),
+        ] {
+            assert_eq!(human_bytes(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn handshake_ages_read_as_the_largest_two_units() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for (secs, want) in [
+            (None, "never"),
+            (Some(1_000_000 - 12), "12s ago"),
+            (Some(1_000_000 - 303), "5m 3s ago"),
+            (Some(1_000_000 - 7800), "2h 10m ago"),
+            (Some(1_000_000 - 3 * 86400 - 4 * 3600), "3d 4h ago"),
+            (Some(1_000_005), "0s ago"),
+        ] {
+            assert_eq!(ago(now, secs), want);
+        }
+    }
+
+    #[test]
+    fn peers_are_named_from_the_topology_or_by_short_key() {
+        let known = PublicKey::from_bytes([1; 32]);
+        let stranger = PublicKey::from_bytes([2; 32]);
+        let mut a = UapiPeer::new(known);
+        a.last_handshake = Some(UNIX_EPOCH + Duration::from_secs(88));
+        a.rx_bytes = 1_234_567;
+        a.allowed_ips = vec!["10.0.1.0/24".parse().unwrap()];
+        let dev = UapiDevice {
+            listen_port: 51820,
+            peers: vec![a, UapiPeer::new(stranger)],
+            ..Default::default()
+        };
+        let names = HashMap::from([(known, "node-a".to_string())]);
+        let status = summarize("wm0", &dev, &names);
+        assert_eq!(status.peers[0].name, "node-a");
+        assert_eq!(status.peers[1].name, stranger.short());
+        let table = render(&[status], UNIX_EPOCH + Duration::from_secs(100));
+        assert!(
+            table.starts_with("interface wm0  key (none)  port 51820  2 peers\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("node-a    -         12s ago    1.2 MiB   0 B   10.0.1.0/24"),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!("{}  -         never", stranger.short())),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn listing_a_missing_socket_directory_says_no_daemon_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = list_interfaces(&dir.path().join("none")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("is the daemon running?"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("wm1.sock"), "").unwrap();
+        std::fs::write(dir.path().join("wm0.sock"), "").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        assert_eq!(list_interfaces(dir.path()).unwrap(), ["wm0", "wm1"]);
+    }
+}
