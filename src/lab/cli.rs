@@ -69,7 +69,7 @@ fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabErro
         lab.start_daemons()?;
         std::thread::sleep(SETTLE);
         let matrix = lab.ping_matrix(PING_TIMEOUT)?;
-        println!("\nall-pairs ping over the mesh (row pings column's overlay address):\n{matrix}");
+        print!("\nall-pairs ping over the mesh (row pings column's overlay address):\n{matrix}");
         if !matrix.all_ok() {
             println!(
                 "{} pairs failed; logs are in {}/logs/",
@@ -78,17 +78,49 @@ fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabErro
             );
         }
     }
+    print_nodes(&lab);
     let first = lab
         .layout()
         .nodes
         .first()
-        .map(|n| n.ns.clone())
+        .map(|n| n.ifname.clone())
         .unwrap_or_default();
-    println!("inspect:  ip netns exec {first} wg show");
+    // `wg` finds a device by its socket in the shared /var/run/wireguard, from any namespace.
+    println!("\ninspect:  wg show {first}");
+    println!(
+        "          ip netns exec {} ip route",
+        lab.layout()
+            .nodes
+            .first()
+            .map(|n| n.ns.as_str())
+            .unwrap_or("")
+    );
     println!("          wiremesh lab status --prefix {prefix}");
     println!("remove:   wiremesh lab down --prefix {prefix}");
     lab.detach();
     Ok(())
+}
+
+/// Where each node lives: namespace, tun device, underlay and overlay addresses.
+fn print_nodes(lab: &Lab) {
+    println!(
+        "\n{:<12} {:<16} {:<10} {:<16} overlay",
+        "node", "namespace", "tun", "underlay"
+    );
+    for n in &lab.layout().nodes {
+        let overlay = lab
+            .topology()
+            .and_then(|t| t.node(&n.name).ok())
+            .map(|t| t.overlay_addrs()[0].to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:<16} {:<10} {:<16} {overlay}",
+            n.name,
+            n.ns,
+            n.ifname,
+            n.underlay_v4.to_string()
+        );
+    }
 }
 
 fn status(prefix: &str) -> Result<(), LabError> {

@@ -142,7 +142,7 @@ pub fn wait_ready(
         let Some(node) = pending else { return Ok(()) };
         if Instant::now() >= deadline {
             let what = format!(
-                "did not become ready ({} or its tun device) within {timeout:?}",
+                "did not create {} within {timeout:?}",
                 socket_path(&node.ifname).display()
             );
             return Err(daemon_error(dir, &node.name, &what));
@@ -151,29 +151,10 @@ pub fn wait_ready(
     }
 }
 
-/// A daemon is ready when its UAPI socket exists. Until the daemon on `main` serves UAPI, its
-/// tun device carrying an IPv4 address (set up after the topology and key were accepted, just
-/// before the routes) counts as ready too; the ping matrix re-sends, so the routes' few
-/// milliseconds of lag do not matter.
+/// A daemon is ready once its UAPI socket exists: it creates it after its tun device, routes
+/// and sessions are set up.
 fn is_ready(node: &NodeLayout) -> bool {
-    if socket_path(&node.ifname).exists() {
-        return true;
-    }
-    let args = [
-        "-n",
-        node.ns.as_str(),
-        "-o",
-        "-4",
-        "addr",
-        "show",
-        "dev",
-        node.ifname.as_str(),
-    ];
-    Command::new("ip")
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" inet "))
+    socket_path(&node.ifname).exists()
 }
 
 /// Stops a daemon: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]. Reaps it when it is our child.
