@@ -34,6 +34,17 @@ fn a_four_node_three_region_full_mesh_reaches_every_pair_over_the_overlay() {
         "failed pairs {:?}\n{matrix}",
         matrix.failures()
     );
+    // Stock `wg` sees every daemon through its UAPI socket, each with three handshaken peers.
+    for node in lab.nodes() {
+        let ifname = lab.ifname(&node).unwrap();
+        let out = Command::new("wg")
+            .args(["show", ifname, "latest-handshakes"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let done = text.lines().filter(|l| !l.ends_with("\t0")).count();
+        assert_eq!(done, 3, "{node}: {text}");
+    }
 }
 
 #[test]
