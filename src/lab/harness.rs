@@ -165,6 +165,47 @@ impl Lab {
         daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
     }
 
+    /// Starts the daemons of `nodes` only (others stay down, e.g. to run a different
+    /// implementation there), waiting until each is ready.
+    pub fn start_daemons_of(&mut self, nodes: &[&str]) -> Result<(), LabError> {
+        let mut layouts = Vec::new();
+        for n in nodes {
+            layouts.push(self.state.layout.node(n)?.clone());
+        }
+        let mut started = Vec::new();
+        for node in &layouts {
+            started.push((node, self.spawn(node)?));
+        }
+        daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+    }
+
+    /// A node's overlay addresses (IPv4 first, then IPv6 when dual stack).
+    pub fn overlay_addrs(&self, node: &str) -> Result<Vec<std::net::IpAddr>, LabError> {
+        self.topology()
+            .and_then(|t| t.node(node).ok())
+            .map(|n| n.overlay_addrs())
+            .ok_or_else(|| LabError::UnknownNode(node.into()))
+    }
+
+    /// A checksummed TCP transfer of `bytes` from one node to `to_addr`, an overlay address of
+    /// node `to`.
+    pub fn transfer(
+        &self,
+        from: &str,
+        to: &str,
+        to_addr: std::net::IpAddr,
+        bytes: u64,
+    ) -> Result<super::Transfer, LabError> {
+        super::tcp_transfer(
+            self.node_ns(from)?,
+            self.node_ns(to)?,
+            to_addr,
+            5201,
+            bytes,
+            Duration::from_secs(120),
+        )
+    }
+
     fn spawn(&mut self, node: &NodeLayout) -> Result<super::state::DaemonPid, LabError> {
         let (child, pid) = daemons::spawn(&self.exe, node, &self.dir)?;
         self.children.insert(node.name.clone(), child);

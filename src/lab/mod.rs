@@ -41,6 +41,7 @@ mod netns;
 mod network;
 mod ping;
 pub mod state;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -48,7 +49,9 @@ pub use cli::{run, LabArgs, LabCommand};
 pub use daemons::{Signal, READY_TIMEOUT};
 pub use harness::{Lab, LabOptions, NodeStatus};
 pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_PREFIX};
+pub use netns::in_netns;
 pub use ping::{ping_in_ns, PingMatrix};
+pub use transfer::{tcp_transfer, Transfer};
 
 /// Prefix of the lab the CLI builds when none is given.
 pub const DEFAULT_PREFIX: &str = "wml";

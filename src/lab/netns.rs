@@ -126,3 +126,31 @@ mod tests {
         assert!(matches!(err, LabError::Command { .. }));
     }
 }
+
+/// Moves the calling thread into namespace `ns` (only this thread: `setns` is per thread).
+pub(crate) fn enter_netns(ns: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{ns}");
+    let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: `file` is an open namespace file descriptor; setns affects only this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Runs `f` on a fresh thread inside namespace `ns`, so the sockets it opens live there.
+/// `f` never runs if the thread cannot enter the namespace.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<Result<T, LabError>> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&ns).map_err(|stderr| LabError::Command {
+            command: format!("setns into {ns}"),
+            stderr,
+        })?;
+        Ok(f())
+    })
+}

@@ -3,6 +3,7 @@
 //! needs no `ping` binary, and the all-pairs matrix runs every pair at once for the cost of a
 //! thread each instead of a process each.
 
+use super::netns::enter_netns;
 use super::LabError;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -72,16 +73,6 @@ pub(crate) fn ping_all(
             })
             .collect()
     })
-}
-
-fn enter_netns(ns: &str) -> Result<(), String> {
-    let path = format!("/var/run/netns/{ns}");
-    let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-    // SAFETY: `file` is an open namespace file descriptor; setns affects only this thread.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 fn os_err(what: &str) -> String {
