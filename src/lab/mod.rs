@@ -1,14 +1,103 @@
-//! Builds a whole mesh on one machine in network namespaces. (Being written.)
+//! Builds a whole mesh on this one machine in network namespaces: the README's demo, the
+//! integration-test harness and the benchmark bed in one.
+//!
+//! ```text
+//!                       ┌──────────────────────── P-core ────────────────────────┐
+//!                       │  ip_forward=1, IPv6 forwarding=1 (routes between regions) │
+//!                       │                                                          │
+//!                       │   br1 172.31.1.1/24        br2 172.31.2.1/24      ...    │
+//!                       │       fd31:1::1/64             fd31:2::1/64              │
+//!                       │   mtu = region 1's          mtu = region 2's             │
+//!                       │   underlay-mtu              underlay-mtu                 │
+//!                       │    │          │               │                          │
+//!                       │  P0v        P1v             P2v      (veth, core side)   │
+//!                       └────┼──────────┼───────────────┼──────────────────────────┘
+//!                            │          │               │
+//!              ┌─── P-a ─────┴──┐ ┌─ P-b ┴─────────┐ ┌─ P-c ┴─────────┐
+//!              │ eth0           │ │ eth0           │ │ eth0           │
+//!              │ 172.31.1.10/24 │ │ 172.31.1.11/24 │ │ 172.31.2.10/24 │
+//!              │ fd31:1::a/64   │ │ fd31:1::b/64   │ │ fd31:2::a/64   │
+//!              │ default via .1 │ │ default via .1 │ │ default via .1 │
+//!              │                │ │                │ │                │
+//!              │ wiremesh up    │ │ wiremesh up    │ │ wiremesh up    │
+//!              │  tun P0        │ │  tun P1        │ │  tun P2        │
+//!              │  pod 10.244.x  │ │  pod 10.244.y  │ │  pod 10.244.z  │
+//!              └────────────────┘ └────────────────┘ └────────────────┘
+//! ```
+//!
+//! `P` is a short prefix unique per lab (`wml` for the CLI, `t<pid><n>` in tests). Regions are
+//! numbered in sorted order from 1; nodes in file order from 0. Node namespaces are `P-<node>`,
+//! or `P-n<index>` when the node's name is long or unusual. Tun names (`P<index>`) are unique
+//! across namespaces because the UAPI directory `/var/run/wireguard` is shared by all of them.
+//!
+//! Everything is recorded under `/run/wiremesh-lab/P/` (see [`state`]), so `wiremesh lab down`
+//! from another process removes exactly what a lab created, even one that was half built.
 
-#[derive(Debug, clap::Args)]
-pub struct LabArgs {}
+mod cli;
+mod daemons;
+mod harness;
+mod layout;
+mod netns;
+mod network;
+mod ping;
+pub mod state;
 
+use std::path::PathBuf;
+
+pub use cli::{run, LabArgs, LabCommand};
+pub use daemons::{Signal, READY_TIMEOUT};
+pub use harness::{Lab, LabOptions, NodeStatus};
+pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_PREFIX};
+pub use ping::{ping_in_ns, PingMatrix};
+
+/// Prefix of the lab the CLI builds when none is given.
+pub const DEFAULT_PREFIX: &str = "wml";
+
+/// Errors of the lab harness.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("the lab is not built yet")]
-    NotYet,
+    /// A command (`ip`, `sysctl`, ...) exited non-zero or could not be started.
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    /// The prefix cannot produce valid namespace and interface names.
+    #[error("bad lab prefix '{prefix}': {reason}")]
+    Prefix { prefix: String, reason: String },
+    /// The topology does not fit the lab's address plan.
+    #[error("topology does not fit the lab: {0}")]
+    Layout(String),
+    /// A lab with this prefix already exists.
+    #[error("a lab with prefix '{prefix}' already exists; run `wiremesh lab down --prefix {prefix}` first")]
+    Exists { prefix: String },
+    /// No lab with this prefix is recorded.
+    #[error("no lab with prefix '{prefix}' (no {})", state.display())]
+    NotFound { prefix: String, state: PathBuf },
+    #[error(transparent)]
+    Topology(#[from] crate::core::topology::TopologyError),
+    #[error(transparent)]
+    KeyFile(#[from] crate::io::keyfile::KeyFileError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    State { path: PathBuf, message: String },
+    #[error("unknown node '{0}' in this lab")]
+    UnknownNode(String),
+    /// A daemon did not come up, or exited; carries the end of its log.
+    #[error("daemon of node '{node}' {what}; last log lines:\n{log_tail}")]
+    Daemon {
+        node: String,
+        what: String,
+        log_tail: String,
+    },
+    #[error("ping from namespace {ns}: {message}")]
+    Ping { ns: String, message: String },
 }
 
-pub fn run(_args: LabArgs) -> Result<(), LabError> {
-    Err(LabError::NotYet)
+/// Shorthand for turning an `io::Error` into [`LabError::Io`] naming the path.
+pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LabError {
+    let path = path.into();
+    move |source| LabError::Io { path, source }
 }

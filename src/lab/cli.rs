@@ -1,0 +1,152 @@
+//! `wiremesh lab up | status | down`.
+
+use super::harness::{Lab, LabOptions};
+use super::DEFAULT_PREFIX;
+use super::{io_at, LabError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long `up` lets the daemons handshake before pinging.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Per-pair ping timeout of the matrix printed by `up` and `status`.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build the mesh in namespaces, start a daemon per node, print the all-pairs ping matrix.
+    Up {
+        /// The topology file; keys, endpoints and pod CIDRs are replaced by the lab's.
+        topology: PathBuf,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+        /// Build the network only (underlay), without daemons.
+        #[arg(long)]
+        no_daemons: bool,
+    },
+    /// Show namespaces, daemons and the ping matrix of a running lab.
+    Status {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Remove everything a lab created (idempotent; works on a half-built lab).
+    Down {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+}
+
+pub fn run(args: LabArgs) -> Result<(), LabError> {
+    match args.command {
+        LabCommand::Up {
+            topology,
+            prefix,
+            no_daemons,
+        } => up(topology, prefix, no_daemons),
+        LabCommand::Status { prefix } => status(&prefix),
+        LabCommand::Down { prefix } => {
+            Lab::down_prefix(&prefix)?;
+            println!("lab '{prefix}' removed");
+            Ok(())
+        }
+    }
+}
+
+fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabError> {
+    let exe = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
+    let mut lab = Lab::build(&topology, LabOptions::new(prefix.clone(), exe))?;
+    println!(
+        "lab '{prefix}': {} nodes, state in {}",
+        lab.nodes().len(),
+        lab.state_dir().display()
+    );
+    if !no_daemons {
+        lab.start_daemons()?;
+        std::thread::sleep(SETTLE);
+        let matrix = lab.ping_matrix(PING_TIMEOUT)?;
+        print!("\nall-pairs ping over the mesh (row pings column's overlay address):\n{matrix}");
+        if !matrix.all_ok() {
+            println!(
+                "{} pairs failed; logs are in {}/logs/",
+                matrix.failures().len(),
+                lab.state_dir().display()
+            );
+        }
+    }
+    print_nodes(&lab);
+    let first = lab
+        .layout()
+        .nodes
+        .first()
+        .map(|n| n.ifname.clone())
+        .unwrap_or_default();
+    // `wg` finds a device by its socket in the shared /var/run/wireguard, from any namespace.
+    println!("\ninspect:  wg show {first}");
+    println!(
+        "          ip netns exec {} ip route",
+        lab.layout()
+            .nodes
+            .first()
+            .map(|n| n.ns.as_str())
+            .unwrap_or("")
+    );
+    println!("          wiremesh lab status --prefix {prefix}");
+    println!("remove:   wiremesh lab down --prefix {prefix}");
+    lab.detach();
+    Ok(())
+}
+
+/// Where each node lives: namespace, tun device, underlay and overlay addresses.
+fn print_nodes(lab: &Lab) {
+    println!(
+        "\n{:<12} {:<16} {:<10} {:<16} overlay",
+        "node", "namespace", "tun", "underlay"
+    );
+    for n in &lab.layout().nodes {
+        let overlay = lab
+            .topology()
+            .and_then(|t| t.node(&n.name).ok())
+            .map(|t| t.overlay_addrs()[0].to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:<16} {:<10} {:<16} {overlay}",
+            n.name,
+            n.ns,
+            n.ifname,
+            n.underlay_v4.to_string()
+        );
+    }
+}
+
+fn status(prefix: &str) -> Result<(), LabError> {
+    let lab = Lab::load(prefix)?;
+    println!("lab '{prefix}' ({})", lab.state_dir().display());
+    println!(
+        "{:<16} {:<16} {:<10} {:<10} daemon",
+        "node", "namespace", "ns", "interface"
+    );
+    for s in lab.status()? {
+        let daemon = match (s.pid, s.alive) {
+            (Some(pid), true) => format!("pid {pid} running"),
+            (Some(pid), false) => format!("pid {pid} gone"),
+            (None, _) => "not started".into(),
+        };
+        let ns = if s.ns_exists { "present" } else { "MISSING" };
+        println!(
+            "{:<16} {:<16} {ns:<10} {:<10} {daemon}",
+            s.name,
+            s.ns,
+            lab.ifname(&s.name)?
+        );
+    }
+    if lab.topology().is_some() {
+        println!("\n{}", lab.ping_matrix(PING_TIMEOUT)?);
+    }
+    lab.detach();
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! [`Lab`]: one mesh in namespaces, owned by the process that built it. Dropping it tears
+//! everything down (daemons by pid, namespaces, state directory), also when a test panics;
+//! [`Lab::detach`] leaves it running for `wiremesh lab up`.
+
+use super::daemons::{self, Signal};
+use super::layout::{check_prefix, Layout, NodeLayout};
+use super::netns;
+use super::network;
+use super::ping::{self, PingMatrix};
+use super::state::{derive_topology, LabState, StateDir};
+use super::{io_at, LabError};
+use crate::core::key::PrivateKey;
+use crate::core::topology::Topology;
+use crate::io::keyfile;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::time::Duration;
+
+/// How to build a lab.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Short unique prefix of every name the lab creates (see [`super::layout::check_prefix`]).
+    pub prefix: String,
+    /// The `wiremesh` executable the daemons run (`CARGO_BIN_EXE_wiremesh` in tests).
+    pub exe: PathBuf,
+}
+
+impl LabOptions {
+    pub fn new(prefix: impl Into<String>, exe: impl Into<PathBuf>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            exe: exe.into(),
+        }
+    }
+}
+
+/// What `lab status` reports per node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub ns: String,
+    pub ns_exists: bool,
+    pub pid: Option<u32>,
+    pub alive: bool,
+}
+
+/// A mesh on this machine. See the module documentation for the layout.
+#[derive(Debug)]
+pub struct Lab {
+    dir: StateDir,
+    state: LabState,
+    /// The derived topology, once written (absent in a half-built lab loaded from disk).
+    topology: Option<Topology>,
+    exe: PathBuf,
+    /// Daemons this process spawned, so they are reaped and not left as zombies.
+    children: HashMap<String, Child>,
+    /// Whether dropping this value tears the lab down: true for a lab this value built, false
+    /// after [`Lab::detach`] and for one opened with [`Lab::load`] (so `lab status` failing
+    /// halfway never removes a running mesh).
+    owned: bool,
+}
+
+impl Lab {
+    /// Builds namespaces, bridges, links, keys and the derived topology. Starts no daemon.
+    pub fn build(topology: &Path, opts: LabOptions) -> Result<Lab, LabError> {
+        check_prefix(&opts.prefix)?;
+        let text = std::fs::read_to_string(topology).map_err(io_at(topology))?;
+        let user = Topology::parse(&text, topology)?;
+        let layout = Layout::new(&opts.prefix, &user)?;
+        let dir = StateDir::for_prefix(&opts.prefix);
+        if dir.root().exists() || netns::exists(&layout.core_ns)? {
+            return Err(LabError::Exists {
+                prefix: opts.prefix,
+            });
+        }
+        dir.create()?;
+        let user_topology = std::path::absolute(topology).map_err(io_at(topology))?;
+        let state = LabState {
+            layout,
+            namespaces: Vec::new(),
+            user_topology,
+            daemons: BTreeMap::new(),
+        };
+        dir.save(&state)?;
+        // From here on, an early return drops `lab`, which removes whatever was built.
+        let mut lab = Lab {
+            dir,
+            state,
+            topology: None,
+            exe: opts.exe,
+            children: HashMap::new(),
+            owned: true,
+        };
+        network::build(&mut lab.state, &lab.dir)?;
+        let mut public = BTreeMap::new();
+        for node in &user.nodes {
+            let key = PrivateKey::generate();
+            keyfile::write_private(&lab.dir.key(&node.name), &key, false)?;
+            public.insert(node.name.clone(), key.public_key());
+        }
+        let derived = derive_topology(&text, topology, &user, &lab.state.layout, &public)?;
+        let path = lab.dir.topology();
+        std::fs::write(&path, derived).map_err(io_at(&path))?;
+        lab.topology = Some(Topology::load(&path)?);
+        lab.dir.save(&lab.state)?;
+        Ok(lab)
+    }
+
+    /// Opens a lab recorded by another process (for `lab status`, `lab down`). Dropping the
+    /// result leaves the lab alone; call [`Lab::down`] to remove it.
+    pub fn load(prefix: &str) -> Result<Lab, LabError> {
+        check_prefix(prefix)?;
+        let dir = StateDir::for_prefix(prefix);
+        if !dir.state_file().exists() {
+            return Err(LabError::NotFound {
+                prefix: prefix.into(),
+                state: dir.state_file(),
+            });
+        }
+        let state = dir.load()?;
+        let topology = Topology::load(&dir.topology()).ok();
+        let exe = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
+        Ok(Lab {
+            dir,
+            state,
+            topology,
+            exe,
+            children: HashMap::new(),
+            owned: false,
+        })
+    }
+
+    /// Removes the lab with this prefix, whatever state it is in; nothing to remove is success.
+    /// Besides what `state.json` records, it deletes every namespace named `<prefix>-*`, which
+    /// only a lab of this prefix creates (prefixes contain no `-`).
+    pub fn down_prefix(prefix: &str) -> Result<(), LabError> {
+        check_prefix(prefix)?;
+        let mut first = match Lab::load(prefix) {
+            Ok(lab) => lab.down().err(),
+            Err(LabError::NotFound { .. }) => None,
+            Err(e) => Some(e),
+        };
+        let ours: Vec<String> = netns::list()?
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{prefix}-")))
+            .collect();
+        if let Err(e) = network::teardown(&ours) {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = StateDir::for_prefix(prefix).remove() {
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Starts every node's daemon and waits until each has created its UAPI socket.
+    pub fn start_daemons(&mut self) -> Result<(), LabError> {
+        let nodes = self.state.layout.nodes.clone();
+        let mut started = Vec::new();
+        for node in &nodes {
+            started.push((node, self.spawn(node)?));
+        }
+        daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+    }
+
+    fn spawn(&mut self, node: &NodeLayout) -> Result<super::state::DaemonPid, LabError> {
+        let (child, pid) = daemons::spawn(&self.exe, node, &self.dir)?;
+        self.children.insert(node.name.clone(), child);
+        self.state.daemons.insert(node.name.clone(), pid);
+        self.dir.save(&self.state)?;
+        Ok(pid)
+    }
+
+    /// Sends a signal to a node's daemon (`Hup` to reload, `Kill` to crash it, `Stop` to freeze).
+    pub fn kill_daemon(&mut self, node: &str, signal: Signal) -> Result<(), LabError> {
+        let pid = *self
+            .state
+            .daemons
+            .get(node)
+            .ok_or_else(|| LabError::UnknownNode(node.into()))?;
+        if !daemons::signal(pid, signal) {
+            return Err(LabError::Daemon {
+                node: node.into(),
+                what: "is not running".into(),
+                log_tail: daemons::log_tail(&self.dir, node),
+            });
+        }
+        if matches!(signal, Signal::Kill | Signal::Term) {
+            daemons::stop(pid, self.children.get_mut(node));
+            self.children.remove(node);
+            self.state.daemons.remove(node);
+            self.dir.save(&self.state)?;
+        }
+        Ok(())
+    }
+
+    /// Stops a node's daemon (if running) and starts it again, waiting until it is ready.
+    pub fn restart_daemon(&mut self, node: &str) -> Result<(), LabError> {
+        let layout = self.state.layout.node(node)?.clone();
+        if let Some(pid) = self.state.daemons.remove(node) {
+            daemons::stop(pid, self.children.get_mut(node));
+            self.children.remove(node);
+        }
+        let pid = self.spawn(&layout)?;
+        daemons::wait_ready(&[(&layout, pid)], &self.dir, daemons::READY_TIMEOUT)
+    }
+
+    /// Runs a command inside a node's namespace; a non-zero exit is in the `Output`, not an error.
+    pub fn exec<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        node: &str,
+        args: &[S],
+    ) -> Result<Output, LabError> {
+        netns::exec_in(self.node_ns(node)?, args)
+    }
+
+    /// ICMP echo from a node's namespace to any address; `None` when no reply came in time.
+    pub fn ping(
+        &self,
+        from: &str,
+        to: IpAddr,
+        timeout: Duration,
+    ) -> Result<Option<Duration>, LabError> {
+        ping::ping_in_ns(self.node_ns(from)?, to, timeout)
+    }
+
+    /// Pings every ordered pair of nodes, A's namespace to B's first overlay address, all at once.
+    pub fn ping_matrix(&self, timeout: Duration) -> Result<PingMatrix, LabError> {
+        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
+            path: self.dir.topology(),
+            message: "the lab has no derived topology (half built?)".into(),
+        })?;
+        let nodes = &self.state.layout.nodes;
+        let mut pairs = Vec::new();
+        for a in nodes {
+            for b in nodes.iter().filter(|b| b.name != a.name) {
+                pairs.push((a.ns.clone(), topology.node(&b.name)?.overlay_addrs()[0]));
+            }
+        }
+        let mut results = ping::ping_all(&pairs, timeout)?.into_iter();
+        let rtt = (0..nodes.len())
+            .map(|i| {
+                (0..nodes.len())
+                    .map(|j| {
+                        if i == j {
+                            None
+                        } else {
+                            results.next().flatten()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(PingMatrix {
+            nodes: self.nodes(),
+            rtt,
+        })
+    }
+
+    /// The MTU of a link in one of the lab's namespaces (`eth0` in a node, `br1` in the core).
+    pub fn link_mtu(&self, ns: &str, dev: &str) -> Result<u32, LabError> {
+        netns::link_mtu(ns, dev)
+    }
+
+    /// Node names in topology order.
+    pub fn nodes(&self) -> Vec<String> {
+        self.state
+            .layout
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+    pub fn prefix(&self) -> &str {
+        &self.state.layout.prefix
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.state.layout
+    }
+    /// The derived topology the daemons read, when it has been written.
+    pub fn topology(&self) -> Option<&Topology> {
+        self.topology.as_ref()
+    }
+    pub fn node_ns(&self, node: &str) -> Result<&str, LabError> {
+        Ok(&self.state.layout.node(node)?.ns)
+    }
+    pub fn ifname(&self, node: &str) -> Result<&str, LabError> {
+        Ok(&self.state.layout.node(node)?.ifname)
+    }
+    pub fn underlay_addr(&self, node: &str) -> Result<Ipv4Addr, LabError> {
+        Ok(self.state.layout.node(node)?.underlay_v4)
+    }
+    /// The pid of a node's daemon while it runs.
+    pub fn daemon_pid(&self, node: &str) -> Option<u32> {
+        self.state
+            .daemons
+            .get(node)
+            .filter(|d| daemons::alive(**d))
+            .map(|d| d.pid)
+    }
+    pub fn derived_topology_path(&self) -> PathBuf {
+        self.dir.topology()
+    }
+    pub fn log_path(&self, node: &str) -> PathBuf {
+        self.dir.log(node)
+    }
+    pub fn state_dir(&self) -> &Path {
+        self.dir.root()
+    }
+
+    /// Per node: does its namespace exist, is its daemon alive.
+    pub fn status(&self) -> Result<Vec<NodeStatus>, LabError> {
+        let existing = netns::list()?;
+        Ok(self
+            .state
+            .layout
+            .nodes
+            .iter()
+            .map(|n| {
+                let d = self.state.daemons.get(&n.name).copied();
+                NodeStatus {
+                    name: n.name.clone(),
+                    ns: n.ns.clone(),
+                    ns_exists: existing.contains(&n.ns),
+                    pid: d.map(|d| d.pid),
+                    alive: d.is_some_and(daemons::alive),
+                }
+            })
+            .collect())
+    }
+
+    /// Leaves the lab running after this value is gone (for `wiremesh lab up`).
+    pub fn detach(mut self) {
+        self.owned = false;
+    }
+
+    /// Tears everything down and reports the first failure.
+    pub fn down(mut self) -> Result<(), LabError> {
+        self.owned = false;
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), LabError> {
+        for (node, pid) in std::mem::take(&mut self.state.daemons) {
+            daemons::stop(pid, self.children.get_mut(&node));
+        }
+        self.children.clear();
+        for node in &self.state.layout.nodes {
+            let _ = std::fs::remove_file(daemons::socket_path(&node.ifname));
+        }
+        let mut first = network::teardown(&self.state.namespaces).err();
+        if let Err(e) = self.dir.remove() {
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned {
+            if let Err(e) = self.teardown() {
+                eprintln!("wiremesh lab {}: teardown: {e}", self.prefix());
+            }
+        }
+    }
+}

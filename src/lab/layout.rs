@@ -1,0 +1,269 @@
+//! The lab's address and naming plan, computed from a topology and a prefix without touching the
+//! kernel, so it is unit-tested and the builder only executes it.
+//!
+//! Names are bounded by Linux's 15-byte interface names (`IFNAMSIZ` - 1). The prefix is at most
+//! [`MAX_PREFIX`] characters so the longest derived name, the core-side veth `P<idx>v`, fits.
+
+use super::LabError;
+use crate::core::topology::Topology;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Longest accepted prefix: `P` + up to 3 index digits + `v` must stay within 15 bytes.
+pub const MAX_PREFIX: usize = 10;
+/// Longest interface or namespace name Linux accepts.
+pub const IFNAME_MAX: usize = 15;
+/// Host part of a region's first node address; `.1` is the gateway, `.2`-`.9` stay free.
+const FIRST_HOST: usize = 10;
+
+/// One region: a bridge in the core namespace and an underlay subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionLayout {
+    pub name: String,
+    /// 1-based; the third octet of `172.31.<index>.0/24` and the second group of `fd31:<index>::/64`.
+    pub index: u8,
+    /// Bridge name inside the core namespace.
+    pub bridge: String,
+    pub mtu: u16,
+    pub gateway_v4: Ipv4Addr,
+    pub gateway_v6: Ipv6Addr,
+}
+
+/// One node: its namespace, the veth joining it to its region's bridge, and its tun name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLayout {
+    pub name: String,
+    pub ns: String,
+    pub region: String,
+    /// The core-side end of the node's veth pair (the node side is `eth0`).
+    pub veth: String,
+    /// The daemon's tun interface; unique across namespaces because the UAPI socket directory
+    /// `/var/run/wireguard` is shared by all of them.
+    pub ifname: String,
+    pub underlay_v4: Ipv4Addr,
+    pub underlay_v6: Ipv6Addr,
+    pub listen_port: u16,
+    pub mtu: u16,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub prefix: String,
+    pub core_ns: String,
+    pub regions: Vec<RegionLayout>,
+    pub nodes: Vec<NodeLayout>,
+}
+
+/// Checks that a prefix yields valid, unambiguous names: lowercase letters and digits only (no
+/// `-`, so `P-` never matches another lab's prefix), starting with a letter.
+pub fn check_prefix(prefix: &str) -> Result<(), LabError> {
+    let bad = |reason: &str| LabError::Prefix {
+        prefix: prefix.to_string(),
+        reason: reason.to_string(),
+    };
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX {
+        return Err(bad(&format!("must be 1-{MAX_PREFIX} characters")));
+    }
+    if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(bad("must start with a lowercase letter"));
+    }
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(bad("only lowercase letters and digits are allowed"));
+    }
+    Ok(())
+}
+
+impl Layout {
+    /// Plans names and addresses for every region (in sorted order) and node (in file order).
+    pub fn new(prefix: &str, topology: &Topology) -> Result<Self, LabError> {
+        check_prefix(prefix)?;
+        let mut region_names: Vec<&str> =
+            topology.nodes.iter().map(|n| n.region.as_str()).collect();
+        region_names.sort_unstable();
+        region_names.dedup();
+        if region_names.len() > 254 {
+            return Err(LabError::Layout(format!(
+                "{} regions; the lab has room for 254",
+                region_names.len()
+            )));
+        }
+        if topology.nodes.len() > 999 {
+            return Err(LabError::Layout("more than 999 nodes".into()));
+        }
+        let regions: Vec<RegionLayout> = region_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let index = u8::try_from(i + 1).expect("at most 254 regions");
+                RegionLayout {
+                    name: name.to_string(),
+                    index,
+                    bridge: format!("br{index}"),
+                    mtu: topology.underlay_mtu(name),
+                    gateway_v4: Ipv4Addr::new(172, 31, index, 1),
+                    gateway_v6: Ipv6Addr::new(0xfd31, index.into(), 0, 0, 0, 0, 0, 1),
+                }
+            })
+            .collect();
+        let core_ns = format!("{prefix}-core");
+        let mut in_region = vec![0usize; regions.len()];
+        let mut nodes = Vec::with_capacity(topology.nodes.len());
+        for (idx, node) in topology.nodes.iter().enumerate() {
+            let region = regions
+                .iter()
+                .find(|r| r.name == node.region)
+                .expect("collected above");
+            let slot = &mut in_region[usize::from(region.index) - 1];
+            let host = FIRST_HOST + *slot;
+            *slot += 1;
+            let host = u8::try_from(host)
+                .ok()
+                .filter(|h| *h < 255)
+                .ok_or_else(|| {
+                    LabError::Layout(format!(
+                        "region '{}' has more than {} nodes",
+                        region.name,
+                        255 - FIRST_HOST
+                    ))
+                })?;
+            nodes.push(NodeLayout {
+                name: node.name.clone(),
+                ns: node_ns(prefix, &node.name, idx),
+                region: region.name.clone(),
+                veth: format!("{prefix}{idx}v"),
+                ifname: format!("{prefix}{idx}"),
+                underlay_v4: Ipv4Addr::new(172, 31, region.index, host),
+                underlay_v6: Ipv6Addr::new(0xfd31, region.index.into(), 0, 0, 0, 0, 0, host.into()),
+                listen_port: node.listen_port,
+                mtu: region.mtu,
+            });
+        }
+        let mut names: Vec<&str> = nodes.iter().map(|n| n.ns.as_str()).collect();
+        names.push(&core_ns);
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(LabError::Layout(format!(
+                "two namespaces would be named '{}'",
+                w[0]
+            )));
+        }
+        Ok(Layout {
+            prefix: prefix.to_string(),
+            core_ns,
+            regions,
+            nodes,
+        })
+    }
+
+    /// Every namespace of the lab, the core first.
+    pub fn namespaces(&self) -> Vec<String> {
+        std::iter::once(self.core_ns.clone())
+            .chain(self.nodes.iter().map(|n| n.ns.clone()))
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeLayout, LabError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| LabError::UnknownNode(name.into()))
+    }
+
+    pub fn region(&self, name: &str) -> Option<&RegionLayout> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+}
+
+/// `P-<node>` when that is a short, plain name; otherwise `P-n<index>`.
+fn node_ns(prefix: &str, node: &str, idx: usize) -> String {
+    let plain = node
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let name = format!("{prefix}-{node}");
+    if plain && node != "core" && name.len() <= IFNAME_MAX {
+        name
+    } else {
+        format!("{prefix}-n{idx}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn topology(nodes: &[(&str, &str)]) -> Topology {
+        let mut t = String::from("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n");
+        t.push_str("[region.eu]\nunderlay-mtu = 1400\n");
+        for (name, region) in nodes {
+            let key = crate::core::key::PrivateKey::generate().public_key();
+            t.push_str(&format!(
+                "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"{region}\"\npublic-key = \"{key}\"\n"
+            ));
+        }
+        Topology::parse(&t, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn nodes_get_addresses_per_region_and_region_mtus() {
+        let t = topology(&[("a", "us"), ("b", "eu"), ("c", "us")]);
+        let l = Layout::new("wml", &t).unwrap();
+        assert_eq!(
+            l.regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["eu", "us"]
+        );
+        let a = l.node("a").unwrap();
+        assert_eq!(
+            (a.ns.as_str(), a.veth.as_str(), a.ifname.as_str()),
+            ("wml-a", "wml0v", "wml0")
+        );
+        assert_eq!(a.underlay_v4, Ipv4Addr::new(172, 31, 2, 10));
+        assert_eq!(
+            l.node("c").unwrap().underlay_v4,
+            Ipv4Addr::new(172, 31, 2, 11)
+        );
+        assert_eq!(
+            l.node("b").unwrap().underlay_v6,
+            "fd31:1::a".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!((l.node("b").unwrap().mtu, a.mtu), (1400, 1500));
+    }
+
+    #[test]
+    fn long_or_odd_node_names_fall_back_to_the_index() {
+        let t = topology(&[
+            ("a-very-long-node-name", "r"),
+            ("Up_Per", "r"),
+            ("core", "r"),
+        ]);
+        let l = Layout::new("t12345678", &t).unwrap();
+        let ns: Vec<&str> = l.nodes.iter().map(|n| n.ns.as_str()).collect();
+        assert_eq!(ns, ["t12345678-n0", "t12345678-n1", "t12345678-n2"]);
+        assert!(l.namespaces().iter().all(|n| n.len() <= IFNAME_MAX));
+        assert!(l.nodes.iter().all(|n| n.veth.len() <= IFNAME_MAX));
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused_with_a_reason() {
+        for p in ["", "Wml", "w-l", "1abc", "abcdefghijk"] {
+            assert!(
+                matches!(check_prefix(p), Err(LabError::Prefix { .. })),
+                "{p}"
+            );
+        }
+        check_prefix("t4194304a9").unwrap();
+    }
+
+    #[test]
+    fn a_node_name_colliding_with_a_fallback_name_is_an_error() {
+        let t = topology(&[("N0", "r"), ("n0", "r")]);
+        assert!(matches!(Layout::new("wml", &t), Err(LabError::Layout(_))));
+    }
+}

@@ -1,0 +1,199 @@
+//! What a lab leaves on disk under `/run/wiremesh-lab/<prefix>/`, so another process (`wiremesh
+//! lab status`, `lab down`) can find and remove it:
+//!
+//! ```text
+//! state.json       prefix, layout, namespaces created, daemon pids
+//! topology.toml    the derived topology the daemons read
+//! keys/<node>.key  private keys, 0600
+//! logs/<node>.log  each daemon's stdout and stderr
+//! ```
+
+use super::layout::Layout;
+use super::{io_at, LabError};
+use crate::core::key::PublicKey;
+use crate::core::topology::Topology;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Root of all labs' state directories (tmpfs: a reboot, which also drops namespaces, clears it).
+pub const STATE_ROOT: &str = "/run/wiremesh-lab";
+
+/// A running daemon, identified by pid and start time so a recycled pid is never signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonPid {
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks since boot when the process started.
+    pub start_time: u64,
+}
+
+/// The content of `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub layout: Layout,
+    /// Namespaces this lab created, in creation order; teardown deletes exactly these.
+    pub namespaces: Vec<String>,
+    /// The topology the user gave.
+    pub user_topology: PathBuf,
+    /// Daemon per node name, while it runs.
+    pub daemons: BTreeMap<String, DaemonPid>,
+}
+
+/// Paths inside one lab's state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir(PathBuf);
+
+impl StateDir {
+    pub fn for_prefix(prefix: &str) -> Self {
+        Self(Path::new(STATE_ROOT).join(prefix))
+    }
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+    pub fn topology(&self) -> PathBuf {
+        self.0.join("topology.toml")
+    }
+    pub fn key(&self, node: &str) -> PathBuf {
+        self.0.join("keys").join(format!("{node}.key"))
+    }
+    pub fn log(&self, node: &str) -> PathBuf {
+        self.0.join("logs").join(format!("{node}.log"))
+    }
+
+    /// Creates the directory tree; `keys/` is 0700 like any directory of private keys.
+    pub fn create(&self) -> Result<(), LabError> {
+        use std::os::unix::fs::DirBuilderExt;
+        for (dir, mode) in [
+            (self.0.clone(), 0o755),
+            (self.0.join("keys"), 0o700),
+            (self.0.join("logs"), 0o755),
+        ] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&dir)
+                .map_err(io_at(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `state.json` atomically (write then rename), so a reader never sees half of it.
+    pub fn save(&self, state: &LabState) -> Result<(), LabError> {
+        let path = self.state_file();
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(state).expect("lab state serializes");
+        std::fs::write(&tmp, text).map_err(io_at(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_at(&path))
+    }
+
+    pub fn load(&self) -> Result<LabState, LabError> {
+        let path = self.state_file();
+        let text = std::fs::read_to_string(&path).map_err(io_at(&path))?;
+        serde_json::from_str(&text).map_err(|e| LabError::State {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    pub fn remove(&self) -> Result<(), LabError> {
+        match std::fs::remove_dir_all(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(&self.0)(e)),
+            _ => {
+                // The shared root goes too once the last lab is gone (fails harmlessly otherwise).
+                let _ = std::fs::remove_dir(STATE_ROOT);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The user's topology with every node's `public-key`, `endpoint` and `pod-cidr` (and
+/// `pod-cidr-v6`, when set) replaced by the lab's. Edited with `toml_edit`, so the user's
+/// comments and ordering survive and the file reads like theirs.
+pub fn derive_topology(
+    text: &str,
+    source: &Path,
+    topology: &Topology,
+    layout: &Layout,
+    keys: &BTreeMap<String, PublicKey>,
+) -> Result<String, LabError> {
+    let bad = |message: String| LabError::State {
+        path: source.to_path_buf(),
+        message,
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| bad(e.to_string()))?;
+    let tables = doc
+        .get_mut("node")
+        .and_then(|n| n.as_array_of_tables_mut())
+        .ok_or_else(|| bad("no [[node]] tables".into()))?;
+    for table in tables.iter_mut() {
+        let name = table
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let node = topology.node(&name)?;
+        let lay = layout.node(&name)?;
+        let key = keys
+            .get(&name)
+            .ok_or_else(|| LabError::UnknownNode(name.clone()))?;
+        table["public-key"] = toml_edit::value(key.to_string());
+        table["endpoint"] = toml_edit::value(format!("{}:{}", lay.underlay_v4, lay.listen_port));
+        table["pod-cidr"] = toml_edit::value(node.pod_cidr.to_string());
+        if let Some(v6) = node.pod_cidr_v6 {
+            table["pod-cidr-v6"] = toml_edit::value(v6.to_string());
+        }
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::key::PrivateKey;
+
+    const TEXT: &str = r#"# my mesh
+mode = "full"
+cluster-cidr = "10.244.0.0/16"
+
+[[node]]
+name = "a" # the first one
+cloud = "aws"
+region = "eu"
+endpoint = "a.example.com:51820"
+public-key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+[[node]]
+name = "b"
+cloud = "gcp"
+region = "us"
+public-key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+listen-port = 5000
+"#;
+
+    #[test]
+    fn the_derived_topology_carries_lab_keys_endpoints_and_pinned_cidrs() {
+        let path = Path::new("mesh.toml");
+        let topo = Topology::parse(TEXT, path).unwrap();
+        let layout = Layout::new("wml", &topo).unwrap();
+        let keys: BTreeMap<String, PublicKey> = ["a", "b"]
+            .iter()
+            .map(|n| (n.to_string(), PrivateKey::generate().public_key()))
+            .collect();
+        let text = derive_topology(TEXT, path, &topo, &layout, &keys).unwrap();
+        assert!(text.contains("# the first one"), "{text}");
+        let derived = Topology::parse(&text, path).unwrap();
+        for node in &derived.nodes {
+            assert_eq!(node.public_key, keys[&node.name]);
+            assert!(node.pod_cidr_pinned);
+            assert_eq!(node.pod_cidr, topo.node(&node.name).unwrap().pod_cidr);
+        }
+        let b = derived.node("b").unwrap();
+        assert_eq!(b.endpoint.as_ref().unwrap().to_string(), "172.31.2.10:5000");
+    }
+}

@@ -1,0 +1,56 @@
+//! Helpers shared by the integration tests that need root and network namespaces.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Whether this test may touch namespaces. Outside CI a non-root run skips (prints
+/// `skipped: needs root` and returns false); under `CI=true` a missing root is a failure, so a
+/// misconfigured runner cannot turn the real-kernel tests into silent passes.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("this test needs root, and CI=true forbids skipping it");
+    }
+    eprintln!("skipped: needs root");
+    false
+}
+
+/// A lab prefix no other test of any concurrent run uses: `t<pid><n>` (at most 10 characters).
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A topology under `tests/topologies/`.
+pub fn topology(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/topologies")
+        .join(name)
+}
+
+/// The `wiremesh` binary built for this test run.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wiremesh"))
+}
+
+/// Names of all network namespaces starting with `<prefix>-`.
+pub fn namespaces_of(prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect()
+}
