@@ -1,6 +1,7 @@
 //! The `wiremesh` command line. Each subcommand lives in its own file; this one only dispatches.
 //! `anyhow` is used here and nowhere below: this is the binary's edge.
 
+mod graph;
 mod ipam;
 mod keygen;
 mod plan;
@@ -35,6 +36,8 @@ pub enum Command {
     Lab(crate::lab::LabArgs),
     /// Show each running daemon's peers: endpoint, latest handshake, transfer, allowed IPs.
     Status(status::StatusArgs),
+    /// Draw the mesh as Graphviz DOT or SVG: clouds, regions, hubs and peerings.
+    Graph(graph::GraphArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Ipam(a) => ipam::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
         Command::Status(a) => status::run(a),
+        Command::Graph(a) => graph::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

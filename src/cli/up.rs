@@ -26,6 +26,10 @@ pub struct UpArgs {
     /// Log filter, e.g. `info` or `wiremesh=debug`.
     #[arg(long)]
     pub log: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9586 (default: off;
+    /// or `metrics-listen` in the settings file, or WIREMESH_METRICS_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(a: UpArgs) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub fn run(a: UpArgs) -> anyhow::Result<()> {
         interface: a.interface,
         uapi_dir: a.uapi_dir,
         log: a.log,
+        metrics_listen: a.metrics_listen,
     };
     let settings = Settings::load(a.config.as_deref(), &overrides)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

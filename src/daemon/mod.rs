@@ -13,6 +13,7 @@ use crate::core::topology::{Topology, TopologyError};
 use crate::engine::{Batch, Device, Scratch};
 use crate::io::dns::{DnsError, Resolver};
 use crate::io::keyfile::{self, KeyFileError};
+use crate::io::metrics;
 use crate::io::netlink::{NetlinkError, Routes};
 use crate::io::tun::{self, TunError};
 use crate::io::udp::{Udp, UdpError};
@@ -47,6 +48,8 @@ pub enum DaemonError {
     Dns(#[from] DnsError),
     #[error(transparent)]
     Uapi(#[from] crate::io::uapi::UapiError),
+    #[error(transparent)]
+    Metrics(#[from] crate::io::metrics::MetricsError),
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -116,6 +119,10 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Arc::new(uapi::EngineUapi(device.clone())),
     )
     .await?;
+    let metrics = match running.settings.metrics_listen {
+        Some(addr) => Some(metrics::serve(addr, metrics::registry(device.clone())).await?),
+        None => None,
+    };
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
     let tasks = [
@@ -155,6 +162,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     }
     running.resolvers.stop();
     drop(uapi);
+    drop(metrics);
     for dest in route_set(&running.plan) {
         if let Err(e) = running.routes.remove(dest).await {
             tracing::warn!(error = %e, "route removal failed");

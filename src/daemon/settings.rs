@@ -30,6 +30,11 @@ pub struct Settings {
     /// Log filter in `tracing` syntax (`info`, `wiremesh=debug`).
     #[serde(default = "default_log")]
     pub log: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when absent. Use a loopback
+    /// address (`127.0.0.1:9586`) unless a firewall guards the port: the metrics name every
+    /// peer and its public key.
+    #[serde(default, alias = "metrics-listen")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_interface() -> String {
@@ -46,6 +51,20 @@ fn default_log() -> String {
 pub enum SettingsError {
     #[error("settings: {0}")]
     Config(#[from] config::ConfigError),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}: '{key}' is given twice (once with '-', once with '_')", path.display())]
+    Duplicate { path: PathBuf, key: String },
     #[error("settings: interface name '{0}' must be 1-15 characters without '/' or spaces")]
     Interface(String),
 }
@@ -59,17 +78,40 @@ pub struct Overrides {
     pub interface: Option<String>,
     pub uapi_dir: Option<PathBuf>,
     pub log: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The settings file with every top-level key in `snake_case`. The `config` crate matches keys
+/// literally, so a file's `private-key` and a flag's `private_key` would otherwise be two fields
+/// and serde would refuse them as duplicates instead of letting the flag win.
+fn snake_case_keys(path: &Path) -> Result<String, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| SettingsError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = toml::Table::new();
+    for (k, v) in table {
+        let key = k.replace('-', "_");
+        if out.insert(key.clone(), v).is_some() {
+            return Err(SettingsError::Duplicate {
+                path: path.to_path_buf(),
+                key,
+            });
+        }
+    }
+    Ok(out.to_string())
 }
 
 impl Settings {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, SettingsError> {
         let mut b = config::Config::builder();
         if let Some(f) = file {
-            b = b.add_source(
-                config::File::from(f)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            let text = snake_case_keys(f)?;
+            b = b.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         b = b.add_source(
             config::Environment::with_prefix("WIREMESH")
@@ -88,6 +130,11 @@ impl Settings {
         b = set(b, "interface", overrides.interface.clone())?;
         b = set(b, "uapi_dir", path(&overrides.uapi_dir))?;
         b = set(b, "log", overrides.log.clone())?;
+        b = set(
+            b,
+            "metrics_listen",
+            overrides.metrics_listen.map(|a| a.to_string()),
+        )?;
         let s: Settings = b.build()?.try_deserialize()?;
         let bad_if = s.interface.is_empty()
             || s.interface.len() > 15
@@ -134,6 +181,34 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Settings::load(Some(&f), &o).unwrap().interface, "wm9");
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_flags_beat_kebab_case_file_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w.toml");
+        std::fs::write(&f, "topology = \"t\"\nnode = \"a\"\n").unwrap();
+        assert_eq!(
+            Settings::load(Some(&f), &Overrides::default())
+                .unwrap()
+                .metrics_listen,
+            None
+        );
+        std::fs::write(
+            &f,
+            "topology = \"t\"\nnode = \"a\"\nmetrics-listen = \"127.0.0.1:9586\"\nprivate-key = \"/f\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9586".parse().unwrap()));
+        let o = Overrides {
+            private_key: Some("/flag.key".into()),
+            metrics_listen: Some("[::1]:9999".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::load(Some(&f), &o).unwrap();
+        assert_eq!(s.metrics_listen, Some("[::1]:9999".parse().unwrap()));
+        assert_eq!(s.private_key_path(), PathBuf::from("/flag.key"));
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Device {
     drops: [AtomicU64; DropReason::ALL.len()],
     pub forwarded: AtomicU64,
     listen_port: AtomicU32,
+    /// The plan's tunnel MTU, for metrics and status (the tun device is set to it).
+    mtu: AtomicU32,
 }
 
 fn local_table(cidrs: &[IpNet]) -> PrefixTable<()> {
@@ -124,6 +126,7 @@ impl Device {
             drops: Default::default(),
             forwarded: AtomicU64::new(0),
             listen_port: AtomicU32::new(u32::from(plan.listen_port)),
+            mtu: AtomicU32::new(u32::from(plan.mtu)),
         };
         dev.apply(plan);
         dev
@@ -139,6 +142,11 @@ impl Device {
 
     pub fn listen_port(&self) -> u16 {
         self.listen_port.load(Ordering::Relaxed) as u16
+    }
+
+    /// The tunnel MTU of the current plan.
+    pub fn mtu(&self) -> u16 {
+        self.mtu.load(Ordering::Relaxed) as u16
     }
 
     pub fn peers(&self) -> Arc<PeerTable> {
@@ -192,6 +200,7 @@ impl Device {
         self.local.store(Arc::new(local_table(&plan.pod_cidrs)));
         self.listen_port
             .store(u32::from(plan.listen_port), Ordering::Relaxed);
+        self.mtu.store(u32::from(plan.mtu), Ordering::Relaxed);
         self.table.store(Arc::new(PeerTable::new(peers)));
         created
     }
@@ -248,7 +257,12 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         let table = self.table.load();
-        let peer = match Tunn::parse_incoming_packet(datagram) {
+        let parsed = Tunn::parse_incoming_packet(datagram);
+        let handshake = matches!(
+            parsed,
+            Ok(Packet::HandshakeInit(_) | Packet::HandshakeResponse(_))
+        );
+        let peer = match parsed {
             Ok(Packet::HandshakeInit(init)) => {
                 let id = self.identity.load();
                 match parse_handshake_anon(id.private.secret(), &id.public.to_x25519(), &init) {
@@ -295,6 +309,9 @@ impl Device {
                         _ => DropReason::Decrypt,
                     };
                     tracing::trace!(peer = %peer.name(), error = ?e, "datagram refused");
+                    if first && handshake && reason == DropReason::Decrypt {
+                        peer.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.drop_packet(reason);
                     break;
                 }

@@ -197,3 +197,22 @@ fn garbage_datagrams_are_counted_never_panic() {
         .sum();
     assert_eq!(dropped, junk.len() as u64);
 }
+
+#[test]
+fn a_replayed_handshake_initiation_counts_as_a_handshake_failure_of_that_peer() {
+    let net = Net::new("full", &[("a", "r", false), ("b", "r", false)]);
+    let mut scratch = Scratch::new();
+    let mut init = Batch::new();
+    let b_on_a = net.devices["a"].peers().iter().next().unwrap().clone();
+    net.devices["a"].initiate(&b_on_a, &mut scratch, &mut init);
+    let (_, datagram) = init.datagrams().next().unwrap();
+    let datagram = datagram.to_vec();
+    let from = net.addr["a"];
+    for _ in 0..2 {
+        let mut out = Batch::new();
+        net.devices["b"].handle_datagram(from, &datagram, &mut scratch, &mut out);
+    }
+    let a_on_b = net.devices["b"].peers().iter().next().unwrap().snapshot();
+    assert_eq!(a_on_b.handshake_failures, 1);
+    assert_eq!(net.devices["b"].drops(DropReason::Decrypt), 1);
+}

@@ -34,6 +34,9 @@ pub struct Peer {
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
     pub endpoint_changes: AtomicU64,
+    /// Handshake messages from this peer that `Tunn` refused (bad MAC, stale timestamp, a
+    /// response to no initiation): a wrong key or a replay shows here before anything else.
+    pub handshake_failures: AtomicU64,
 }
 
 /// A point-in-time view of a peer, for status, UAPI and metrics.
@@ -51,6 +54,7 @@ pub struct PeerSnapshot {
     pub tx_packets: u64,
     pub rx_packets: u64,
     pub endpoint_changes: u64,
+    pub handshake_failures: u64,
 }
 
 fn allowed_table(ips: &[IpNet]) -> PrefixTable<()> {
@@ -77,6 +81,7 @@ impl Peer {
             rx_packets: AtomicU64::new(0),
             tx_packets: AtomicU64::new(0),
             endpoint_changes: AtomicU64::new(0),
+            handshake_failures: AtomicU64::new(0),
         }
     }
 
@@ -149,6 +154,7 @@ impl Peer {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),
+            handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
         }
     }
 }

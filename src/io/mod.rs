@@ -2,6 +2,7 @@
 
 pub mod dns;
 pub mod keyfile;
+pub mod metrics;
 pub mod netlink;
 pub mod topology_file;
 pub mod tun;
