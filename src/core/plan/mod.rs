@@ -58,6 +58,9 @@ pub struct RoutePlan {
     /// Starting MTU for this destination: the smallest over every hop (spoke → hub → hub →
     /// spoke), from the regions' underlay MTUs.
     pub mtu: u16,
+    /// The smallest MTU of the hops after the first (behind a hub); `None` for a direct peer.
+    /// Discovery measures the first hop; this bounds the rest.
+    pub beyond_mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,6 +128,7 @@ impl Plan {
                         node: n.name.clone(),
                         via: n.name.clone(),
                         mtu: 0,
+                        beyond_mtu: None,
                     }));
                 }
             }
@@ -149,6 +153,7 @@ impl Plan {
                         node: n.name.clone(),
                         via: via.clone(),
                         mtu: 0,
+                        beyond_mtu: None,
                     }));
                 }
             }
@@ -186,12 +191,13 @@ impl Plan {
                         node: n.name.clone(),
                         via: via.clone(),
                         mtu: 0,
+                        beyond_mtu: None,
                     }));
                 }
             }
         }
         for r in &mut routes {
-            r.mtu = route_mtu(topo, me, &r.node);
+            (r.mtu, r.beyond_mtu) = route_mtu(topo, me, &r.node);
         }
         let underlay_mtu = topo.underlay_mtu(&me.region);
         Ok(Plan {
@@ -263,23 +269,26 @@ fn next_hop<'a>(topo: &'a Topology, from: &'a Node, dest: &'a Node) -> &'a Node 
     hub_of(&dest.region).unwrap_or(dest)
 }
 
-/// Starting MTU towards `dest`: the smallest direct-path MTU along every hop to it.
-fn route_mtu(topo: &Topology, me: &Node, dest: &str) -> u16 {
+/// Starting MTU towards `dest` (the smallest direct-path MTU along every hop to it), and the
+/// smallest of the hops after the first, if there are any.
+fn route_mtu(topo: &Topology, me: &Node, dest: &str) -> (u16, Option<u16>) {
     let Ok(dest) = topo.node(dest) else {
-        return MIN_TUNNEL_MTU;
+        return (MIN_TUNNEL_MTU, None);
     };
-    let mut mtu = u16::MAX;
+    let mut hops = Vec::new();
     let mut at = me;
     // hub mode has at most three hops; the bound guards against a malformed chain
     for _ in 0..4 {
         let next = next_hop(topo, at, dest);
-        mtu = mtu.min(pair_mtu(topo, at, next));
+        hops.push(pair_mtu(topo, at, next));
         if next.name == dest.name {
             break;
         }
         at = next;
     }
-    mtu
+    let first = hops.first().copied().unwrap_or(MIN_TUNNEL_MTU);
+    let beyond = hops.iter().skip(1).min().copied();
+    (first.min(beyond.unwrap_or(u16::MAX)), beyond)
 }
 
 #[cfg(test)]
@@ -322,6 +331,12 @@ mod tests {
         assert_eq!(mtu_to("h1"), 1440, "own region only");
         assert_eq!(mtu_to("h2"), 1340, "s1 → h1 → h2 crosses the 1400 region");
         assert_eq!(mtu_to("s2"), 1340);
+        let to_s2 = p.routes.iter().find(|r| r.node == "s2").unwrap();
+        assert_eq!(to_s2.beyond_mtu, Some(1340), "h1 → h2 → s2");
+        assert_eq!(
+            p.routes.iter().find(|r| r.node == "h1").unwrap().beyond_mtu,
+            None
+        );
         assert_eq!(p.peers[0].mtu, 1440);
         assert_eq!(p.mtu, 1440);
         assert_eq!(p.underlay_mtu, 1500);
