@@ -206,6 +206,9 @@ mod tests {
 
     const T: Duration = Duration::from_secs(3);
 
+    /// Turns a healthy observation into one with a single fault.
+    type Spoil = fn(&mut Observation);
+
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
@@ -231,7 +234,7 @@ mod tests {
 
     #[test]
     fn each_failed_check_is_one_sentence() {
-        let table: [(fn(&mut Observation), &str); 6] = [
+        let table: [(Spoil, &str); 6] = [
             (|o| o.configured = false, "not configured"),
             (|o| o.last_handshake = None, "no handshake yet"),
             (|o| o.last_handshake = Some(at(0)), "handshake 1010s old"),

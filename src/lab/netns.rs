@@ -108,25 +108,6 @@ pub(crate) fn link_mtu(ns: &str, dev: &str) -> Result<u32, LabError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failing_command_names_itself_and_its_stderr() {
-        let err = run("sh", &["-c", "echo boom >&2; exit 3"]).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("sh -c"), "{text}");
-        assert!(text.contains("boom"), "{text}");
-    }
-
-    #[test]
-    fn a_missing_program_is_a_command_error() {
-        let err = run::<&str>("/nonexistent/wiremesh-lab-tool", &[]).unwrap_err();
-        assert!(matches!(err, LabError::Command { .. }));
-    }
-}
-
 /// Moves the calling thread into namespace `ns` (only this thread: `setns` is per thread).
 pub(crate) fn enter_netns(ns: &str) -> Result<(), String> {
     use std::os::fd::AsRawFd;
@@ -153,4 +134,23 @@ pub fn in_netns<T: Send + 'static>(
         })?;
         Ok(f())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_command_names_itself_and_its_stderr() {
+        let err = run("sh", &["-c", "echo boom >&2; exit 3"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("sh -c"), "{text}");
+        assert!(text.contains("boom"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_command_error() {
+        let err = run::<&str>("/nonexistent/wiremesh-lab-tool", &[]).unwrap_err();
+        assert!(matches!(err, LabError::Command { .. }));
+    }
 }
