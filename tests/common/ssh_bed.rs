@@ -32,7 +32,6 @@ const MOUNTS: [(&str, &str); 3] = [
 
 pub struct Host {
     pub node: String,
-    pub ns: String,
     pub addr: Ipv4Addr,
     pub ifname: String,
     /// `<tmp>/<node>`: etc/, run/, bin/, sshd_config, host key, sshd.log.
@@ -141,7 +140,6 @@ impl SshBed {
             .unwrap();
         let host = Host {
             node: node.into(),
-            ns,
             addr,
             ifname: lab.ifname(node).unwrap().into(),
             dir: hdir.clone(),
@@ -259,10 +257,10 @@ impl Drop for SshBed {
             if let Some(pid) = self.daemon_pid(&node) {
                 // Only if it is still the wiremesh daemon the wrapper started.
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains("wiremesh") {
-                    if !kill_and_wait(pid, libc::SIGTERM, Duration::from_secs(5)) {
-                        kill_and_wait(pid, libc::SIGKILL, Duration::from_secs(2));
-                    }
+                if String::from_utf8_lossy(&cmdline).contains("wiremesh")
+                    && !kill_and_wait(pid, libc::SIGTERM, Duration::from_secs(5))
+                {
+                    kill_and_wait(pid, libc::SIGKILL, Duration::from_secs(2));
                 }
             }
             let _ =
