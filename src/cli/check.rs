@@ -8,6 +8,7 @@
 
 use crate::constants::{CHECK_TIMEOUT, DEFAULT_INTERFACE};
 use crate::core::health::{Observation, Probe, Report};
+use crate::core::key::PublicKey;
 use crate::core::plan::Plan;
 use crate::core::topology::Topology;
 use crate::io::icmp::{self, Echo, IcmpError};
@@ -57,13 +58,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let timeout = args.timeout.unwrap_or(CHECK_TIMEOUT);
     let topology = Topology::load(&args.topology)?;
     let plan = Plan::compute(&topology, &args.node)?;
-    let mtu = interface_mtu(&args.interface).unwrap_or(plan.mtu);
+    let tun_mtu = interface_mtu(&args.interface).unwrap_or(plan.mtu);
     let mut targets = Vec::new();
     for peer in &plan.peers {
-        let node = topology.node(&peer.name)?;
-        targets.push((peer.name.clone(), peer.public_key, node.overlay_addrs()[0]));
+        let address = topology.node(&peer.name)?.overlay_addrs()[0];
+        // The route to the pod address knows every hop (through hubs too); the tun device's
+        // MTU caps it.
+        let path_mtu = plan
+            .routes
+            .iter()
+            .find(|r| r.destination.contains(&address))
+            .map_or(peer.mtu, |r| r.mtu);
+        targets.push(Target {
+            name: peer.name.clone(),
+            key: peer.public_key,
+            address,
+            mtu: path_mtu.min(tun_mtu),
+        });
     }
-    let probes = probe_all(&targets, mtu, timeout);
+    let probes = probe_all(&targets, timeout);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,14 +87,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let observations: Vec<Observation> = targets
         .iter()
         .zip(probes)
-        .map(|((name, key, address), (echo, full_size))| {
+        .map(|(t, (echo, full_size))| {
             let peer = device
                 .as_ref()
                 .ok()
-                .and_then(|d| d.peers.iter().find(|p| p.public_key == *key));
+                .and_then(|d| d.peers.iter().find(|p| p.public_key == t.key));
             Observation {
-                peer: name.clone(),
-                address: *address,
+                peer: t.name.clone(),
+                address: t.address,
+                mtu: t.mtu,
                 configured: peer.is_some(),
                 last_handshake: peer.and_then(|p| p.last_handshake),
                 echo,
@@ -92,7 +106,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let report = Report::new(
         &args.node,
         &args.interface,
-        mtu,
         device.err().map(|e| e.to_string()),
         &observations,
         timeout,
@@ -127,19 +140,24 @@ fn interface_mtu(ifname: &str) -> Option<u16> {
         .ok()
 }
 
-/// Probes every peer at once (a thread each): a small echo, then the full-size one.
-fn probe_all(
-    targets: &[(String, crate::core::key::PublicKey, IpAddr)],
+/// One peer to probe.
+struct Target {
+    name: String,
+    key: PublicKey,
+    address: IpAddr,
+    /// Size of the full-size probe.
     mtu: u16,
-    timeout: Duration,
-) -> Vec<(Probe, Probe)> {
+}
+
+/// Probes every peer at once (a thread each): a small echo, then the full-size one.
+fn probe_all(targets: &[Target], timeout: Duration) -> Vec<(Probe, Probe)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
-            .map(|(_, _, addr)| {
+            .map(|t| {
                 s.spawn(move || {
-                    let small = probe(icmp::echo(&Echo::new(*addr, timeout)));
-                    let full = probe(icmp::echo(&Echo::full_size(*addr, timeout, mtu)));
+                    let small = probe(icmp::echo(&Echo::new(t.address, timeout)));
+                    let full = probe(icmp::echo(&Echo::full_size(t.address, timeout, t.mtu)));
                     (small, full)
                 })
             })

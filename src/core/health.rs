@@ -30,6 +30,8 @@ pub struct Observation {
     pub peer: String,
     /// The peer's pod address (its first overlay address), the target of both probes.
     pub address: IpAddr,
+    /// The IP packet size of the full-size probe: the MTU of the route to `address`.
+    pub mtu: u16,
     /// Whether the running daemon has this peer at all.
     pub configured: bool,
     /// The latest handshake the daemon reports; `None` before the first one.
@@ -43,6 +45,8 @@ pub struct Observation {
 pub struct PeerVerdict {
     pub peer: String,
     pub address: IpAddr,
+    /// The IP packet size of the full-size probe.
+    pub mtu: u16,
     /// Seconds since the latest handshake; absent when there was none.
     pub handshake_age_s: Option<u64>,
     pub reachable: bool,
@@ -59,8 +63,6 @@ pub struct PeerVerdict {
 pub struct Report {
     pub node: String,
     pub interface: String,
-    /// The IP packet size of the full-size probe.
-    pub mtu: u16,
     /// Why the daemon's device could not be read, if it could not.
     pub device_error: Option<String>,
     pub peers: Vec<PeerVerdict>,
@@ -68,7 +70,8 @@ pub struct Report {
 }
 
 /// Judges one peer's measurements at time `now`.
-pub fn judge(obs: &Observation, mtu: u16, timeout: Duration, now: SystemTime) -> PeerVerdict {
+pub fn judge(obs: &Observation, timeout: Duration, now: SystemTime) -> PeerVerdict {
+    let mtu = obs.mtu;
     let mut failures = Vec::new();
     // A handshake "in the future" (the clock stepped back) counts as just now.
     let age = obs
@@ -104,6 +107,7 @@ pub fn judge(obs: &Observation, mtu: u16, timeout: Duration, now: SystemTime) ->
     PeerVerdict {
         peer: obs.peer.clone(),
         address: obs.address,
+        mtu,
         handshake_age_s: age.map(|a| a.as_secs()),
         reachable: rtt.is_some(),
         full_size: matches!(obs.full_size, Probe::Reply(_)),
@@ -118,7 +122,6 @@ impl Report {
     pub fn new(
         node: &str,
         interface: &str,
-        mtu: u16,
         device_error: Option<String>,
         observations: &[Observation],
         timeout: Duration,
@@ -126,13 +129,12 @@ impl Report {
     ) -> Report {
         let peers: Vec<PeerVerdict> = observations
             .iter()
-            .map(|o| judge(o, mtu, timeout, now))
+            .map(|o| judge(o, timeout, now))
             .collect();
         let ok = device_error.is_none() && peers.iter().all(|p| p.ok);
         Report {
             node: node.into(),
             interface: interface.into(),
-            mtu,
             device_error,
             peers,
             ok,
@@ -162,7 +164,7 @@ impl fmt::Display for Report {
             "ADDRESS".into(),
             "HANDSHAKE".into(),
             "REACHABLE".into(),
-            format!("FULL-SIZE ({})", self.mtu),
+            "FULL-SIZE".into(),
             "RTT".into(),
             "VERDICT".into(),
         ]];
@@ -173,7 +175,7 @@ impl fmt::Display for Report {
                 p.handshake_age_s
                     .map_or("never".into(), |s| format!("{s}s ago")),
                 yes_no(p.reachable),
-                yes_no(p.full_size),
+                format!("{} ({})", yes_no(p.full_size), p.mtu),
                 p.rtt_ms.map_or("-".into(), |ms| format!("{ms:.3}ms")),
                 if p.ok { "ok" } else { "FAIL" }.into(),
             ]
@@ -217,6 +219,7 @@ mod tests {
         Observation {
             peer: peer.into(),
             address: "10.244.1.1".parse().unwrap(),
+            mtu: 1440,
             configured: true,
             last_handshake: Some(at(1000)),
             echo: Probe::Reply(Duration::from_micros(420)),
@@ -226,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_peer_with_a_fresh_handshake_and_both_replies_passes() {
-        let v = judge(&healthy("b"), 1440, T, at(1010));
+        let v = judge(&healthy("b"), T, at(1010));
         assert!(v.ok, "{:?}", v.failures);
         assert_eq!(v.handshake_age_s, Some(10));
         assert_eq!(v.rtt_ms, Some(0.42));
@@ -254,7 +257,7 @@ mod tests {
         for (spoil, want) in table {
             let mut o = healthy("b");
             spoil(&mut o);
-            let v = judge(&o, 1440, T, at(1010));
+            let v = judge(&o, T, at(1010));
             assert!(!v.ok);
             assert_eq!(v.failures.len(), 1, "{:?}", v.failures);
             assert!(
@@ -273,7 +276,6 @@ mod tests {
         let r = Report::new(
             "a",
             "wm0",
-            1440,
             Some("no socket".into()),
             &[healthy("b"), dead],
             T,
@@ -293,11 +295,11 @@ mod tests {
     fn the_table_has_a_row_per_peer_with_its_verdict() {
         let mut dead = healthy("c");
         dead.echo = Probe::NoReply;
-        let r = Report::new("a", "wm0", 1440, None, &[healthy("b"), dead], T, at(1010));
+        let r = Report::new("a", "wm0", None, &[healthy("b"), dead], T, at(1010));
         let text = r.to_string();
-        assert!(text.contains("FULL-SIZE (1440)"), "{text}");
+        assert!(text.contains("FULL-SIZE"), "{text}");
         assert!(
-            text.contains("b     10.244.1.1  10s ago    yes        yes               0.420ms  ok"),
+            text.contains("b     10.244.1.1  10s ago    yes        yes (1440)  0.420ms  ok"),
             "{text}"
         );
         assert!(text.lines().last().unwrap().ends_with("FAIL"), "{text}");

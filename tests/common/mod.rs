@@ -54,3 +54,35 @@ pub fn namespaces_of(prefix: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// `wg show IF peers` through the daemon's UAPI socket: the peers' base64 public keys.
+pub fn wg_peers(ifname: &str) -> Vec<String> {
+    let out = std::process::Command::new("wg")
+        .args(["show", ifname, "peers"])
+        .output()
+        .expect("wg show");
+    assert!(
+        out.status.success(),
+        "wg show {ifname}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `wg show IF latest-handshakes`: public key → UNIX time of the last handshake (0 = never).
+pub fn wg_handshakes(ifname: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = std::process::Command::new("wg")
+        .args(["show", ifname, "latest-handshakes"])
+        .output()
+        .expect("wg show");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, t) = l.split_once('\t')?;
+            Some((k.to_string(), t.trim().parse().ok()?))
+        })
+        .collect()
+}
