@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod graph;
+pub mod health;
 pub mod icmp;
 pub mod ipam;
 pub mod key;
