@@ -43,8 +43,8 @@ fn is_icmp_error(pkt: &[u8]) -> bool {
     }
 }
 
-/// The "too big" error for `pkt`, from `from` (the node's own overlay address of the matching
-/// family) to the packet's source. `None` when no error may be sent (families differ, or the
+/// The "too big" error for `pkt`, from `from` (the packet's own destination, so the error looks
+/// as if it came from the path, and is never mistaken for a local martian) to its source. `None` when no error may be sent (families differ, or the
 /// packet is an ICMP error itself).
 pub fn too_big(pkt: &[u8], mtu: u16, from: IpAddr) -> Option<Vec<u8>> {
     if is_icmp_error(pkt) {

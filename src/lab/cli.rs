@@ -61,13 +61,24 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             no_daemons,
         } => up(topology, prefix, no_daemons),
         LabCommand::Status { prefix } => status(&prefix),
-        LabCommand::Link { region_a, region_b, mtu, black_hole_above, prefix } => {
+        LabCommand::Link {
+            region_a,
+            region_b,
+            mtu,
+            black_hole_above,
+            prefix,
+        } => {
             let lab = Lab::load(&prefix)?;
-            let limit = super::LinkLimit { mtu, black_hole_above };
+            let limit = super::LinkLimit {
+                mtu,
+                black_hole_above,
+            };
             lab.set_link(&region_a, &region_b, limit)?;
-            println!("link {region_a} ↔ {region_b}: mtu {}, black hole above {}",
+            println!(
+                "link {region_a} ↔ {region_b}: mtu {}, black hole above {}",
                 mtu.map_or("none".into(), |m| m.to_string()),
-                black_hole_above.map_or("none".into(), |m| m.to_string()));
+                black_hole_above.map_or("none".into(), |m| m.to_string())
+            );
             Ok(())
         }
         LabCommand::Down { prefix } => {

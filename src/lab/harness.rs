@@ -95,7 +95,10 @@ impl Lab {
         };
         network::build(&mut lab.state, &lab.dir)?;
         for link in &user.lab_links {
-            let limit = super::LinkLimit { mtu: link.mtu, black_hole_above: link.black_hole_above };
+            let limit = super::LinkLimit {
+                mtu: link.mtu,
+                black_hole_above: link.black_hole_above,
+            };
             super::links::set(&lab.state.layout, &link.regions.0, &link.regions.1, limit)?;
         }
         let mut public = BTreeMap::new();

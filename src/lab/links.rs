@@ -21,7 +21,11 @@ pub struct LinkLimit {
     pub black_hole_above: Option<u16>,
 }
 
-fn regions<'a>(layout: &'a Layout, a: &str, b: &str) -> Result<(&'a RegionLayout, &'a RegionLayout), LabError> {
+fn regions<'a>(
+    layout: &'a Layout,
+    a: &str,
+    b: &str,
+) -> Result<(&'a RegionLayout, &'a RegionLayout), LabError> {
     let find = |r: &str| {
         layout.region(r).ok_or_else(|| LabError::Command {
             command: format!("lab link {a} {b}"),
@@ -58,25 +62,56 @@ fn table(from: &RegionLayout, to: &RegionLayout) -> String {
     (10_000 + u32::from(from.index) * 256 + u32::from(to.index)).to_string()
 }
 
-fn set_mtu(ns: &str, from: &RegionLayout, to: &RegionLayout, mtu: Option<u16>) -> Result<(), LabError> {
+fn set_mtu(
+    ns: &str,
+    from: &RegionLayout,
+    to: &RegionLayout,
+    mtu: Option<u16>,
+) -> Result<(), LabError> {
     let t = table(from, to);
     let nets = [
-        ("-4", format!("172.31.{}.0/24", from.index), format!("172.31.{}.0/24", to.index)),
-        ("-6", format!("fd31:{}::/64", from.index), format!("fd31:{}::/64", to.index)),
+        (
+            "-4",
+            format!("172.31.{}.0/24", from.index),
+            format!("172.31.{}.0/24", to.index),
+        ),
+        (
+            "-6",
+            format!("fd31:{}::/64", from.index),
+            format!("fd31:{}::/64", to.index),
+        ),
     ];
     for (fam, src, dst) in &nets {
         // remove any earlier rule for this pair; absent is fine
-        let _ = ip_in(ns, &[fam, "rule", "del", "from", src, "to", dst, "table", &t]);
+        let _ = ip_in(
+            ns,
+            &[fam, "rule", "del", "from", src, "to", dst, "table", &t],
+        );
         if let Some(mtu) = mtu {
             let m = mtu.to_string();
-            ip_in(ns, &[fam, "route", "replace", dst, "dev", &to.bridge, "mtu", "lock", &m, "table", &t])?;
-            ip_in(ns, &[fam, "rule", "add", "from", src, "to", dst, "table", &t, "priority", "100"])?;
+            ip_in(
+                ns,
+                &[
+                    fam, "route", "replace", dst, "dev", &to.bridge, "mtu", "lock", &m, "table", &t,
+                ],
+            )?;
+            ip_in(
+                ns,
+                &[
+                    fam, "rule", "add", "from", src, "to", dst, "table", &t, "priority", "100",
+                ],
+            )?;
         }
     }
     Ok(())
 }
 
-fn set_black_hole(ns: &str, a: &RegionLayout, b: &RegionLayout, above: Option<u16>) -> Result<(), LabError> {
+fn set_black_hole(
+    ns: &str,
+    a: &RegionLayout,
+    b: &RegionLayout,
+    above: Option<u16>,
+) -> Result<(), LabError> {
     let (lo, hi) = if a.index < b.index { (a, b) } else { (b, a) };
     let chain = format!("link_{}_{}", lo.index, hi.index);
     nft(ns, &format!(
@@ -86,7 +121,10 @@ fn set_black_hole(ns: &str, a: &RegionLayout, b: &RegionLayout, above: Option<u1
         .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("jump {chain}")))
         .unwrap_or(false);
     if !jump_exists {
-        nft(ns, &format!("add rule inet {NFT_TABLE} forward jump {chain}"))?;
+        nft(
+            ns,
+            &format!("add rule inet {NFT_TABLE} forward jump {chain}"),
+        )?;
     }
     if let Some(above) = above {
         let (i, j) = (lo.index, hi.index);

@@ -116,7 +116,9 @@ pub fn tcp_transfer_paced(
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut buf = vec![0u8; 256 * 1024];
         let mut left = bytes;
-        let chunk = rate.map_or(buf.len(), |r| (r / 20).clamp(1024, buf.len() as u64) as usize);
+        let chunk = rate.map_or(buf.len(), |r| {
+            (r / 20).clamp(1024, buf.len() as u64) as usize
+        });
         while left > 0 {
             if let Some(r) = rate {
                 let due = Duration::from_secs_f64((bytes - left) as f64 / r as f64);

@@ -212,8 +212,14 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     })
 }
 
-fn check_lab_links(raw: &RawTopology, nodes: &[super::Node], c: &mut Collector) -> Vec<super::LabLink> {
-    let Some(lab) = &raw.lab else { return Vec::new() };
+fn check_lab_links(
+    raw: &RawTopology,
+    nodes: &[super::Node],
+    c: &mut Collector,
+) -> Vec<super::LabLink> {
+    let Some(lab) = &raw.lab else {
+        return Vec::new();
+    };
     let mut links = Vec::new();
     for l in &lab.link {
         let line = c.lines.at(l);
@@ -221,13 +227,26 @@ fn check_lab_links(raw: &RawTopology, nodes: &[super::Node], c: &mut Collector) 
         let [a, b] = &link.regions;
         for r in [a, b] {
             if !nodes.iter().any(|n| &n.region == r) {
-                c.push(line, None, "lab.link.regions", format!("no node is in region '{r}'"));
+                c.push(
+                    line,
+                    None,
+                    "lab.link.regions",
+                    format!("no node is in region '{r}'"),
+                );
             }
         }
         if a == b {
-            c.push(line, None, "lab.link.regions", format!("a link joins two different regions, not '{a}' twice"));
+            c.push(
+                line,
+                None,
+                "lab.link.regions",
+                format!("a link joins two different regions, not '{a}' twice"),
+            );
         }
-        for (field, v) in [("lab.link.mtu", link.mtu), ("lab.link.black-hole-above", link.black_hole_above)] {
+        for (field, v) in [
+            ("lab.link.mtu", link.mtu),
+            ("lab.link.black-hole-above", link.black_hole_above),
+        ] {
             if let Some(v) = v {
                 if !(576..=9000).contains(&v) {
                     c.push(line, None, field, format!("{v} is outside 576-9000"));
@@ -235,7 +254,12 @@ fn check_lab_links(raw: &RawTopology, nodes: &[super::Node], c: &mut Collector) 
             }
         }
         if link.mtu.is_none() && link.black_hole_above.is_none() {
-            c.push(line, None, "lab.link", "set `mtu`, `black-hole-above`, or both".into());
+            c.push(
+                line,
+                None,
+                "lab.link",
+                "set `mtu`, `black-hole-above`, or both".into(),
+            );
         }
         links.push(super::LabLink {
             regions: (a.clone(), b.clone()),
