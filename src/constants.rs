@@ -52,3 +52,13 @@ pub const ROUTE_PROTOCOL: u8 = 0x57; // 'W'
 
 /// How long `wiremesh check` waits for each echo reply unless told otherwise.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a rotated-out static key stays accepted after the switch to the new one, so
+/// sessions in flight drain and late handshakes still complete.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(120);
+
+/// The longest a rotation waits for every peer to acknowledge the new key before switching.
+pub const ROTATION_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often an unacknowledged key announcement is repeated.
+pub const ROTATION_ANNOUNCE_RETRY: Duration = Duration::from_secs(1);

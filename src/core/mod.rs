@@ -10,5 +10,6 @@ pub mod mss;
 pub mod mtu;
 pub mod packet;
 pub mod plan;
+pub mod rotation;
 pub mod routing;
 pub mod topology;
