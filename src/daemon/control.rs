@@ -24,7 +24,7 @@ impl DaemonControl {
                 let confirmed = p.path.confirmed_at();
                 PeerPathStatus {
                     name: p.name(),
-                    public_key: p.public_key.to_string(),
+                    public_key: p.public_key().to_string(),
                     mtu: p.path.mtu(),
                     discovered: confirmed.is_some(),
                     mtu_confirmed_secs_ago: confirmed

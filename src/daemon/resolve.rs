@@ -21,7 +21,7 @@ impl Resolvers {
         let wanted: HashMap<PublicKey, (Endpoint, Arc<Peer>)> = peers
             .iter()
             .filter_map(|p| match p.config().endpoint.clone() {
-                Some(e @ Endpoint::Dns { .. }) => Some((p.public_key, (e, p.clone()))),
+                Some(e @ Endpoint::Dns { .. }) => Some((p.public_key(), (e, p.clone()))),
                 _ => None,
             })
             .collect();

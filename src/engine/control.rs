@@ -8,6 +8,7 @@
 //! Payload layout (after the inner IP and UDP headers):
 //! `"WMC" | version u8 | type u8 | body`; all integers big-endian.
 
+use crate::core::key::PublicKey;
 use std::net::IpAddr;
 
 /// UDP port of control messages on overlay addresses (inside the tunnel only).
@@ -30,6 +31,14 @@ pub enum Message {
     Probe { id: u32 },
     /// The probe `id` arrived as an inner packet of `size` bytes.
     ProbeAck { id: u32, size: u16 },
+    /// "My new static key is `new_public`; my old one is accepted for `effective_ms` more."
+    /// Trusted only from inside the announcing node's own session.
+    KeyAnnounce {
+        new_public: PublicKey,
+        effective_ms: u32,
+    },
+    /// "I accept `new_public` for you."
+    KeyAnnounceAck { new_public: PublicKey },
 }
 
 impl Message {
@@ -39,6 +48,8 @@ impl Message {
             Message::HelloAck => 2,
             Message::Probe { .. } => 3,
             Message::ProbeAck { .. } => 4,
+            Message::KeyAnnounce { .. } => 5,
+            Message::KeyAnnounceAck { .. } => 6,
         }
     }
 
@@ -50,6 +61,14 @@ impl Message {
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&size.to_be_bytes());
             }
+            Message::KeyAnnounce {
+                new_public,
+                effective_ms,
+            } => {
+                out.extend_from_slice(new_public.as_bytes());
+                out.extend_from_slice(&effective_ms.to_be_bytes());
+            }
+            Message::KeyAnnounceAck { new_public } => out.extend_from_slice(new_public.as_bytes()),
         }
     }
 
@@ -67,6 +86,11 @@ impl Message {
             body.get(i..i + 2)
                 .map(|b| u16::from_be_bytes(b.try_into().unwrap_or([0; 2])))
         };
+        let key_at = |i: usize| {
+            body.get(i..i + 32)
+                .and_then(|b| b.try_into().ok())
+                .map(PublicKey::from_bytes)
+        };
         match payload[4] {
             1 => Some(Message::Hello),
             2 => Some(Message::HelloAck),
@@ -74,6 +98,13 @@ impl Message {
             4 => Some(Message::ProbeAck {
                 id: u32_at(0)?,
                 size: u16_at(4)?,
+            }),
+            5 => Some(Message::KeyAnnounce {
+                new_public: key_at(0)?,
+                effective_ms: u32_at(32)?,
+            }),
+            6 => Some(Message::KeyAnnounceAck {
+                new_public: key_at(0)?,
             }),
             _ => None,
         }
@@ -187,6 +218,13 @@ mod tests {
                 id: u32::MAX,
                 size: 1420,
             },
+            Message::KeyAnnounce {
+                new_public: PublicKey::from_bytes([7; 32]),
+                effective_ms: 130_000,
+            },
+            Message::KeyAnnounceAck {
+                new_public: PublicKey::from_bytes([8; 32]),
+            },
         ];
         let pairs: [(IpAddr, IpAddr); 2] = [
             ("10.244.1.1".parse().unwrap(), "10.244.2.1".parse().unwrap()),
@@ -240,6 +278,8 @@ mod tests {
             b"XYZ\x01\x01",
             b"WMC\x01\x09",
             b"WMC\x01\x03\x00",
+            b"WMC\x01\x05\x07\x07",
+            b"WMC\x01\x06",
         ] {
             assert_eq!(Message::parse(junk), None, "{junk:?}");
         }

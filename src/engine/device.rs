@@ -2,11 +2,13 @@
 
 use super::control;
 use super::peer::{Peer, PeerConfig};
+use super::session::{Session, SessionGuard, BASE_SLOT_MASK};
 use super::sink::Sink;
 use super::table::PeerTable;
 use crate::constants::{HANDSHAKE_RATE_LIMIT, MAX_DATAGRAM};
 use crate::core::key::{PrivateKey, PublicKey};
 use crate::core::plan::Plan;
+use crate::core::rotation::{NodeRotation, RotationTiming};
 use crate::core::routing::PrefixTable;
 use crate::core::{icmp, mss, packet};
 use arc_swap::ArcSwap;
@@ -40,10 +42,12 @@ pub enum DropReason {
     Ttl,
     /// Larger than the path's MTU with fragmentation forbidden; a "too big" error went back.
     TooBig,
+    /// A key announcement that did not come from the announcing node's own session.
+    ForgedAnnouncement,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::NoRoute,
         DropReason::NoEndpoint,
         DropReason::SourceNotAllowed,
@@ -52,6 +56,7 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::Ttl,
         DropReason::TooBig,
+        DropReason::ForgedAnnouncement,
     ];
 
     pub fn label(self) -> &'static str {
@@ -64,6 +69,7 @@ impl DropReason {
             DropReason::RateLimited => "rate_limited",
             DropReason::Ttl => "ttl",
             DropReason::TooBig => "too_big",
+            DropReason::ForgedAnnouncement => "forged_key_announcement",
         }
     }
 }
@@ -94,17 +100,45 @@ impl Scratch {
     }
 }
 
-struct Identity {
-    private: PrivateKey,
-    public: PublicKey,
+/// One of this node's static keys, with the handshake rate limiter bound to it (a limiter
+/// checks MAC1, which is keyed by the responder's public key).
+pub(super) struct OwnKey {
+    pub private: PrivateKey,
+    pub public: PublicKey,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl OwnKey {
+    pub fn new(private: PrivateKey) -> Self {
+        let public = private.public_key();
+        Self {
+            limiter: Arc::new(RateLimiter::new(&public.to_x25519(), HANDSHAKE_RATE_LIMIT)),
+            private,
+            public,
+        }
+    }
+}
+
+/// This node's static keys, newest first: one, or two during a rotation.
+pub(super) struct Identity {
+    pub keys: Vec<Arc<OwnKey>>,
+}
+
+impl Identity {
+    pub fn newest(&self) -> &Arc<OwnKey> {
+        &self.keys[0]
+    }
 }
 
 pub struct Device {
-    identity: ArcSwap<Identity>,
+    pub(super) identity: ArcSwap<Identity>,
+    /// This node's own key rotation; also serialises table rebuilds.
+    pub(super) rotation: std::sync::Mutex<NodeRotation>,
+    /// When the newest own key came into use.
+    pub(super) key_since: std::sync::Mutex<Instant>,
     pub(super) table: ArcSwap<PeerTable>,
     /// This node's own pod CIDRs: packets for them go to the tun device, never to a peer.
     local: ArcSwap<PrefixTable<()>>,
-    rate_limiter: ArcSwap<RateLimiter>,
     next_slot: AtomicU32,
     drops: [AtomicU64; DropReason::ALL.len()],
     pub forwarded: AtomicU64,
@@ -146,13 +180,16 @@ fn local_table(cidrs: &[IpNet]) -> PrefixTable<()> {
 
 impl Device {
     pub fn new(private: PrivateKey, plan: &Plan) -> Self {
-        let public = private.public_key();
+        Self::with_rotation(private, plan, RotationTiming::default())
+    }
+
+    /// A device whose key rotations follow `timing`.
+    pub fn with_rotation(private: PrivateKey, plan: &Plan, timing: RotationTiming) -> Self {
+        let own = Arc::new(OwnKey::new(private));
         let dev = Device {
-            rate_limiter: ArcSwap::from_pointee(RateLimiter::new(
-                &public.to_x25519(),
-                HANDSHAKE_RATE_LIMIT,
-            )),
-            identity: ArcSwap::from_pointee(Identity { private, public }),
+            rotation: std::sync::Mutex::new(NodeRotation::new(own.public, timing)),
+            key_since: std::sync::Mutex::new(Instant::now()),
+            identity: ArcSwap::from_pointee(Identity { keys: vec![own] }),
             table: ArcSwap::from_pointee(PeerTable::default()),
             local: ArcSwap::from_pointee(local_table(&plan.pod_cidrs)),
             next_slot: AtomicU32::new(1),
@@ -168,12 +205,14 @@ impl Device {
         dev
     }
 
+    /// The newest own public key (the one new sessions use).
     pub fn public_key(&self) -> PublicKey {
-        self.identity.load().public
+        self.identity.load().newest().public
     }
 
+    /// The newest own private key.
     pub fn private_key(&self) -> PrivateKey {
-        self.identity.load().private.clone()
+        self.identity.load().newest().private.clone()
     }
 
     pub fn listen_port(&self) -> u16 {
@@ -201,8 +240,10 @@ impl Device {
     /// their session); new keys get a fresh one; missing keys are dropped. Returns the peers
     /// created, so the caller can start their handshakes.
     pub fn apply(&self, plan: &Plan) -> Vec<Arc<Peer>> {
+        let _writer = self.rotation();
         let old = self.table.load_full();
         let id = self.identity.load();
+        let own = id.newest();
         let mut created = Vec::new();
         let mut peers = Vec::with_capacity(plan.peers.len());
         for p in &plan.peers {
@@ -220,16 +261,10 @@ impl Device {
                     peers.push(existing.clone());
                 }
                 None => {
-                    let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
-                    let tunn = Tunn::new(
-                        id.private.secret().clone(),
-                        p.public_key.to_x25519(),
-                        None,
-                        p.persistent_keepalive,
-                        slot,
-                        Some(self.rate_limiter.load_full()),
-                    );
-                    let peer = Arc::new(Peer::new(slot, p.public_key, tunn, config));
+                    let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) & BASE_SLOT_MASK;
+                    let tunn = new_tunn(own, &p.public_key, p.persistent_keepalive, slot);
+                    let session = Session::new(tunn, slot, 0, own.public, p.public_key);
+                    let peer = Arc::new(Peer::new(session, config));
                     created.push(peer.clone());
                     peers.push(peer);
                 }
@@ -332,28 +367,45 @@ impl Device {
             parsed,
             Ok(Packet::HandshakeInit(_) | Packet::HandshakeResponse(_))
         );
+        // Which peer, and which of its sessions: by the keys a handshake initiation reveals,
+        // else by the slot in the receiver index.
+        let by_slot = |idx: u32| {
+            table
+                .by_slot(idx >> 8)
+                .map(|p| (p, Target::Slot(idx >> 8)))
+                .ok_or(DropReason::Decrypt)
+        };
+        // data and handshake responses complete a session, so they may move traffic to it
+        let completes = matches!(
+            parsed,
+            Ok(Packet::PacketData(_) | Packet::HandshakeResponse(_))
+        );
         let peer = match parsed {
             Ok(Packet::HandshakeInit(init)) => {
                 let id = self.identity.load();
-                match parse_handshake_anon(id.private.secret(), &id.public.to_x25519(), &init) {
-                    Ok(half) => table.by_key(&PublicKey::from_bytes(half.peer_static_public)),
-                    Err(_) => None,
-                }
-                .ok_or(DropReason::UnknownPeer)
+                // newest key first: during a rotation either may be addressed
+                id.keys
+                    .iter()
+                    .find_map(|own| {
+                        let half = parse_handshake_anon(
+                            own.private.secret(),
+                            &own.public.to_x25519(),
+                            &init,
+                        )
+                        .ok()?;
+                        let theirs = PublicKey::from_bytes(half.peer_static_public);
+                        let peer = table.by_key(&theirs)?;
+                        Some((peer, Target::Keys(own.public, theirs)))
+                    })
+                    .ok_or(DropReason::UnknownPeer)
             }
-            Ok(Packet::HandshakeResponse(p)) => table
-                .by_slot(p.receiver_idx >> 8)
-                .ok_or(DropReason::Decrypt),
-            Ok(Packet::PacketCookieReply(p)) => table
-                .by_slot(p.receiver_idx >> 8)
-                .ok_or(DropReason::Decrypt),
-            Ok(Packet::PacketData(p)) => table
-                .by_slot(p.receiver_idx >> 8)
-                .ok_or(DropReason::Decrypt),
+            Ok(Packet::HandshakeResponse(p)) => by_slot(p.receiver_idx),
+            Ok(Packet::PacketCookieReply(p)) => by_slot(p.receiver_idx),
+            Ok(Packet::PacketData(p)) => by_slot(p.receiver_idx),
             Err(_) => Err(DropReason::Decrypt),
         };
-        let peer = match peer {
-            Ok(p) => p.clone(),
+        let (peer, target) = match peer {
+            Ok((p, t)) => (p.clone(), t),
             Err(reason) => {
                 self.drop_packet(reason);
                 return;
@@ -362,9 +414,22 @@ impl Device {
         let mut first = true;
         loop {
             let input: &[u8] = if first { datagram } else { &[] };
-            let result = peer
-                .tunn()
-                .decapsulate(Some(from.ip()), input, &mut scratch.a);
+            let session = match target {
+                Target::Slot(slot) => peer.session_by_slot(slot),
+                Target::Keys(ours, theirs) => peer.session_by_keys(ours, theirs),
+            };
+            let Some(mut session) = session else {
+                // a session of a retired key, or keys without a session
+                self.drop_packet(DropReason::UnknownPeer);
+                break;
+            };
+            let slot = session.slot;
+            let inactive = matches!(session, SessionGuard::Other(..));
+            let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
+            drop(session);
+            if first && inactive && completes && !matches!(result, TunnResult::Err(_)) {
+                peer.on_established(slot);
+            }
             match result {
                 TunnResult::Done => {
                     if first {
@@ -448,7 +513,7 @@ impl Device {
             if self.own_addrs.load().contains(&dst) {
                 if let Some(msg) = control::Message::parse(payload) {
                     let len = pkt.len();
-                    self.handle_control(from_peer, msg, len, now, out, sink);
+                    self.handle_control(from_peer, src, msg, len, now, out, sink);
                 }
                 return;
             }
@@ -494,26 +559,44 @@ impl Device {
     /// [`tick`](Self::tick) at a given time. boringtun's own timers read the clock themselves.
     pub fn tick_at(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
         self.tick_paths(now, scratch, sink);
+        self.tick_rotation(now, scratch, sink);
         let table = self.table.load();
         for peer in table.iter() {
             let result = peer.tunn().update_timers(&mut scratch.a);
-            match result {
-                TunnResult::WriteToNetwork(d) => match peer.endpoint() {
-                    Some(to) => sink.send(to, d),
-                    None => self.drop_packet(DropReason::NoEndpoint),
-                },
-                TunnResult::Err(WireGuardError::ConnectionExpired) => {}
-                TunnResult::Err(e) => {
-                    tracing::debug!(peer = %peer.name(), error = ?e, "timer error")
-                }
-                _ => {}
+            self.timer_result(peer, result, sink);
+            // sessions of a rotation: their handshakes retry, old ones expire on their own
+            let mut others = peer.others();
+            for s in others.iter_mut() {
+                let result = s.update_timers(&mut scratch.a);
+                self.timer_result(peer, result, sink);
             }
         }
     }
 
-    /// The shared handshake rate limiter counts per second; its owner must reset it.
+    fn timer_result(&self, peer: &Peer, result: TunnResult<'_>, sink: &mut impl Sink) {
+        match result {
+            TunnResult::WriteToNetwork(d) => match peer.endpoint() {
+                Some(to) => sink.send(to, d),
+                None => self.drop_packet(DropReason::NoEndpoint),
+            },
+            TunnResult::Err(WireGuardError::ConnectionExpired) => {}
+            TunnResult::Err(e) => {
+                tracing::debug!(peer = %peer.name(), error = ?e, "timer error")
+            }
+            _ => {}
+        }
+    }
+
+    /// The handshake rate limiters count per second; their owner must reset them.
     pub fn reset_rate_limiter(&self) {
-        self.rate_limiter.load().reset_count();
+        for own in &self.identity.load().keys {
+            own.limiter.reset_count();
+        }
+    }
+
+    /// Counts a drop (for the rotation code next door).
+    pub(super) fn count_drop(&self, reason: DropReason) {
+        self.drop_packet(reason);
     }
 
     /// Drop counters by reason.
@@ -523,6 +606,30 @@ impl Device {
             .map(|r| (*r, self.drops(*r)))
             .collect()
     }
+}
+
+/// Where an incoming datagram goes within its peer.
+#[derive(Clone, Copy)]
+enum Target {
+    Slot(u32),
+    Keys(PublicKey, PublicKey),
+}
+
+/// A `Tunn` between our key `own` and the peer key `theirs`, at `slot`.
+pub(super) fn new_tunn(
+    own: &OwnKey,
+    theirs: &PublicKey,
+    keepalive: Option<u16>,
+    slot: u32,
+) -> Tunn {
+    Tunn::new(
+        own.private.secret().clone(),
+        theirs.to_x25519(),
+        None,
+        keepalive,
+        slot,
+        Some(own.limiter.clone()),
+    )
 }
 
 /// A TCP segment with SYN set (IPv4 first fragment or IPv6 without extension headers).

@@ -8,20 +8,20 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-struct Net {
-    devices: HashMap<String, Device>,
-    addr: HashMap<String, SocketAddr>,
+pub(super) struct Net {
+    pub devices: HashMap<String, Device>,
+    pub addr: HashMap<String, SocketAddr>,
     /// What each node's tun device received.
-    delivered: HashMap<String, Vec<Vec<u8>>>,
+    pub delivered: HashMap<String, Vec<Vec<u8>>>,
     /// Largest outer IPv4 packet (datagram + 28) the path between two nodes carries; larger
     /// ones vanish, as in a black hole without ICMP.
     limits: HashMap<(String, String), usize>,
-    now: std::time::Instant,
+    pub now: std::time::Instant,
 }
 
 impl Net {
     /// `nodes`: (name, region, hub). Node i gets 10.244.(i+1).0/24 and underlay 192.0.2.(i+1).
-    fn new(mode: &str, nodes: &[(&str, &str, bool)]) -> Net {
+    pub fn new(mode: &str, nodes: &[(&str, &str, bool)]) -> Net {
         let keys: Vec<PrivateKey> = nodes.iter().map(|_| PrivateKey::generate()).collect();
         let mut text = format!("mode = \"{mode}\"\ncluster-cidr = \"10.244.0.0/16\"\n");
         for (i, (name, region, hub)) in nodes.iter().enumerate() {
@@ -61,7 +61,7 @@ impl Net {
     }
 
     /// Injects a packet into `from`'s tun device and runs the network until it is quiet.
-    fn send(&mut self, from: &str, pkt: &[u8]) {
+    pub fn send(&mut self, from: &str, pkt: &[u8]) {
         let mut scratch = Scratch::new();
         let mut batch = Batch::new();
         self.devices[from].handle_tun_packet(pkt, &mut scratch, &mut batch);
@@ -87,7 +87,7 @@ impl Net {
     }
 
     /// Delivers datagrams (and everything they cause) until the network is quiet.
-    fn pump(&mut self, mut pending: Vec<(String, SocketAddr, Vec<u8>)>) {
+    pub fn pump(&mut self, mut pending: Vec<(String, SocketAddr, Vec<u8>)>) {
         let mut scratch = Scratch::new();
         let mut rounds = 0;
         while let Some((to, src, dgram)) = pending.pop() {
@@ -114,7 +114,7 @@ impl Net {
 
 impl Net {
     /// Advances simulated time by `step`, `steps` times, ticking every device each time.
-    fn run(&mut self, step: std::time::Duration, steps: u32) {
+    pub fn run(&mut self, step: std::time::Duration, steps: u32) {
         let mut scratch = Scratch::new();
         for _ in 0..steps {
             self.now += step;
@@ -140,7 +140,7 @@ impl Net {
     }
 }
 
-fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+pub(super) fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let len = 20 + payload.len();
     let mut p = vec![
         0x45,

@@ -14,17 +14,22 @@ mod device;
 mod path;
 mod peer;
 mod probing;
+mod rotation;
+mod session;
 mod sink;
 mod table;
 
 pub use device::{Device, DropReason, Scratch};
 pub use path::{MtuCause, PathEvent};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
+pub use session::{Session, SessionGuard};
 pub use sink::{Batch, Sink};
 pub use table::PeerTable;
 
 #[cfg(test)]
 mod memory_tests;
+#[cfg(test)]
+mod rotation_tests;
 
 /// A peer with a fresh key and the given endpoint, for tests of the drivers around the engine.
 #[cfg(test)]
@@ -43,5 +48,6 @@ pub(crate) fn peer_for_tests(
         overlay_addrs: vec![],
         mtu: 1420,
     };
-    std::sync::Arc::new(Peer::new(1, their, tunn, config))
+    let session = Session::new(tunn, 1, 0, own.public_key(), their);
+    std::sync::Arc::new(Peer::new(session, config))
 }

@@ -1,16 +1,17 @@
 //! One configured peer: its `Tunn`, where to reach it, what it may send from, and counters.
 
 use super::path::PeerPath;
+use super::session::Session;
 use crate::core::key::PublicKey;
+use crate::core::rotation::PeerKeys;
 use crate::core::routing::PrefixTable;
 use crate::core::topology::Endpoint;
 use arc_swap::ArcSwap;
-use boringtun::noise::Tunn;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Mutable settings of a peer that a reload may change without touching its session.
 #[derive(Debug, Clone)]
@@ -26,10 +27,21 @@ pub struct PeerConfig {
 }
 
 pub struct Peer {
-    /// Index given to `Tunn::new`; receiver indices of this peer's sessions are `slot << 8 | n`.
+    /// Base slot: receiver indices of this peer's sessions are `slot' << 8 | n`, where `slot'`
+    /// is this plus a generation in the top bits (see `session.rs`).
     pub slot: u32,
-    pub public_key: PublicKey,
-    tunn: Mutex<Tunn>,
+    /// The session carrying outgoing traffic.
+    tunn: Mutex<Session>,
+    /// Older or not yet established sessions (during a key rotation).
+    pub(super) others: Mutex<Vec<Session>>,
+    pub(super) next_generation: AtomicU32,
+    /// The peer's static keys: one, or two during its rotation.
+    keys: Mutex<PeerKeys>,
+    /// When the peer's newest key was learnt (configured, or announced).
+    key_since: Mutex<Instant>,
+    /// Byte counters of sessions already dropped, so totals never go backwards.
+    pub(super) retired_tx: AtomicU64,
+    pub(super) retired_rx: AtomicU64,
     config: ArcSwap<PeerConfig>,
     /// Inner source addresses this peer may send from.
     allowed: ArcSwap<PrefixTable<()>>,
@@ -77,16 +89,23 @@ fn allowed_table(ips: &[IpNet]) -> PrefixTable<()> {
 }
 
 impl Peer {
-    pub fn new(slot: u32, public_key: PublicKey, tunn: Tunn, config: PeerConfig) -> Self {
+    /// A peer whose first session is `session` (generation 0 at base slot `session.slot`).
+    pub fn new(session: Session, config: PeerConfig) -> Self {
+        let public_key = session.theirs;
         let start_mtu = config.mtu;
         let endpoint = match &config.endpoint {
             Some(Endpoint::Addr(a)) => Some(*a),
             _ => None,
         };
         Self {
-            slot,
-            public_key,
-            tunn: Mutex::new(tunn),
+            slot: session.slot,
+            next_generation: AtomicU32::new(session.generation + 1),
+            tunn: Mutex::new(session),
+            others: Mutex::new(Vec::new()),
+            keys: Mutex::new(PeerKeys::new(public_key)),
+            key_since: Mutex::new(Instant::now()),
+            retired_tx: AtomicU64::new(0),
+            retired_rx: AtomicU64::new(0),
             allowed: ArcSwap::from_pointee(allowed_table(&config.allowed_ips)),
             config: ArcSwap::from_pointee(config),
             endpoint: RwLock::new(endpoint),
@@ -98,11 +117,32 @@ impl Peer {
         }
     }
 
-    /// The session state. Held only for one `Tunn` call: never across an await.
-    pub fn tunn(&self) -> MutexGuard<'_, Tunn> {
+    /// The active session (derefs to its `Tunn`). Held only for one `Tunn` call: never across
+    /// an await.
+    pub fn tunn(&self) -> MutexGuard<'_, Session> {
         // A panic while holding the lock leaves `Tunn` consistent enough to keep going:
         // every method of it completes its own state change before returning.
         self.tunn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer's newest static key (the one new sessions use).
+    pub fn public_key(&self) -> PublicKey {
+        self.keys().newest()
+    }
+
+    /// What this peer's keys are (both during its rotation).
+    pub fn keys(&self) -> MutexGuard<'_, PeerKeys> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the peer's newest key changed now (for the key age in `status`).
+    pub(super) fn key_changed(&self, now: Instant) {
+        *self.key_since.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    /// When the peer's newest key was learnt.
+    pub fn key_since(&self) -> Instant {
+        *self.key_since.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn config(&self) -> Arc<PeerConfig> {
@@ -152,18 +192,19 @@ impl Peer {
     }
 
     pub fn snapshot(&self) -> PeerSnapshot {
-        let (age, tx, rx, _, _) = self.tunn().stats();
+        let (age, _, _, _, _) = self.tunn().stats();
+        let (tx, rx) = self.transfer();
         let config = self.config();
         PeerSnapshot {
             name: config.name.clone(),
-            public_key: self.public_key,
+            public_key: self.public_key(),
             endpoint: self.endpoint(),
             configured_endpoint: config.endpoint.clone(),
             allowed_ips: config.allowed_ips.clone(),
             persistent_keepalive: config.persistent_keepalive,
             last_handshake: age.and_then(|a| SystemTime::now().checked_sub(a)),
-            tx_bytes: tx as u64,
-            rx_bytes: rx as u64,
+            tx_bytes: tx,
+            rx_bytes: rx,
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),

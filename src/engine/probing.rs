@@ -13,7 +13,7 @@ use std::time::Instant;
 
 impl Device {
     /// Encrypts a control message for `peer`, padded to an inner size of `pad_to`.
-    fn send_control(
+    pub(super) fn send_control(
         &self,
         peer: &Peer,
         msg: &Message,
@@ -65,7 +65,7 @@ impl Device {
             let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
             events.push(PathEvent {
                 peer: peer.name(),
-                public_key: peer.public_key,
+                public_key: peer.public_key(),
                 mtu,
                 was,
                 cause,
@@ -74,9 +74,11 @@ impl Device {
     }
 
     /// A control message that arrived inside `peer`'s session, as an inner packet of `len`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_control(
         &self,
-        peer: &Peer,
+        peer: &std::sync::Arc<Peer>,
+        src: IpAddr,
         msg: Message,
         len: usize,
         now: Instant,
@@ -108,6 +110,14 @@ impl Device {
                 // the next step of a search goes out at once, not on the next tick
                 self.probe(peer, now, out, sink);
             }
+            Message::KeyAnnounce {
+                new_public,
+                effective_ms,
+            } => {
+                let effective = std::time::Duration::from_millis(u64::from(effective_ms));
+                self.handle_key_announce(peer, src, new_public, effective, now, out, sink);
+            }
+            Message::KeyAnnounceAck { new_public } => self.handle_key_ack(peer, new_public),
         }
     }
 

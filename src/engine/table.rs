@@ -35,13 +35,17 @@ impl PeerTable {
                 }
             }
             t.by_slot.insert(p.slot, p.clone());
-            t.by_key.insert(p.public_key, p);
+            // during a peer's rotation both of its keys find it
+            for key in p.keys().accepted() {
+                t.by_key.insert(key, p.clone());
+            }
         }
         t
     }
 
+    /// The peer owning `slot` (any session generation of it).
     pub fn by_slot(&self, slot: u32) -> Option<&Arc<Peer>> {
-        self.by_slot.get(&slot)
+        self.by_slot.get(&(slot & super::session::BASE_SLOT_MASK))
     }
 
     pub fn by_key(&self, key: &PublicKey) -> Option<&Arc<Peer>> {

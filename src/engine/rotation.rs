@@ -1,0 +1,197 @@
+//! The device's side of static-key rotation (the decisions are `core::rotation`'s):
+//! - rotating our own key: [`Device::rotate`] adds the new key (handshakes to it are accepted
+//!   at once) and a session under it for every peer; `tick` announces it inside the old
+//!   sessions, starts the new sessions at the switch and forgets the old key after the grace
+//!   window;
+//! - learning a peer's new key: an announcement is believed only from inside that peer's own
+//!   session (its inner source is one of the peer's own overlay addresses, and the session's
+//!   AllowedIPs check already passed); the peer then has a session under each key until its
+//!   window closes.
+//!
+//! The caller of `rotate` must have written the new private key to disk first, so a restart
+//! at any moment comes back with a key the peers accept.
+
+use super::control::Message;
+use super::device::{new_tunn, Device, DropReason, Identity, OwnKey, Scratch};
+use super::peer::Peer;
+use super::sink::Sink;
+use super::table::PeerTable;
+use crate::core::key::{PrivateKey, PublicKey};
+use crate::core::rotation::{AnnounceVerdict, NodeAction, NodeRotation, NodeState, RotationError};
+use boringtun::noise::TunnResult;
+use std::net::IpAddr;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+impl Device {
+    /// The own-rotation state machine; its lock also serialises peer-table rebuilds.
+    pub(super) fn rotation(&self) -> MutexGuard<'_, NodeRotation> {
+        self.rotation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where this node's own rotation stands.
+    pub fn rotation_state(&self) -> NodeState {
+        self.rotation().state()
+    }
+
+    /// Own-key rotations started since this process began.
+    pub fn rotations(&self) -> u64 {
+        self.rotation().rotations()
+    }
+
+    /// Time since the newest own key came into use (since start, or since the last rotation).
+    pub fn key_age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(*self.key_since.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Starts rotating this node's static key to `new`. The caller must have persisted `new`
+    /// already: from now on handshakes addressed to it are accepted.
+    pub fn rotate(&self, new: PrivateKey, now: Instant) -> Result<PublicKey, RotationError> {
+        let own = Arc::new(OwnKey::new(new));
+        let table = self.table.load_full();
+        {
+            let mut rotation = self.rotation();
+            rotation.start(own.public, table.iter().map(|p| p.name()), now)?;
+            let mut keys = vec![own.clone()];
+            keys.extend(self.identity.load().keys.iter().cloned());
+            self.identity.store(Arc::new(Identity { keys }));
+        }
+        *self.key_since.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        for peer in table.iter() {
+            self.ensure_newest_session(peer);
+        }
+        tracing::info!(new_key = %own.public, "key rotation started");
+        Ok(own.public)
+    }
+
+    /// A session between our newest key and the peer's newest key exists afterwards.
+    fn ensure_newest_session(&self, peer: &Peer) -> bool {
+        let own = self.identity.load().newest().clone();
+        let theirs = peer.public_key();
+        let keepalive = peer.config().persistent_keepalive;
+        peer.ensure_session(own.public, theirs, |slot| {
+            new_tunn(&own, &theirs, keepalive, slot)
+        })
+    }
+
+    /// Starts a handshake in the newest session of `peer`, unless it already has one.
+    fn initiate_newest(&self, peer: &Peer, out: &mut [u8], sink: &mut impl Sink) {
+        let own = self.identity.load().newest().public;
+        let Some(to) = peer.endpoint() else { return };
+        let Some(mut session) = peer.session_by_keys(own, peer.public_key()) else {
+            return;
+        };
+        if session.time_since_last_handshake().is_some() {
+            return;
+        }
+        if let TunnResult::WriteToNetwork(d) = session.format_handshake_initiation(out, false) {
+            sink.send(to, d);
+        }
+    }
+
+    /// Re-indexes the peers by their current keys.
+    fn rebuild_table(&self) {
+        let _writer = self.rotation();
+        let old = self.table.load_full();
+        self.table
+            .store(Arc::new(PeerTable::new(old.iter().cloned().collect())));
+    }
+
+    /// Rotation timers: announcements, the switch, retiring old keys (ours and peers').
+    pub(super) fn tick_rotation(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+        let table = self.table.load_full();
+        loop {
+            let action = self.rotation().poll(now);
+            match action {
+                None => break,
+                Some(NodeAction::Announce {
+                    peers,
+                    new,
+                    effective,
+                }) => {
+                    let msg = Message::KeyAnnounce {
+                        new_public: new,
+                        effective_ms: u32::try_from(effective.as_millis()).unwrap_or(u32::MAX),
+                    };
+                    for peer in table.iter().filter(|p| peers.contains(&p.name())) {
+                        self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
+                    }
+                }
+                Some(NodeAction::Switch { new, .. }) => {
+                    tracing::info!(new_key = %new, "key rotation: new sessions under the new key");
+                    for peer in table.iter() {
+                        self.ensure_newest_session(peer);
+                        self.initiate_newest(peer, scratch.a_mut(), sink);
+                    }
+                }
+                Some(NodeAction::Retire { old }) => {
+                    tracing::info!(old_key = %old, "key rotation done: the old key is refused");
+                    let keys = self.identity.load().keys.clone();
+                    let keys = keys.into_iter().filter(|k| k.public != old).collect();
+                    self.identity.store(Arc::new(Identity { keys }));
+                    for peer in table.iter() {
+                        peer.retire_sessions(&old);
+                    }
+                }
+            }
+        }
+        let mut changed = false;
+        for peer in table.iter() {
+            let retired = peer.keys().poll(now);
+            if let Some(old) = retired {
+                tracing::info!(peer = %peer.name(), old_key = %old, "peer's old key retired");
+                peer.retire_sessions(&old);
+                changed = true;
+            }
+        }
+        if changed {
+            self.rebuild_table();
+        }
+    }
+
+    /// `KeyAnnounce` from inside `peer`'s session, sent from the inner address `src`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_key_announce(
+        &self,
+        peer: &Arc<Peer>,
+        src: IpAddr,
+        new: PublicKey,
+        effective: Duration,
+        now: Instant,
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
+        if !peer.config().overlay_addrs.contains(&src) {
+            // relayed (a hub) or spoofed inside another node's allowed range: that session
+            // does not speak for the node `src` belongs to
+            self.count_drop(DropReason::ForgedAnnouncement);
+            tracing::warn!(via = %peer.name(), %src, "key announcement from another node's session ignored");
+            return;
+        }
+        let session_key = peer.public_key();
+        let verdict = peer
+            .keys()
+            .handle_announce(session_key, new, effective, now);
+        match verdict {
+            AnnounceVerdict::Accepted => {
+                tracing::info!(peer = %peer.name(), new_key = %new, "peer announced a new key");
+                peer.key_changed(now);
+                self.rebuild_table();
+                self.ensure_newest_session(peer);
+                self.initiate_newest(peer, out, sink);
+            }
+            AnnounceVerdict::Repeated => {}
+            AnnounceVerdict::Refused => {
+                self.count_drop(DropReason::ForgedAnnouncement);
+                return;
+            }
+        }
+        let ack = Message::KeyAnnounceAck { new_public: new };
+        self.send_control(peer, &ack, 0, out, sink);
+    }
+
+    /// `KeyAnnounceAck` from `peer`.
+    pub(super) fn handle_key_ack(&self, peer: &Peer, new: PublicKey) {
+        self.rotation().handle_ack(&peer.name(), new);
+    }
+}
