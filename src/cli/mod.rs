@@ -6,6 +6,7 @@ mod graph;
 mod ipam;
 mod keygen;
 mod plan;
+mod rotate;
 mod status;
 mod up;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Check this node's peers: fresh handshake, echo, a full-MTU packet with DF, RTT.
     Check(check::CheckArgs),
+    /// Rotate a running daemon's static key without dropping a packet; prints the new key.
+    Rotate(rotate::RotateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Graph(a) => graph::run(a),
         Command::Check(a) => check::run(a),
+        Command::Rotate(a) => rotate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

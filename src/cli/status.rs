@@ -35,6 +35,12 @@ struct InterfaceStatus {
     public_key: Option<String>,
     listen_port: u16,
     peers: Vec<PeerStatus>,
+    /// Seconds since this node's key came into use (from the control socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_age_secs: Option<f64>,
+    /// `stable`, `announced` or `switched` (from the control socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -54,6 +60,9 @@ struct PeerStatus {
     mtu: Option<u16>,
     /// Seconds since discovery last confirmed `mtu`; absent while the plan's estimate applies.
     mtu_confirmed_secs_ago: Option<f64>,
+    /// Seconds since the peer's key was configured or announced (from the control socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_age_secs: Option<f64>,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
@@ -81,10 +90,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                 let mut status = summarize(name, &dev, &node_names);
                 let req = control::ControlRequest::Status;
                 if let Ok(resp) = rt.block_on(control::request(&control::socket_path(name), &req)) {
-                    add_paths(
-                        &mut status,
-                        resp.status.map(|s| s.peers).unwrap_or_default(),
-                    );
+                    if let Some(daemon) = resp.status {
+                        status.key_age_secs = Some(daemon.key_age_secs);
+                        status.rotation = Some(daemon.rotation);
+                        add_paths(&mut status, daemon.peers);
+                    }
                 }
                 statuses.push(status);
             }
@@ -157,6 +167,7 @@ fn summarize(
             allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
             mtu: None,
             mtu_confirmed_secs_ago: None,
+            key_age_secs: None,
         })
         .collect();
     InterfaceStatus {
@@ -164,6 +175,8 @@ fn summarize(
         public_key: dev.private_key.as_ref().map(|k| k.public_key().to_string()),
         listen_port: dev.listen_port,
         peers,
+        key_age_secs: None,
+        rotation: None,
     }
 }
 
@@ -173,7 +186,26 @@ fn add_paths(status: &mut InterfaceStatus, paths: Vec<control::PeerPathStatus>) 
         if let Some(path) = paths.iter().find(|x| x.public_key == p.public_key) {
             p.mtu = Some(path.mtu);
             p.mtu_confirmed_secs_ago = path.mtu_confirmed_secs_ago;
+            p.key_age_secs = Some(path.key_age_secs);
         }
+    }
+}
+
+/// The key's fingerprint and, when the daemon told us, its age: "AbCdEf12 (3h 5m)".
+fn key_cell(public_key: &str, age: Option<f64>) -> String {
+    let short: String = public_key.chars().take(8).collect();
+    match age {
+        Some(a) => format!("{short} ({})", span(a as u64)),
+        None => short,
+    }
+}
+
+fn span(d: u64) -> String {
+    match d {
+        0..60 => format!("{d}s"),
+        60..3600 => format!("{}m {}s", d / 60, d % 60),
+        3600..86400 => format!("{}h {}m", d / 3600, d % 3600 / 60),
+        _ => format!("{}d {}h", d / 86400, d % 86400 / 3600),
     }
 }
 
@@ -233,6 +265,12 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             s.peers.len(),
             if s.peers.len() == 1 { "" } else { "s" }
         ));
+        if let (Some(age), Some(rotation)) = (s.key_age_secs, &s.rotation) {
+            out.push_str(&format!(
+                "key age {}  rotation {rotation}\n",
+                span(age as u64)
+            ));
+        }
         let mut rows = vec![[
             "PEER",
             "ENDPOINT",
@@ -241,6 +279,7 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             "SENT",
             "MTU",
             "ALLOWED IPS",
+            "KEY",
         ]
         .map(String::from)];
         rows.extend(s.peers.iter().map(|p| {
@@ -252,9 +291,10 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
                 human_bytes(p.tx_bytes),
                 mtu_cell(p),
                 p.allowed_ips.join(", "),
+                key_cell(&p.public_key, p.key_age_secs),
             ]
         }));
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..8)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         for row in &rows {

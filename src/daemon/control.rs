@@ -1,5 +1,7 @@
 //! The daemon's answers on the wiremesh control socket.
 
+use super::rotate::Rotator;
+use crate::core::rotation::NodeState;
 use crate::engine::Device;
 use crate::io::control::{
     ControlHandler, ControlRequest, ControlResponse, DaemonStatus, PeerPathStatus,
@@ -11,6 +13,7 @@ pub struct DaemonControl {
     pub device: Arc<Device>,
     pub node: String,
     pub interface: String,
+    pub rotator: Arc<Rotator>,
 }
 
 impl DaemonControl {
@@ -31,6 +34,9 @@ impl DaemonControl {
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                     speaks_control: p.path.speaks_control(),
                     probes_sent: p.path.probes_sent(),
+                    key_fingerprint: p.public_key().short(),
+                    key_age_secs: now.saturating_duration_since(p.key_since()).as_secs_f64(),
+                    previous_key: p.keys().accepted().get(1).map(|k| k.to_string()),
                 }
             })
             .collect();
@@ -41,6 +47,14 @@ impl DaemonControl {
             public_key: self.device.public_key().to_string(),
             tun_mtu: self.device.mtu(),
             peers,
+            key_age_secs: self.device.key_age(now).as_secs_f64(),
+            rotation: match self.device.rotation_state() {
+                NodeState::Stable { .. } => "stable",
+                NodeState::Announced { .. } => "announced",
+                NodeState::Switched { .. } => "switched",
+            }
+            .to_string(),
+            rotations: self.device.rotations(),
         }
     }
 }
@@ -50,7 +64,17 @@ impl ControlHandler for DaemonControl {
         match req {
             ControlRequest::Status => ControlResponse {
                 status: Some(self.status()),
-                error: None,
+                ..Default::default()
+            },
+            ControlRequest::Rotate => match self.rotator.rotate() {
+                Ok(key) => ControlResponse {
+                    rotated: Some(key.to_string()),
+                    ..Default::default()
+                },
+                Err(e) => ControlResponse {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
             },
         }
     }

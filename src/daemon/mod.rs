@@ -5,6 +5,7 @@
 mod control;
 mod loops;
 mod resolve;
+mod rotate;
 mod routes;
 pub mod settings;
 mod uapi;
@@ -93,7 +94,14 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let udp = Arc::new(Udp::bind(plan.listen_port)?);
     let tun = Arc::new(tun::open(&settings.interface, plan.mtu, &plan.addresses)?);
-    let device = Arc::new(Device::new(key, &plan));
+    let device = Arc::new(Device::with_rotation(
+        key,
+        &plan,
+        crate::core::rotation::RotationTiming {
+            grace: settings.rotation_grace.0,
+            ..Default::default()
+        },
+    ));
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
     let io = Arc::new(Io {
@@ -115,15 +123,26 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Arc::new(uapi::EngineUapi(device.clone())),
     )
     .await?;
+    let rotator = Arc::new(rotate::Rotator {
+        device: device.clone(),
+        node: running.plan.node.clone(),
+        key_path: running.settings.private_key_path(),
+        topology: running.settings.topology.clone(),
+    });
     let control = crate::io::control::serve(
         &running.settings.control_socket(),
         Arc::new(control::DaemonControl {
             device: device.clone(),
             node: running.plan.node.clone(),
             interface: running.settings.interface.clone(),
+            rotator: rotator.clone(),
         }),
     )
     .await?;
+    let scheduled = running
+        .settings
+        .rotate_every
+        .map(|every| tokio::spawn(rotate::every(rotator, every.0)));
     let metrics = match running.settings.metrics_listen {
         Some(addr) => Some(metrics::serve(addr, metrics::registry(device.clone())).await?),
         None => None,
@@ -164,7 +183,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     tracing::info!("shutting down");
-    for t in &tasks {
+    for t in tasks.iter().chain(scheduled.as_ref()) {
         t.abort();
     }
     running.resolvers.stop();

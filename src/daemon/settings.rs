@@ -35,6 +35,50 @@ pub struct Settings {
     /// peer and its public key.
     #[serde(default, alias = "metrics-listen")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Rotate this node's static key this often (`"24h"`, `"90m"`); off when absent.
+    #[serde(default, alias = "rotate-every")]
+    pub rotate_every: Option<Span>,
+    /// How long a rotated-out key stays accepted after the switch (default `"2m"`).
+    #[serde(default = "default_grace", alias = "rotation-grace")]
+    pub rotation_grace: Span,
+}
+
+/// A duration written as a number and a unit: `"30s"`, `"2m"`, `"24h"`, `"7d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub std::time::Duration);
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("'{s}': expected a number and a unit (30s, 2m, 24h, 7d)"))?;
+        let secs = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("'{s}': the unit must be s, m, h or d")),
+        };
+        if n == 0 {
+            return Err(format!("'{s}': must be longer than zero"));
+        }
+        Ok(Span(std::time::Duration::from_secs(n * secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn default_grace() -> Span {
+    Span(crate::constants::ROTATION_GRACE)
 }
 
 fn default_interface() -> String {
@@ -235,5 +279,29 @@ mod tests {
             Settings::load(None, &o),
             Err(SettingsError::Interface(_))
         ));
+    }
+
+    #[test]
+    fn rotation_is_off_by_default_and_spans_take_a_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w.toml");
+        std::fs::write(&f, "topology = \"t\"\nnode = \"a\"\n").unwrap();
+        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(s.rotate_every, None);
+        assert_eq!(s.rotation_grace.0, crate::constants::ROTATION_GRACE);
+        std::fs::write(
+            &f,
+            "topology = \"t\"\nnode = \"a\"\nrotate-every = \"24h\"\nrotation_grace = \"30s\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(
+            s.rotate_every,
+            Some(Span(std::time::Duration::from_secs(86_400)))
+        );
+        assert_eq!(s.rotation_grace, Span(std::time::Duration::from_secs(30)));
+        for bad in ["", "10", "5x", "0s", "m"] {
+            assert!(bad.parse::<Span>().is_err(), "{bad}");
+        }
     }
 }

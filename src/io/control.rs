@@ -24,10 +24,12 @@ pub fn socket_path(ifname: &str) -> PathBuf {
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum ControlRequest {
     Status,
+    /// Rotate this node's static key now (new key persisted first, then announced).
+    Rotate,
 }
 
 /// One peer's path as the engine sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerPathStatus {
     pub name: String,
     pub public_key: String,
@@ -40,21 +42,42 @@ pub struct PeerPathStatus {
     /// Whether the peer answers wiremesh control messages (a stock WireGuard peer does not).
     pub speaks_control: bool,
     pub probes_sent: u64,
+    /// Short fingerprint of the peer's newest static key.
+    #[serde(default)]
+    pub key_fingerprint: String,
+    /// Seconds since that key was configured or announced.
+    #[serde(default)]
+    pub key_age_secs: f64,
+    /// The peer's previous key while its rotation's grace window lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonStatus {
     pub node: String,
     pub interface: String,
     pub public_key: String,
     pub tun_mtu: u16,
     pub peers: Vec<PeerPathStatus>,
+    /// Seconds since this node's newest key came into use.
+    #[serde(default)]
+    pub key_age_secs: f64,
+    /// `stable`, `announced` or `switched`.
+    #[serde(default)]
+    pub rotation: String,
+    /// Own-key rotations since the daemon started.
+    #[serde(default)]
+    pub rotations: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControlResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonStatus>,
+    /// The new public key, after a `rotate` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -198,9 +221,11 @@ mod tests {
                         mtu_confirmed_secs_ago: Some(1.5),
                         speaks_control: true,
                         probes_sent: 9,
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 }),
-                error: None,
+                ..Default::default()
             }
         }
     }

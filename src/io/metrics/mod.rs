@@ -16,7 +16,7 @@
 //! | `wiremesh_peer_mtu_confirmed_age_seconds` | gauge | peer, public_key | absent before discovery |
 //! | `wiremesh_dropped_packets` | counter | reason | [`DropReason::label`] |
 //! | `wiremesh_forwarded_packets` | counter | | hub: relayed without the kernel |
-//! | `wiremesh_key_rotations` | counter | | 0 until key rotation exists |
+//! | `wiremesh_key_rotations` | counter | | own static-key rotations started since the daemon began |
 //! | `wiremesh_build` | info | version | always 1 |
 //!
 //! Counters carry `_total` on their samples, as OpenMetrics and Prometheus both expect.
@@ -62,13 +62,13 @@ pub trait MetricHooks: Send + Sync + 'static {
         peer.mtu
     }
 
-    /// Private-key rotations since the daemon started; 0 until key rotation exists.
-    fn rotations(&self, _device: &Device) -> u64 {
-        0
+    /// Private-key rotations started since the daemon started.
+    fn rotations(&self, device: &Device) -> u64 {
+        device.rotations()
     }
 }
 
-/// The hooks' defaults: the plan's MTU for every peer, no rotations.
+/// The hooks' defaults: the peer's MTU as the engine enforces it, the engine's rotation count.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanValues;
 
@@ -274,7 +274,7 @@ impl Collector for DeviceCollector {
             ),
             (
                 "wiremesh_key_rotations",
-                "Private-key rotations since start (0 until key rotation exists).",
+                "Own static-key rotations started since the daemon began.",
                 self.hooks.rotations(dev),
             ),
         ];
