@@ -19,24 +19,33 @@ pub struct DaemonControl {
 impl DaemonControl {
     fn status(&self) -> DaemonStatus {
         let now = Instant::now();
+        let own = self.device.public_key();
         let mut peers: Vec<PeerPathStatus> = self
             .device
             .peers()
             .iter()
             .map(|p| {
                 let confirmed = p.path.confirmed_at();
+                // bound first: a guard inside the literal would live to its end
+                let keys = p.keys().accepted();
+                let theirs = keys[0];
+                let on_newest_keys = {
+                    let active = p.tunn();
+                    active.ours == own && active.theirs == theirs
+                };
                 PeerPathStatus {
                     name: p.name(),
-                    public_key: p.public_key().to_string(),
+                    public_key: theirs.to_string(),
                     mtu: p.path.mtu(),
                     discovered: confirmed.is_some(),
                     mtu_confirmed_secs_ago: confirmed
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                     speaks_control: p.path.speaks_control(),
                     probes_sent: p.path.probes_sent(),
-                    key_fingerprint: p.public_key().short(),
+                    key_fingerprint: theirs.short(),
                     key_age_secs: now.saturating_duration_since(p.key_since()).as_secs_f64(),
-                    previous_key: p.keys().accepted().get(1).map(|k| k.to_string()),
+                    previous_key: keys.get(1).map(|k| k.to_string()),
+                    on_newest_keys,
                 }
             })
             .collect();

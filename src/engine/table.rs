@@ -36,7 +36,8 @@ impl PeerTable {
             }
             t.by_slot.insert(p.slot, p.clone());
             // during a peer's rotation both of its keys find it
-            for key in p.keys().accepted() {
+            let keys = p.keys().accepted();
+            for key in keys {
                 t.by_key.insert(key, p.clone());
             }
         }

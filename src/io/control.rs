@@ -51,6 +51,10 @@ pub struct PeerPathStatus {
     /// The peer's previous key while its rotation's grace window lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_key: Option<String>,
+    /// Whether outgoing traffic uses a session under both sides' newest keys (false while a
+    /// rotation's new session is not up yet).
+    #[serde(default)]
+    pub on_newest_keys: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
