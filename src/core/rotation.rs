@@ -80,8 +80,13 @@ pub enum NodeAction {
         new: PublicKey,
         effective: Duration,
     },
-    /// Start sessions under the new key with every peer that has none yet.
-    Switch { old: PublicKey, new: PublicKey },
+    /// Start sessions under the new key with every peer that has none yet, and tell every
+    /// peer the exact remaining window: `KeyAnnounce{new, grace}`.
+    Switch {
+        old: PublicKey,
+        new: PublicKey,
+        grace: Duration,
+    },
     /// Forget the old key: refuse handshakes to it, drop its sessions.
     Retire { old: PublicKey },
 }
@@ -205,7 +210,11 @@ impl NodeRotation {
                         grace_until: now + self.timing.grace,
                     };
                     self.next_announce = None;
-                    return Some(NodeAction::Switch { old, new });
+                    return Some(NodeAction::Switch {
+                        old,
+                        new,
+                        grace: self.timing.grace,
+                    });
                 }
                 match self.next_announce {
                     Some(t) if now >= t => {
@@ -289,7 +298,13 @@ impl PeerKeys {
         if !self.accepts(&session_key) {
             return AnnounceVerdict::Refused;
         }
-        if self.accepts(&new) {
+        if self.next == Some(new) {
+            // the node's latest word on its window (it re-announces the exact grace when it
+            // switches, earlier than its first estimate)
+            self.retire_at = Some(now + effective);
+            return AnnounceVerdict::Repeated;
+        }
+        if self.current == new {
             return AnnounceVerdict::Repeated;
         }
         if let Some(next) = self.next.take() {

@@ -48,7 +48,14 @@ fn a_rotation_announces_switches_when_every_peer_acked_and_retires_after_the_gra
     ));
     r.handle_ack("c", new);
     let t1 = t0 + secs(2);
-    assert_eq!(r.poll(t1), Some(NodeAction::Switch { old, new }));
+    assert_eq!(
+        r.poll(t1),
+        Some(NodeAction::Switch {
+            old,
+            new,
+            grace: secs(120)
+        })
+    );
     assert_eq!(
         r.state(),
         NodeState::Switched {
@@ -81,7 +88,14 @@ fn a_peer_that_never_acks_delays_the_switch_only_until_the_announce_timeout() {
         .filter(|s| matches!(r.poll(t0 + secs(*s)), Some(NodeAction::Announce { .. })))
         .count();
     assert_eq!(announces, 10, "re-announced every second");
-    assert_eq!(r.poll(t0 + secs(10)), Some(NodeAction::Switch { old, new }));
+    assert_eq!(
+        r.poll(t0 + secs(10)),
+        Some(NodeAction::Switch {
+            old,
+            new,
+            grace: secs(120)
+        })
+    );
 }
 
 #[test]
@@ -111,12 +125,13 @@ fn a_peer_holds_both_keys_for_the_announced_window_then_only_the_new_one() {
     );
     assert_eq!(p.accepted(), vec![new, old]);
     assert_eq!(p.newest(), new);
+    // the switch's re-announcement brings the end of the window forward
     assert_eq!(
-        p.handle_announce(old, new, secs(60), t0 + secs(1)),
+        p.handle_announce(old, new, secs(30), t0 + secs(1)),
         AnnounceVerdict::Repeated
     );
-    assert_eq!(p.poll(t0 + secs(59)), None);
-    assert_eq!(p.poll(t0 + secs(60)), Some(old));
+    assert_eq!(p.poll(t0 + secs(30)), None);
+    assert_eq!(p.poll(t0 + secs(31)), Some(old));
     assert_eq!(p.accepted(), vec![new]);
     assert!(!p.accepts(&old));
     assert_eq!(p.poll(t0 + secs(61)), None);

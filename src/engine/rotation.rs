@@ -117,11 +117,16 @@ impl Device {
                         self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
                     }
                 }
-                Some(NodeAction::Switch { new, .. }) => {
+                Some(NodeAction::Switch { new, grace, .. }) => {
                     tracing::info!(new_key = %new, "key rotation: new sessions under the new key");
+                    let msg = Message::KeyAnnounce {
+                        new_public: new,
+                        effective_ms: u32::try_from(grace.as_millis()).unwrap_or(u32::MAX),
+                    };
                     for peer in table.iter() {
                         self.ensure_newest_session(peer);
                         self.initiate_newest(peer, scratch.a_mut(), sink);
+                        self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
                     }
                 }
                 Some(NodeAction::Retire { old }) => {
