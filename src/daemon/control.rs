@@ -31,6 +31,7 @@ impl DaemonControl {
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                     speaks_control: p.path.speaks_control(),
                     probes_sent: p.path.probes_sent(),
+                    probe_bytes: p.path.probe_bytes(),
                 }
             })
             .collect();

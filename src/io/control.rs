@@ -40,6 +40,9 @@ pub struct PeerPathStatus {
     /// Whether the peer answers wiremesh control messages (a stock WireGuard peer does not).
     pub speaks_control: bool,
     pub probes_sent: u64,
+    /// Outer bytes of those probes on the underlay.
+    #[serde(default)]
+    pub probe_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +201,7 @@ mod tests {
                         mtu_confirmed_secs_ago: Some(1.5),
                         speaks_control: true,
                         probes_sent: 9,
+                        probe_bytes: 13_000,
                     }],
                 }),
                 error: None,
