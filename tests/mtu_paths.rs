@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix};
+use common::{require_root, running_lab};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use wiremesh::lab::{in_netns, tcp_transfer_paced, Lab, LabOptions, LinkLimit};
+use wiremesh::lab::{in_netns, tcp_transfer_paced, Lab, LinkLimit};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -160,12 +160,7 @@ fn recv_icmp_too_big(fd: i32, timeout: Duration) -> Option<u32> {
 }
 
 fn mesh() -> Lab {
-    let mut lab = Lab::build(
-        &topology("mtu-three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let lab = running_lab("mtu-three-regions.toml");
     let m = lab.ping_matrix(Duration::from_secs(5)).unwrap();
     assert!(m.all_ok(), "{m}");
     lab

@@ -5,19 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-fn sum(data: &[u8], mut acc: u32) -> u32 {
-    for c in data.chunks(2) {
-        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
+use crate::core::packet::{checksum_add as sum, checksum_fold as fold};
 
 /// Whether a packet is too big for `mtu` and asks not to be fragmented (IPv4 DF; IPv6 always).
 pub fn needs_too_big(pkt: &[u8], mtu: u16) -> bool {

@@ -46,6 +46,7 @@ impl DaemonControl {
                     key_age_secs: now.saturating_duration_since(p.key_since()).as_secs_f64(),
                     previous_key: keys.get(1).map(|k| k.to_string()),
                     on_newest_keys,
+                    probe_bytes: p.path.probe_bytes(),
                 }
             })
             .collect();

@@ -20,7 +20,7 @@ mod sink;
 mod table;
 
 pub use device::{Device, DropReason, Scratch};
-pub use path::{MtuCause, PathEvent};
+pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use session::{Session, SessionGuard};
 pub use sink::{Batch, Sink};

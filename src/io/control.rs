@@ -55,6 +55,9 @@ pub struct PeerPathStatus {
     /// rotation's new session is not up yet).
     #[serde(default)]
     pub on_newest_keys: bool,
+    /// Outer bytes of those probes on the underlay.
+    #[serde(default)]
+    pub probe_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -225,6 +228,7 @@ mod tests {
                         mtu_confirmed_secs_ago: Some(1.5),
                         speaks_control: true,
                         probes_sent: 9,
+                        probe_bytes: 13_000,
                         ..Default::default()
                     }],
                     ..Default::default()
