@@ -62,3 +62,7 @@ pub const ROTATION_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often an unacknowledged key announcement is repeated.
 pub const ROTATION_ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
+
+/// How long one pre-shared-key epoch lasts (with a mesh secret); clocks may disagree by up to
+/// one epoch.
+pub const PSK_EPOCH: Duration = Duration::from_secs(3600);

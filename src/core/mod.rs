@@ -10,6 +10,7 @@ pub mod mss;
 pub mod mtu;
 pub mod packet;
 pub mod plan;
+pub mod psk;
 pub mod rotation;
 pub mod routing;
 pub mod topology;

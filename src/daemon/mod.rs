@@ -94,13 +94,23 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let udp = Arc::new(Udp::bind(plan.listen_port)?);
     let tun = Arc::new(tun::open(&settings.interface, plan.mtu, &plan.addresses)?);
-    let device = Arc::new(Device::with_rotation(
+    let psk = match &settings.mesh_secret {
+        Some(path) => Some(crate::engine::PskSettings {
+            secret: keyfile::read_secret(path)?,
+            epoch_len: crate::constants::PSK_EPOCH,
+            clock_offset: std::time::Duration::ZERO,
+            clock_behind: false,
+        }),
+        None => None,
+    };
+    let device = Arc::new(Device::with_options(
         key,
         &plan,
         crate::core::rotation::RotationTiming {
             grace: settings.rotation_grace.0,
             ..Default::default()
         },
+        psk,
     ));
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;

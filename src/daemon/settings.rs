@@ -38,6 +38,10 @@ pub struct Settings {
     /// Rotate this node's static key this often (`"24h"`, `"90m"`); off when absent.
     #[serde(default, alias = "rotate-every")]
     pub rotate_every: Option<Span>,
+    /// Mesh secret file (mode 0600, at least 16 bytes): when set, each pair of nodes uses a
+    /// pre-shared key derived from it, changing every hour. Every node needs the same secret.
+    #[serde(default, alias = "mesh-secret")]
+    pub mesh_secret: Option<PathBuf>,
     /// How long a rotated-out key stays accepted after the switch (default `"2m"`).
     #[serde(default = "default_grace", alias = "rotation-grace")]
     pub rotation_grace: Span,

@@ -2,7 +2,8 @@
 
 use super::control;
 use super::peer::{Peer, PeerConfig};
-use super::session::{Session, SessionGuard, BASE_SLOT_MASK};
+use super::psk::PskSettings;
+use super::session::{epoch_bits, Session, SessionGuard, SessionKeys, BASE_SLOT_MASK};
 use super::sink::Sink;
 use super::table::PeerTable;
 use crate::constants::{HANDSHAKE_RATE_LIMIT, MAX_DATAGRAM};
@@ -136,6 +137,10 @@ pub struct Device {
     pub(super) rotation: std::sync::Mutex<NodeRotation>,
     /// When the newest own key came into use.
     pub(super) key_since: std::sync::Mutex<Instant>,
+    /// Pair PSKs per epoch, when the mesh has a secret.
+    pub(super) psk: Option<PskSettings>,
+    /// The PSK epoch sessions were last started for.
+    pub(super) psk_epoch: AtomicU64,
     pub(super) table: ArcSwap<PeerTable>,
     /// This node's own pod CIDRs: packets for them go to the tun device, never to a peer.
     local: ArcSwap<PrefixTable<()>>,
@@ -185,8 +190,21 @@ impl Device {
 
     /// A device whose key rotations follow `timing`.
     pub fn with_rotation(private: PrivateKey, plan: &Plan, timing: RotationTiming) -> Self {
+        Self::with_options(private, plan, timing, None)
+    }
+
+    /// A device whose key rotations follow `timing`, with pair PSKs from `psk` when given.
+    pub fn with_options(
+        private: PrivateKey,
+        plan: &Plan,
+        timing: RotationTiming,
+        psk: Option<PskSettings>,
+    ) -> Self {
         let own = Arc::new(OwnKey::new(private));
+        let epoch = psk.as_ref().map_or(0, PskSettings::epoch);
         let dev = Device {
+            psk,
+            psk_epoch: AtomicU64::new(epoch),
             rotation: std::sync::Mutex::new(NodeRotation::new(own.public, timing)),
             key_since: std::sync::Mutex::new(Instant::now()),
             identity: ArcSwap::from_pointee(Identity { keys: vec![own] }),
@@ -262,8 +280,14 @@ impl Device {
                 }
                 None => {
                     let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) & BASE_SLOT_MASK;
-                    let tunn = new_tunn(own, &p.public_key, p.persistent_keepalive, slot);
-                    let session = Session::new(tunn, slot, 0, own.public, p.public_key);
+                    let keys = SessionKeys {
+                        ours: own.public,
+                        theirs: p.public_key,
+                        epoch: self.epoch(),
+                    };
+                    let index = super::session::slot_of(slot, 0, keys.epoch);
+                    let tunn = self.new_tunn(own, keys, p.persistent_keepalive, index);
+                    let session = Session::new(tunn, slot, 0, keys);
                     let peer = Arc::new(Peer::new(session, config));
                     created.push(peer.clone());
                     peers.push(peer);
@@ -383,6 +407,9 @@ impl Device {
         let peer = match parsed {
             Ok(Packet::HandshakeInit(init)) => {
                 let id = self.identity.load();
+                // the initiator's PSK epoch, from the slot bits of its sender index
+                let sender =
+                    u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
                 // newest key first: during a rotation either may be addressed
                 id.keys
                     .iter()
@@ -395,7 +422,8 @@ impl Device {
                         .ok()?;
                         let theirs = PublicKey::from_bytes(half.peer_static_public);
                         let peer = table.by_key(&theirs)?;
-                        Some((peer, Target::Keys(own.public, theirs)))
+                        let keys = self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
+                        Some((peer, Target::Keys(keys)))
                     })
                     .ok_or(DropReason::UnknownPeer)
             }
@@ -416,7 +444,7 @@ impl Device {
             let input: &[u8] = if first { datagram } else { &[] };
             let session = match target {
                 Target::Slot(slot) => peer.session_by_slot(slot),
-                Target::Keys(ours, theirs) => peer.session_by_keys(ours, theirs),
+                Target::Keys(keys) => peer.session_by_keys(keys),
             };
             let Some(mut session) = session else {
                 // a session of a retired key, or keys without a session
@@ -560,6 +588,7 @@ impl Device {
     pub fn tick_at(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
         self.tick_paths(now, scratch, sink);
         self.tick_rotation(now, scratch, sink);
+        self.tick_psk(scratch, sink);
         let table = self.table.load();
         for peer in table.iter() {
             let result = peer.tunn().update_timers(&mut scratch.a);
@@ -612,24 +641,7 @@ impl Device {
 #[derive(Clone, Copy)]
 enum Target {
     Slot(u32),
-    Keys(PublicKey, PublicKey),
-}
-
-/// A `Tunn` between our key `own` and the peer key `theirs`, at `slot`.
-pub(super) fn new_tunn(
-    own: &OwnKey,
-    theirs: &PublicKey,
-    keepalive: Option<u16>,
-    slot: u32,
-) -> Tunn {
-    Tunn::new(
-        own.private.secret().clone(),
-        theirs.to_x25519(),
-        None,
-        keepalive,
-        slot,
-        Some(own.limiter.clone()),
-    )
+    Keys(SessionKeys),
 }
 
 /// A TCP segment with SYN set (IPv4 first fragment or IPv6 without extension headers).

@@ -22,6 +22,15 @@ pub(super) struct Net {
 impl Net {
     /// `nodes`: (name, region, hub). Node i gets 10.244.(i+1).0/24 and underlay 192.0.2.(i+1).
     pub fn new(mode: &str, nodes: &[(&str, &str, bool)]) -> Net {
+        Net::new_with(mode, nodes, |_, key, plan| Device::new(key, plan))
+    }
+
+    /// Like [`new`](Self::new), each device made by `make(index, key, plan)`.
+    pub fn new_with(
+        mode: &str,
+        nodes: &[(&str, &str, bool)],
+        make: impl Fn(usize, PrivateKey, &Plan) -> Device,
+    ) -> Net {
         let keys: Vec<PrivateKey> = nodes.iter().map(|_| PrivateKey::generate()).collect();
         let mut text = format!("mode = \"{mode}\"\ncluster-cidr = \"10.244.0.0/16\"\n");
         for (i, (name, region, hub)) in nodes.iter().enumerate() {
@@ -43,7 +52,7 @@ impl Net {
         for (i, (name, _, _)) in nodes.iter().enumerate() {
             let plan = Plan::compute(&topo, name).unwrap();
             net.devices
-                .insert(name.to_string(), Device::new(keys[i].clone(), &plan));
+                .insert(name.to_string(), make(i, keys[i].clone(), &plan));
             net.addr.insert(
                 name.to_string(),
                 format!("192.0.2.{}:51820", i + 1).parse().unwrap(),

@@ -14,6 +14,7 @@ mod device;
 mod path;
 mod peer;
 mod probing;
+mod psk;
 mod rotation;
 mod session;
 mod sink;
@@ -22,12 +23,15 @@ mod table;
 pub use device::{Device, DropReason, Scratch};
 pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
-pub use session::{Session, SessionGuard};
+pub use psk::PskSettings;
+pub use session::{Session, SessionGuard, SessionKeys};
 pub use sink::{Batch, Sink};
 pub use table::PeerTable;
 
 #[cfg(test)]
 mod memory_tests;
+#[cfg(test)]
+mod psk_tests;
 #[cfg(test)]
 mod rotation_tests;
 
@@ -48,6 +52,11 @@ pub(crate) fn peer_for_tests(
         overlay_addrs: vec![],
         mtu: 1420,
     };
-    let session = Session::new(tunn, 1, 0, own.public_key(), their);
+    let keys = SessionKeys {
+        ours: own.public_key(),
+        theirs: their,
+        epoch: 0,
+    };
+    let session = Session::new(tunn, 1, 0, keys);
     std::sync::Arc::new(Peer::new(session, config))
 }

@@ -98,7 +98,7 @@ impl Peer {
             _ => None,
         };
         Self {
-            slot: session.slot,
+            slot: session.slot & super::session::BASE_SLOT_MASK,
             next_generation: AtomicU32::new(session.generation + 1),
             tunn: Mutex::new(session),
             others: Mutex::new(Vec::new()),

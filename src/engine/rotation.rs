@@ -12,8 +12,9 @@
 //! at any moment comes back with a key the peers accept.
 
 use super::control::Message;
-use super::device::{new_tunn, Device, DropReason, Identity, OwnKey, Scratch};
+use super::device::{Device, DropReason, Identity, OwnKey, Scratch};
 use super::peer::Peer;
+use super::session::SessionKeys;
 use super::sink::Sink;
 use super::table::PeerTable;
 use crate::core::key::{PrivateKey, PublicKey};
@@ -64,21 +65,28 @@ impl Device {
         Ok(own.public)
     }
 
-    /// A session between our newest key and the peer's newest key exists afterwards.
-    fn ensure_newest_session(&self, peer: &Peer) -> bool {
+    /// Our newest key, the peer's newest key, the current PSK epoch.
+    fn newest_keys(&self, peer: &Peer) -> (Arc<OwnKey>, SessionKeys) {
         let own = self.identity.load().newest().clone();
-        let theirs = peer.public_key();
-        let keepalive = peer.config().persistent_keepalive;
-        peer.ensure_session(own.public, theirs, |slot| {
-            new_tunn(&own, &theirs, keepalive, slot)
-        })
+        let keys = SessionKeys {
+            ours: own.public,
+            theirs: peer.public_key(),
+            epoch: self.epoch(),
+        };
+        (own, keys)
+    }
+
+    /// A session between our newest key and the peer's newest key exists afterwards.
+    pub(super) fn ensure_newest_session(&self, peer: &Peer) -> bool {
+        let (own, keys) = self.newest_keys(peer);
+        self.ensure_session_for(peer, &own, keys)
     }
 
     /// Starts a handshake in the newest session of `peer`, unless it already has one.
-    fn initiate_newest(&self, peer: &Peer, out: &mut [u8], sink: &mut impl Sink) {
-        let own = self.identity.load().newest().public;
+    pub(super) fn initiate_newest(&self, peer: &Peer, out: &mut [u8], sink: &mut impl Sink) {
+        let (_, keys) = self.newest_keys(peer);
         let Some(to) = peer.endpoint() else { return };
-        let Some(mut session) = peer.session_by_keys(own, peer.public_key()) else {
+        let Some(mut session) = peer.session_by_keys(keys) else {
             return;
         };
         if session.time_since_last_handshake().is_some() {

@@ -31,24 +31,49 @@ pub struct Session {
     pub ours: PublicKey,
     /// The peer's static public key in this session.
     pub theirs: PublicKey,
+    /// The PSK epoch of this session (0 without a mesh secret).
+    pub epoch: u64,
 }
 
 impl Session {
-    /// `base` is the peer's base slot; the session's slot adds the generation's low 4 bits.
-    pub fn new(tunn: Tunn, base: u32, generation: u32, ours: PublicKey, theirs: PublicKey) -> Self {
+    /// `base` is the peer's base slot; the session's slot adds epoch and generation bits.
+    pub fn new(tunn: Tunn, base: u32, generation: u32, keys: SessionKeys) -> Self {
         Self {
             tunn,
-            slot: slot_of(base, generation),
+            slot: slot_of(base, generation, keys.epoch),
             generation,
-            ours,
-            theirs,
+            ours: keys.ours,
+            theirs: keys.theirs,
+            epoch: keys.epoch,
+        }
+    }
+
+    fn keys(&self) -> SessionKeys {
+        SessionKeys {
+            ours: self.ours,
+            theirs: self.theirs,
+            epoch: self.epoch,
         }
     }
 }
 
-/// The slot of generation `generation` of the peer with base slot `base`.
-pub fn slot_of(base: u32, generation: u32) -> u32 {
-    (base & BASE_SLOT_MASK) | ((generation & 0xf) << GENERATION_SHIFT)
+/// What a session is made of: our key, their key, the PSK epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKeys {
+    pub ours: PublicKey,
+    pub theirs: PublicKey,
+    pub epoch: u64,
+}
+
+/// The slot of a session of the peer with base slot `base`.
+pub fn slot_of(base: u32, generation: u32, epoch: u64) -> u32 {
+    let top = ((epoch & 3) as u32) << 2 | (generation & 3);
+    (base & BASE_SLOT_MASK) | (top << GENERATION_SHIFT)
+}
+
+/// The low two bits of the PSK epoch of the session that chose `index` (a sender index).
+pub fn epoch_bits(index: u32) -> u32 {
+    (index >> (8 + GENERATION_SHIFT + 2)) & 3
 }
 
 impl Deref for Session {
@@ -95,9 +120,9 @@ impl Peer {
         self.find_session(|s| s.slot == slot)
     }
 
-    /// The session made for the static keys (`ours`, `theirs`).
-    pub fn session_by_keys(&self, ours: PublicKey, theirs: PublicKey) -> Option<SessionGuard<'_>> {
-        self.find_session(|s| s.ours == ours && s.theirs == theirs)
+    /// The session made for `keys`.
+    pub fn session_by_keys(&self, keys: SessionKeys) -> Option<SessionGuard<'_>> {
+        self.find_session(|s| s.keys() == keys)
     }
 
     fn find_session(&self, want: impl Fn(&Session) -> bool) -> Option<SessionGuard<'_>> {
@@ -117,20 +142,15 @@ impl Peer {
         self.others.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a session for (`ours`, `theirs`) unless one exists; `make` builds its `Tunn` from
-    /// the slot. Returns whether it was created.
-    pub fn ensure_session(
-        &self,
-        ours: PublicKey,
-        theirs: PublicKey,
-        make: impl FnOnce(u32) -> Tunn,
-    ) -> bool {
-        if self.session_by_keys(ours, theirs).is_some() {
+    /// Adds a session for `keys` unless one exists; `make` builds its `Tunn` from the slot.
+    /// Returns whether it was created.
+    pub fn ensure_session(&self, keys: SessionKeys, make: impl FnOnce(u32) -> Tunn) -> bool {
+        if self.session_by_keys(keys).is_some() {
             return false;
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let slot = slot_of(self.slot, generation);
-        let session = Session::new(make(slot), self.slot, generation, ours, theirs);
+        let slot = slot_of(self.slot, generation, keys.epoch);
+        let session = Session::new(make(slot), self.slot, generation, keys);
         self.others().push(session);
         true
     }
@@ -156,9 +176,17 @@ impl Peer {
     /// the newest remaining session takes over even before its handshake completes: the old
     /// key is refused from now on. Keeps at least one session.
     pub fn retire_sessions(&self, retired: &PublicKey) {
+        self.retire_where(|s| s.ours == *retired || s.theirs == *retired);
+    }
+
+    /// Drops the sessions of PSK epochs before `epoch` (as [`retire_sessions`](Self::retire_sessions)).
+    pub fn retire_epochs_before(&self, epoch: u64) {
+        self.retire_where(|s| s.epoch < epoch);
+    }
+
+    fn retire_where(&self, uses: impl Fn(&Session) -> bool) {
         let mut active = self.tunn();
         let mut others = self.others();
-        let uses = |s: &Session| s.ours == *retired || s.theirs == *retired;
         if uses(&active) {
             let newest = others
                 .iter()

@@ -24,6 +24,8 @@ pub enum KeyFileError {
     },
     #[error("{}: already exists; refusing to overwrite a private key (remove it first)", path.display())]
     Exists { path: PathBuf },
+    #[error("{}: a mesh secret needs at least {} bytes", path.display(), crate::core::psk::MIN_SECRET_LEN)]
+    ShortSecret { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
@@ -33,8 +35,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
     }
 }
 
-/// Reads a private key file, refusing one that group or others may read.
-pub fn read_private(path: &Path) -> Result<PrivateKey, KeyFileError> {
+fn check_private(path: &Path) -> Result<(), KeyFileError> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -43,6 +44,23 @@ pub fn read_private(path: &Path) -> Result<PrivateKey, KeyFileError> {
             mode,
         });
     }
+    Ok(())
+}
+
+/// Reads a mesh secret file (its bytes, surrounding whitespace trimmed), refusing one that
+/// group or others may read. The secret is never logged.
+pub fn read_secret(path: &Path) -> Result<crate::core::psk::MeshSecret, KeyFileError> {
+    check_private(path)?;
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let text = bytes.trim_ascii().to_vec();
+    crate::core::psk::MeshSecret::new(text).ok_or_else(|| KeyFileError::ShortSecret {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Reads a private key file, refusing one that group or others may read.
+pub fn read_private(path: &Path) -> Result<PrivateKey, KeyFileError> {
+    check_private(path)?;
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     text.trim()
         .parse()
