@@ -62,12 +62,15 @@ impl DropReason {
     }
 }
 
-/// Per-call working memory of one I/O loop: two datagram-sized buffers, so a packet can be
-/// decrypted into one and re-encrypted for the next hop into the other without allocating.
+/// Per-call working memory of one I/O loop: a datagram-sized buffer to decrypt into (a packet
+/// forwarded to the next hop is then encrypted straight into the sink).
 pub struct Scratch {
     a: Vec<u8>,
-    b: Vec<u8>,
 }
+
+/// Room beyond the packet's length for the data header, the tag and padding; also fits a
+/// handshake initiation (148 bytes), which `encapsulate` writes instead while no session exists.
+const DATAGRAM_SPACE_EXTRA: usize = 160;
 
 impl Default for Scratch {
     fn default() -> Self {
@@ -79,7 +82,6 @@ impl Scratch {
     pub fn new() -> Self {
         Self {
             a: vec![0; MAX_DATAGRAM],
-            b: vec![0; MAX_DATAGRAM],
         }
     }
 }
@@ -217,7 +219,7 @@ impl Device {
     }
 
     /// A packet read from the tun device: encrypt it for the peer that carries its destination.
-    pub fn handle_tun_packet(&self, pkt: &[u8], scratch: &mut Scratch, sink: &mut impl Sink) {
+    pub fn handle_tun_packet(&self, pkt: &[u8], _scratch: &mut Scratch, sink: &mut impl Sink) {
         let Some(dst) = packet::destination(pkt) else {
             self.drop_packet(DropReason::NoRoute);
             return;
@@ -227,24 +229,32 @@ impl Device {
             self.drop_packet(DropReason::NoRoute);
             return;
         };
-        self.encapsulate_to(peer, pkt, &mut scratch.a, sink);
+        self.encapsulate_to(peer, pkt, sink);
     }
 
-    fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], out: &mut [u8], sink: &mut impl Sink) {
-        let result = peer.tunn().encapsulate(pkt, out);
-        match result {
-            TunnResult::WriteToNetwork(d) => match peer.endpoint() {
-                Some(to) => {
-                    peer.tx_packets.fetch_add(1, Ordering::Relaxed);
-                    sink.send(to, d);
-                }
-                None => self.drop_packet(DropReason::NoEndpoint),
-            },
+    /// Encrypts straight into the sink's memory: the datagram is written once.
+    fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], sink: &mut impl Sink) {
+        let space = sink.datagram_space(pkt.len() + DATAGRAM_SPACE_EXTRA);
+        let start = space.as_ptr();
+        let len = match peer.tunn().encapsulate(pkt, space) {
+            // boringtun writes from the start of the buffer it is given
+            TunnResult::WriteToNetwork(d) if d.as_ptr() == start => Some(d.len()),
+            TunnResult::WriteToNetwork(_) => unreachable!("Tunn wrote elsewhere"),
             TunnResult::Err(e) => {
-                tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed")
+                tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed");
+                None
             }
             // Queued inside the Tunn until a handshake completes.
-            _ => {}
+            _ => None,
+        };
+        if let Some(len) = len {
+            match peer.endpoint() {
+                Some(to) => {
+                    peer.tx_packets.fetch_add(1, Ordering::Relaxed);
+                    sink.commit_datagram(to, len);
+                }
+                None => self.drop_packet(DropReason::NoEndpoint),
+            }
         }
     }
 
@@ -325,26 +335,14 @@ impl Device {
                 TunnResult::WriteToTunnelV4(p, src) => {
                     peer.set_endpoint(from);
                     let len = p.len();
-                    self.deliver(
-                        &peer,
-                        IpAddr::V4(src),
-                        &mut scratch.a[..len],
-                        &mut scratch.b,
-                        sink,
-                    );
+                    self.deliver(&peer, IpAddr::V4(src), &mut scratch.a[..len], sink);
                     // boringtun has nothing queued after delivering data
                     break;
                 }
                 TunnResult::WriteToTunnelV6(p, src) => {
                     peer.set_endpoint(from);
                     let len = p.len();
-                    self.deliver(
-                        &peer,
-                        IpAddr::V6(src),
-                        &mut scratch.a[..len],
-                        &mut scratch.b,
-                        sink,
-                    );
+                    self.deliver(&peer, IpAddr::V6(src), &mut scratch.a[..len], sink);
                     break;
                 }
             }
@@ -354,14 +352,7 @@ impl Device {
 
     /// A decrypted packet: check its source, then hand it to the tun device or, on a hub,
     /// straight to the next peer without a trip through the kernel.
-    fn deliver(
-        &self,
-        from_peer: &Arc<Peer>,
-        src: IpAddr,
-        pkt: &mut [u8],
-        out: &mut [u8],
-        sink: &mut impl Sink,
-    ) {
+    fn deliver(&self, from_peer: &Arc<Peer>, src: IpAddr, pkt: &mut [u8], sink: &mut impl Sink) {
         if !from_peer.allows_source(src) {
             self.drop_packet(DropReason::SourceNotAllowed);
             return;
@@ -383,7 +374,7 @@ impl Device {
                     return;
                 }
                 self.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.encapsulate_to(next, pkt, out, sink);
+                self.encapsulate_to(next, pkt, sink);
                 return;
             }
         }

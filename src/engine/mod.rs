@@ -16,7 +16,7 @@ mod table;
 
 pub use device::{Device, DropReason, Scratch};
 pub use peer::{Peer, PeerSnapshot};
-pub use sink::{Batch, Sink};
+pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
 #[cfg(test)]
