@@ -49,3 +49,6 @@ pub const DEFAULT_INTERFACE: &str = "wm0";
 
 /// Route protocol number tagging the routes wiremesh installs, so it removes only its own.
 pub const ROUTE_PROTOCOL: u8 = 0x57; // 'W'
+
+/// How long `wiremesh check` waits for each echo reply unless told otherwise.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);

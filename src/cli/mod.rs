@@ -1,6 +1,7 @@
 //! The `wiremesh` command line. Each subcommand lives in its own file; this one only dispatches.
 //! `anyhow` is used here and nowhere below: this is the binary's edge.
 
+mod check;
 mod graph;
 mod ipam;
 mod keygen;
@@ -38,6 +39,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Draw the mesh as Graphviz DOT or SVG: clouds, regions, hubs and peerings.
     Graph(graph::GraphArgs),
+    /// Check this node's peers: fresh handshake, echo, a full-MTU packet with DF, RTT.
+    Check(check::CheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
         Command::Status(a) => status::run(a),
         Command::Graph(a) => graph::run(a),
+        Command::Check(a) => check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

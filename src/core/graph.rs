@@ -58,7 +58,13 @@ pub fn edges(topo: &Topology) -> Result<Vec<Edge>, TopologyError> {
     Ok(pairs
         .into_iter()
         .map(|(a, b)| {
-            let mtu = plans[a.as_str()].mtu.min(plans[b.as_str()].mtu);
+            // the direct path's starting MTU, as the plan of either end gives it
+            let mtu = plans[a.as_str()]
+                .peers
+                .iter()
+                .find(|p| p.name == b)
+                .map(|p| p.mtu)
+                .unwrap_or_else(|| plans[a.as_str()].mtu.min(plans[b.as_str()].mtu));
             Edge { a, b, mtu }
         })
         .collect())
@@ -271,7 +277,7 @@ mod tests {
                 .unwrap();
             assert_eq!(line.contains("doublecircle"), n.hub, "{line}");
         }
-        assert!(dot.contains("\"eu-hub-1\" -- \"us-hub\" [label=\"mtu 1420\", style=\"bold\"]"));
+        assert!(dot.contains("\"eu-hub-1\" -- \"us-hub\" [label=\"mtu 1440\", style=\"bold\"]"));
     }
 
     #[test]
@@ -287,12 +293,12 @@ mod tests {
         );
         live.insert(edge_key("us-hub", "us-spoke-1"), LiveEdge::default());
         let dot = render_dot(&topo, Some(&live)).unwrap();
-        assert!(dot.contains("\"eu-hub-1\" -- \"us-hub\" [label=\"handshake 42s ago\\nmtu 1420\""));
+        assert!(dot.contains("\"eu-hub-1\" -- \"us-hub\" [label=\"handshake 42s ago\\nmtu 1440\""));
         assert!(dot.contains(
-            "\"us-hub\" -- \"us-spoke-1\" [label=\"no handshake\\nmtu 1420\", color=\"red\"]"
+            "\"us-hub\" -- \"us-spoke-1\" [label=\"no handshake\\nmtu 1440\", color=\"red\"]"
         ));
         assert!(dot.contains(
-            "\"eu-hub-2\" -- \"us-hub\" [label=\"not observed\\nmtu 1420\", style=\"dashed\"]"
+            "\"eu-hub-2\" -- \"us-hub\" [label=\"not observed\\nmtu 1440\", style=\"dashed\"]"
         ));
     }
 

@@ -2,8 +2,11 @@
 
 pub mod diff;
 pub mod graph;
+pub mod health;
+pub mod icmp;
 pub mod ipam;
 pub mod key;
+pub mod mss;
 pub mod mtu;
 pub mod packet;
 pub mod plan;

@@ -122,7 +122,6 @@ impl Io {
                     Err(_) => break,
                 }
             }
-            drop(iovs);
             self.flush(&mut batch, &mut gro).await;
         }
     }

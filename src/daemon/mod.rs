@@ -4,6 +4,7 @@
 
 mod loops;
 mod resolve;
+mod routes;
 pub mod settings;
 mod uapi;
 
@@ -17,11 +18,9 @@ use crate::io::metrics;
 use crate::io::netlink::{NetlinkError, Routes};
 use crate::io::tun::{self, TunError};
 use crate::io::udp::{Udp, UdpError};
-use ipnet::IpNet;
 use loops::Io;
 use resolve::Resolvers;
 use settings::Settings;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -59,13 +58,9 @@ struct Running {
     settings: Settings,
     plan: Plan,
     io: Arc<Io>,
-    routes: Routes,
+    routes: routes::RouteSync,
     resolver: Resolver,
     resolvers: Resolvers,
-}
-
-fn route_set(plan: &Plan) -> BTreeSet<IpNet> {
-    plan.routes.iter().map(|r| r.destination).collect()
 }
 
 /// Loads the topology and checks the key, without touching the system: the part of `up` that
@@ -95,11 +90,9 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let udp = Arc::new(Udp::bind(plan.listen_port)?);
     let tun = Arc::new(tun::open(&settings.interface, plan.mtu, &plan.addresses)?);
-    let routes = Routes::for_interface(&settings.interface).await?;
-    for dest in route_set(&plan) {
-        routes.set(dest, None).await?;
-    }
     let device = Arc::new(Device::new(key, &plan));
+    let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
+    routes.sync(&plan, &device).await?;
     let io = Arc::new(Io {
         device: device.clone(),
         tun,
@@ -140,8 +133,10 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         "wiremesh is up"
     );
 
+    let mut paths = tokio::time::interval(crate::constants::TIMER_TICK);
     loop {
         tokio::select! {
+            _ = paths.tick() => apply_path_events(&mut running).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
@@ -163,11 +158,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     running.resolvers.stop();
     drop(uapi);
     drop(metrics);
-    for dest in route_set(&running.plan) {
-        if let Err(e) = running.routes.remove(dest).await {
-            tracing::warn!(error = %e, "route removal failed");
-        }
-    }
+    running.routes.clear().await;
     // The tun device disappears when its last descriptor closes, with the tasks and `io`.
     Ok(())
 }
@@ -183,18 +174,25 @@ async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     io.flush(&mut batch, &mut tun_rs::GROTable::default()).await;
 }
 
+/// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.
+async fn apply_path_events(r: &mut Running) {
+    let events = r.io.device.take_path_events();
+    if events.is_empty() {
+        return;
+    }
+    for e in &events {
+        tracing::info!(peer = %e.peer, mtu = e.mtu, was = e.was, cause = ?e.cause, "path MTU changed");
+    }
+    if let Err(e) = r.routes.sync(&r.plan, &r.io.device).await {
+        tracing::warn!(error = %e, "could not update route MTUs");
+    }
+}
+
 async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
     let (plan, _) = prepare(&r.settings)?;
     let diff = PlanDiff::between(&r.plan, &plan);
     let created = r.io.device.apply(&plan);
-    let old_routes = route_set(&r.plan);
-    let new_routes = route_set(&plan);
-    for dest in new_routes.difference(&old_routes) {
-        r.routes.set(*dest, None).await?;
-    }
-    for dest in old_routes.difference(&new_routes) {
-        r.routes.remove(*dest).await?;
-    }
+    r.routes.sync(&plan, &r.io.device).await?;
     let peers: Vec<_> = r.io.device.peers().iter().cloned().collect();
     r.resolvers.sync(&r.resolver, &peers, true);
     start_handshakes(&r.io, &created).await;

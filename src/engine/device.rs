@@ -1,13 +1,14 @@
 //! The device: one node's identity, its peers, and the packet decisions.
 
+use super::control;
 use super::peer::{Peer, PeerConfig};
 use super::sink::Sink;
 use super::table::PeerTable;
 use crate::constants::{HANDSHAKE_RATE_LIMIT, MAX_DATAGRAM};
 use crate::core::key::{PrivateKey, PublicKey};
-use crate::core::packet;
 use crate::core::plan::Plan;
 use crate::core::routing::PrefixTable;
+use crate::core::{icmp, mss, packet};
 use arc_swap::ArcSwap;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Why a packet was dropped; each has a counter (for metrics and `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,10 +38,12 @@ pub enum DropReason {
     RateLimited,
     /// Forwarding would loop or the TTL ran out.
     Ttl,
+    /// Larger than the path's MTU with fragmentation forbidden; a "too big" error went back.
+    TooBig,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::NoRoute,
         DropReason::NoEndpoint,
         DropReason::SourceNotAllowed,
@@ -47,6 +51,7 @@ impl DropReason {
         DropReason::UnknownPeer,
         DropReason::RateLimited,
         DropReason::Ttl,
+        DropReason::TooBig,
     ];
 
     pub fn label(self) -> &'static str {
@@ -58,14 +63,17 @@ impl DropReason {
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::RateLimited => "rate_limited",
             DropReason::Ttl => "ttl",
+            DropReason::TooBig => "too_big",
         }
     }
 }
 
-/// Per-call working memory of one I/O loop: a datagram-sized buffer to decrypt into (a packet
-/// forwarded to the next hop is then encrypted straight into the sink).
+/// Per-call working memory of one I/O loop: two datagram-sized buffers, so a packet can be
+/// decrypted into one and a rewritten copy (MSS clamp, control reply) built in the other
+/// without allocating. Data packets are encrypted straight into the sink.
 pub struct Scratch {
     a: Vec<u8>,
+    b: Vec<u8>,
 }
 
 /// Room beyond the packet's length for the data header, the tag and padding; also fits a
@@ -79,9 +87,14 @@ impl Default for Scratch {
 }
 
 impl Scratch {
+    pub(super) fn a_mut(&mut self) -> &mut [u8] {
+        &mut self.a
+    }
+
     pub fn new() -> Self {
         Self {
             a: vec![0; MAX_DATAGRAM],
+            b: vec![0; MAX_DATAGRAM],
         }
     }
 }
@@ -93,7 +106,7 @@ struct Identity {
 
 pub struct Device {
     identity: ArcSwap<Identity>,
-    table: ArcSwap<PeerTable>,
+    pub(super) table: ArcSwap<PeerTable>,
     /// This node's own pod CIDRs: packets for them go to the tun device, never to a peer.
     local: ArcSwap<PrefixTable<()>>,
     rate_limiter: ArcSwap<RateLimiter>,
@@ -103,6 +116,29 @@ pub struct Device {
     listen_port: AtomicU32,
     /// The plan's tunnel MTU, for metrics and status (the tun device is set to it).
     mtu: AtomicU32,
+    /// This node's own overlay addresses: control messages to them are consumed here.
+    pub(super) own_addrs: ArcSwap<Vec<IpAddr>>,
+    /// Path-MTU discovery settings of the current plan.
+    pub(super) discovery: ArcSwap<DiscoverySettings>,
+    /// MTU changes waiting for the daemon (routes, logs).
+    pub(super) events: std::sync::Mutex<Vec<super::PathEvent>>,
+}
+
+/// What the plan says about probing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DiscoverySettings {
+    pub enabled: bool,
+    /// Largest outer packet the local underlay carries.
+    pub ceiling: u16,
+}
+
+impl DiscoverySettings {
+    fn of(plan: &Plan) -> Self {
+        Self {
+            enabled: plan.discover_mtu,
+            ceiling: plan.underlay_mtu,
+        }
+    }
 }
 
 fn local_table(cidrs: &[IpNet]) -> PrefixTable<()> {
@@ -129,6 +165,9 @@ impl Device {
             forwarded: AtomicU64::new(0),
             listen_port: AtomicU32::new(u32::from(plan.listen_port)),
             mtu: AtomicU32::new(u32::from(plan.mtu)),
+            own_addrs: ArcSwap::from_pointee(plan.addresses.clone()),
+            discovery: ArcSwap::from_pointee(DiscoverySettings::of(plan)),
+            events: std::sync::Mutex::new(Vec::new()),
         };
         dev.apply(plan);
         dev
@@ -177,6 +216,8 @@ impl Device {
                 endpoint: p.endpoint.clone(),
                 allowed_ips: p.allowed_ips.clone(),
                 persistent_keepalive: p.persistent_keepalive,
+                overlay_addrs: p.overlay_addrs.clone(),
+                mtu: p.mtu,
             };
             match old.by_key(&p.public_key) {
                 Some(existing) => {
@@ -203,6 +244,8 @@ impl Device {
         self.listen_port
             .store(u32::from(plan.listen_port), Ordering::Relaxed);
         self.mtu.store(u32::from(plan.mtu), Ordering::Relaxed);
+        self.own_addrs.store(Arc::new(plan.addresses.clone()));
+        self.discovery.store(Arc::new(DiscoverySettings::of(plan)));
         self.table.store(Arc::new(PeerTable::new(peers)));
         created
     }
@@ -219,7 +262,7 @@ impl Device {
     }
 
     /// A packet read from the tun device: encrypt it for the peer that carries its destination.
-    pub fn handle_tun_packet(&self, pkt: &[u8], _scratch: &mut Scratch, sink: &mut impl Sink) {
+    pub fn handle_tun_packet(&self, pkt: &[u8], scratch: &mut Scratch, sink: &mut impl Sink) {
         let Some(dst) = packet::destination(pkt) else {
             self.drop_packet(DropReason::NoRoute);
             return;
@@ -229,7 +272,35 @@ impl Device {
             self.drop_packet(DropReason::NoRoute);
             return;
         };
+        let mtu = peer.path.mtu();
+        if icmp::needs_too_big(pkt, mtu) {
+            self.drop_packet(DropReason::TooBig);
+            if let Some(err) = self
+                .own_addr_for(dst)
+                .and_then(|own| icmp::too_big(pkt, mtu, own))
+            {
+                sink.write_tun(&err);
+            }
+            return;
+        }
+        if is_tcp_syn(pkt) {
+            // SYNs are rare: copy, so the common path keeps borrowing the caller's buffer
+            let n = pkt.len();
+            scratch.b[..n].copy_from_slice(pkt);
+            mss::clamp(&mut scratch.b[..n], mtu);
+            self.encapsulate_to(peer, &scratch.b[..n], sink);
+            return;
+        }
         self.encapsulate_to(peer, pkt, sink);
+    }
+
+    /// This node's overlay address of the same family as `addr`.
+    pub(super) fn own_addr_for(&self, addr: IpAddr) -> Option<IpAddr> {
+        self.own_addrs
+            .load()
+            .iter()
+            .find(|a| a.is_ipv4() == addr.is_ipv4())
+            .copied()
     }
 
     /// Encrypts straight into the sink's memory: the datagram is written once.
@@ -261,6 +332,18 @@ impl Device {
     /// A datagram from the underlay: find its peer, decrypt, check, deliver or forward.
     pub fn handle_datagram(
         &self,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        self.handle_datagram_at(Instant::now(), from, datagram, scratch, sink)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
+    pub fn handle_datagram_at(
+        &self,
+        now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         scratch: &mut Scratch,
@@ -335,14 +418,28 @@ impl Device {
                 TunnResult::WriteToTunnelV4(p, src) => {
                     peer.set_endpoint(from);
                     let len = p.len();
-                    self.deliver(&peer, IpAddr::V4(src), &mut scratch.a[..len], sink);
+                    self.deliver(
+                        now,
+                        &peer,
+                        IpAddr::V4(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
                     // boringtun has nothing queued after delivering data
                     break;
                 }
                 TunnResult::WriteToTunnelV6(p, src) => {
                     peer.set_endpoint(from);
                     let len = p.len();
-                    self.deliver(&peer, IpAddr::V6(src), &mut scratch.a[..len], sink);
+                    self.deliver(
+                        now,
+                        &peer,
+                        IpAddr::V6(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
                     break;
                 }
             }
@@ -352,7 +449,15 @@ impl Device {
 
     /// A decrypted packet: check its source, then hand it to the tun device or, on a hub,
     /// straight to the next peer without a trip through the kernel.
-    fn deliver(&self, from_peer: &Arc<Peer>, src: IpAddr, pkt: &mut [u8], sink: &mut impl Sink) {
+    fn deliver(
+        &self,
+        now: Instant,
+        from_peer: &Arc<Peer>,
+        src: IpAddr,
+        pkt: &mut [u8],
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
         if !from_peer.allows_source(src) {
             self.drop_packet(DropReason::SourceNotAllowed);
             return;
@@ -362,6 +467,15 @@ impl Device {
             self.drop_packet(DropReason::Decrypt);
             return;
         };
+        if let Some(payload) = control::payload(pkt) {
+            if self.own_addrs.load().contains(&dst) {
+                if let Some(msg) = control::Message::parse(payload) {
+                    let len = pkt.len();
+                    self.handle_control(from_peer, msg, len, now, out, sink);
+                }
+                return;
+            }
+        }
         if self.local.load().lookup(dst).is_none() {
             let table = self.table.load();
             if let Some(next) = table.route(dst) {
@@ -373,16 +487,37 @@ impl Device {
                     self.drop_packet(DropReason::Ttl);
                     return;
                 }
+                let mtu = next.path.mtu();
+                if icmp::needs_too_big(pkt, mtu) {
+                    // tell the sender, back through the peer it came from
+                    self.drop_packet(DropReason::TooBig);
+                    if let Some(err) = self
+                        .own_addr_for(dst)
+                        .and_then(|own| icmp::too_big(pkt, mtu, own))
+                    {
+                        self.encapsulate_to(from_peer, &err, sink);
+                    }
+                    return;
+                }
+                mss::clamp(pkt, mtu);
                 self.forwarded.fetch_add(1, Ordering::Relaxed);
                 self.encapsulate_to(next, pkt, sink);
                 return;
             }
         }
+        mss::clamp(pkt, from_peer.path.mtu());
         sink.write_tun(pkt);
     }
 
-    /// Drives every peer's timers: handshake retries, keepalives, rekeying, session expiry.
+    /// Drives every peer's timers: handshake retries, keepalives, rekeying, session expiry,
+    /// and path-MTU probes.
     pub fn tick(&self, scratch: &mut Scratch, sink: &mut impl Sink) {
+        self.tick_at(Instant::now(), scratch, sink)
+    }
+
+    /// [`tick`](Self::tick) at a given time. boringtun's own timers read the clock themselves.
+    pub fn tick_at(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+        self.tick_paths(now, scratch, sink);
         let table = self.table.load();
         for peer in table.iter() {
             let result = peer.tunn().update_timers(&mut scratch.a);
@@ -411,5 +546,17 @@ impl Device {
             .iter()
             .map(|r| (*r, self.drops(*r)))
             .collect()
+    }
+}
+
+/// A TCP segment with SYN set (IPv4 first fragment or IPv6 without extension headers).
+fn is_tcp_syn(pkt: &[u8]) -> bool {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) if pkt.len() >= 40 => {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            pkt[9] == 6 && pkt.get(ihl + 13).is_some_and(|f| f & 0x02 != 0)
+        }
+        Some(6) if pkt.len() >= 60 => pkt[6] == 6 && pkt[53] & 0x02 != 0,
+        _ => false,
     }
 }

@@ -13,6 +13,10 @@ struct Net {
     addr: HashMap<String, SocketAddr>,
     /// What each node's tun device received.
     delivered: HashMap<String, Vec<Vec<u8>>>,
+    /// Largest outer IPv4 packet (datagram + 28) the path between two nodes carries; larger
+    /// ones vanish, as in a black hole without ICMP.
+    limits: HashMap<(String, String), usize>,
+    now: std::time::Instant,
 }
 
 impl Net {
@@ -33,6 +37,8 @@ impl Net {
             devices: HashMap::new(),
             addr: HashMap::new(),
             delivered: HashMap::new(),
+            limits: HashMap::new(),
+            now: std::time::Instant::now(),
         };
         for (i, (name, _, _)) in nodes.iter().enumerate() {
             let plan = Plan::compute(&topo, name).unwrap();
@@ -66,12 +72,32 @@ impl Net {
                 .datagrams()
                 .map(|(to, d)| (self.name_of(to), me, d.to_vec())),
         );
+        self.pump(pending);
+    }
+
+    fn carries(&self, a: &str, b: &str, datagram_len: usize) -> bool {
+        let key = if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        self.limits
+            .get(&key)
+            .is_none_or(|&l| datagram_len + 28 <= l)
+    }
+
+    /// Delivers datagrams (and everything they cause) until the network is quiet.
+    fn pump(&mut self, mut pending: Vec<(String, SocketAddr, Vec<u8>)>) {
+        let mut scratch = Scratch::new();
         let mut rounds = 0;
         while let Some((to, src, dgram)) = pending.pop() {
             rounds += 1;
-            assert!(rounds < 100, "the network never went quiet");
+            assert!(rounds < 1000, "the network never went quiet");
+            if !self.carries(&self.name_of(src), &to, dgram.len()) {
+                continue;
+            }
             let mut out = Batch::new();
-            self.devices[&to].handle_datagram(src, &dgram, &mut scratch, &mut out);
+            self.devices[&to].handle_datagram_at(self.now, src, &dgram, &mut scratch, &mut out);
             let here = self.addr[&to];
             for (dst, d) in out.datagrams() {
                 pending.insert(0, (self.name_of(dst), here, d.to_vec()));
@@ -83,6 +109,34 @@ impl Net {
                     .push(p.to_vec());
             }
         }
+    }
+}
+
+impl Net {
+    /// Advances simulated time by `step`, `steps` times, ticking every device each time.
+    fn run(&mut self, step: std::time::Duration, steps: u32) {
+        let mut scratch = Scratch::new();
+        for _ in 0..steps {
+            self.now += step;
+            let mut pending = Vec::new();
+            let names: Vec<String> = self.devices.keys().cloned().collect();
+            for name in names {
+                let mut out = Batch::new();
+                self.devices[&name].tick_at(self.now, &mut scratch, &mut out);
+                let me = self.addr[&name];
+                pending.extend(
+                    out.datagrams()
+                        .map(|(to, d)| (self.name_of(to), me, d.to_vec())),
+                );
+            }
+            self.pump(pending);
+        }
+    }
+
+    fn peer_mtu(&self, node: &str, peer: &str) -> u16 {
+        let table = self.devices[node].peers();
+        let p = table.iter().find(|p| p.name() == peer).unwrap().clone();
+        p.path.mtu()
     }
 }
 
@@ -242,4 +296,73 @@ fn a_burst_to_one_peer_is_encrypted_in_place_leaves_as_one_gso_run_and_arrives_i
     let got: Vec<&[u8]> = out.tun_packets().collect();
     let want: Vec<&[u8]> = pkts.iter().map(|p| &p[..]).collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn engines_discover_each_paths_exact_mtu_through_a_black_hole() {
+    let mut net = Net::new(
+        "full",
+        &[("a", "r", false), ("b", "r", false), ("c", "r", false)],
+    );
+    net.limits.insert(("a".into(), "b".into()), 1400);
+    net.limits.insert(("a".into(), "c".into()), 1361);
+    // sessions first: one packet each way
+    net.send("a", &ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"hi"));
+    net.send("a", &ipv4([10, 244, 1, 1], [10, 244, 3, 1], b"hi"));
+    net.send("b", &ipv4([10, 244, 2, 1], [10, 244, 3, 1], b"hi"));
+    net.run(std::time::Duration::from_millis(100), 100);
+    assert_eq!(net.peer_mtu("a", "b"), 1340, "1400 - 60");
+    assert_eq!(net.peer_mtu("b", "a"), 1340);
+    assert_eq!(net.peer_mtu("a", "c"), 1301, "1361 - 60");
+    assert_eq!(
+        net.peer_mtu("b", "c"),
+        1440,
+        "unlimited path: the 1500 ceiling"
+    );
+    let events = net.devices["a"].take_path_events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events
+        .iter()
+        .all(|e| e.cause == super::MtuCause::Discovered));
+}
+
+#[test]
+fn a_packet_too_big_for_its_path_gets_an_icmp_error_back_into_the_tun() {
+    let mut net = Net::new("full", &[("a", "r", false), ("b", "r", false)]);
+    net.limits.insert(("a".into(), "b".into()), 1400);
+    net.send("a", &ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"hi"));
+    net.run(std::time::Duration::from_millis(100), 50);
+    assert_eq!(net.peer_mtu("a", "b"), 1340);
+    let mut big = ipv4([10, 244, 1, 1], [10, 244, 2, 1], &[7u8; 1321]);
+    assert_eq!(big.len(), 1341);
+    big[6] = 0x40; // DF
+    let mut scratch = Scratch::new();
+    let mut out = Batch::new();
+    net.devices["a"].handle_tun_packet(&big, &mut scratch, &mut out);
+    assert_eq!(out.datagrams().count(), 0, "nothing oversized goes out");
+    let back: Vec<_> = out.tun_packets().collect();
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0][20], back[0][21]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([back[0][26], back[0][27]]), 1340);
+    assert_eq!(net.devices["a"].drops(DropReason::TooBig), 1);
+    // one byte less fits and arrives
+    let fits = ipv4([10, 244, 1, 1], [10, 244, 2, 1], &[7u8; 1320]);
+    net.send("a", &fits);
+    assert!(net.delivered["b"].contains(&fits));
+}
+
+#[test]
+fn control_messages_never_reach_the_tun_device() {
+    let mut net = Net::new("full", &[("a", "r", false), ("b", "r", false)]);
+    net.send("a", &ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"hi"));
+    net.run(std::time::Duration::from_millis(100), 30);
+    for (node, pkts) in &net.delivered {
+        for p in pkts {
+            assert!(
+                super::control::payload(p).is_none(),
+                "{node} got a control message"
+            );
+        }
+    }
+    assert!(net.peer_mtu("a", "b") == 1440);
 }

@@ -9,13 +9,17 @@
 //! Call order per I/O event: `handle_*` (any number of times) → flush the sink. Call `tick`
 //! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
 
+mod control;
 mod device;
+mod path;
 mod peer;
+mod probing;
 mod sink;
 mod table;
 
 pub use device::{Device, DropReason, Scratch};
-pub use peer::{Peer, PeerSnapshot};
+pub use path::{MtuCause, PathEvent};
+pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
@@ -36,6 +40,8 @@ pub(crate) fn peer_for_tests(
         endpoint,
         allowed_ips: vec![],
         persistent_keepalive: None,
+        overlay_addrs: vec![],
+        mtu: 1420,
     };
     std::sync::Arc::new(Peer::new(1, their, tunn, config))
 }

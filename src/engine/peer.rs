@@ -1,5 +1,6 @@
 //! One configured peer: its `Tunn`, where to reach it, what it may send from, and counters.
 
+use super::path::PeerPath;
 use crate::core::key::PublicKey;
 use crate::core::routing::PrefixTable;
 use crate::core::topology::Endpoint;
@@ -18,6 +19,10 @@ pub struct PeerConfig {
     pub endpoint: Option<Endpoint>,
     pub allowed_ips: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
+    /// The peer node's own overlay addresses, where control messages go.
+    pub overlay_addrs: Vec<IpAddr>,
+    /// Tunnel MTU to use until discovery knows better.
+    pub mtu: u16,
 }
 
 pub struct Peer {
@@ -34,6 +39,8 @@ pub struct Peer {
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
     pub endpoint_changes: AtomicU64,
+    /// Control-message support and path MTU towards this peer.
+    pub path: PeerPath,
     /// Handshake messages from this peer that `Tunn` refused (bad MAC, stale timestamp, a
     /// response to no initiation): a wrong key or a replay shows here before anything else.
     pub handshake_failures: AtomicU64,
@@ -67,6 +74,7 @@ fn allowed_table(ips: &[IpNet]) -> PrefixTable<()> {
 
 impl Peer {
     pub fn new(slot: u32, public_key: PublicKey, tunn: Tunn, config: PeerConfig) -> Self {
+        let start_mtu = config.mtu;
         let endpoint = match &config.endpoint {
             Some(Endpoint::Addr(a)) => Some(*a),
             _ => None,
@@ -78,6 +86,7 @@ impl Peer {
             allowed: ArcSwap::from_pointee(allowed_table(&config.allowed_ips)),
             config: ArcSwap::from_pointee(config),
             endpoint: RwLock::new(endpoint),
+            path: PeerPath::new(start_mtu),
             rx_packets: AtomicU64::new(0),
             tx_packets: AtomicU64::new(0),
             endpoint_changes: AtomicU64::new(0),

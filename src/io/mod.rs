@@ -1,6 +1,7 @@
 //! Thin drivers that touch the kernel. Each decides nothing; the core and the engine decide.
 
 pub mod dns;
+pub mod icmp;
 pub mod keyfile;
 pub mod metrics;
 pub mod netlink;

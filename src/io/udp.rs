@@ -44,6 +44,29 @@ fn bind_v4(port: u16) -> io::Result<Socket> {
     Ok(s)
 }
 
+fn set_pmtudisc_probe(sock: &Socket, v6: bool) {
+    use std::os::fd::AsRawFd;
+    let set = |level, name| {
+        let val: libc::c_int = 3; // IP_PMTUDISC_PROBE == IPV6_PMTUDISC_PROBE
+                                  // SAFETY: a valid socket descriptor and a c_int option of the right size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) != 0 {
+        tracing::debug!("IP_MTU_DISCOVER not set: {}", io::Error::last_os_error());
+    }
+    if v6 && set(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER) != 0 {
+        tracing::debug!("IPV6_MTU_DISCOVER not set: {}", io::Error::last_os_error());
+    }
+}
+
 impl Udp {
     /// Binds `[::]:port` dual stack, or `0.0.0.0:port` where IPv6 is disabled.
     pub fn bind(port: u16) -> Result<Udp, UdpError> {
@@ -53,6 +76,9 @@ impl Udp {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(err(e)),
             Err(_) => (bind_v4(port).map_err(err)?, false),
         };
+        // Outer packets carry DF and ignore the kernel's path-MTU cache: wiremesh measures each
+        // path itself (probes inside the tunnel) and never lets the underlay fragment.
+        set_pmtudisc_probe(&sock, dual_stack);
         // Bursts from many peers arrive together; the default 208 KiB drops them.
         let _ = sock.set_recv_buffer_size(4 << 20);
         let _ = sock.set_send_buffer_size(4 << 20);

@@ -34,6 +34,18 @@ pub enum LabCommand {
         #[arg(long, default_value = DEFAULT_PREFIX)]
         prefix: String,
     },
+    /// Limit the link between two regions while the mesh runs: an MTU (the router answers
+    /// with ICMP) or a black hole above a size (no ICMP). Neither flag lifts both limits.
+    Link {
+        region_a: String,
+        region_b: String,
+        #[arg(long)]
+        mtu: Option<u16>,
+        #[arg(long)]
+        black_hole_above: Option<u16>,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
     /// Remove everything a lab created (idempotent; works on a half-built lab).
     Down {
         #[arg(long, default_value = DEFAULT_PREFIX)]
@@ -49,6 +61,26 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             no_daemons,
         } => up(topology, prefix, no_daemons),
         LabCommand::Status { prefix } => status(&prefix),
+        LabCommand::Link {
+            region_a,
+            region_b,
+            mtu,
+            black_hole_above,
+            prefix,
+        } => {
+            let lab = Lab::load(&prefix)?;
+            let limit = super::LinkLimit {
+                mtu,
+                black_hole_above,
+            };
+            lab.set_link(&region_a, &region_b, limit)?;
+            println!(
+                "link {region_a} ↔ {region_b}: mtu {}, black hole above {}",
+                mtu.map_or("none".into(), |m| m.to_string()),
+                black_hole_above.map_or("none".into(), |m| m.to_string())
+            );
+            Ok(())
+        }
         LabCommand::Down { prefix } => {
             Lab::down_prefix(&prefix)?;
             println!("lab '{prefix}' removed");

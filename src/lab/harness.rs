@@ -94,6 +94,13 @@ impl Lab {
             owned: true,
         };
         network::build(&mut lab.state, &lab.dir)?;
+        for link in &user.lab_links {
+            let limit = super::LinkLimit {
+                mtu: link.mtu,
+                black_hole_above: link.black_hole_above,
+            };
+            super::links::set(&lab.state.layout, &link.regions.0, &link.regions.1, limit)?;
+        }
         let mut public = BTreeMap::new();
         for node in &user.nodes {
             let key = PrivateKey::generate();
@@ -177,6 +184,12 @@ impl Lab {
             started.push((node, self.spawn(node)?));
         }
         daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+    }
+
+    /// Sets (or, with an empty limit, lifts) the limits of the link between two regions while
+    /// the mesh runs.
+    pub fn set_link(&self, a: &str, b: &str, limit: super::LinkLimit) -> Result<(), LabError> {
+        super::links::set(&self.state.layout, a, b, limit)
     }
 
     /// A node's overlay addresses (IPv4 first, then IPv6 when dual stack).

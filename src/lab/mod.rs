@@ -37,6 +37,7 @@ mod cli;
 mod daemons;
 mod harness;
 mod layout;
+mod links;
 mod netns;
 mod network;
 mod ping;
@@ -49,9 +50,10 @@ pub use cli::{run, LabArgs, LabCommand};
 pub use daemons::{Signal, READY_TIMEOUT};
 pub use harness::{Lab, LabOptions, NodeStatus};
 pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_PREFIX};
+pub use links::LinkLimit;
 pub use netns::in_netns;
 pub use ping::{ping_in_ns, PingMatrix};
-pub use transfer::{tcp_transfer, Transfer};
+pub use transfer::{tcp_transfer, tcp_transfer_paced, Transfer};
 
 /// Prefix of the lab the CLI builds when none is given.
 pub const DEFAULT_PREFIX: &str = "wml";

@@ -60,6 +60,20 @@ pub fn tcp_transfer(
     bytes: u64,
     timeout: Duration,
 ) -> Result<Transfer, LabError> {
+    tcp_transfer_paced(from_ns, to_ns, to_addr, port, bytes, None, timeout)
+}
+
+/// Like [`tcp_transfer`], at most `rate` bytes per second when given, so a transfer can be
+/// made to last while a test changes the network under it.
+pub fn tcp_transfer_paced(
+    from_ns: &str,
+    to_ns: &str,
+    to_addr: IpAddr,
+    port: u16,
+    bytes: u64,
+    rate: Option<u64>,
+    timeout: Duration,
+) -> Result<Transfer, LabError> {
     let listen = SocketAddr::new(to_addr, port);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = in_netns(to_ns, move || -> Result<(u64, String), LabError> {
@@ -102,8 +116,17 @@ pub fn tcp_transfer(
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut buf = vec![0u8; 256 * 1024];
         let mut left = bytes;
+        let chunk = rate.map_or(buf.len(), |r| {
+            (r / 20).clamp(1024, buf.len() as u64) as usize
+        });
         while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
+            if let Some(r) = rate {
+                let due = Duration::from_secs_f64((bytes - left) as f64 / r as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let n = left.min(chunk as u64) as usize;
             fill(&mut state, &mut buf[..n]);
             s.write_all(&buf[..n]).map_err(io_err("write"))?;
             ctx.update(&buf[..n]);

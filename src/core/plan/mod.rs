@@ -39,6 +39,11 @@ pub struct PeerPlan {
     pub role: PeerRole,
     pub region: String,
     pub cloud: String,
+    /// The peer node's own overlay addresses: where in-tunnel control messages go.
+    pub overlay_addrs: Vec<IpAddr>,
+    /// Tunnel MTU to this peer before discovery: the smaller of the two regions' underlay MTUs
+    /// minus WireGuard's overhead.
+    pub mtu: u16,
 }
 
 /// A route for one destination node's pod CIDR into the tun device.
@@ -50,6 +55,12 @@ pub struct RoutePlan {
     pub node: String,
     /// The peer the packet is sent to first (the node itself in full mode, a hub otherwise).
     pub via: String,
+    /// Starting MTU for this destination: the smallest over every hop (spoke → hub → hub →
+    /// spoke), from the regions' underlay MTUs.
+    pub mtu: u16,
+    /// The smallest MTU of the hops after the first (behind a hub); `None` for a direct peer.
+    /// Discovery measures the first hop; this bounds the rest.
+    pub beyond_mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +75,13 @@ pub struct Plan {
     /// prefix: the pod CIDR itself is left to the node's container network.
     pub addresses: Vec<IpAddr>,
     pub pod_cidrs: Vec<IpNet>,
+    /// MTU of the tun device: the largest any peer could carry (own underlay minus IPv4
+    /// overhead). Each route then carries the MTU of its own path.
     pub mtu: u16,
+    /// This node's region's underlay MTU: the ceiling for path-MTU discovery.
+    pub underlay_mtu: u16,
+    /// False when the topology fixes `mtu`: then no path is probed.
+    pub discover_mtu: bool,
     pub peers: Vec<PeerPlan>,
     pub routes: Vec<RoutePlan>,
 }
@@ -97,6 +114,8 @@ impl Plan {
             role,
             region: n.region.clone(),
             cloud: n.cloud.clone(),
+            overlay_addrs: n.overlay_addrs(),
+            mtu: pair_mtu(topo, me, n),
         };
         let mut peers = Vec::new();
         let mut routes = Vec::new();
@@ -108,6 +127,8 @@ impl Plan {
                         destination: d,
                         node: n.name.clone(),
                         via: n.name.clone(),
+                        mtu: 0,
+                        beyond_mtu: None,
                     }));
                 }
             }
@@ -131,6 +152,8 @@ impl Plan {
                         destination: d,
                         node: n.name.clone(),
                         via: via.clone(),
+                        mtu: 0,
+                        beyond_mtu: None,
                     }));
                 }
             }
@@ -167,10 +190,16 @@ impl Plan {
                         destination: d,
                         node: n.name.clone(),
                         via: via.clone(),
+                        mtu: 0,
+                        beyond_mtu: None,
                     }));
                 }
             }
         }
+        for r in &mut routes {
+            (r.mtu, r.beyond_mtu) = route_mtu(topo, me, &r.node);
+        }
+        let underlay_mtu = topo.underlay_mtu(&me.region);
         Ok(Plan {
             node: me.name.clone(),
             mode: topo.mode,
@@ -178,36 +207,88 @@ impl Plan {
             listen_port: me.listen_port,
             addresses: me.overlay_addrs(),
             pod_cidrs: me.pod_cidrs(),
-            mtu: starting_mtu(topo, me, &peers),
+            mtu: topo.mtu.unwrap_or(
+                underlay_mtu
+                    .saturating_sub(OVERHEAD_V4)
+                    .max(MIN_TUNNEL_MTU.min(underlay_mtu)),
+            ),
+            underlay_mtu,
+            discover_mtu: topo.mtu.is_none(),
             peers,
             routes,
         })
     }
 }
 
-/// The MTU a node starts with before path-MTU discovery: the smallest underlay MTU among its own
-/// region and its peers' regions, minus WireGuard's overhead (IPv6's when any endpoint is IPv6).
-fn starting_mtu(topo: &Topology, me: &Node, peers: &[PeerPlan]) -> u16 {
+/// WireGuard's overhead between two nodes: IPv6's when either endpoint is IPv6, or a DNS name
+/// that may resolve to one.
+fn overhead(a: &Node, b: &Node) -> u16 {
+    let v6 = [a, b]
+        .iter()
+        .filter_map(|n| n.endpoint.as_ref())
+        .any(|e| match e {
+            Endpoint::Addr(addr) => addr.is_ipv6(),
+            Endpoint::Dns { .. } => true,
+        });
+    if v6 {
+        OVERHEAD_V6
+    } else {
+        OVERHEAD_V4
+    }
+}
+
+/// Tunnel MTU of the direct path between two nodes, from the regions' underlay MTUs.
+fn pair_mtu(topo: &Topology, a: &Node, b: &Node) -> u16 {
     if let Some(mtu) = topo.mtu {
         return mtu;
     }
-    let underlay = peers
-        .iter()
-        .map(|p| topo.underlay_mtu(&p.region))
-        .chain(std::iter::once(topo.underlay_mtu(&me.region)))
-        .min()
-        .unwrap_or(crate::constants::DEFAULT_UNDERLAY_MTU);
-    let v6 = peers
-        .iter()
-        .filter_map(|p| p.endpoint.as_ref())
-        .chain(me.endpoint.as_ref())
-        .any(|e| {
-            matches!(e, Endpoint::Addr(a) if a.is_ipv6()) || matches!(e, Endpoint::Dns { .. })
-        });
-    let overhead = if v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
+    let underlay = topo
+        .underlay_mtu(&a.region)
+        .min(topo.underlay_mtu(&b.region));
     underlay
-        .saturating_sub(overhead)
+        .saturating_sub(overhead(a, b))
         .max(MIN_TUNNEL_MTU.min(underlay))
+}
+
+/// The node `from` sends a packet for `dest` to: `dest` itself in a full mesh; in hub mode a
+/// spoke's hub, or another region's hub.
+fn next_hop<'a>(topo: &'a Topology, from: &'a Node, dest: &'a Node) -> &'a Node {
+    if topo.mode == MeshMode::Full {
+        return dest;
+    }
+    let hub_of = |region: &'a str| topo.hubs_of(region).next();
+    if !from.hub {
+        if dest.hub && dest.region == from.region {
+            return dest;
+        }
+        return hub_of(&from.region).unwrap_or(dest);
+    }
+    if dest.region == from.region || dest.hub {
+        return dest;
+    }
+    hub_of(&dest.region).unwrap_or(dest)
+}
+
+/// Starting MTU towards `dest` (the smallest direct-path MTU along every hop to it), and the
+/// smallest of the hops after the first, if there are any.
+fn route_mtu(topo: &Topology, me: &Node, dest: &str) -> (u16, Option<u16>) {
+    let Ok(dest) = topo.node(dest) else {
+        return (MIN_TUNNEL_MTU, None);
+    };
+    let mut hops = Vec::new();
+    let mut at = me;
+    // hub mode has at most three hops; the bound guards against a malformed chain
+    for _ in 0..4 {
+        let next = next_hop(topo, at, dest);
+        hops.push(pair_mtu(topo, at, next));
+        if next.name == dest.name {
+            break;
+        }
+        at = next;
+    }
+    let first = hops.first().copied().unwrap_or(MIN_TUNNEL_MTU);
+    let beyond = hops.iter().skip(1).min().copied();
+    (first.min(beyond.unwrap_or(u16::MAX)), beyond)
 }
 
 #[cfg(test)]
@@ -228,6 +309,49 @@ mod tests {
             ));
         }
         Topology::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_route_behind_hubs_starts_at_the_smallest_mtu_of_every_hop() {
+        let mut t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+            ],
+        );
+        t.regions.insert(
+            "r2".into(),
+            crate::core::topology::Region { underlay_mtu: 1400 },
+        );
+        let p = Plan::compute(&t, "s1").unwrap();
+        let mtu_to = |node: &str| p.routes.iter().find(|r| r.node == node).unwrap().mtu;
+        assert_eq!(mtu_to("h1"), 1440, "own region only");
+        assert_eq!(mtu_to("h2"), 1340, "s1 → h1 → h2 crosses the 1400 region");
+        assert_eq!(mtu_to("s2"), 1340);
+        let to_s2 = p.routes.iter().find(|r| r.node == "s2").unwrap();
+        assert_eq!(to_s2.beyond_mtu, Some(1340), "h1 → h2 → s2");
+        assert_eq!(
+            p.routes.iter().find(|r| r.node == "h1").unwrap().beyond_mtu,
+            None
+        );
+        assert_eq!(p.peers[0].mtu, 1440);
+        assert_eq!(p.mtu, 1440);
+        assert_eq!(p.underlay_mtu, 1500);
+        let h2 = Plan::compute(&t, "h2").unwrap();
+        assert_eq!(h2.mtu, 1340);
+        assert!(h2.routes.iter().all(|r| r.mtu == 1340));
+    }
+
+    #[test]
+    fn a_fixed_mtu_turns_discovery_off_and_applies_everywhere() {
+        let mut t = topo("full", &[("a", "r1", false), ("b", "r2", false)]);
+        t.mtu = Some(1380);
+        let p = Plan::compute(&t, "a").unwrap();
+        assert!(!p.discover_mtu);
+        assert_eq!((p.mtu, p.peers[0].mtu, p.routes[0].mtu), (1380, 1380, 1380));
     }
 
     fn names(p: &Plan) -> Vec<&str> {

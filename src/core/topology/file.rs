@@ -33,6 +33,31 @@ pub struct RawTopology {
     /// The nodes, in the order their pod CIDRs are assigned.
     #[serde(default)]
     pub node: Vec<Spanned<RawNode>>,
+    /// Settings only `wiremesh lab` uses (simulated links); daemons ignore them.
+    pub lab: Option<RawLab>,
+}
+
+/// The lab's simulated network between regions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLab {
+    /// Limits on the links between two regions.
+    #[serde(default)]
+    pub link: Vec<Spanned<RawLink>>,
+}
+
+/// One inter-region link of the lab.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLink {
+    /// The two regions the link joins (either direction).
+    pub regions: [String; 2],
+    /// Packets above this size are refused by the router with ICMP "fragmentation needed",
+    /// as a real link with a smaller MTU does.
+    pub mtu: Option<u16>,
+    /// Packets above this size vanish without any ICMP: a black hole, as on paths whose
+    /// middleboxes drop ICMP.
+    pub black_hole_above: Option<u16>,
 }
 
 /// Settings shared by every node in one region.

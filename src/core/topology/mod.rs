@@ -8,7 +8,7 @@ mod nodes;
 mod validate;
 
 pub use error::{Problem, TopologyError};
-pub use file::{RawNode, RawRegion, RawTopology};
+pub use file::{RawLab, RawLink, RawNode, RawRegion, RawTopology};
 
 use crate::core::key::PublicKey;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -195,6 +195,16 @@ pub struct Topology {
     pub mtu: Option<u16>,
     pub regions: BTreeMap<String, Region>,
     pub nodes: Vec<Node>,
+    /// Simulated inter-region links for `wiremesh lab`.
+    pub lab_links: Vec<LabLink>,
+}
+
+/// A limit on the lab's link between two regions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabLink {
+    pub regions: (String, String),
+    pub mtu: Option<u16>,
+    pub black_hole_above: Option<u16>,
 }
 
 impl Topology {

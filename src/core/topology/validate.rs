@@ -174,6 +174,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
             }
         }
     }
+    let lab_links = check_lab_links(&raw, &nodes, c);
     if raw.node.is_empty() {
         c.push(
             None,
@@ -207,7 +208,66 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         mtu: raw.mtu.map(|m| *m.get_ref()),
         regions,
         nodes,
+        lab_links,
     })
+}
+
+fn check_lab_links(
+    raw: &RawTopology,
+    nodes: &[super::Node],
+    c: &mut Collector,
+) -> Vec<super::LabLink> {
+    let Some(lab) = &raw.lab else {
+        return Vec::new();
+    };
+    let mut links = Vec::new();
+    for l in &lab.link {
+        let line = c.lines.at(l);
+        let link = l.get_ref();
+        let [a, b] = &link.regions;
+        for r in [a, b] {
+            if !nodes.iter().any(|n| &n.region == r) {
+                c.push(
+                    line,
+                    None,
+                    "lab.link.regions",
+                    format!("no node is in region '{r}'"),
+                );
+            }
+        }
+        if a == b {
+            c.push(
+                line,
+                None,
+                "lab.link.regions",
+                format!("a link joins two different regions, not '{a}' twice"),
+            );
+        }
+        for (field, v) in [
+            ("lab.link.mtu", link.mtu),
+            ("lab.link.black-hole-above", link.black_hole_above),
+        ] {
+            if let Some(v) = v {
+                if !(576..=9000).contains(&v) {
+                    c.push(line, None, field, format!("{v} is outside 576-9000"));
+                }
+            }
+        }
+        if link.mtu.is_none() && link.black_hole_above.is_none() {
+            c.push(
+                line,
+                None,
+                "lab.link",
+                "set `mtu`, `black-hole-above`, or both".into(),
+            );
+        }
+        links.push(super::LabLink {
+            regions: (a.clone(), b.clone()),
+            mtu: link.mtu,
+            black_hole_above: link.black_hole_above,
+        });
+    }
+    links
 }
 
 pub(super) fn cidr_v4(

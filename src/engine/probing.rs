@@ -1,0 +1,118 @@
+//! The device's side of control messages and path-MTU discovery: hellos to find peers that
+//! speak wiremesh control, probes sized to test the underlay path, and their answers.
+
+use super::control::{self, Message};
+use super::device::{Device, Scratch};
+use super::path::PathEvent;
+use super::peer::Peer;
+use super::sink::Sink;
+use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6, SESSION_FRESH};
+use boringtun::noise::TunnResult;
+use std::net::IpAddr;
+use std::time::Instant;
+
+impl Device {
+    /// Encrypts a control message for `peer`, padded to an inner size of `pad_to`.
+    fn send_control(
+        &self,
+        peer: &Peer,
+        msg: &Message,
+        pad_to: usize,
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
+        let dsts = peer.config().overlay_addrs.clone();
+        let own = self.own_addrs.load();
+        // prefer IPv4 inner packets: they are the ones every peer carries
+        let Some((src, dst)) = dsts.iter().find_map(|d| {
+            own.iter()
+                .find(|o| o.is_ipv4() == d.is_ipv4())
+                .map(|o| (*o, *d))
+        }) else {
+            return;
+        };
+        let pkt = control::build(src, dst, msg, pad_to);
+        let Some(to) = peer.endpoint() else { return };
+        if let TunnResult::WriteToNetwork(d) = peer.tunn().encapsulate(&pkt, out) {
+            sink.send(to, d);
+        }
+    }
+
+    /// Hellos, probes and MTU changes for every peer with a live session.
+    pub fn tick_paths(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+        let settings = **self.discovery.load();
+        if !settings.enabled {
+            return;
+        }
+        let table = self.table.load();
+        for peer in table.iter() {
+            let live = peer.handshake_age().is_some_and(|a| a < SESSION_FRESH);
+            if !live {
+                continue;
+            }
+            if peer.path.hello_due(now) {
+                self.send_control(peer, &Message::Hello, 0, scratch.a_mut(), sink);
+            }
+            self.probe(peer, now, scratch.a_mut(), sink);
+        }
+    }
+
+    fn probe(&self, peer: &Peer, now: Instant, out: &mut [u8], sink: &mut impl Sink) {
+        if let Some((id, inner)) = peer.path.poll_probe(now) {
+            self.send_control(peer, &Message::Probe { id }, inner, out, sink);
+        }
+        if let Some((mtu, was, cause)) = peer.path.poll_change() {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            events.push(PathEvent {
+                peer: peer.name(),
+                public_key: peer.public_key,
+                mtu,
+                was,
+                cause,
+            });
+        }
+    }
+
+    /// A control message that arrived inside `peer`'s session, as an inner packet of `len`.
+    pub(super) fn handle_control(
+        &self,
+        peer: &Peer,
+        msg: Message,
+        len: usize,
+        now: Instant,
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
+        let settings = **self.discovery.load();
+        let start = |peer: &Peer| {
+            if settings.enabled {
+                let overhead = match peer.endpoint().map(|e| e.ip()) {
+                    Some(IpAddr::V6(_)) => OVERHEAD_V6,
+                    _ => OVERHEAD_V4,
+                };
+                peer.path.start(MIN_TUNNEL_MTU, settings.ceiling, overhead);
+            }
+        };
+        match msg {
+            Message::Hello => {
+                self.send_control(peer, &Message::HelloAck, 0, out, sink);
+                start(peer);
+            }
+            Message::HelloAck => start(peer),
+            Message::Probe { id } => {
+                let size = u16::try_from(len).unwrap_or(u16::MAX);
+                self.send_control(peer, &Message::ProbeAck { id, size }, 0, out, sink);
+            }
+            Message::ProbeAck { id, .. } => {
+                peer.path.on_ack(id, now);
+                // the next step of a search goes out at once, not on the next tick
+                self.probe(peer, now, out, sink);
+            }
+        }
+    }
+
+    /// MTU changes since the last call, for the daemon to apply to routes and log.
+    pub fn take_path_events(&self) -> Vec<PathEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

@@ -1,0 +1,186 @@
+//! The Ansible role against lab hosts reached over SSH (see `common/ssh_bed.rs` for the bed):
+//! `site.yml` deploys a four-host, two-region mesh that passes `wiremesh check` everywhere, a
+//! second run changes nothing, and a fifth host joins with a reload of the others, never a
+//! restart.
+
+mod common;
+#[path = "common/ssh_bed.rs"]
+mod ssh_bed;
+
+use common::{exe, require_root, topology, unique_prefix};
+use ssh_bed::SshBed;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use wiremesh::lab::{Lab, LabOptions};
+
+const FIRST: [&str; 4] = ["eu-a", "eu-b", "us-a", "us-b"];
+const FIFTH: &str = "eu-c";
+
+fn ansible_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("ansible")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The PLAY RECAP lines and the sum of their `changed=` counts; panics on failed/unreachable.
+fn recap(out: &Output) -> (String, u32) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let recap: String = stdout
+        .split_once("PLAY RECAP")
+        .map(|(_, r)| format!("PLAY RECAP{r}"))
+        .unwrap_or_else(|| panic!("no PLAY RECAP: {}", text(out)));
+    let field = |line: &str, name: &str| -> u32 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut changed = 0;
+    for line in recap.lines().filter(|l| l.contains(" : ok=")) {
+        assert_eq!(field(line, "failed"), 0, "{recap}");
+        assert_eq!(field(line, "unreachable"), 0, "{recap}");
+        changed += field(line, "changed");
+    }
+    (recap, changed)
+}
+
+/// `wiremesh check` in `node`'s namespace against the topology Ansible wrote on that host;
+/// retried for a few seconds, since a freshly reloaded peer may still be handshaking.
+fn check(lab: &Lab, bed: &SshBed, node: &str) -> String {
+    let h = bed.host(node);
+    let topo = h.dir.join("etc/mesh.toml");
+    let args = [
+        exe().display().to_string(),
+        "check".into(),
+        "--topology".into(),
+        topo.display().to_string(),
+        "--node".into(),
+        node.into(),
+        "--interface".into(),
+        h.ifname.clone(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = lab.exec(node, &args).unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "check from {node}: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A stripped copy of the binary for Ansible to install: smaller to copy, and immune to another
+/// build replacing the shared target's file between two runs (which would look like a change).
+fn binary_copy(bed: &SshBed) -> PathBuf {
+    let dst = bed.root().join("wiremesh");
+    let out = Command::new("strip")
+        .arg("-o")
+        .arg(&dst)
+        .arg(exe())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        std::fs::copy(exe(), &dst).unwrap();
+    }
+    dst
+}
+
+fn inventory(lab: &Lab, bed: &SshBed, binary: &Path, nodes: &[&str]) -> PathBuf {
+    let vars = serde_json::json!({
+        "wiremesh_binary_src": binary.display().to_string(),
+        // The lab hosts have no systemd; never touch the real machine's systemd either.
+        "wiremesh_service_manager": "pidfile",
+        "wiremesh_log_file": "/run/wiremesh/wiremesh.log",
+        "wiremesh_mode": "full",
+        "wiremesh_region_mtu": { "us-east": 1460 },
+    });
+    let topo = lab.topology().unwrap();
+    bed.write_inventory(nodes, vars, |h| {
+        let node = topo.node(&h.node).unwrap();
+        serde_json::json!({
+            "wiremesh_cloud": node.cloud,
+            "wiremesh_region": node.region,
+            "wiremesh_hub": h.node.ends_with("-a"),
+            "wiremesh_endpoint": format!("{}:51820", h.addr),
+            "wiremesh_interface": h.ifname,
+        })
+    })
+}
+
+#[test]
+fn site_yml_deploys_a_mesh_over_ssh_is_idempotent_and_adds_a_host_with_a_reload_only() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::build(
+        &topology("ansible-two-regions.toml"),
+        LabOptions::new(unique_prefix(), exe()),
+    )
+    .unwrap();
+    // Declared after the lab, so it is dropped first: daemons and sshds go before namespaces.
+    let mut bed = SshBed::new();
+    for node in FIRST {
+        bed.add_host(&lab, node);
+    }
+    let binary = binary_copy(&bed);
+    let site = ansible_dir().join("site.yml");
+
+    let inv = inventory(&lab, &bed, &binary, &FIRST);
+    let first = bed.playbook(&lab, &site, &inv);
+    assert!(first.status.success(), "first run: {}", text(&first));
+    let (recap1, changed1) = recap(&first);
+    println!("first run:\n{recap1}");
+    assert!(changed1 > 0);
+    for node in FIRST {
+        let table = check(&lab, &bed, node);
+        println!("{table}");
+        assert_eq!(table.matches(" ok").count(), 3, "{table}");
+    }
+
+    let second = bed.playbook(&lab, &site, &inv);
+    assert!(second.status.success(), "second run: {}", text(&second));
+    let (recap2, changed2) = recap(&second);
+    println!("second run:\n{recap2}");
+    assert_eq!(
+        changed2,
+        0,
+        "an unchanged re-run changed something:\n{}",
+        text(&second)
+    );
+
+    let pids: Vec<u32> = FIRST.iter().map(|n| bed.daemon_pid(n).unwrap()).collect();
+    bed.add_host(&lab, FIFTH);
+    let mut five = FIRST.to_vec();
+    five.push(FIFTH);
+    let inv = inventory(&lab, &bed, &binary, &five);
+    let third = bed.playbook(&lab, &site, &inv);
+    assert!(third.status.success(), "third run: {}", text(&third));
+    let (recap3, _) = recap(&third);
+    println!("third run (fifth host added):\n{recap3}");
+    let after: Vec<u32> = FIRST.iter().map(|n| bed.daemon_pid(n).unwrap()).collect();
+    assert_eq!(pids, after, "adding a host restarted a daemon");
+    let stdout = String::from_utf8_lossy(&third.stdout);
+    assert!(
+        stdout.contains("Reload wiremesh through its pid file"),
+        "{stdout}"
+    );
+
+    for node in [FIFTH, "us-b"] {
+        let table = check(&lab, &bed, node);
+        println!("{table}");
+        assert_eq!(table.matches(" ok").count(), 4, "{table}");
+    }
+}
