@@ -7,12 +7,12 @@ mod common;
 #[path = "common/ssh_bed.rs"]
 mod ssh_bed;
 
-use common::{exe, require_root, topology, unique_prefix};
+use common::{exe, new_lab, require_root};
 use ssh_bed::SshBed;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use wiremesh::lab::{Lab, LabOptions};
+use wiremesh::lab::Lab;
 
 const FIRST: [&str; 4] = ["eu-a", "eu-b", "us-a", "us-b"];
 const FIFTH: &str = "eu-c";
@@ -125,11 +125,7 @@ fn site_yml_deploys_a_mesh_over_ssh_is_idempotent_and_adds_a_host_with_a_reload_
     if !require_root() {
         return;
     }
-    let lab = Lab::build(
-        &topology("ansible-two-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
+    let lab = new_lab("ansible-two-regions.toml");
     // Declared after the lab, so it is dropped first: daemons and sshds go before namespaces.
     let mut bed = SshBed::new();
     for node in FIRST {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix};
+use common::{exe, require_root, running_lab};
 use std::process::Output;
-use wiremesh::lab::{Lab, LabOptions, Signal};
+use wiremesh::lab::{Lab, Signal};
 
 /// Runs `wiremesh check` inside `node`'s namespace against the lab's derived topology.
 fn check(lab: &Lab, node: &str, extra: &[&str]) -> Output {
@@ -39,12 +39,7 @@ fn check_passes_from_every_node_of_a_healthy_mesh_and_reports_json() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let lab = running_lab("three-regions.toml");
     for node in lab.nodes() {
         let out = check(&lab, &node, &[]);
         println!("{}", text(&out));
@@ -70,12 +65,7 @@ fn check_fails_and_names_the_peer_whose_daemon_was_killed() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let mut lab = running_lab("three-regions.toml");
     let first = check(&lab, "a", &[]);
     assert!(first.status.success(), "{}", text(&first));
 

@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix, wg_handshakes};
+use common::{exe, new_lab, require_root, wg_handshakes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use wiremesh::core::plan::Plan;
-use wiremesh::lab::{Lab, LabOptions};
+use wiremesh::lab::Lab;
 
 /// The wireguard-go process we started, killed by pid even when the test fails.
 struct WireguardGo(Child);
@@ -115,11 +115,7 @@ fn a_stock_wireguard_go_node_reaches_the_wiremesh_nodes_and_they_reach_it() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
+    let mut lab = new_lab("three-regions.toml");
     lab.start_daemons_of(&["a", "b", "c"]).unwrap();
     let state = lab.state_dir().to_path_buf();
     let _wg = start_wireguard_go(&lab, "d", &state);

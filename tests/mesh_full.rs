@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix};
+use common::{require_root, running_lab};
 use std::time::Duration;
-use wiremesh::lab::{Lab, LabOptions};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -14,12 +13,7 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("full-dual-stack.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let lab = running_lab("full-dual-stack.toml");
     let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
     println!("{matrix}");
     assert!(

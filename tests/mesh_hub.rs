@@ -4,21 +4,15 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix, wg_peers};
+use common::{require_root, running_lab, wg_peers};
 use std::time::Duration;
-use wiremesh::lab::{Lab, LabOptions};
 
 #[test]
 fn every_pair_reaches_every_other_and_spokes_peer_only_with_their_hub() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("hub-two-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let lab = running_lab("hub-two-regions.toml");
     let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
     println!("{matrix}");
     assert!(

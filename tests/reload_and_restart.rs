@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix, wg_handshakes};
+use common::{new_lab, require_root, running_lab, wg_handshakes};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wiremesh::lab::{Lab, LabOptions, Signal};
+use wiremesh::lab::{Lab, Signal};
 
 const PING: Duration = Duration::from_secs(5);
 
@@ -37,11 +37,7 @@ fn sighup_brings_in_a_new_node_without_resetting_any_existing_session() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
+    let mut lab = new_lab("three-regions.toml");
     let path = lab.derived_topology_path();
     let full = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, without_node(&full, "d")).unwrap();
@@ -93,12 +89,7 @@ fn a_killed_daemon_restarts_into_the_mesh_without_touching_the_others() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::build(
-        &topology("three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let mut lab = running_lab("three-regions.toml");
     assert!(lab.ping_matrix(PING).unwrap().all_ok());
     let others = ["a", "b", "d"];
     let pids: Vec<_> = others.iter().map(|n| lab.daemon_pid(n)).collect();

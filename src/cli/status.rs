@@ -4,6 +4,7 @@
 use crate::constants::{DEFAULT_INTERFACE, UAPI_DIR};
 use crate::core::key::PublicKey;
 use crate::core::topology::Topology;
+use crate::io::control;
 use crate::io::uapi::{self, UapiDevice};
 use anyhow::Context as _;
 use std::collections::HashMap;
@@ -48,6 +49,11 @@ struct PeerStatus {
     tx_bytes: u64,
     persistent_keepalive: Option<u16>,
     allowed_ips: Vec<String>,
+    /// Tunnel MTU towards this peer, from the wiremesh control socket (absent for another
+    /// WireGuard implementation).
+    mtu: Option<u16>,
+    /// Seconds since discovery last confirmed `mtu`; absent while the plan's estimate applies.
+    mtu_confirmed_secs_ago: Option<f64>,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
@@ -71,7 +77,17 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for name in &names {
         match rt.block_on(uapi::query(&uapi::socket_path(name))) {
-            Ok(dev) => statuses.push(summarize(name, &dev, &node_names)),
+            Ok(dev) => {
+                let mut status = summarize(name, &dev, &node_names);
+                let req = control::ControlRequest::Status;
+                if let Ok(resp) = rt.block_on(control::request(&control::socket_path(name), &req)) {
+                    add_paths(
+                        &mut status,
+                        resp.status.map(|s| s.peers).unwrap_or_default(),
+                    );
+                }
+                statuses.push(status);
+            }
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
@@ -139,6 +155,8 @@ fn summarize(
             tx_bytes: p.tx_bytes,
             persistent_keepalive: p.persistent_keepalive,
             allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+            mtu: None,
+            mtu_confirmed_secs_ago: None,
         })
         .collect();
     InterfaceStatus {
@@ -146,6 +164,24 @@ fn summarize(
         public_key: dev.private_key.as_ref().map(|k| k.public_key().to_string()),
         listen_port: dev.listen_port,
         peers,
+    }
+}
+
+/// Fills in each peer's MTU from the daemon's own view of its paths.
+fn add_paths(status: &mut InterfaceStatus, paths: Vec<control::PeerPathStatus>) {
+    for p in &mut status.peers {
+        if let Some(path) = paths.iter().find(|x| x.public_key == p.public_key) {
+            p.mtu = Some(path.mtu);
+            p.mtu_confirmed_secs_ago = path.mtu_confirmed_secs_ago;
+        }
+    }
+}
+
+fn mtu_cell(p: &PeerStatus) -> String {
+    match (p.mtu, p.mtu_confirmed_secs_ago) {
+        (Some(m), Some(age)) => format!("{m} ({:.0}s ago)", age),
+        (Some(m), None) => format!("{m} (plan)"),
+        _ => "-".into(),
     }
 }
 
@@ -203,6 +239,7 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             "HANDSHAKE",
             "RECEIVED",
             "SENT",
+            "MTU",
             "ALLOWED IPS",
         ]
         .map(String::from)];
@@ -213,10 +250,11 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
                 ago(now, p.latest_handshake),
                 human_bytes(p.rx_bytes),
                 human_bytes(p.tx_bytes),
+                mtu_cell(p),
                 p.allowed_ips.join(", "),
             ]
         }));
-        let widths: Vec<usize> = (0..6)
+        let widths: Vec<usize> = (0..7)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         for row in &rows {
@@ -289,7 +327,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("node-a    -         12s ago    1.2 MiB   0 B   10.0.1.0/24"),
+            table.contains("node-a    -         12s ago    1.2 MiB   0 B   -    10.0.1.0/24"),
             "{table}"
         );
         assert!(

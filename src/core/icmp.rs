@@ -5,19 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-fn sum(data: &[u8], mut acc: u32) -> u32 {
-    for c in data.chunks(2) {
-        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
+use crate::core::packet::{checksum_add as sum, checksum_fold as fold};
 
 /// Whether a packet is too big for `mtu` and asks not to be fragmented (IPv4 DF; IPv6 always).
 pub fn needs_too_big(pkt: &[u8], mtu: u16) -> bool {
@@ -43,8 +31,8 @@ fn is_icmp_error(pkt: &[u8]) -> bool {
     }
 }
 
-/// The "too big" error for `pkt`, from `from` (the node's own overlay address of the matching
-/// family) to the packet's source. `None` when no error may be sent (families differ, or the
+/// The "too big" error for `pkt`, from `from` (the packet's own destination, so the error looks
+/// as if it came from the path, and is never mistaken for a local martian) to its source. `None` when no error may be sent (families differ, or the
 /// packet is an ICMP error itself).
 pub fn too_big(pkt: &[u8], mtu: u16, from: IpAddr) -> Option<Vec<u8>> {
     if is_icmp_error(pkt) {

@@ -3,6 +3,28 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Adds `data` to a running Internet checksum sum (RFC 1071), as 16-bit big-endian words; an
+/// odd last byte is padded with zero.
+pub fn checksum_add(data: &[u8], mut acc: u32) -> u32 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+/// Folds a running sum into the final one's-complement checksum.
+pub fn checksum_fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// The Internet checksum of `data`.
+pub fn checksum(data: &[u8]) -> u16 {
+    checksum_fold(checksum_add(data, 0))
+}
+
 /// Source and destination of an IPv4 or IPv6 packet.
 pub fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
     match packet.first()? >> 4 {
@@ -58,14 +80,7 @@ mod tests {
     use super::*;
 
     fn ipv4_checksum(h: &[u8]) -> u16 {
-        let mut sum = 0u32;
-        for c in h.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        super::checksum(h)
     }
 
     fn header(ttl: u8) -> Vec<u8> {

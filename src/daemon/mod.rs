@@ -2,6 +2,7 @@
 //! then waits for signals: SIGTERM/SIGINT remove what it created and exit, SIGHUP re-reads the
 //! topology and applies only the difference.
 
+mod control;
 mod loops;
 mod resolve;
 mod routes;
@@ -47,6 +48,8 @@ pub enum DaemonError {
     Dns(#[from] DnsError),
     #[error(transparent)]
     Uapi(#[from] crate::io::uapi::UapiError),
+    #[error(transparent)]
+    Control(#[from] crate::io::control::ControlError),
     #[error(transparent)]
     Metrics(#[from] crate::io::metrics::MetricsError),
     #[error("signal handler: {0}")]
@@ -112,6 +115,15 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Arc::new(uapi::EngineUapi(device.clone())),
     )
     .await?;
+    let control = crate::io::control::serve(
+        &running.settings.control_socket(),
+        Arc::new(control::DaemonControl {
+            device: device.clone(),
+            node: running.plan.node.clone(),
+            interface: running.settings.interface.clone(),
+        }),
+    )
+    .await?;
     let metrics = match running.settings.metrics_listen {
         Some(addr) => Some(metrics::serve(addr, metrics::registry(device.clone())).await?),
         None => None,
@@ -157,6 +169,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     }
     running.resolvers.stop();
     drop(uapi);
+    drop(control);
     drop(metrics);
     running.routes.clear().await;
     // The tun device disappears when its last descriptor closes, with the tasks and `io`.

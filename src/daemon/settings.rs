@@ -151,6 +151,11 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from("keys").join(format!("{}.key", self.node)))
     }
 
+    /// The wiremesh control socket: beside the UAPI directory, named after the interface.
+    pub fn control_socket(&self) -> PathBuf {
+        crate::io::control::socket_path(&self.interface)
+    }
+
     pub fn uapi_socket(&self) -> PathBuf {
         self.uapi_dir.join(format!("{}.sock", self.interface))
     }

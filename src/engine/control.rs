@@ -8,6 +8,7 @@
 //! Payload layout (after the inner IP and UDP headers):
 //! `"WMC" | version u8 | type u8 | body`; all integers big-endian.
 
+use crate::core::packet::{checksum_add as ones_complement_sum, checksum_fold as fold};
 use std::net::IpAddr;
 
 /// UDP port of control messages on overlay addresses (inside the tunnel only).
@@ -78,20 +79,6 @@ impl Message {
             _ => None,
         }
     }
-}
-
-fn ones_complement_sum(data: &[u8], mut sum: u32) -> u32 {
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Builds the inner IP packet carrying `msg` from `src` to `dst`, padded with zeros so the

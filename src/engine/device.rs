@@ -275,10 +275,9 @@ impl Device {
         let mtu = peer.path.mtu();
         if icmp::needs_too_big(pkt, mtu) {
             self.drop_packet(DropReason::TooBig);
-            if let Some(err) = self
-                .own_addr_for(dst)
-                .and_then(|own| icmp::too_big(pkt, mtu, own))
-            {
+            // From the packet's destination: an ICMP whose source is one of our own addresses
+            // would be dropped by the kernel as a martian.
+            if let Some(err) = icmp::too_big(pkt, mtu, dst) {
                 sink.write_tun(&err);
             }
             return;
@@ -292,15 +291,6 @@ impl Device {
             return;
         }
         self.encapsulate_to(peer, pkt, sink);
-    }
-
-    /// This node's overlay address of the same family as `addr`.
-    pub(super) fn own_addr_for(&self, addr: IpAddr) -> Option<IpAddr> {
-        self.own_addrs
-            .load()
-            .iter()
-            .find(|a| a.is_ipv4() == addr.is_ipv4())
-            .copied()
     }
 
     /// Encrypts straight into the sink's memory: the datagram is written once.
@@ -491,10 +481,9 @@ impl Device {
                 if icmp::needs_too_big(pkt, mtu) {
                     // tell the sender, back through the peer it came from
                     self.drop_packet(DropReason::TooBig);
-                    if let Some(err) = self
-                        .own_addr_for(dst)
-                        .and_then(|own| icmp::too_big(pkt, mtu, own))
-                    {
+                    // From the packet's destination: an ICMP whose source is one of our own addresses
+                    // would be dropped by the kernel as a martian.
+                    if let Some(err) = icmp::too_big(pkt, mtu, dst) {
                         self.encapsulate_to(from_peer, &err, sink);
                     }
                     return;

@@ -18,7 +18,7 @@ mod sink;
 mod table;
 
 pub use device::{Device, DropReason, Scratch};
-pub use path::{MtuCause, PathEvent};
+pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;

@@ -44,7 +44,17 @@ struct State {
     /// Outer bytes added to an inner packet towards this peer (60 over IPv4, 80 over IPv6).
     overhead: u16,
     pending_cause: Option<MtuCause>,
+    /// Outer bytes of every probe sent so far: the cost of discovery on the underlay.
+    probe_bytes: u64,
+    /// Data packets sent to the peer when last looked at, and when that count last moved.
+    last_tx: u64,
+    last_active: Option<Instant>,
 }
+
+/// A settled path is re-confirmed only while traffic flows to the peer (or did within this
+/// long): an idle peer costs no probe traffic, and the first packets after a pause are still
+/// covered by the route MTU already in place.
+pub const IDLE_AFTER: Duration = Duration::from_secs(10);
 
 pub struct PeerPath {
     state: Mutex<State>,
@@ -61,6 +71,9 @@ impl PeerPath {
                 discovery: None,
                 overhead: crate::constants::OVERHEAD_V4,
                 pending_cause: None,
+                probe_bytes: 0,
+                last_tx: 0,
+                last_active: None,
             }),
             mtu: AtomicU16::new(start_mtu),
         }
@@ -99,6 +112,11 @@ impl PeerPath {
             .and_then(|d| d.confirmed_at())
     }
 
+    /// Outer bytes of all probes sent to this peer.
+    pub fn probe_bytes(&self) -> u64 {
+        self.state().probe_bytes
+    }
+
     pub fn probes_sent(&self) -> u64 {
         self.state()
             .discovery
@@ -134,11 +152,23 @@ impl PeerPath {
         s.discovery = Some(MtuDiscovery::new(floor, ceiling));
     }
 
-    /// The next probe to send: (probe id, inner packet size).
-    pub fn poll_probe(&self, now: Instant) -> Option<(u32, usize)> {
+    /// The next probe to send: (probe id, inner packet size). `tx_packets` is the peer's data
+    /// packet counter: a settled path whose peer gets no traffic is not re-probed.
+    pub fn poll_probe(&self, now: Instant, tx_packets: u64) -> Option<(u32, usize)> {
         let mut s = self.state();
+        if tx_packets != s.last_tx {
+            s.last_tx = tx_packets;
+            s.last_active = Some(now);
+        }
+        let idle = s
+            .last_active
+            .is_none_or(|t| now.saturating_duration_since(t) > IDLE_AFTER);
+        if idle && s.discovery.as_ref().is_some_and(|d| d.is_settled()) {
+            return None;
+        }
         let overhead = s.overhead;
         let p = s.discovery.as_mut()?.poll_probe(now)?;
+        s.probe_bytes += u64::from(p.size);
         Some((p.id, usize::from(p.size.saturating_sub(overhead))))
     }
 
@@ -200,12 +230,33 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_settled_path_is_not_probed_until_traffic_resumes() {
+        let p = PeerPath::new(1420);
+        p.start(1280, 1500, 60);
+        let mut now = Instant::now();
+        for _ in 0..50 {
+            if let Some((id, _)) = p.poll_probe(now, 1) {
+                p.on_ack(id, now);
+            }
+            now += Duration::from_millis(100);
+        }
+        assert_eq!(p.poll_change().map(|c| c.0), Some(1440));
+        let sent = p.probes_sent();
+        // no new data for longer than IDLE_AFTER: confirmations stop
+        now += IDLE_AFTER + Duration::from_secs(30);
+        assert_eq!(p.poll_probe(now, 1), None);
+        assert_eq!(p.probes_sent(), sent);
+        // data flows again: the path is confirmed at once
+        assert!(p.poll_probe(now, 2).is_some());
+    }
+
+    #[test]
     fn a_settled_discovery_sets_the_tunnel_mtu_minus_overhead_once() {
         let p = PeerPath::new(1420);
         p.start(1280, 1500, 60);
         let mut now = Instant::now();
         for _ in 0..50 {
-            if let Some((id, inner)) = p.poll_probe(now) {
+            if let Some((id, inner)) = p.poll_probe(now, 0) {
                 if inner + 60 <= 1400 {
                     p.on_ack(id, now);
                 }

@@ -61,6 +61,10 @@ pub struct PeerSnapshot {
     pub tx_packets: u64,
     pub rx_packets: u64,
     pub endpoint_changes: u64,
+    /// Tunnel MTU the data path enforces towards this peer (discovered, or the plan's).
+    pub mtu: u16,
+    /// Time since discovery last confirmed `mtu`; `None` while the plan's estimate applies.
+    pub mtu_confirmed_age: Option<Duration>,
     pub handshake_failures: u64,
 }
 
@@ -163,6 +167,8 @@ impl Peer {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),
+            mtu: self.path.mtu(),
+            mtu_confirmed_age: self.path.confirmed_at().map(|t| t.elapsed()),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
         }
     }

@@ -58,7 +58,8 @@ impl Device {
     }
 
     fn probe(&self, peer: &Peer, now: Instant, out: &mut [u8], sink: &mut impl Sink) {
-        if let Some((id, inner)) = peer.path.poll_probe(now) {
+        let tx = peer.tx_packets.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some((id, inner)) = peer.path.poll_probe(now, tx) {
             self.send_control(peer, &Message::Probe { id }, inner, out, sink);
         }
         if let Some((mtu, was, cause)) = peer.path.poll_change() {

@@ -99,17 +99,7 @@ fn os_err(what: impl Into<String>) -> IcmpError {
     }
 }
 
-/// The Internet checksum (RFC 1071) over `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use crate::core::packet::checksum;
 
 /// An echo request's ICMP message: header, then `payload_len` bytes of the pattern. The
 /// checksum is filled in for IPv4; for ICMPv6 the kernel computes it over the pseudo-header.

@@ -1,10 +1,12 @@
 //! Thin drivers that touch the kernel. Each decides nothing; the core and the engine decide.
 
+pub mod control;
 pub mod dns;
 pub mod icmp;
 pub mod keyfile;
 pub mod metrics;
 pub mod netlink;
+pub mod private_socket;
 pub mod topology_file;
 pub mod tun;
 pub mod uapi;

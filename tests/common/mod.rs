@@ -86,3 +86,19 @@ pub fn wg_handshakes(ifname: &str) -> std::collections::BTreeMap<String, u64> {
         })
         .collect()
 }
+
+/// A lab built from `tests/topologies/<name>` under a fresh prefix; daemons not started.
+pub fn new_lab(name: &str) -> wiremesh::lab::Lab {
+    wiremesh::lab::Lab::build(
+        &topology(name),
+        wiremesh::lab::LabOptions::new(unique_prefix(), exe()),
+    )
+    .unwrap()
+}
+
+/// A lab built from `tests/topologies/<name>` with every daemon started and ready.
+pub fn running_lab(name: &str) -> wiremesh::lab::Lab {
+    let mut lab = new_lab(name);
+    lab.start_daemons().unwrap();
+    lab
+}

@@ -101,16 +101,21 @@ impl Plan {
         );
         let _ = writeln!(
             out,
-            "addresses {}  pod CIDRs {}  MTU {}  listen port {}",
+            "addresses {}  pod CIDRs {}  tun MTU {}  listen port {}  path-MTU discovery {}",
             join(&self.addresses),
             join(&self.pod_cidrs),
             self.mtu,
-            self.listen_port
+            self.listen_port,
+            if self.discover_mtu {
+                "on (MTUs below are where it starts)"
+            } else {
+                "off (fixed mtu)"
+            }
         );
         let _ = writeln!(
             out,
-            "\n{:<20} {:<6} {:<24} {:<28} ALLOWED IPS",
-            "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY"
+            "\n{:<20} {:<6} {:<24} {:<12} {:<5} ALLOWED IPS",
+            "PEER", "ROLE", "ENDPOINT", "PUBLIC KEY", "MTU"
         );
         for p in &self.peers {
             let role = match p.role {
@@ -124,22 +129,24 @@ impl Plan {
                 .unwrap_or_else(|| "(learned)".into());
             let _ = writeln!(
                 out,
-                "{:<20} {:<6} {:<24} {:<28} {}",
+                "{:<20} {:<6} {:<24} {:<12} {:<5} {}",
                 p.name,
                 role,
                 ep,
                 p.public_key.short() + "…",
+                p.mtu,
                 join(&p.allowed_ips)
             );
         }
-        let _ = writeln!(out, "\n{:<24} {:<20} VIA", "ROUTE", "NODE");
+        let _ = writeln!(out, "\n{:<24} {:<20} {:<20} MTU", "ROUTE", "NODE", "VIA");
         for r in &self.routes {
             let _ = writeln!(
                 out,
-                "{:<24} {:<20} {}",
+                "{:<24} {:<20} {:<20} {}",
                 r.destination.to_string(),
                 r.node,
-                r.via
+                r.via,
+                r.mtu
             );
         }
         out

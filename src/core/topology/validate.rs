@@ -270,65 +270,65 @@ fn check_lab_links(
     links
 }
 
+/// The address families a CIDR field can hold, with the example its error message gives.
+pub(super) trait Cidr: std::str::FromStr + std::fmt::Display + Copy + PartialEq {
+    const EXAMPLE: &'static str;
+    fn trunc(&self) -> Self;
+}
+
+impl Cidr for Ipv4Net {
+    const EXAMPLE: &'static str = "an IPv4 CIDR like 10.244.0.0/16";
+    fn trunc(&self) -> Self {
+        Ipv4Net::trunc(self)
+    }
+}
+
+impl Cidr for Ipv6Net {
+    const EXAMPLE: &'static str = "an IPv6 CIDR like fd00:10:244::/56";
+    fn trunc(&self) -> Self {
+        Ipv6Net::trunc(self)
+    }
+}
+
+/// Parses a CIDR field: a network address of the right family, without host bits.
+pub(super) fn cidr<N: Cidr>(
+    c: &mut Collector,
+    s: &Spanned<String>,
+    node: Option<&str>,
+    field: &str,
+) -> Option<N> {
+    let line = c.lines.at(s);
+    match s.get_ref().trim().parse::<N>() {
+        Ok(net) if net.trunc() != net => {
+            let msg = format!("{net} has host bits set; did you mean {}?", net.trunc());
+            c.push(line, node, field, msg);
+            None
+        }
+        Ok(net) => Some(net),
+        Err(_) => {
+            let msg = format!("'{}' is not {}", s.get_ref(), N::EXAMPLE);
+            c.push(line, node, field, msg);
+            None
+        }
+    }
+}
+
+/// An IPv4 CIDR field.
 pub(super) fn cidr_v4(
     c: &mut Collector,
     s: &Spanned<String>,
     node: Option<&str>,
     field: &str,
 ) -> Option<Ipv4Net> {
-    let line = c.lines.at(s);
-    match s.get_ref().trim().parse::<Ipv4Net>() {
-        Ok(net) if net.trunc() != net => {
-            c.push(
-                line,
-                node,
-                field,
-                format!("{net} has host bits set; did you mean {}?", net.trunc()),
-            );
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) => {
-            c.push(
-                line,
-                node,
-                field,
-                format!("'{}' is not an IPv4 CIDR like 10.244.0.0/16", s.get_ref()),
-            );
-            None
-        }
-    }
+    cidr(c, s, node, field)
 }
 
+/// An IPv6 CIDR field.
 pub(super) fn cidr_v6(
     c: &mut Collector,
     s: &Spanned<String>,
     node: Option<&str>,
     field: &str,
 ) -> Option<Ipv6Net> {
-    let line = c.lines.at(s);
-    match s.get_ref().trim().parse::<Ipv6Net>() {
-        Ok(net) if net.trunc() != net => {
-            c.push(
-                line,
-                node,
-                field,
-                format!("{net} has host bits set; did you mean {}?", net.trunc()),
-            );
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) => {
-            c.push(
-                line,
-                node,
-                field,
-                format!(
-                    "'{}' is not an IPv6 CIDR like fd00:10:244::/56",
-                    s.get_ref()
-                ),
-            );
-            None
-        }
-    }
+    cidr(c, s, node, field)
 }

@@ -12,7 +12,8 @@
 //! | `wiremesh_peer_last_handshake_age_seconds` | gauge | peer, public_key | absent until the first handshake |
 //! | `wiremesh_peer_handshake_failures` | counter | peer, public_key | handshake messages `Tunn` refused |
 //! | `wiremesh_peer_endpoint_changes` | counter | peer, public_key | roaming and DNS re-resolution |
-//! | `wiremesh_peer_mtu_bytes` | gauge | peer, public_key | tunnel MTU towards the peer |
+//! | `wiremesh_peer_mtu_bytes` | gauge | peer, public_key | tunnel MTU towards the peer (discovered) |
+//! | `wiremesh_peer_mtu_confirmed_age_seconds` | gauge | peer, public_key | absent before discovery |
 //! | `wiremesh_dropped_packets` | counter | reason | [`DropReason::label`] |
 //! | `wiremesh_forwarded_packets` | counter | | hub: relayed without the kernel |
 //! | `wiremesh_key_rotations` | counter | | 0 until key rotation exists |
@@ -56,10 +57,9 @@ pub enum MetricsError {
 /// Values the engine does not track yet. Each has a default that is right today; the change
 /// that brings the real value overrides one method instead of touching the collector.
 pub trait MetricHooks: Send + Sync + 'static {
-    /// Tunnel MTU towards `peer`. Today every peer gets the plan's MTU; path-MTU discovery
-    /// (`core::mtu`) will return the value it confirmed for this peer.
-    fn peer_mtu(&self, device: &Device, _peer: &PeerSnapshot) -> u16 {
-        device.mtu()
+    /// Tunnel MTU towards `peer`: what path-MTU discovery confirmed, or the plan's estimate.
+    fn peer_mtu(&self, _device: &Device, peer: &PeerSnapshot) -> u16 {
+        peer.mtu
     }
 
     /// Private-key rotations since the daemon started; 0 until key rotation exists.
@@ -231,6 +231,18 @@ impl Collector for DeviceCollector {
             Some(&Unit::Seconds),
             &ages,
         )?;
+        let confirmed: Vec<(&PeerLabels, f64)> = labels
+            .iter()
+            .zip(&peers)
+            .filter_map(|(l, p)| Some((l, p.mtu_confirmed_age?.as_secs_f64())))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "wiremesh_peer_mtu_confirmed_age",
+            "Seconds since a probe last confirmed the peer's MTU; absent before discovery.",
+            Some(&Unit::Seconds),
+            &confirmed,
+        )?;
         let mtus: Vec<(&PeerLabels, i64)> = labels
             .iter()
             .zip(&peers)
@@ -239,7 +251,7 @@ impl Collector for DeviceCollector {
         gauge_family(
             &mut enc,
             "wiremesh_peer_mtu",
-            "Tunnel MTU towards the peer (today the plan's MTU for every peer).",
+            "Tunnel MTU towards the peer: discovered, or the plan's estimate before discovery.",
             bytes,
             &mtus,
         )?;

@@ -162,6 +162,17 @@ pub enum UapiError {
     PortInUse(u16),
 }
 
+impl From<crate::io::private_socket::BindError> for UapiError {
+    fn from(e: crate::io::private_socket::BindError) -> Self {
+        use crate::io::private_socket::BindError;
+        match e {
+            BindError::Io { path, source } => UapiError::Io { path, source },
+            BindError::InUse { path } => UapiError::InUse { path },
+            BindError::NotASocket { path } => UapiError::NotASocket { path },
+        }
+    }
+}
+
 impl UapiError {
     /// The negative errno the server answers with, using wireguard-go's choices so that `wg`
     /// prints the same message for the same fault.

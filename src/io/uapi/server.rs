@@ -8,8 +8,8 @@
 
 use super::protocol::{self, ProtocolError, ProtocolErrorKind, Request};
 use super::{UapiError, UapiHandler};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use crate::io::private_socket::{self, PrivateSocket};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
@@ -28,33 +28,19 @@ const MAX_LINES: usize = 1 << 20;
 /// the socket file if it is still the one this server bound.
 #[derive(Debug)]
 pub struct UapiServer {
-    path: PathBuf,
-    /// (device, inode) of the bound socket, so Drop never removes a successor's socket.
-    identity: (u64, u64),
+    socket: PrivateSocket,
     task: JoinHandle<()>,
 }
 
 impl UapiServer {
     pub fn path(&self) -> &Path {
-        &self.path
+        self.socket.path()
     }
 }
 
 impl Drop for UapiServer {
     fn drop(&mut self) {
         self.task.abort();
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.identity {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UapiError + '_ {
-    move |source| UapiError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -62,41 +48,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UapiError + '_ {
 /// `handler` on it until the returned [`UapiServer`] is dropped. A leftover socket from a dead
 /// daemon is replaced; one that still answers is not, so two daemons never share an interface.
 pub async fn serve(path: &Path, handler: Arc<dyn UapiHandler>) -> Result<UapiServer, UapiError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(io_err(dir))?;
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_socket() => {
-            return Err(UapiError::NotASocket {
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(_) => {
-            if tokio::net::UnixStream::connect(path).await.is_ok() {
-                return Err(UapiError::InUse {
-                    path: path.to_path_buf(),
-                });
-            }
-            std::fs::remove_file(path).map_err(io_err(path))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(path)(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(io_err(path))?;
-    // chmod after bind: the default umask already denies others write (connect) permission,
-    // and changing the process-wide umask would race with other threads creating files.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
-    let meta = std::fs::symlink_metadata(path).map_err(io_err(path))?;
+    let (listener, socket) = private_socket::bind(path).await?;
     let task = tokio::spawn(accept_loop(listener, handler));
-    Ok(UapiServer {
-        path: path.to_path_buf(),
-        identity: (meta.dev(), meta.ino()),
-        task,
-    })
+    Ok(UapiServer { socket, task })
 }
 
 async fn accept_loop(listener: UnixListener, handler: Arc<dyn UapiHandler>) {

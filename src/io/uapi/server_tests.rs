@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::key::PublicKey;
 use crate::io::uapi::{query, UapiDevice, UapiPeer, UapiPeerSet, UapiSet};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Mutex;
 use tokio::net::UnixStream;
 
