@@ -56,3 +56,47 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
         v6.received_sha256
     );
 }
+
+#[test]
+fn an_ipv6_underlay_carries_the_mesh_and_its_paths_lose_80_bytes() {
+    if !require_root() {
+        return;
+    }
+    let mut opts = wiremesh::lab::LabOptions::new(common::unique_prefix(), common::exe());
+    opts.ipv6_underlay = true;
+    let mut lab = wiremesh::lab::Lab::build(&common::topology("three-regions.toml"), opts).unwrap();
+    let a = lab.topology().unwrap().node("a").unwrap().clone();
+    assert!(
+        a.endpoint.unwrap().to_string().starts_with("[fd31:"),
+        "the lab gave IPv6 endpoints"
+    );
+    lab.start_daemons().unwrap();
+    let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
+    println!("{matrix}");
+    assert!(
+        matrix.all_ok(),
+        "failed pairs {:?}\n{matrix}",
+        matrix.failures()
+    );
+    let b = lab.overlay_addrs("b").unwrap()[0];
+    let t = lab.transfer("a", "b", b, 16 * MIB).unwrap();
+    assert!(t.intact());
+    // a and b share a 1500-byte region: 1500 - 40 (IPv6) - 8 (UDP) - 32 (WireGuard)
+    let dest = lab
+        .topology()
+        .unwrap()
+        .node("b")
+        .unwrap()
+        .pod_cidr
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = lab.exec("a", &["ip", "route", "show", &dest]).unwrap();
+        let route = String::from_utf8_lossy(&out.stdout).to_string();
+        if route.contains("mtu 1420") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "route to b: {route}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

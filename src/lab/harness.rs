@@ -25,6 +25,8 @@ pub struct LabOptions {
     pub prefix: String,
     /// The `wiremesh` executable the daemons run (`CARGO_BIN_EXE_wiremesh` in tests).
     pub exe: PathBuf,
+    /// Give the nodes IPv6 underlay endpoints (`[fd31:R::H]:port`) instead of IPv4 ones.
+    pub ipv6_underlay: bool,
 }
 
 impl LabOptions {
@@ -32,6 +34,7 @@ impl LabOptions {
         Self {
             prefix: prefix.into(),
             exe: exe.into(),
+            ipv6_underlay: false,
         }
     }
 }
@@ -107,7 +110,14 @@ impl Lab {
             keyfile::write_private(&lab.dir.key(&node.name), &key, false)?;
             public.insert(node.name.clone(), key.public_key());
         }
-        let derived = derive_topology(&text, topology, &user, &lab.state.layout, &public)?;
+        let derived = derive_topology(
+            &text,
+            topology,
+            &user,
+            &lab.state.layout,
+            &public,
+            opts.ipv6_underlay,
+        )?;
         let path = lab.dir.topology();
         std::fs::write(&path, derived).map_err(io_at(&path))?;
         lab.topology = Some(Topology::load(&path)?);

@@ -119,6 +119,7 @@ pub fn derive_topology(
     topology: &Topology,
     layout: &Layout,
     keys: &BTreeMap<String, PublicKey>,
+    ipv6_underlay: bool,
 ) -> Result<String, LabError> {
     let bad = |message: String| LabError::State {
         path: source.to_path_buf(),
@@ -143,7 +144,12 @@ pub fn derive_topology(
             .get(&name)
             .ok_or_else(|| LabError::UnknownNode(name.clone()))?;
         table["public-key"] = toml_edit::value(key.to_string());
-        table["endpoint"] = toml_edit::value(format!("{}:{}", lay.underlay_v4, lay.listen_port));
+        let endpoint = if ipv6_underlay {
+            format!("[{}]:{}", lay.underlay_v6, lay.listen_port)
+        } else {
+            format!("{}:{}", lay.underlay_v4, lay.listen_port)
+        };
+        table["endpoint"] = toml_edit::value(endpoint);
         table["pod-cidr"] = toml_edit::value(node.pod_cidr.to_string());
         if let Some(v6) = node.pod_cidr_v6 {
             table["pod-cidr-v6"] = toml_edit::value(v6.to_string());
@@ -185,7 +191,7 @@ listen-port = 5000
             .iter()
             .map(|n| (n.to_string(), PrivateKey::generate().public_key()))
             .collect();
-        let text = derive_topology(TEXT, path, &topo, &layout, &keys).unwrap();
+        let text = derive_topology(TEXT, path, &topo, &layout, &keys, false).unwrap();
         assert!(text.contains("# the first one"), "{text}");
         let derived = Topology::parse(&text, path).unwrap();
         for node in &derived.nodes {
