@@ -13,7 +13,7 @@ mod uapi;
 use crate::core::diff::PlanDiff;
 use crate::core::plan::Plan;
 use crate::core::topology::{Topology, TopologyError};
-use crate::engine::{Batch, Device, Scratch};
+use crate::engine::{Device, Scratch};
 use crate::io::dns::{DnsError, Resolver};
 use crate::io::keyfile::{self, KeyFileError};
 use crate::io::metrics;
@@ -209,11 +209,11 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
 /// instead of on the first packet.
 async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     let mut scratch = Scratch::new();
-    let mut batch = Batch::new();
+    let mut batch = loops::new_batch();
     for p in peers {
         io.device.initiate(p, &mut scratch, &mut batch);
     }
-    io.flush(&mut batch).await;
+    io.flush(&mut batch, &mut tun_rs::GROTable::default()).await;
 }
 
 /// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.

@@ -76,11 +76,16 @@ impl DropReason {
 }
 
 /// Per-call working memory of one I/O loop: two datagram-sized buffers, so a packet can be
-/// decrypted into one and re-encrypted for the next hop into the other without allocating.
+/// decrypted into one and a rewritten copy (MSS clamp, control reply) built in the other
+/// without allocating. Data packets are encrypted straight into the sink.
 pub struct Scratch {
     a: Vec<u8>,
     b: Vec<u8>,
 }
+
+/// Room beyond the packet's length for the data header, the tag and padding; also fits a
+/// handshake initiation (148 bytes), which `encapsulate` writes instead while no session exists.
+const DATAGRAM_SPACE_EXTRA: usize = 160;
 
 impl Default for Scratch {
     fn default() -> Self {
@@ -341,27 +346,35 @@ impl Device {
             let n = pkt.len();
             scratch.b[..n].copy_from_slice(pkt);
             mss::clamp(&mut scratch.b[..n], mtu);
-            self.encapsulate_to(peer, &scratch.b[..n], &mut scratch.a, sink);
+            self.encapsulate_to(peer, &scratch.b[..n], sink);
             return;
         }
-        self.encapsulate_to(peer, pkt, &mut scratch.a, sink);
+        self.encapsulate_to(peer, pkt, sink);
     }
 
-    fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], out: &mut [u8], sink: &mut impl Sink) {
-        let result = peer.tunn().encapsulate(pkt, out);
-        match result {
-            TunnResult::WriteToNetwork(d) => match peer.endpoint() {
-                Some(to) => {
-                    peer.tx_packets.fetch_add(1, Ordering::Relaxed);
-                    sink.send(to, d);
-                }
-                None => self.drop_packet(DropReason::NoEndpoint),
-            },
+    /// Encrypts straight into the sink's memory: the datagram is written once.
+    fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], sink: &mut impl Sink) {
+        let space = sink.datagram_space(pkt.len() + DATAGRAM_SPACE_EXTRA);
+        let start = space.as_ptr();
+        let len = match peer.tunn().encapsulate(pkt, space) {
+            // boringtun writes from the start of the buffer it is given
+            TunnResult::WriteToNetwork(d) if d.as_ptr() == start => Some(d.len()),
+            TunnResult::WriteToNetwork(_) => unreachable!("Tunn wrote elsewhere"),
             TunnResult::Err(e) => {
-                tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed")
+                tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed");
+                None
             }
             // Queued inside the Tunn until a handshake completes.
-            _ => {}
+            _ => None,
+        };
+        if let Some(len) = len {
+            match peer.endpoint() {
+                Some(to) => {
+                    peer.tx_packets.fetch_add(1, Ordering::Relaxed);
+                    sink.commit_datagram(to, len);
+                }
+                None => self.drop_packet(DropReason::NoEndpoint),
+            }
         }
     }
 
@@ -564,13 +577,13 @@ impl Device {
                     // From the packet's destination: an ICMP whose source is one of our own addresses
                     // would be dropped by the kernel as a martian.
                     if let Some(err) = icmp::too_big(pkt, mtu, dst) {
-                        self.encapsulate_to(from_peer, &err, out, sink);
+                        self.encapsulate_to(from_peer, &err, sink);
                     }
                     return;
                 }
                 mss::clamp(pkt, mtu);
                 self.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.encapsulate_to(next, pkt, out, sink);
+                self.encapsulate_to(next, pkt, sink);
                 return;
             }
         }

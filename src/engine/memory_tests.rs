@@ -281,6 +281,33 @@ fn a_replayed_handshake_initiation_counts_as_a_handshake_failure_of_that_peer() 
 }
 
 #[test]
+fn a_burst_to_one_peer_is_encrypted_in_place_leaves_as_one_gso_run_and_arrives_in_order() {
+    let mut net = Net::new("full", &[("a", "r", false), ("b", "r", false)]);
+    net.send(
+        "a",
+        &ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"warm up the session"),
+    );
+    let mut scratch = Scratch::new();
+    let mut burst = Batch::new();
+    let pkts: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| ipv4([10, 244, 1, 1], [10, 244, 2, 1], &[i; 1000]))
+        .collect();
+    for p in &pkts {
+        net.devices["a"].handle_tun_packet(p, &mut scratch, &mut burst);
+    }
+    let runs: Vec<_> = burst.datagram_runs(64).collect();
+    assert_eq!(runs.len(), 1, "equal packets to one peer make one run");
+    assert_eq!(runs[0].contents.len(), 40 * runs[0].segment);
+    let mut out = Batch::new();
+    for d in runs[0].contents.chunks(runs[0].segment) {
+        net.devices["b"].handle_datagram(net.addr["a"], d, &mut scratch, &mut out);
+    }
+    let got: Vec<&[u8]> = out.tun_packets().collect();
+    let want: Vec<&[u8]> = pkts.iter().map(|p| &p[..]).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn engines_discover_each_paths_exact_mtu_through_a_black_hole() {
     let mut net = Net::new(
         "full",

@@ -25,7 +25,7 @@ pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use psk::PskSettings;
 pub use session::{Session, SessionGuard, SessionKeys};
-pub use sink::{Batch, Sink};
+pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
 #[cfg(test)]

@@ -1,5 +1,11 @@
 //! The tun device through `tun-rs`: created with the node's overlay addresses and MTU, removed
 //! by the kernel when the last descriptor closes (so even SIGKILL leaves no device behind).
+//!
+//! Opened with offloads (a virtio-net header on every read and write): the kernel hands us TCP
+//! super-packets of up to 64 KiB (TSO) that `recv_multiple` splits into MTU-sized segments, and
+//! takes coalesced ones back (`send_multiple` with a `GROTable`), so a burst crosses the tun
+//! device in a few system calls. Where the kernel refuses offloads the device opens without them;
+//! the same batch calls then carry one packet each.
 
 use std::io;
 use std::net::IpAddr;
@@ -21,15 +27,24 @@ pub fn open(name: &str, mtu: u16, addrs: &[IpAddr]) -> Result<AsyncDevice, TunEr
         name: name.to_string(),
         source,
     };
-    let mut builder = DeviceBuilder::new()
-        .name(name)
-        .mtu(mtu)
-        .packet_information(false);
-    for addr in addrs {
-        builder = match addr {
-            IpAddr::V4(a) => builder.ipv4(*a, 32u8, None),
-            IpAddr::V6(a) => builder.ipv6(*a, 128u8),
-        };
-    }
-    builder.build_async().map_err(err)
+    let build = |offload: bool| {
+        let mut builder = DeviceBuilder::new()
+            .name(name)
+            .mtu(mtu)
+            .packet_information(false)
+            .offload(offload);
+        for addr in addrs {
+            builder = match addr {
+                IpAddr::V4(a) => builder.ipv4(*a, 32u8, None),
+                IpAddr::V6(a) => builder.ipv6(*a, 128u8),
+            };
+        }
+        builder.build_async()
+    };
+    build(true)
+        .or_else(|e| {
+            tracing::warn!(error = %e, "tun offloads refused; opening without them");
+            build(false)
+        })
+        .map_err(err)
 }

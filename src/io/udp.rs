@@ -1,14 +1,23 @@
 //! The underlay socket: one dual-stack UDP socket, so IPv4 and IPv6 peers share one port the
 //! way kernel WireGuard's does. IPv4 peers appear as v4-mapped addresses on the wire API and are
 //! mapped back, so the engine only ever sees plain IPv4 or IPv6 addresses.
+//!
+//! The data path goes through `quinn-udp`: `recvmmsg` with UDP GRO (one buffer may hold many
+//! datagrams from one sender, `stride` apart) and `sendmsg` with UDP GSO (a run of equal-size
+//! datagrams to one peer in one call), so a burst costs a few system calls, not one per packet.
 
+use crate::engine::Batch;
+pub use quinn_udp::RecvMeta;
+use quinn_udp::{Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 pub struct Udp {
     sock: UdpSocket,
+    state: UdpSocketState,
     dual_stack: bool,
 }
 
@@ -73,8 +82,13 @@ impl Udp {
         // Bursts from many peers arrive together; the default 208 KiB drops them.
         let _ = sock.set_recv_buffer_size(4 << 20);
         let _ = sock.set_send_buffer_size(4 << 20);
+        let state = UdpSocketState::new((&sock).into()).map_err(err)?;
         let sock = UdpSocket::from_std(sock.into()).map_err(err)?;
-        Ok(Udp { sock, dual_stack })
+        Ok(Udp {
+            sock,
+            state,
+            dual_stack,
+        })
     }
 
     pub fn local_port(&self) -> u16 {
@@ -90,7 +104,7 @@ impl Udp {
         }
     }
 
-    fn from_wire(addr: SocketAddr) -> SocketAddr {
+    pub fn from_wire(addr: SocketAddr) -> SocketAddr {
         match addr {
             SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
                 Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
@@ -119,6 +133,84 @@ impl Udp {
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.sock.recv_from(buf).await?;
         Ok((n, Self::from_wire(from)))
+    }
+
+    /// How many datagrams one GRO buffer may hold; receive buffers should be 64 KiB if > 1.
+    pub fn gro_segments(&self) -> usize {
+        self.state.gro_segments()
+    }
+
+    /// Waits for datagrams, then receives as many as `bufs` hold (`recvmmsg`, GRO). Each
+    /// `meta[i]` tells how many bytes of `bufs[i]` are filled, the sender (still on the wire:
+    /// map it with [`Udp::from_wire`]) and the `stride` between coalesced datagrams.
+    pub async fn recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        self.sock
+            .async_io(Interest::READABLE, || {
+                self.state.recv((&self.sock).into(), bufs, meta)
+            })
+            .await
+    }
+
+    /// Like [`Udp::recv_batch`] without waiting: `WouldBlock` when nothing is queued.
+    pub fn try_recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        self.sock.try_io(Interest::READABLE, || {
+            self.state.recv((&self.sock).into(), bufs, meta)
+        })
+    }
+
+    /// Sends every datagram of `batch`, one `sendmsg` per run of equal-size datagrams to one
+    /// peer (UDP GSO). A run the kernel refuses as a whole is retried datagram by datagram
+    /// (quinn-udp turns GSO off after the first such refusal). Errors are logged, not returned:
+    /// one unreachable peer must not stop the others.
+    pub async fn send_batch(&self, batch: &Batch) {
+        let max = self.state.max_gso_segments();
+        for run in batch.datagram_runs(max) {
+            if run.to.is_ipv6() && !self.dual_stack {
+                continue;
+            }
+            let destination = self.to_wire(run.to);
+            let segments = run.contents.len().div_ceil(run.segment);
+            let transmit = Transmit {
+                destination,
+                ecn: None,
+                contents: run.contents,
+                segment_size: (segments > 1).then_some(run.segment),
+                src_ip: None,
+            };
+            match self.send_one(&transmit).await {
+                Ok(()) => {}
+                Err(e) if segments > 1 => {
+                    tracing::debug!(to = %run.to, error = %e, "GSO send failed; sending singly");
+                    for d in run.contents.chunks(run.segment) {
+                        let single = Transmit {
+                            contents: d,
+                            segment_size: None,
+                            ..transmit.clone()
+                        };
+                        if let Err(e) = self.send_one(&single).await {
+                            tracing::debug!(to = %run.to, error = %e, "send failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(to = %run.to, error = %e, "send failed"),
+            }
+        }
+    }
+
+    async fn send_one(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        self.sock
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.sock).into(), transmit)
+            })
+            .await
     }
 }
 

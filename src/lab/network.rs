@@ -111,6 +111,9 @@ fn node_link(layout: &Layout, region: &RegionLayout, node: &NodeLayout) -> Resul
             "nodad",
         ],
     )?;
+    // A real link carries single packets: make GSO trains (UDP GSO from the daemons, TSO) be
+    // cut here, as a NIC would, so the inter-region black holes (`meta length`) see each packet.
+    ip_in(ns, &["link", "set", "eth0", "gso_max_segs", "1"])?;
     ip_in(ns, &["link", "set", "eth0", "up"])?;
     ip_in(
         ns,

@@ -1,0 +1,82 @@
+//! Metrics from a running lab node: scraped over the node's own loopback after a transfer,
+//! accepted by `promtool check metrics`, with non-zero traffic counters for the peer.
+//! (Its own test binary: it sets `WIREMESH_METRICS_LISTEN` for every daemon it starts.)
+
+mod common;
+
+use common::{require_root, running_lab};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use wiremesh::lab::in_netns;
+
+/// Every lab namespace has its own loopback, so all daemons can listen on the same address.
+const LISTEN: &str = "127.0.0.1:9586";
+
+fn scrape(ns: &str) -> String {
+    in_netns(ns, || {
+        let mut s = std::net::TcpStream::connect(LISTEN).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_running_nodes_metrics_pass_promtool_and_count_a_transfer() {
+    if !require_root() {
+        return;
+    }
+    std::env::set_var("WIREMESH_METRICS_LISTEN", LISTEN);
+    let lab = running_lab("three-regions.toml");
+    let b = lab.overlay_addrs("b").unwrap()[0];
+    let t = lab.transfer("a", "b", b, 8 * 1024 * 1024).unwrap();
+    assert!(t.intact());
+    let response = scrape(lab.node_ns("a").unwrap());
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let tx = sample(body, "wiremesh_peer_tx_bytes_total{peer=\"b\"").unwrap();
+    let rx = sample(body, "wiremesh_peer_rx_bytes_total{peer=\"b\"").unwrap();
+    println!("a → b: tx {tx} bytes, rx {rx} bytes");
+    assert!(tx >= 8.0 * 1024.0 * 1024.0, "tx {tx}");
+    assert!(rx > 0.0);
+    assert!(sample(body, "wiremesh_peer_mtu_bytes{peer=\"b\"").is_some());
+
+    let mut promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(p) => p,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped the promtool part: {e}");
+            return;
+        }
+        Err(e) => panic!("promtool is required under CI: {e}"),
+    };
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
