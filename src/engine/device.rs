@@ -1,12 +1,13 @@
 //! The device: one node's identity, its peers, and the packet decisions.
 
 use super::control;
+use super::identity::{Identity, OwnKey};
 use super::peer::{Peer, PeerConfig};
 use super::psk::PskSettings;
 use super::session::{epoch_bits, Session, SessionGuard, SessionKeys, BASE_SLOT_MASK};
 use super::sink::Sink;
 use super::table::PeerTable;
-use crate::constants::{HANDSHAKE_RATE_LIMIT, MAX_DATAGRAM};
+use crate::constants::MAX_DATAGRAM;
 use crate::core::key::{PrivateKey, PublicKey};
 use crate::core::plan::Plan;
 use crate::core::rotation::{NodeRotation, RotationTiming};
@@ -15,7 +16,6 @@ use crate::core::{icmp, mss, packet};
 use arc_swap::ArcSwap;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -103,36 +103,6 @@ impl Scratch {
             a: vec![0; MAX_DATAGRAM],
             b: vec![0; MAX_DATAGRAM],
         }
-    }
-}
-
-/// One of this node's static keys, with the handshake rate limiter bound to it (a limiter
-/// checks MAC1, which is keyed by the responder's public key).
-pub(super) struct OwnKey {
-    pub private: PrivateKey,
-    pub public: PublicKey,
-    pub limiter: Arc<RateLimiter>,
-}
-
-impl OwnKey {
-    pub fn new(private: PrivateKey) -> Self {
-        let public = private.public_key();
-        Self {
-            limiter: Arc::new(RateLimiter::new(&public.to_x25519(), HANDSHAKE_RATE_LIMIT)),
-            private,
-            public,
-        }
-    }
-}
-
-/// This node's static keys, newest first: one, or two during a rotation.
-pub(super) struct Identity {
-    pub keys: Vec<Arc<OwnKey>>,
-}
-
-impl Identity {
-    pub fn newest(&self) -> &Arc<OwnKey> {
-        &self.keys[0]
     }
 }
 

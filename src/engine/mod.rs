@@ -11,6 +11,7 @@
 
 mod control;
 mod device;
+mod identity;
 mod path;
 mod peer;
 mod probing;

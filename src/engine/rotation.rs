@@ -12,7 +12,8 @@
 //! at any moment comes back with a key the peers accept.
 
 use super::control::Message;
-use super::device::{Device, DropReason, Identity, OwnKey, Scratch};
+use super::device::{Device, DropReason, Scratch};
+use super::identity::{Identity, OwnKey};
 use super::peer::Peer;
 use super::session::SessionKeys;
 use super::sink::Sink;

@@ -1,0 +1,38 @@
+//! This node's static keys: one, or two while it rotates (the new one first). Each key has its
+//! own handshake rate limiter, because a limiter checks MAC1, which is keyed by the responder's
+//! public key: an initiation addressed to the new key fails a limiter made for the old one.
+
+use crate::constants::HANDSHAKE_RATE_LIMIT;
+use crate::core::key::{PrivateKey, PublicKey};
+use boringtun::noise::rate_limiter::RateLimiter;
+use std::sync::Arc;
+
+/// One of this node's static keys, with the handshake rate limiter bound to it (a limiter
+/// checks MAC1, which is keyed by the responder's public key).
+pub(super) struct OwnKey {
+    pub private: PrivateKey,
+    pub public: PublicKey,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl OwnKey {
+    pub fn new(private: PrivateKey) -> Self {
+        let public = private.public_key();
+        Self {
+            limiter: Arc::new(RateLimiter::new(&public.to_x25519(), HANDSHAKE_RATE_LIMIT)),
+            private,
+            public,
+        }
+    }
+}
+
+/// This node's static keys, newest first: one, or two during a rotation.
+pub(super) struct Identity {
+    pub keys: Vec<Arc<OwnKey>>,
+}
+
+impl Identity {
+    pub fn newest(&self) -> &Arc<OwnKey> {
+        &self.keys[0]
+    }
+}
