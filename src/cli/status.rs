@@ -389,4 +389,14 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
         assert_eq!(list_interfaces(dir.path()).unwrap(), ["wm0", "wm1"]);
     }
+
+    #[test]
+    fn a_key_reads_as_its_fingerprint_and_age_when_the_daemon_tells_it() {
+        let key = PublicKey::from_bytes([7; 32]).to_string();
+        assert_eq!(key_cell(&key, None), key[..8]);
+        assert_eq!(
+            key_cell(&key, Some(3.0 * 3600.0 + 300.0)),
+            format!("{} (3h 5m)", &key[..8])
+        );
+    }
 }
