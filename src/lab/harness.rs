@@ -411,8 +411,11 @@ impl Lab {
             daemons::stop(pid, self.children.get_mut(&node));
         }
         self.children.clear();
+        // a daemon killed with SIGKILL leaves its sockets behind; they name this lab's
+        // interfaces only
         for node in &self.state.layout.nodes {
             let _ = std::fs::remove_file(daemons::socket_path(&node.ifname));
+            let _ = std::fs::remove_file(crate::io::control::socket_path(&node.ifname));
         }
         let mut first = network::teardown(&self.state.namespaces).err();
         if let Err(e) = self.dir.remove() {
