@@ -41,6 +41,9 @@ struct InterfaceStatus {
     /// `stable`, `announced` or `switched` (from the control socket).
     #[serde(skip_serializing_if = "Option::is_none")]
     rotation: Option<String>,
+    /// Pre-shared-key epoch in use; absent without a mesh secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    psk_epoch: Option<u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -93,6 +96,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                     if let Some(daemon) = resp.status {
                         status.key_age_secs = Some(daemon.key_age_secs);
                         status.rotation = Some(daemon.rotation);
+                        status.psk_epoch = daemon.psk_epoch;
                         add_paths(&mut status, daemon.peers);
                     }
                 }
@@ -177,6 +181,7 @@ fn summarize(
         peers,
         key_age_secs: None,
         rotation: None,
+        psk_epoch: None,
     }
 }
 
@@ -266,8 +271,11 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             if s.peers.len() == 1 { "" } else { "s" }
         ));
         if let (Some(age), Some(rotation)) = (s.key_age_secs, &s.rotation) {
+            let psk = s
+                .psk_epoch
+                .map_or("off".to_string(), |e| format!("epoch {e}"));
             out.push_str(&format!(
-                "key age {}  rotation {rotation}\n",
+                "key age {}  rotation {rotation}  pre-shared keys {psk}\n",
                 span(age as u64)
             ));
         }

@@ -65,6 +65,7 @@ impl DaemonControl {
             }
             .to_string(),
             rotations: self.device.rotations(),
+            psk_epoch: self.device.psk_epoch(),
         }
     }
 }

@@ -199,6 +199,13 @@ impl Device {
     }
 
     /// The newest own public key (the one new sessions use).
+    /// The pre-shared-key epoch in use, when a mesh secret is configured.
+    pub fn psk_epoch(&self) -> Option<u64> {
+        self.psk
+            .as_ref()
+            .map(|_| self.psk_epoch.load(Ordering::Relaxed))
+    }
+
     pub fn public_key(&self) -> PublicKey {
         self.identity.load().newest().public
     }

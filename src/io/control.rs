@@ -76,6 +76,9 @@ pub struct DaemonStatus {
     /// Own-key rotations since the daemon started.
     #[serde(default)]
     pub rotations: u64,
+    /// Pre-shared-key epoch in use; absent without a mesh secret.
+    #[serde(default)]
+    pub psk_epoch: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
