@@ -363,13 +363,25 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        self.handle_datagram_at(Instant::now(), from, datagram, scratch, sink)
+        // the clock is read only if a control message needs it, never per data packet
+        self.receive(None, from, datagram, scratch, sink)
     }
 
     /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
     pub fn handle_datagram_at(
         &self,
         now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        self.receive(Some(now), from, datagram, scratch, sink)
+    }
+
+    fn receive(
+        &self,
+        now: Option<Instant>,
         from: SocketAddr,
         datagram: &[u8],
         scratch: &mut Scratch,
@@ -511,7 +523,7 @@ impl Device {
     /// straight to the next peer without a trip through the kernel.
     fn deliver(
         &self,
-        now: Instant,
+        now: Option<Instant>,
         from_peer: &Arc<Peer>,
         src: IpAddr,
         pkt: &mut [u8],
@@ -531,6 +543,7 @@ impl Device {
             if self.own_addrs.load().contains(&dst) {
                 if let Some(msg) = control::Message::parse(payload) {
                     let len = pkt.len();
+                    let now = now.unwrap_or_else(Instant::now);
                     self.handle_control(from_peer, src, msg, len, now, out, sink);
                 }
                 return;
