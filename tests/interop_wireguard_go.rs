@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{exe, new_lab, require_root, wg_handshakes};
+use common::{assert_all_pairs, exe, new_lab, require_root, wg_handshakes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -120,13 +120,7 @@ fn a_stock_wireguard_go_node_reaches_the_wiremesh_nodes_and_they_reach_it() {
     let state = lab.state_dir().to_path_buf();
     let _wg = start_wireguard_go(&lab, "d", &state);
 
-    let matrix = lab.ping_matrix(Duration::from_secs(30)).unwrap();
-    println!("{matrix}");
-    assert!(
-        matrix.all_ok(),
-        "failed pairs {:?}\n{matrix}",
-        matrix.failures()
-    );
+    assert_all_pairs(&lab, Duration::from_secs(30));
 
     // wireguard-go's own view: a handshake with every wiremesh node
     let seen = wg_handshakes(lab.ifname("d").unwrap());

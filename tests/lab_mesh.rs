@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{exe, namespaces_of, require_root, topology, unique_prefix};
+use common::{assert_all_pairs, exe, namespaces_of, require_root, topology, unique_prefix};
 use std::process::Command;
 use std::time::Duration;
 use wiremesh::lab::{Lab, LabOptions, Signal};
@@ -27,13 +27,7 @@ fn a_four_node_three_region_full_mesh_reaches_every_pair_over_the_overlay() {
         return;
     }
     let lab = running_mesh(&unique_prefix());
-    let matrix = lab.ping_matrix(PING_TIMEOUT).unwrap();
-    println!("{matrix}");
-    assert!(
-        matrix.all_ok(),
-        "failed pairs {:?}\n{matrix}",
-        matrix.failures()
-    );
+    assert_all_pairs(&lab, PING_TIMEOUT);
     // Stock `wg` sees every daemon through its UAPI socket, each with three handshaken peers.
     for node in lab.nodes() {
         let ifname = lab.ifname(&node).unwrap();

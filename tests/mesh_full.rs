@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{require_root, running_lab};
+use common::{assert_all_pairs, assert_transfer, require_root, running_lab};
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
@@ -14,47 +14,15 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
         return;
     }
     let lab = running_lab("full-dual-stack.toml");
-    let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
-    println!("{matrix}");
-    assert!(
-        matrix.all_ok(),
-        "failed pairs {:?}\n{matrix}",
-        matrix.failures()
-    );
+    assert_all_pairs(&lab, Duration::from_secs(5));
 
     // a (eu-west, 1500) → d (onprem, 1400): crosses the router between two regions
     let d = lab.overlay_addrs("d").unwrap();
-    let v4 = lab.transfer("a", "d", d[0], 64 * MIB).unwrap();
-    println!(
-        "IPv4 a→d: {} bytes in {:?} ({:.0} Mbit/s)",
-        v4.bytes,
-        v4.elapsed,
-        v4.mbit_per_s()
-    );
-    assert_eq!(v4.bytes, 64 * MIB);
-    assert!(
-        v4.intact(),
-        "sha256 sent {} received {}",
-        v4.sent_sha256,
-        v4.received_sha256
-    );
+    assert_transfer(&lab, "IPv4 a→d", ("a", "d"), d[0], 64 * MIB);
 
     let c = lab.overlay_addrs("c").unwrap();
     assert!(c[1].is_ipv6());
-    let v6 = lab.transfer("b", "c", c[1], 64 * MIB).unwrap();
-    println!(
-        "IPv6 b→c: {} bytes in {:?} ({:.0} Mbit/s)",
-        v6.bytes,
-        v6.elapsed,
-        v6.mbit_per_s()
-    );
-    assert_eq!(v6.bytes, 64 * MIB);
-    assert!(
-        v6.intact(),
-        "sha256 sent {} received {}",
-        v6.sent_sha256,
-        v6.received_sha256
-    );
+    assert_transfer(&lab, "IPv6 b→c", ("b", "c"), c[1], 64 * MIB);
 }
 
 #[test]
@@ -71,13 +39,7 @@ fn an_ipv6_underlay_carries_the_mesh_and_its_paths_lose_80_bytes() {
         "the lab gave IPv6 endpoints"
     );
     lab.start_daemons().unwrap();
-    let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
-    println!("{matrix}");
-    assert!(
-        matrix.all_ok(),
-        "failed pairs {:?}\n{matrix}",
-        matrix.failures()
-    );
+    assert_all_pairs(&lab, Duration::from_secs(5));
     let b = lab.overlay_addrs("b").unwrap()[0];
     let t = lab.transfer("a", "b", b, 16 * MIB).unwrap();
     assert!(t.intact());

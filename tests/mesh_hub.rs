@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{require_root, running_lab, wg_peers};
+use common::{assert_all_pairs, require_root, running_lab, wg_peers};
 use std::time::Duration;
 
 #[test]
@@ -13,13 +13,7 @@ fn every_pair_reaches_every_other_and_spokes_peer_only_with_their_hub() {
         return;
     }
     let lab = running_lab("hub-two-regions.toml");
-    let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
-    println!("{matrix}");
-    assert!(
-        matrix.all_ok(),
-        "failed pairs {:?}\n{matrix}",
-        matrix.failures()
-    );
+    assert_all_pairs(&lab, Duration::from_secs(5));
 
     let topo = lab.topology().unwrap().clone();
     for node in &topo.nodes {

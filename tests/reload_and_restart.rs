@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{new_lab, require_root, running_lab, wg_handshakes};
+use common::{assert_all_pairs, new_lab, require_root, running_lab, wg_handshakes};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wiremesh::lab::{Lab, Signal};
@@ -59,13 +59,7 @@ fn sighup_brings_in_a_new_node_without_resetting_any_existing_session() {
         lab.kill_daemon(n, Signal::Hup).unwrap();
     }
     lab.start_daemons_of(&["d"]).unwrap();
-    let matrix = lab.ping_matrix(PING).unwrap();
-    println!("{matrix}");
-    assert!(
-        matrix.all_ok(),
-        "failed pairs {:?}\n{matrix}",
-        matrix.failures()
-    );
+    assert_all_pairs(&lab, PING);
 
     let after = handshakes(&lab, &["a", "b", "c"]);
     for (node, peers) in &before {

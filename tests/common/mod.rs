@@ -102,3 +102,40 @@ pub fn running_lab(name: &str) -> wiremesh::lab::Lab {
     lab.start_daemons().unwrap();
     lab
 }
+
+/// Pings every ordered pair over the overlay, prints the matrix, and fails naming the pairs
+/// that got no answer within `timeout`.
+pub fn assert_all_pairs(lab: &wiremesh::lab::Lab, timeout: std::time::Duration) {
+    let matrix = lab.ping_matrix(timeout).unwrap();
+    println!("{matrix}");
+    assert!(
+        matrix.all_ok(),
+        "failed pairs {:?}\n{matrix}",
+        matrix.failures()
+    );
+}
+
+/// A checksummed TCP transfer of `bytes` from `from` to `to_addr` (an overlay address of
+/// node `to`) that must arrive whole and intact; prints its rate under `label`.
+pub fn assert_transfer(
+    lab: &wiremesh::lab::Lab,
+    label: &str,
+    (from, to): (&str, &str),
+    to_addr: std::net::IpAddr,
+    bytes: u64,
+) {
+    let t = lab.transfer(from, to, to_addr, bytes).unwrap();
+    println!(
+        "{label}: {} bytes in {:?} ({:.0} Mbit/s)",
+        t.bytes,
+        t.elapsed,
+        t.mbit_per_s()
+    );
+    assert_eq!(t.bytes, bytes);
+    assert!(
+        t.intact(),
+        "{label}: sha256 sent {} received {}",
+        t.sent_sha256,
+        t.received_sha256
+    );
+}
