@@ -49,24 +49,27 @@ pub fn edges(topo: &Topology) -> Result<Vec<Edge>, TopologyError> {
     for n in &topo.nodes {
         plans.insert(n.name.as_str(), Plan::compute(topo, &n.name)?);
     }
-    let mut pairs = BTreeSet::new();
+    // each pair once, with the direct path's starting MTU as the plan of its first end gives
+    // it (found while walking the peers, not searched for per pair)
+    let mut pairs: BTreeMap<(String, String), u16> = BTreeMap::new();
     for (name, plan) in &plans {
         for p in &plan.peers {
-            pairs.insert(edge_key(name, &p.name));
+            let key = edge_key(name, &p.name);
+            let first_end = key.0 == *name;
+            match pairs.entry(key) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(p.mtu);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) if first_end => {
+                    o.insert(p.mtu);
+                }
+                std::collections::btree_map::Entry::Occupied(_) => {}
+            }
         }
     }
     Ok(pairs
         .into_iter()
-        .map(|(a, b)| {
-            // the direct path's starting MTU, as the plan of either end gives it
-            let mtu = plans[a.as_str()]
-                .peers
-                .iter()
-                .find(|p| p.name == b)
-                .map(|p| p.mtu)
-                .unwrap_or_else(|| plans[a.as_str()].mtu.min(plans[b.as_str()].mtu));
-            Edge { a, b, mtu }
-        })
+        .map(|((a, b), mtu)| Edge { a, b, mtu })
         .collect())
 }
 

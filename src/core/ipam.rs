@@ -10,7 +10,7 @@
 //! 2. `wiremesh ipam --write` pins every node's CIDR into the file (`pod-cidr = ...`), after which
 //!    adding or removing any node never moves another. The lab and the Ansible role always pin.
 
-use super::topology::{Node, Problem};
+use super::topology::{Claims, Node, Problem};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -31,8 +31,8 @@ fn name_hash(name: &str) -> u64 {
     })
 }
 
-/// Picks a free slot of `bits` host bits for `name`, starting at its hashed preference.
-/// `taken(slot)` says whether a slot overlaps something already assigned.
+/// Picks a free slot for `name`, starting at its hashed preference. `taken(slot)` says whether
+/// a slot overlaps something already assigned.
 fn pick(name: &str, slot_count: u128, taken: impl Fn(u128) -> bool) -> Option<u128> {
     let start = u128::from(name_hash(name)) % slot_count;
     let probes = slot_count.min(1 << 20);
@@ -41,7 +41,31 @@ fn pick(name: &str, slot_count: u128, taken: impl Fn(u128) -> bool) -> Option<u1
         .find(|&slot| !taken(slot))
 }
 
-/// Fills in the pod CIDRs of nodes that do not pin one.
+/// The error for a pool too small for its nodes. It names the pool's field rather than the
+/// node's `pod-cidr`, since the fix is a larger `cluster-cidr` or a longer `node-prefix`, not
+/// anything in the node that happened to come last.
+fn exhausted(
+    node: &Node,
+    pool: &str,
+    cluster: String,
+    prefix: u8,
+    slots: u128,
+    nodes: usize,
+) -> Problem {
+    Problem {
+        line: None,
+        node: Some(node.name.clone()),
+        field: Some(pool.into()),
+        message: format!(
+            "no free pod CIDR left for this node: {cluster} holds {slots} /{prefix} slot(s) for \
+             {nodes} node(s); declare a larger {pool} (10.0.0.0/8 holds 65,536 /24s) or a \
+             longer node-prefix"
+        ),
+    }
+}
+
+/// Fills in the pod CIDRs of nodes that do not pin one. Each probe is a lookup in [`Claims`],
+/// so assigning n nodes costs O(n log n) while the pool has room.
 pub(crate) fn assign(
     nodes: &mut [Node],
     cluster: Ipv4Net,
@@ -49,12 +73,7 @@ pub(crate) fn assign(
     cluster_v6: Option<Ipv6Net>,
     prefix_v6: u8,
 ) -> Result<(), Problem> {
-    let exhausted = |node: &Node, field: &str, cluster: String| Problem {
-        line: None,
-        node: Some(node.name.clone()),
-        field: Some(field.into()),
-        message: format!("no free pod CIDR left in {cluster}"),
-    };
+    let count = nodes.len();
     // v4: slots are prefix-sized subnets of the cluster.
     let v4_slots = 1u128 << (prefix - cluster.prefix_len());
     let base = u32::from(cluster.network());
@@ -63,19 +82,23 @@ pub(crate) fn assign(
         let addr = base | ((slot as u32) << shift);
         Ipv4Net::new(Ipv4Addr::from(addr), prefix).expect("prefix was checked")
     };
-    let mut held: Vec<Ipv4Net> = nodes
-        .iter()
-        .filter(|n| n.pod_cidr_pinned)
-        .map(|n| n.pod_cidr)
-        .collect();
+    let mut held: Claims<()> = Claims::v4();
+    for n in nodes.iter().filter(|n| n.pod_cidr_pinned) {
+        held.insert(n.pod_cidr, ());
+    }
     for node in nodes.iter_mut().filter(|n| !n.pod_cidr_pinned) {
-        let slot = pick(&node.name, v4_slots, |s| {
-            let net = net_of(s);
-            held.iter().any(|h| h.contains(&net) || net.contains(h))
-        })
-        .ok_or_else(|| exhausted(node, "pod-cidr", cluster.to_string()))?;
+        let slot = pick(&node.name, v4_slots, |s| held.overlaps(net_of(s))).ok_or_else(|| {
+            exhausted(
+                node,
+                "cluster-cidr",
+                cluster.to_string(),
+                prefix,
+                v4_slots,
+                count,
+            )
+        })?;
         node.pod_cidr = net_of(slot);
-        held.push(node.pod_cidr);
+        held.insert(node.pod_cidr, ());
     }
     // v6: only when the cluster is dual stack; same preference, so a node's v4 and v6 slots agree
     // whenever nothing collides.
@@ -88,15 +111,25 @@ pub(crate) fn assign(
             Ipv6Net::new(Ipv6Addr::from(base6 | (slot << shift6)), prefix_v6)
                 .expect("prefix was checked")
         };
-        let mut held6: Vec<Ipv6Net> = nodes.iter().filter_map(|n| n.pod_cidr_v6).collect();
+        let mut held6: Claims<()> = Claims::v6();
+        for n in nodes.iter() {
+            if let Some(net) = n.pod_cidr_v6 {
+                held6.insert(net, ());
+            }
+        }
         for node in nodes.iter_mut().filter(|n| !n.pod_cidr_v6_pinned) {
-            let slot = pick(&node.name, slots, |s| {
-                let net = net6(s);
-                held6.iter().any(|h| h.contains(&net) || net.contains(h))
-            })
-            .ok_or_else(|| exhausted(node, "pod-cidr-v6", cluster6.to_string()))?;
+            let slot = pick(&node.name, slots, |s| held6.overlaps(net6(s))).ok_or_else(|| {
+                exhausted(
+                    node,
+                    "cluster-cidr-v6",
+                    cluster6.to_string(),
+                    prefix_v6,
+                    slots,
+                    count,
+                )
+            })?;
             node.pod_cidr_v6 = Some(net6(slot));
-            held6.push(net6(slot));
+            held6.insert(net6(slot), ());
         }
     }
     Ok(())

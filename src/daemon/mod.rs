@@ -185,6 +185,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
                     Ok(diff) => tracing::info!(
                         added = diff.added.len(), removed = diff.removed.len(), changed = diff.changed.len(),
                         routes_added = diff.routes_added.len(), routes_removed = diff.routes_removed.len(),
+                        routes_changed = diff.routes_changed.len(),
                         "topology reloaded"
                     ),
                     Err(e) => tracing::error!(error = %e, "reload refused; still running the previous topology"),
@@ -225,18 +226,27 @@ async fn apply_path_events(r: &mut Running) {
     for e in &events {
         tracing::info!(peer = %e.peer, mtu = e.mtu, was = e.was, cause = ?e.cause, "path MTU changed");
     }
-    if let Err(e) = r.routes.sync(&r.plan, &r.io.device).await {
+    if let Err(e) = r.routes.follow_paths(&r.plan, &r.io.device, &events).await {
         tracing::warn!(error = %e, "could not update route MTUs");
     }
 }
 
+/// Re-plans and applies only the difference: routes and DNS resolvers are touched only for
+/// what the diff names, and the engine is not called at all when no peer and none of the
+/// node's own settings changed (a route-only change, or an edit elsewhere in a hub mesh).
 async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
     let (plan, _) = prepare(&r.settings)?;
     let diff = PlanDiff::between(&r.plan, &plan);
-    let created = r.io.device.apply(&plan);
-    r.routes.sync(&plan, &r.io.device).await?;
-    let peers: Vec<_> = r.io.device.peers().iter().cloned().collect();
-    r.resolvers.sync(&r.resolver, &peers, true);
+    let created = if diff.touches_peers() || diff.own || diff.mtu.is_some() {
+        // Device::apply takes the whole plan; it keeps every peer whose key is unchanged,
+        // session included
+        r.io.device.apply(&plan)
+    } else {
+        Vec::new()
+    };
+    r.routes.apply(&diff, &r.io.device).await?;
+    r.resolvers
+        .update(&r.resolver, &diff, &r.io.device.peers(), true);
     start_handshakes(&r.io, &created).await;
     r.plan = plan;
     Ok(diff)

@@ -1,9 +1,10 @@
 //! One task per DNS-named peer endpoint: resolve, set the peer's endpoint, sleep until the
 //! answer's TTL runs out, repeat. Reloads stop and start these tasks per peer.
 
+use crate::core::diff::PlanDiff;
 use crate::core::key::PublicKey;
 use crate::core::topology::Endpoint;
-use crate::engine::Peer;
+use crate::engine::{Peer, PeerTable};
 use crate::io::dns::{retry_delay, Resolver};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,8 +17,44 @@ pub struct Resolvers {
 }
 
 impl Resolvers {
+    /// Applies a reload's diff: stops the tasks of dropped peers and of peers whose endpoint
+    /// changed, and starts tasks for new DNS endpoints. Peers the diff does not name keep
+    /// their task (and its cached answer) untouched.
+    pub fn update(
+        &mut self,
+        resolver: &Resolver,
+        diff: &PlanDiff,
+        table: &PeerTable,
+        prefer_v4: bool,
+    ) {
+        for key in &diff.removed {
+            if let Some((_, task)) = self.tasks.remove(key) {
+                task.abort();
+            }
+        }
+        let touched: Vec<Arc<Peer>> = diff
+            .added
+            .iter()
+            .chain(&diff.changed)
+            .filter_map(|p| table.by_key(&p.public_key).cloned())
+            .collect();
+        self.reconcile(resolver, &touched, prefer_v4, false);
+    }
+
     /// Makes the running tasks match the peers' configured endpoints.
     pub fn sync(&mut self, resolver: &Resolver, peers: &[Arc<Peer>], prefer_v4: bool) {
+        self.reconcile(resolver, peers, prefer_v4, true);
+    }
+
+    /// Starts or restarts the tasks of `peers`; with `exhaustive`, `peers` is every peer and
+    /// the tasks of any other are stopped.
+    fn reconcile(
+        &mut self,
+        resolver: &Resolver,
+        peers: &[Arc<Peer>],
+        prefer_v4: bool,
+        exhaustive: bool,
+    ) {
         let wanted: HashMap<PublicKey, (Endpoint, Arc<Peer>)> = peers
             .iter()
             .filter_map(|p| match p.config().endpoint.clone() {
@@ -25,8 +62,11 @@ impl Resolvers {
                 _ => None,
             })
             .collect();
+        let named: std::collections::HashSet<PublicKey> =
+            peers.iter().map(|p| p.public_key()).collect();
         self.tasks.retain(|key, (endpoint, task)| {
-            let keep = wanted.get(key).is_some_and(|(e, _)| e == endpoint);
+            let concerned = exhaustive || named.contains(key);
+            let keep = !concerned || wanted.get(key).is_some_and(|(e, _)| e == endpoint);
             if !keep {
                 task.abort();
             }

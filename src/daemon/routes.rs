@@ -1,28 +1,44 @@
 //! Keeps the kernel's routes into the tun device equal to the plan, each with the MTU of its
 //! path: the discovered MTU towards the first hop, bounded by the plan's estimate of the hops
-//! behind it. Only routes whose destination or MTU changed are touched.
+//! behind it. Only routes whose destination or MTU changed are touched, and after start-up only
+//! the routes a change concerns are even looked at: a reload's diff, or the routes through the
+//! peers whose path MTU moved. With 10,000 routes, recomputing them all per event is wasted work.
 
-use crate::core::plan::Plan;
+use crate::core::diff::PlanDiff;
+use crate::core::plan::{Plan, RoutePlan};
 use crate::engine::Device;
+use crate::engine::PathEvent;
 use crate::io::netlink::{NetlinkError, Routes};
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub struct RouteSync {
     routes: Routes,
     applied: BTreeMap<IpNet, u16>,
 }
 
+/// Each peer's discovered path MTU, by name.
+fn path_mtus(device: &Device) -> HashMap<String, u16> {
+    device
+        .peers()
+        .iter()
+        .map(|p| (p.name(), p.path.mtu()))
+        .collect()
+}
+
+/// The MTU a route should carry, given the first hop's discovered MTU (if known).
+fn route_mtu(r: &RoutePlan, first_hop: Option<u16>) -> u16 {
+    first_hop
+        .unwrap_or(r.mtu)
+        .min(r.beyond_mtu.unwrap_or(u16::MAX))
+}
+
 /// What the routes should be: destination → MTU.
 fn desired(plan: &Plan, device: &Device) -> BTreeMap<IpNet, u16> {
-    let table = device.peers();
-    let by_name: BTreeMap<String, u16> = table.iter().map(|p| (p.name(), p.path.mtu())).collect();
+    let by_name = path_mtus(device);
     plan.routes
         .iter()
-        .map(|r| {
-            let first = by_name.get(&r.via).copied().unwrap_or(r.mtu);
-            (r.destination, first.min(r.beyond_mtu.unwrap_or(u16::MAX)))
-        })
+        .map(|r| (r.destination, route_mtu(r, by_name.get(&r.via).copied())))
         .collect()
 }
 
@@ -58,6 +74,68 @@ impl RouteSync {
             changes += 1;
         }
         Ok(changes)
+    }
+
+    /// Applies a reload's diff: removes the routes it drops, installs the ones it adds and moves
+    /// the MTUs it changes; every other route is left alone, unread. Returns how many routes
+    /// were added, changed or removed.
+    pub async fn apply(&mut self, diff: &PlanDiff, device: &Device) -> Result<usize, NetlinkError> {
+        let mut changes = 0;
+        let set: Vec<&RoutePlan> = diff
+            .routes_added
+            .iter()
+            .chain(&diff.routes_changed)
+            .collect();
+        // a destination that only changed its first hop stays installed
+        let kept: HashSet<IpNet> = set.iter().map(|r| r.destination).collect();
+        for r in &diff.routes_removed {
+            if !kept.contains(&r.destination) && self.applied.contains_key(&r.destination) {
+                self.routes.remove(r.destination).await?;
+                self.applied.remove(&r.destination);
+                changes += 1;
+            }
+        }
+        if set.is_empty() {
+            return Ok(changes);
+        }
+        let by_name = path_mtus(device);
+        for r in set {
+            changes += usize::from(self.set(r, by_name.get(&r.via).copied()).await?);
+        }
+        Ok(changes)
+    }
+
+    /// Moves the MTUs of the routes whose first hop is a peer in `events`, to that peer's
+    /// discovered path MTU. Returns how many routes changed.
+    pub async fn follow_paths(
+        &mut self,
+        plan: &Plan,
+        device: &Device,
+        events: &[PathEvent],
+    ) -> Result<usize, NetlinkError> {
+        let table = device.peers();
+        let moved: HashMap<&str, u16> = events
+            .iter()
+            .filter_map(|e| Some((e.peer.as_str(), table.by_key(&e.public_key)?.path.mtu())))
+            .collect();
+        let mut changes = 0;
+        for r in &plan.routes {
+            if let Some(&mtu) = moved.get(r.via.as_str()) {
+                changes += usize::from(self.set(r, Some(mtu)).await?);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Installs `r` with its MTU unless it is installed with that MTU already.
+    async fn set(&mut self, r: &RoutePlan, first_hop: Option<u16>) -> Result<bool, NetlinkError> {
+        let mtu = route_mtu(r, first_hop);
+        if self.applied.get(&r.destination) == Some(&mtu) {
+            return Ok(false);
+        }
+        self.routes.set(r.destination, Some(mtu)).await?;
+        self.applied.insert(r.destination, mtu);
+        Ok(true)
     }
 
     /// Removes every route this daemon installed.

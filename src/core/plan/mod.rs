@@ -14,6 +14,7 @@ use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6};
 use crate::core::key::PublicKey;
 use ipnet::IpNet;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Role of a peer relative to the planning node.
@@ -100,11 +101,39 @@ fn opt_display<T: std::fmt::Display, S: serde::Serializer>(
     }
 }
 
+/// The hubs of each region, in file order: found once per plan, since routing through a hub
+/// asks for them once per destination, and a scan of every node per ask made a plan
+/// quadratic in the number of nodes.
+struct Hubs<'a>(HashMap<&'a str, Vec<&'a Node>>);
+
+impl<'a> Hubs<'a> {
+    fn of(topo: &'a Topology) -> Self {
+        let mut hubs: HashMap<&str, Vec<&Node>> = HashMap::new();
+        if topo.mode == MeshMode::Hub {
+            for n in topo.nodes.iter().filter(|n| n.hub) {
+                hubs.entry(n.region.as_str()).or_default().push(n);
+            }
+        }
+        Hubs(hubs)
+    }
+
+    fn of_region(&self, region: &str) -> &[&'a Node] {
+        self.0.get(region).map_or(&[], Vec::as_slice)
+    }
+
+    fn first(&self, region: &str) -> Option<&'a Node> {
+        self.of_region(region).first().copied()
+    }
+}
+
 impl Plan {
-    /// Computes the plan of `node_name`. Cost is linear in the number of nodes.
+    /// Computes the plan of `node_name`. Cost is linear in the number of nodes (after finding
+    /// `node_name`, itself a linear scan): every other node is visited a constant number of
+    /// times, and the hubs and regions it needs are looked up, never searched for.
     pub fn compute(topo: &Topology, node_name: &str) -> Result<Plan, TopologyError> {
         let me = topo.node(node_name)?;
-        let others = || topo.nodes.iter().filter(move |n| n.name != me.name);
+        let hubs = Hubs::of(topo);
+        let others = || topo.nodes.iter().filter(move |n| !std::ptr::eq(*n, me));
         let peer = |n: &Node, allowed: Vec<IpNet>, role| PeerPlan {
             name: n.name.clone(),
             public_key: n.public_key,
@@ -118,46 +147,44 @@ impl Plan {
             mtu: pair_mtu(topo, me, n),
         };
         let mut peers = Vec::new();
-        let mut routes = Vec::new();
+        // (destination node, first hop) for every other node
+        let mut hops: Vec<(&Node, &Node)> = Vec::with_capacity(topo.nodes.len());
         match topo.mode {
             MeshMode::Full => {
+                peers.reserve(topo.nodes.len());
                 for n in others() {
                     peers.push(peer(n, n.pod_cidrs(), PeerRole::Direct));
-                    routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
-                        destination: d,
-                        node: n.name.clone(),
-                        via: n.name.clone(),
-                        mtu: 0,
-                        beyond_mtu: None,
-                    }));
+                    hops.push((n, n));
                 }
             }
             MeshMode::Hub if !me.hub => {
                 let mut cluster = vec![IpNet::V4(topo.cluster_cidr)];
                 cluster.extend(topo.cluster_cidr_v6.map(IpNet::V6));
-                let hubs: Vec<&Node> = topo.hubs_of(&me.region).collect();
-                for h in &hubs {
+                let own_hubs = hubs.of_region(&me.region);
+                for h in own_hubs {
                     let mut allowed = h.pod_cidrs();
                     allowed.extend(cluster.iter().copied());
                     peers.push(peer(h, allowed, PeerRole::Hub));
                 }
-                let first_hub = hubs.first().map(|h| h.name.clone()).unwrap_or_default();
                 for n in others() {
                     let via = if n.hub && n.region == me.region {
-                        n.name.clone()
+                        Some(n)
                     } else {
-                        first_hub.clone()
+                        own_hubs.first().copied()
                     };
-                    routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
-                        destination: d,
-                        node: n.name.clone(),
-                        via: via.clone(),
-                        mtu: 0,
-                        beyond_mtu: None,
-                    }));
+                    // a region without hubs is refused by validation; keep the route regardless
+                    hops.push((n, via.unwrap_or(n)));
                 }
             }
             MeshMode::Hub => {
+                // each other region's CIDRs, carried by that region's hubs
+                let mut region_cidrs: HashMap<&str, Vec<IpNet>> = HashMap::new();
+                for n in others().filter(|n| n.region != me.region) {
+                    region_cidrs
+                        .entry(n.region.as_str())
+                        .or_default()
+                        .extend(n.pod_cidrs());
+                }
                 for n in others() {
                     if n.region == me.region {
                         let role = if n.hub {
@@ -167,37 +194,32 @@ impl Plan {
                         };
                         peers.push(peer(n, n.pod_cidrs(), role));
                     } else if n.hub {
-                        let region_cidrs = topo
-                            .nodes
-                            .iter()
-                            .filter(|m| m.region == n.region)
-                            .flat_map(|m| m.pod_cidrs())
-                            .collect();
-                        peers.push(peer(n, region_cidrs, PeerRole::Hub));
+                        let cidrs = region_cidrs.get(n.region.as_str()).cloned();
+                        peers.push(peer(n, cidrs.unwrap_or_default(), PeerRole::Hub));
                     }
                 }
                 for n in others() {
                     // Another region's hub is a peer itself: its own CIDRs go straight to it.
                     let via = if n.region == me.region || n.hub {
-                        n.name.clone()
+                        n
                     } else {
-                        topo.hubs_of(&n.region)
-                            .next()
-                            .map(|h| h.name.clone())
-                            .unwrap_or_default()
+                        hubs.first(&n.region).unwrap_or(n)
                     };
-                    routes.extend(n.pod_cidrs().into_iter().map(|d| RoutePlan {
-                        destination: d,
-                        node: n.name.clone(),
-                        via: via.clone(),
-                        mtu: 0,
-                        beyond_mtu: None,
-                    }));
+                    hops.push((n, via));
                 }
             }
         }
-        for r in &mut routes {
-            (r.mtu, r.beyond_mtu) = route_mtu(topo, me, &r.node);
+        let mut routes =
+            Vec::with_capacity(hops.len() * (1 + usize::from(me.pod_cidr_v6.is_some())));
+        for (dest, via) in hops {
+            let (mtu, beyond_mtu) = route_mtu(topo, &hubs, me, dest);
+            routes.extend(dest.pod_cidrs().into_iter().map(|d| RoutePlan {
+                destination: d,
+                node: dest.name.clone(),
+                via: via.name.clone(),
+                mtu,
+                beyond_mtu,
+            }));
         }
         let underlay_mtu = topo.underlay_mtu(&me.region);
         Ok(Plan {
@@ -252,42 +274,42 @@ fn pair_mtu(topo: &Topology, a: &Node, b: &Node) -> u16 {
 
 /// The node `from` sends a packet for `dest` to: `dest` itself in a full mesh; in hub mode a
 /// spoke's hub, or another region's hub.
-fn next_hop<'a>(topo: &'a Topology, from: &'a Node, dest: &'a Node) -> &'a Node {
+fn next_hop<'a>(topo: &Topology, hubs: &Hubs<'a>, from: &'a Node, dest: &'a Node) -> &'a Node {
     if topo.mode == MeshMode::Full {
         return dest;
     }
-    let hub_of = |region: &'a str| topo.hubs_of(region).next();
     if !from.hub {
         if dest.hub && dest.region == from.region {
             return dest;
         }
-        return hub_of(&from.region).unwrap_or(dest);
+        return hubs.first(&from.region).unwrap_or(dest);
     }
     if dest.region == from.region || dest.hub {
         return dest;
     }
-    hub_of(&dest.region).unwrap_or(dest)
+    hubs.first(&dest.region).unwrap_or(dest)
 }
 
 /// Starting MTU towards `dest` (the smallest direct-path MTU along every hop to it), and the
 /// smallest of the hops after the first, if there are any.
-fn route_mtu(topo: &Topology, me: &Node, dest: &str) -> (u16, Option<u16>) {
-    let Ok(dest) = topo.node(dest) else {
-        return (MIN_TUNNEL_MTU, None);
-    };
-    let mut hops = Vec::new();
+fn route_mtu(topo: &Topology, hubs: &Hubs, me: &Node, dest: &Node) -> (u16, Option<u16>) {
+    let mut first = None;
+    let mut beyond: Option<u16> = None;
     let mut at = me;
     // hub mode has at most three hops; the bound guards against a malformed chain
     for _ in 0..4 {
-        let next = next_hop(topo, at, dest);
-        hops.push(pair_mtu(topo, at, next));
-        if next.name == dest.name {
+        let next = next_hop(topo, hubs, at, dest);
+        let mtu = pair_mtu(topo, at, next);
+        match first {
+            None => first = Some(mtu),
+            Some(_) => beyond = Some(beyond.map_or(mtu, |b| b.min(mtu))),
+        }
+        if std::ptr::eq(next, dest) {
             break;
         }
         at = next;
     }
-    let first = hops.first().copied().unwrap_or(MIN_TUNNEL_MTU);
-    let beyond = hops.iter().skip(1).min().copied();
+    let first = first.unwrap_or(MIN_TUNNEL_MTU);
     (first.min(beyond.unwrap_or(u16::MAX)), beyond)
 }
 

@@ -3,17 +3,28 @@
 
 use toml::Spanned;
 
-/// Maps byte offsets to 1-based line numbers.
-pub(super) struct Lines<'a>(pub(super) &'a str);
+/// Maps byte offsets to 1-based line numbers. The line starts are found once, so each lookup
+/// is a binary search: a 10,000-node file asks for a line tens of thousands of times, and
+/// counting newlines from the top on every ask made loading quadratic in the file's size.
+pub(super) struct Lines {
+    starts: Vec<usize>,
+}
 
-impl Lines<'_> {
+impl Lines {
+    pub(super) fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        Lines { starts }
+    }
     pub(super) fn of(&self, offset: usize) -> usize {
-        let end = offset.min(self.0.len());
-        self.0.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        // the number of line starts at or before the offset is its 1-based line
+        self.starts.partition_point(|&s| s <= offset)
     }
     pub(super) fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
         Some(self.of(s.span().start))

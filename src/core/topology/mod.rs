@@ -1,12 +1,14 @@
 //! Checked topology types. Once a file has become a [`Topology`], every name, key, CIDR and
 //! endpoint in it is valid, so the planner and the engine never re-check them.
 
+mod claims;
 mod error;
 mod file;
 mod locate;
 mod nodes;
 mod validate;
 
+pub(crate) use claims::Claims;
 pub use error::{Problem, TopologyError};
 pub use file::{RawLab, RawLink, RawNode, RawRegion, RawTopology};
 

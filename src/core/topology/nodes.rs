@@ -1,6 +1,7 @@
 //! Checks of each `[[node]]` on its own and against the others: names, keys, endpoints and
 //! pinned pod CIDRs. The mesh-wide checks are in [`super::validate`].
 
+use super::claims::Claims;
 use super::validate::{cidr_v4, cidr_v6, Collector};
 use super::{Endpoint, Node, RawTopology};
 use crate::core::key::PublicKey;
@@ -18,10 +19,14 @@ pub(super) fn check_nodes(
 ) -> Vec<Node> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut keys: HashMap<PublicKey, String> = HashMap::new();
-    let mut pinned: Vec<(Ipv4Net, String)> = Vec::new();
-    let mut pinned_v6: Vec<(Ipv6Net, String)> = Vec::new();
-    let mut nodes = Vec::new();
-    for spanned in &raw.node {
+    // owners are (file position, name): a CIDR overlapping several names the first of them
+    let mut pinned: Claims<(usize, String)> = Claims::v4();
+    let mut pinned_v6: Claims<(usize, String)> = Claims::v6();
+    let first = |owners: &mut dyn Iterator<Item = &(usize, String)>| {
+        owners.min_by_key(|(i, _)| *i).map(|(_, name)| name.clone())
+    };
+    let mut nodes = Vec::with_capacity(raw.node.len());
+    for (index, spanned) in raw.node.iter().enumerate() {
         let n = spanned.get_ref();
         let name = n.name.get_ref().clone();
         let node_line = c.lines.at(&n.name);
@@ -119,10 +124,7 @@ pub(super) fn check_nodes(
                     format!("{net} is too small; at most /30"),
                 );
             }
-            if let Some((_, other)) = pinned
-                .iter()
-                .find(|(p, _)| p.contains(&net) || net.contains(p))
-            {
+            if let Some(other) = first(&mut pinned.overlapping(net)) {
                 c.push(
                     line,
                     Some(&name),
@@ -130,7 +132,7 @@ pub(super) fn check_nodes(
                     format!("{net} overlaps node '{other}'"),
                 );
             }
-            pinned.push((net, name.clone()));
+            pinned.insert(net, (index, name.clone()));
             Some(net)
         });
         let pod_cidr_v6 = n.pod_cidr_v6.as_ref().and_then(|s| {
@@ -151,10 +153,7 @@ pub(super) fn check_nodes(
                 ),
                 _ => {}
             }
-            if let Some((_, other)) = pinned_v6
-                .iter()
-                .find(|(p, _)| p.contains(&net) || net.contains(p))
-            {
+            if let Some(other) = first(&mut pinned_v6.overlapping(net)) {
                 c.push(
                     line,
                     Some(&name),
@@ -162,7 +161,7 @@ pub(super) fn check_nodes(
                     format!("{net} overlaps node '{other}'"),
                 );
             }
-            pinned_v6.push((net, name.clone()));
+            pinned_v6.insert(net, (index, name.clone()));
             Some(net)
         });
         nodes.push(Node {

@@ -7,16 +7,16 @@ use super::{MeshMode, Problem, RawTopology, Region, Topology, TopologyError};
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::ipam;
 use ipnet::{Ipv4Net, Ipv6Net};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use toml::Spanned;
 
-pub(super) struct Collector<'a> {
-    pub(super) lines: Lines<'a>,
+pub(super) struct Collector {
+    pub(super) lines: Lines,
     pub(super) problems: Vec<Problem>,
 }
 
-impl Collector<'_> {
+impl Collector {
     pub(super) fn push(
         &mut self,
         line: Option<usize>,
@@ -34,7 +34,7 @@ impl Collector<'_> {
 }
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
-    let lines = Lines(text);
+    let lines = Lines::new(text);
     let raw: RawTopology = toml::from_str(text).map_err(|e| {
         let message = e.message().trim().to_string();
         let (node, field) = e
@@ -161,11 +161,14 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     let nodes = check_nodes(&raw, c, cluster, cluster_v6, listen_port);
 
     if mode == Some(MeshMode::Hub) {
-        let mut seen = BTreeSet::new();
+        let with_hub: HashSet<&str> = nodes
+            .iter()
+            .filter(|n| n.hub)
+            .map(|n| n.region.as_str())
+            .collect();
+        let mut seen = HashSet::new();
         for (raw_node, node) in raw.node.iter().zip(&nodes) {
-            if seen.insert(node.region.clone())
-                && !nodes.iter().any(|n| n.hub && n.region == node.region)
-            {
+            if !with_hub.contains(node.region.as_str()) && seen.insert(node.region.as_str()) {
                 let line = c.lines.at(&raw_node.get_ref().region);
                 c.push(line, Some(&node.name), "hub", format!(
                     "region '{}' has no hub; mode = \"hub\" needs `hub = true` on at least one node of each region",
@@ -189,7 +192,12 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     }
     let cluster = cluster?;
     let mut nodes = nodes;
-    if let Err(p) = ipam::assign(&mut nodes, cluster, node_prefix, cluster_v6, node_prefix_v6) {
+    if let Err(mut p) = ipam::assign(&mut nodes, cluster, node_prefix, cluster_v6, node_prefix_v6) {
+        // the pool's own line: that is what to edit
+        p.line = match p.field.as_deref() {
+            Some("cluster-cidr-v6") => raw.cluster_cidr_v6.as_ref().and_then(|s| c.lines.at(s)),
+            _ => c.lines.at(&raw.cluster_cidr),
+        };
         c.problems.push(p);
         return None;
     }
@@ -220,13 +228,14 @@ fn check_lab_links(
     let Some(lab) = &raw.lab else {
         return Vec::new();
     };
+    let regions: HashSet<&str> = nodes.iter().map(|n| n.region.as_str()).collect();
     let mut links = Vec::new();
     for l in &lab.link {
         let line = c.lines.at(l);
         let link = l.get_ref();
         let [a, b] = &link.regions;
         for r in [a, b] {
-            if !nodes.iter().any(|n| &n.region == r) {
+            if !regions.contains(r.as_str()) {
                 c.push(
                     line,
                     None,
