@@ -216,4 +216,42 @@ mod tests {
             "fd00:1::1"
         );
     }
+
+    /// `n` unpinned nodes with distinct keys in `cluster`.
+    fn many(n: usize, cluster: &str) -> String {
+        let mut text = format!("mode = \"full\"\ncluster-cidr = \"{cluster}\"\n");
+        for i in 0..n {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&(i as u32 + 1).to_le_bytes());
+            let key = crate::core::key::PublicKey::from_bytes(b);
+            text.push_str(&format!(
+                "[[node]]\nname = \"n{i}\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{key}\"\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn ten_thousand_nodes_fit_a_declared_larger_pool() {
+        let t = Topology::parse(&many(10_000, "10.0.0.0/10"), Path::new("t.toml")).unwrap();
+        let cidrs: std::collections::BTreeSet<_> = t.nodes.iter().map(|n| n.pod_cidr).collect();
+        assert_eq!(cidrs.len(), 10_000);
+        assert!(t.nodes.iter().all(|n| t.cluster_cidr.contains(&n.pod_cidr)));
+    }
+
+    #[test]
+    fn a_pool_too_small_is_refused_naming_its_field_and_line() {
+        let err = Topology::parse(&many(257, "10.244.0.0/16"), Path::new("t.toml")).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{err}");
+        let p = &problems[0];
+        assert_eq!(p.field.as_deref(), Some("cluster-cidr"));
+        assert_eq!(p.line, Some(2));
+        assert_eq!(p.node.as_deref(), Some("n256"));
+        assert!(
+            p.message.contains("256 /24 slot(s) for 257 node(s)"),
+            "{}",
+            p.message
+        );
+    }
 }

@@ -6,12 +6,46 @@
 
 use ipnet::IpNet;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
+
+/// Hashes a masked address with one folded multiply instead of SipHash: a lookup hashes once
+/// per prefix length on every packet, and SipHash was most of its cost. Keys are prefixes from
+/// the topology, never chosen by a sender, so a keyed hash buys nothing here; the fold (the
+/// high half of the 128-bit product XORed into the low half) spreads the zero host bits of a
+/// network address over the bucket index.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+const FOLD_SEED: [u64; 2] = [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344];
+
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a).wrapping_mul(u128::from(b));
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl Hasher for PrefixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = fold(self.0 ^ u64::from_le_bytes(b) ^ FOLD_SEED[0], FOLD_SEED[1]);
+        }
+    }
+    fn write_u128(&mut self, x: u128) {
+        self.0 = fold((x as u64) ^ FOLD_SEED[0], ((x >> 64) as u64) ^ FOLD_SEED[1]);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Level<V> = HashMap<u128, V, BuildHasherDefault<PrefixHasher>>;
 
 #[derive(Debug, Clone)]
 struct Family<V> {
     /// (prefix length, masked network → value), longest length first.
-    levels: Vec<(u8, HashMap<u128, V>)>,
+    levels: Vec<(u8, Level<V>)>,
 }
 
 impl<V> Default for Family<V> {
@@ -40,7 +74,7 @@ impl<V> Family<V> {
         match self.levels.binary_search_by(|(l, _)| len.cmp(l)) {
             Ok(i) => self.levels[i].1.insert(key, value),
             Err(i) => {
-                let mut map = HashMap::new();
+                let mut map = Level::default();
                 map.insert(key, value);
                 self.levels.insert(i, (len, map));
                 None
