@@ -2,9 +2,10 @@
 
 use super::control;
 use super::identity::{Identity, OwnKey};
+use super::lazy::Awake;
 use super::peer::{Peer, PeerConfig};
 use super::psk::PskSettings;
-use super::session::{epoch_bits, Session, SessionGuard, SessionKeys, BASE_SLOT_MASK};
+use super::session::{epoch_bits, SessionKeys, BASE_SLOT_MASK};
 use super::sink::Sink;
 use super::table::PeerTable;
 use crate::constants::MAX_DATAGRAM;
@@ -45,10 +46,12 @@ pub enum DropReason {
     TooBig,
     /// A key announcement that did not come from the announcing node's own session.
     ForgedAnnouncement,
+    /// Data for a session this node had released as idle (a new handshake was started).
+    StaleSession,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::NoRoute,
         DropReason::NoEndpoint,
         DropReason::SourceNotAllowed,
@@ -58,6 +61,7 @@ impl DropReason {
         DropReason::Ttl,
         DropReason::TooBig,
         DropReason::ForgedAnnouncement,
+        DropReason::StaleSession,
     ];
 
     pub fn label(self) -> &'static str {
@@ -71,6 +75,7 @@ impl DropReason {
             DropReason::Ttl => "ttl",
             DropReason::TooBig => "too_big",
             DropReason::ForgedAnnouncement => "forged_key_announcement",
+            DropReason::StaleSession => "stale_session",
         }
     }
 }
@@ -131,6 +136,11 @@ pub struct Device {
     pub(super) discovery: ArcSwap<DiscoverySettings>,
     /// MTU changes waiting for the daemon (routes, logs).
     pub(super) events: std::sync::Mutex<Vec<super::PathEvent>>,
+    /// Peers holding session state (their timers run).
+    pub(super) awake: Awake,
+    pub(super) releases: AtomicU64,
+    /// Quiet time after which idle peers are released even with usable keys (0: never).
+    pub(super) release_after_ms: AtomicU64,
 }
 
 /// What the plan says about probing.
@@ -193,6 +203,9 @@ impl Device {
             own_addrs: ArcSwap::from_pointee(plan.addresses.clone()),
             discovery: ArcSwap::from_pointee(DiscoverySettings::of(plan)),
             events: std::sync::Mutex::new(Vec::new()),
+            awake: Awake::default(),
+            releases: AtomicU64::new(0),
+            release_after_ms: AtomicU64::new(0),
         };
         dev.apply(plan);
         dev
@@ -236,14 +249,12 @@ impl Device {
         self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Makes the peer set match `plan`. Peers whose key is unchanged keep their `Tunn` (and so
-    /// their session); new keys get a fresh one; missing keys are dropped. Returns the peers
-    /// created, so the caller can start their handshakes.
+    /// Makes the peer set match `plan`. Peers whose key is unchanged keep their sessions; new
+    /// keys get an idle record (no session until traffic or a handshake needs one); missing
+    /// keys are dropped. Returns the peers created, so the caller can start their handshakes.
     pub fn apply(&self, plan: &Plan) -> Vec<Arc<Peer>> {
         let _writer = self.rotation();
         let old = self.table.load_full();
-        let id = self.identity.load();
-        let own = id.newest();
         let mut created = Vec::new();
         let mut peers = Vec::with_capacity(plan.peers.len());
         for p in &plan.peers {
@@ -262,15 +273,7 @@ impl Device {
                 }
                 None => {
                     let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) & BASE_SLOT_MASK;
-                    let keys = SessionKeys {
-                        ours: own.public,
-                        theirs: p.public_key,
-                        epoch: self.epoch(),
-                    };
-                    let index = super::session::slot_of(slot, 0, keys.epoch);
-                    let tunn = self.new_tunn(own, keys, p.persistent_keepalive, index);
-                    let session = Session::new(tunn, slot, 0, keys);
-                    let peer = Arc::new(Peer::new(session, config));
+                    let peer = Arc::new(Peer::new(slot, p.public_key, config));
                     created.push(peer.clone());
                     peers.push(peer);
                 }
@@ -286,11 +289,11 @@ impl Device {
         created
     }
 
-    /// Sends a handshake initiation to `peer` now (instead of waiting for traffic).
+    /// Sends a handshake initiation to `peer` now (instead of waiting for traffic), waking it.
     pub fn initiate(&self, peer: &Peer, scratch: &mut Scratch, sink: &mut impl Sink) {
         let Some(to) = peer.endpoint() else { return };
-        if let TunnResult::WriteToNetwork(d) = peer
-            .tunn()
+        if let TunnResult::WriteToNetwork(d) = self
+            .wake(peer)
             .format_handshake_initiation(&mut scratch.a, false)
         {
             sink.send(to, d);
@@ -333,7 +336,7 @@ impl Device {
     fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], sink: &mut impl Sink) {
         let space = sink.datagram_space(pkt.len() + DATAGRAM_SPACE_EXTRA);
         let start = space.as_ptr();
-        let len = match peer.tunn().encapsulate(pkt, space) {
+        let len = match self.wake(peer).encapsulate(pkt, space) {
             // boringtun writes from the start of the buffer it is given
             TunnResult::WriteToNetwork(d) if d.as_ptr() == start => Some(d.len()),
             TunnResult::WriteToNetwork(_) => unreachable!("Tunn wrote elsewhere"),
@@ -401,6 +404,7 @@ impl Device {
                 .map(|p| (p, Target::Slot(idx >> 8)))
                 .ok_or(DropReason::Decrypt)
         };
+        let data = matches!(parsed, Ok(Packet::PacketData(_)));
         // data and handshake responses complete a session, so they may move traffic to it
         let completes = matches!(
             parsed,
@@ -449,12 +453,21 @@ impl Device {
                 Target::Keys(keys) => peer.session_by_keys(keys),
             };
             let Some(mut session) = session else {
-                // a session of a retired key, or keys without a session
-                self.drop_packet(DropReason::UnknownPeer);
+                if first && data && self.release_after().is_some() && !peer.is_awake() {
+                    // its session was released here early while the peer kept it: a new
+                    // handshake moves the peer to a new one. (Released only when the keys
+                    // were dead on both sides, no legitimate packet arrives for it: garbage
+                    // then wakes nothing.)
+                    self.drop_packet(DropReason::StaleSession);
+                    self.initiate(&peer, scratch, sink);
+                } else {
+                    // a session of a retired key, or keys without a session
+                    self.drop_packet(DropReason::UnknownPeer);
+                }
                 break;
             };
             let slot = session.slot;
-            let inactive = matches!(session, SessionGuard::Other(..));
+            let inactive = !session.is_active();
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
             drop(session);
             if first && inactive && completes && !matches!(result, TunnResult::Err(_)) {
@@ -592,20 +605,10 @@ impl Device {
         self.tick_paths(now, scratch, sink);
         self.tick_rotation(now, scratch, sink);
         self.tick_psk(scratch, sink);
-        let table = self.table.load();
-        for peer in table.iter() {
-            let result = peer.tunn().update_timers(&mut scratch.a);
-            self.timer_result(peer, result, sink);
-            // sessions of a rotation: their handshakes retry, old ones expire on their own
-            let mut others = peer.others();
-            for s in others.iter_mut() {
-                let result = s.update_timers(&mut scratch.a);
-                self.timer_result(peer, result, sink);
-            }
-        }
+        self.tick_sessions(now, scratch, sink);
     }
 
-    fn timer_result(&self, peer: &Peer, result: TunnResult<'_>, sink: &mut impl Sink) {
+    pub(super) fn timer_result(&self, peer: &Peer, result: TunnResult<'_>, sink: &mut impl Sink) {
         match result {
             TunnResult::WriteToNetwork(d) => match peer.endpoint() {
                 Some(to) => sink.send(to, d),

@@ -12,6 +12,7 @@
 mod control;
 mod device;
 mod identity;
+mod lazy;
 mod path;
 mod peer;
 mod probing;
@@ -30,6 +31,8 @@ pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
 #[cfg(test)]
+mod lazy_tests;
+#[cfg(test)]
 mod memory_tests;
 #[cfg(test)]
 mod psk_tests;
@@ -39,12 +42,9 @@ mod rotation_tests;
 /// A peer with a fresh key and the given endpoint, for tests of the drivers around the engine.
 #[cfg(test)]
 pub(crate) fn peer_for_tests(
-    own: crate::core::key::PrivateKey,
     endpoint: Option<crate::core::topology::Endpoint>,
 ) -> std::sync::Arc<Peer> {
     let their = crate::core::key::PrivateKey::generate().public_key();
-    let tunn =
-        boringtun::noise::Tunn::new(own.secret().clone(), their.to_x25519(), None, None, 1, None);
     let config = peer::PeerConfig {
         name: "test-peer".into(),
         endpoint,
@@ -53,11 +53,5 @@ pub(crate) fn peer_for_tests(
         overlay_addrs: vec![],
         mtu: 1420,
     };
-    let keys = SessionKeys {
-        ours: own.public_key(),
-        theirs: their,
-        epoch: 0,
-    };
-    let session = Session::new(tunn, 1, 0, keys);
-    std::sync::Arc::new(Peer::new(session, config))
+    std::sync::Arc::new(Peer::new(1, their, config))
 }

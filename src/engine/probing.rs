@@ -33,7 +33,11 @@ impl Device {
         };
         let pkt = control::build(src, dst, msg, pad_to);
         let Some(to) = peer.endpoint() else { return };
-        if let TunnResult::WriteToNetwork(d) = peer.tunn().encapsulate(&pkt, out) {
+        // only inside a session that exists: control never wakes an idle peer
+        let Some(mut session) = peer.active() else {
+            return;
+        };
+        if let TunnResult::WriteToNetwork(d) = session.encapsulate(&pkt, out) {
             sink.send(to, d);
         }
     }
@@ -44,8 +48,7 @@ impl Device {
         if !settings.enabled {
             return;
         }
-        let table = self.table.load();
-        for peer in table.iter() {
+        for peer in self.awake_peers().iter() {
             let live = peer.handshake_age().is_some_and(|a| a < SESSION_FRESH);
             if !live {
                 continue;
