@@ -543,7 +543,7 @@ impl Device {
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
-        if !from_peer.allows_source(src) {
+        if !self.table.load().allows(from_peer, src) {
             self.drop_packet(DropReason::SourceNotAllowed);
             return;
         }

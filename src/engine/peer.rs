@@ -5,7 +5,6 @@ use super::path::PeerPath;
 use super::session::{SessionGuard, Sessions};
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
-use crate::core::routing::PrefixTable;
 use crate::core::topology::Endpoint;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -42,8 +41,6 @@ pub struct Peer {
     pub(super) retired_tx: AtomicU64,
     pub(super) retired_rx: AtomicU64,
     config: ArcSwap<PeerConfig>,
-    /// Inner source addresses this peer may send from.
-    allowed: ArcSwap<PrefixTable<()>>,
     /// Where datagrams go now: the configured address, a resolved DNS name, or where the peer
     /// last sent an authenticated packet from (roaming).
     endpoint: RwLock<Option<SocketAddr>>,
@@ -82,14 +79,6 @@ pub struct PeerSnapshot {
     pub handshake_failures: u64,
 }
 
-fn allowed_table(ips: &[IpNet]) -> PrefixTable<()> {
-    let mut t = PrefixTable::new();
-    for ip in ips {
-        t.insert(*ip, ());
-    }
-    t
-}
-
 impl Peer {
     /// An idle peer at base slot `slot`: no session until traffic or a handshake needs one.
     pub fn new(slot: u32, public_key: PublicKey, config: PeerConfig) -> Self {
@@ -106,7 +95,6 @@ impl Peer {
             key_since: Mutex::new(Instant::now()),
             retired_tx: AtomicU64::new(0),
             retired_rx: AtomicU64::new(0),
-            allowed: ArcSwap::from_pointee(allowed_table(&config.allowed_ips)),
             config: ArcSwap::from_pointee(config),
             endpoint: RwLock::new(endpoint),
             path: PeerPath::new(start_mtu),
@@ -166,8 +154,6 @@ impl Peer {
                 self.set_endpoint(*a);
             }
         }
-        self.allowed
-            .store(Arc::new(allowed_table(&config.allowed_ips)));
         self.config.store(Arc::new(config));
     }
 
@@ -183,11 +169,6 @@ impl Peer {
         *self.endpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
         self.endpoint_changes.fetch_add(1, Ordering::Relaxed);
         true
-    }
-
-    /// Whether this peer may send packets from `src`.
-    pub fn allows_source(&self, src: IpAddr) -> bool {
-        self.allowed.load().lookup(src).is_some()
     }
 
     /// Time since the last completed handshake.
