@@ -7,8 +7,9 @@
 //! Timers run only for awake peers: the device keeps their slots in one set, and a tick walks
 //! that set, never the whole peer table. An idle peer costs no task, no timer and no tick.
 
-use super::device::{Device, Scratch};
+use super::device::Device;
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::session::{slot_of, Session, SessionGuard};
 use super::sink::Sink;
 use crate::constants::{RELEASE_QUIET, SESSION_FRESH};

@@ -11,21 +11,28 @@
 
 mod control;
 mod device;
+mod drops;
 mod identity;
+mod inbound;
 mod lazy;
+mod outbound;
 mod path;
 mod peer;
 mod probing;
 mod psk;
 mod rotation;
+mod scratch;
 mod session;
 mod sink;
 mod table;
+mod timers;
 
-pub use device::{Device, DropReason, Scratch};
+pub use device::Device;
+pub use drops::DropReason;
 pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use psk::PskSettings;
+pub use scratch::Scratch;
 pub use session::{Session, SessionGuard, SessionKeys};
 pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;

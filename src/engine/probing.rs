@@ -2,9 +2,10 @@
 //! speak wiremesh control, probes sized to test the underlay path, and their answers.
 
 use super::control::{self, Message};
-use super::device::{Device, Scratch};
+use super::device::Device;
 use super::path::PathEvent;
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::sink::Sink;
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6, SESSION_FRESH};
 use boringtun::noise::TunnResult;

@@ -4,9 +4,10 @@
 //! previous epoch are dropped. A responder answers in the initiator's epoch when it is within
 //! one of its own, so clocks may disagree by up to one epoch.
 
-use super::device::{Device, Scratch};
+use super::device::Device;
 use super::identity::OwnKey;
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::session::SessionKeys;
 use super::sink::Sink;
 use crate::core::key::PublicKey;

@@ -12,9 +12,11 @@
 //! at any moment comes back with a key the peers accept.
 
 use super::control::Message;
-use super::device::{Device, DropReason, Scratch};
+use super::device::Device;
+use super::drops::DropReason;
 use super::identity::{Identity, OwnKey};
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::session::SessionKeys;
 use super::sink::Sink;
 use super::table::PeerTable;
@@ -181,7 +183,7 @@ impl Device {
         if !peer.config().overlay_addrs.contains(&src) {
             // relayed (a hub) or spoofed inside another node's allowed range: that session
             // does not speak for the node `src` belongs to
-            self.count_drop(DropReason::ForgedAnnouncement);
+            self.drop_packet(DropReason::ForgedAnnouncement);
             tracing::warn!(via = %peer.name(), %src, "key announcement from another node's session ignored");
             return;
         }
@@ -199,7 +201,7 @@ impl Device {
             }
             AnnounceVerdict::Repeated => {}
             AnnounceVerdict::Refused => {
-                self.count_drop(DropReason::ForgedAnnouncement);
+                self.drop_packet(DropReason::ForgedAnnouncement);
                 return;
             }
         }
