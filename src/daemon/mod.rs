@@ -166,6 +166,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         tokio::spawn(io.clone().timers()),
     ];
     start_handshakes(&io, &peers).await;
+    crate::io::memory::release_freed_heap();
     tracing::info!(
         node = %running.plan.node,
         interface = %running.settings.interface,
@@ -249,6 +250,7 @@ async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
     r.resolvers.sync(&r.resolver, &peers, true);
     start_handshakes(&r.io, &created).await;
     r.plan = plan;
+    crate::io::memory::release_freed_heap();
     Ok(diff)
 }
 

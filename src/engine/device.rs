@@ -1,4 +1,5 @@
-//! The device: one node's identity, its peers, and the packet decisions.
+//! The device: one node's identity, its peer table and its plan-derived settings. The packet
+//! paths are `outbound.rs` and `inbound.rs`; the clock-driven work is `timers.rs`.
 
 use super::drops::DropReason;
 use super::identity::{Identity, OwnKey};
