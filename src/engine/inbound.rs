@@ -221,10 +221,7 @@ impl Device {
                 let mtu = next.path.mtu();
                 if icmp::needs_too_big(pkt, mtu) {
                     // tell the sender, back through the peer it came from
-                    self.drop_packet(DropReason::TooBig);
-                    // From the packet's destination: an ICMP whose source is one of our own addresses
-                    // would be dropped by the kernel as a martian.
-                    if let Some(err) = icmp::too_big(pkt, mtu, dst) {
+                    if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
                         self.encapsulate_to(from_peer, &err, sink);
                     }
                     return;
