@@ -118,6 +118,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         device: device.clone(),
         tun,
         udp,
+        stop: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {
@@ -159,12 +160,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
-    let tasks = [
-        tokio::spawn(io.clone().outbound()),
-        tokio::spawn(io.clone().inbound()),
-        tokio::spawn(io.clone().timers()),
-    ];
-    start_handshakes(&io, &peers).await;
+    let threads = loops::start(&io);
+    start_handshakes(&io, &peers);
     tracing::info!(
         node = %running.plan.node,
         interface = %running.settings.interface,
@@ -193,27 +190,28 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     tracing::info!("shutting down");
-    for t in tasks.iter().chain(scheduled.as_ref()) {
+    if let Some(t) = &scheduled {
         t.abort();
     }
+    loops::stop(&io, threads);
     running.resolvers.stop();
     drop(uapi);
     drop(control);
     drop(metrics);
     running.routes.clear().await;
-    // The tun device disappears when its last descriptor closes, with the tasks and `io`.
+    // The tun device disappears when its last descriptor closes, with the threads and `io`.
     Ok(())
 }
 
 /// Sends a first handshake to every peer with a known endpoint, so the mesh forms at once
 /// instead of on the first packet.
-async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     let mut scratch = Scratch::new();
     let mut batch = loops::new_batch();
     for p in peers {
         io.device.initiate(p, &mut scratch, &mut batch);
     }
-    io.flush(&mut batch, &mut tun_rs::GROTable::default()).await;
+    io.flush(&mut batch, &mut tun_rs::GROTable::default());
 }
 
 /// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.
@@ -237,7 +235,7 @@ async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
     r.routes.sync(&plan, &r.io.device).await?;
     let peers: Vec<_> = r.io.device.peers().iter().cloned().collect();
     r.resolvers.sync(&r.resolver, &peers, true);
-    start_handshakes(&r.io, &created).await;
+    start_handshakes(&r.io, &created);
     r.plan = plan;
     Ok(diff)
 }

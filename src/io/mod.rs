@@ -7,6 +7,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod netlink;
 pub mod private_socket;
+pub mod ready;
 pub mod topology_file;
 pub mod tun;
 pub mod uapi;
