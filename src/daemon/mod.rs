@@ -119,6 +119,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         device: device.clone(),
         tun,
         udp,
+        stop: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {
@@ -160,12 +161,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
-    let tasks = [
-        tokio::spawn(io.clone().outbound()),
-        tokio::spawn(io.clone().inbound()),
-        tokio::spawn(io.clone().timers()),
-    ];
-    start_handshakes(&io, &peers).await;
+    let threads = loops::start(&io);
+    start_handshakes(&io, &peers);
     crate::io::memory::release_freed_heap();
     tracing::info!(
         node = %running.plan.node,
@@ -195,15 +192,16 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     tracing::info!("shutting down");
-    for t in tasks.iter().chain(scheduled.as_ref()) {
+    if let Some(t) = &scheduled {
         t.abort();
     }
+    loops::stop(&io, threads);
     running.resolvers.stop();
     drop(uapi);
     drop(control);
     drop(metrics);
     running.routes.clear().await;
-    // The tun device disappears when its last descriptor closes, with the tasks and `io`.
+    // The tun device disappears when its last descriptor closes, with the threads and `io`.
     Ok(())
 }
 
@@ -211,7 +209,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
 /// instead of on the first packet; unless there are more than
 /// [`EAGER_HANDSHAKES`](crate::constants::EAGER_HANDSHAKES) of them (a hub with thousands of
 /// spokes): those wake on demand, and the spokes, each with a handful of peers, start theirs.
-async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     if peers.len() > crate::constants::EAGER_HANDSHAKES {
         tracing::info!(
             peers = peers.len(),
@@ -224,7 +222,7 @@ async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     for p in peers {
         io.device.initiate(p, &mut scratch, &mut batch);
     }
-    io.flush(&mut batch, &mut tun_rs::GROTable::default()).await;
+    io.flush(&mut batch, &mut tun_rs::GROTable::default());
 }
 
 /// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.
@@ -248,7 +246,7 @@ async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
     r.routes.sync(&plan, &r.io.device).await?;
     let peers: Vec<_> = r.io.device.peers().iter().cloned().collect();
     r.resolvers.sync(&r.resolver, &peers, true);
-    start_handshakes(&r.io, &created).await;
+    start_handshakes(&r.io, &created);
     r.plan = plan;
     crate::io::memory::release_freed_heap();
     Ok(diff)

@@ -8,6 +8,7 @@ pub mod memory;
 pub mod metrics;
 pub mod netlink;
 pub mod private_socket;
+pub mod ready;
 pub mod topology_file;
 pub mod tun;
 pub mod uapi;
