@@ -112,12 +112,14 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         },
         psk,
     ));
+    device.set_release_after(settings.release_idle_after.map(|s| s.0));
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
     let io = Arc::new(Io {
         device: device.clone(),
         tun,
         udp,
+        stop: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {
@@ -159,12 +161,9 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
-    let tasks = [
-        tokio::spawn(io.clone().outbound()),
-        tokio::spawn(io.clone().inbound()),
-        tokio::spawn(io.clone().timers()),
-    ];
-    start_handshakes(&io, &peers).await;
+    let threads = loops::start(&io);
+    start_handshakes(&io, &peers);
+    crate::io::memory::release_freed_heap();
     tracing::info!(
         node = %running.plan.node,
         interface = %running.settings.interface,
@@ -194,27 +193,37 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     tracing::info!("shutting down");
-    for t in tasks.iter().chain(scheduled.as_ref()) {
+    if let Some(t) = &scheduled {
         t.abort();
     }
+    loops::stop(&io, threads);
     running.resolvers.stop();
     drop(uapi);
     drop(control);
     drop(metrics);
     running.routes.clear().await;
-    // The tun device disappears when its last descriptor closes, with the tasks and `io`.
+    // The tun device disappears when its last descriptor closes, with the threads and `io`.
     Ok(())
 }
 
-/// Sends a first handshake to every peer with a known endpoint, so the mesh forms at once
-/// instead of on the first packet.
-async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+/// Sends a first handshake to each new peer with a known endpoint, so a mesh forms at once
+/// instead of on the first packet; unless there are more than
+/// [`EAGER_HANDSHAKES`](crate::constants::EAGER_HANDSHAKES) of them (a hub with thousands of
+/// spokes): those wake on demand, and the spokes, each with a handful of peers, start theirs.
+fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+    if peers.len() > crate::constants::EAGER_HANDSHAKES {
+        tracing::info!(
+            peers = peers.len(),
+            "many new peers: sessions start on demand, not all at once"
+        );
+        return;
+    }
     let mut scratch = Scratch::new();
     let mut batch = loops::new_batch();
     for p in peers {
         io.device.initiate(p, &mut scratch, &mut batch);
     }
-    io.flush(&mut batch, &mut tun_rs::GROTable::default()).await;
+    io.flush(&mut batch, &mut tun_rs::GROTable::default());
 }
 
 /// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.
@@ -247,8 +256,9 @@ async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
     r.routes.apply(&diff, &r.io.device).await?;
     r.resolvers
         .update(&r.resolver, &diff, &r.io.device.peers(), true);
-    start_handshakes(&r.io, &created).await;
+    start_handshakes(&r.io, &created);
     r.plan = plan;
+    crate::io::memory::release_freed_heap();
     Ok(diff)
 }
 

@@ -6,10 +6,13 @@
 //! takes coalesced ones back (`send_multiple` with a `GROTable`), so a burst crosses the tun
 //! device in a few system calls. Where the kernel refuses offloads the device opens without them;
 //! the same batch calls then carry one packet each.
+//!
+//! The descriptor is non-blocking and driven by the data-path threads (reads until
+//! `WouldBlock`, then `poll`), not by the async runtime.
 
 use std::io;
 use std::net::IpAddr;
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::{DeviceBuilder, SyncDevice};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create tun device '{name}': {source} (needs CAP_NET_ADMIN and /dev/net/tun)")]
@@ -22,7 +25,7 @@ pub struct TunError {
 /// Creates and brings up `name` with each address as a host address (/32, /128): the node's
 /// pod CIDR itself belongs to its container network, and other nodes' CIDRs are routed in
 /// explicitly, each with its own route.
-pub fn open(name: &str, mtu: u16, addrs: &[IpAddr]) -> Result<AsyncDevice, TunError> {
+pub fn open(name: &str, mtu: u16, addrs: &[IpAddr]) -> Result<SyncDevice, TunError> {
     let err = |source| TunError {
         name: name.to_string(),
         source,
@@ -39,7 +42,9 @@ pub fn open(name: &str, mtu: u16, addrs: &[IpAddr]) -> Result<AsyncDevice, TunEr
                 IpAddr::V6(a) => builder.ipv6(*a, 128u8),
             };
         }
-        builder.build_async()
+        let dev = builder.build_sync()?;
+        dev.set_nonblocking(true)?;
+        Ok(dev)
     };
     build(true)
         .or_else(|e| {

@@ -7,14 +7,22 @@
 //! datagrams to one peer in one call), so a burst costs a few system calls, not one per packet.
 
 use crate::engine::Batch;
+use crate::io::ready;
 pub use quinn_udp::RecvMeta;
 use quinn_udp::{Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::Duration;
 
+/// How long a send waits for room in a full socket buffer before the datagram is dropped (as a
+/// full link would drop it): long enough for any burst to drain, short enough that a stuck
+/// socket never stalls the loop.
+const SEND_WAIT: Duration = Duration::from_millis(100);
+
+/// Non-blocking and not registered with the async runtime: the data-path threads wait on it
+/// with `poll` themselves.
 pub struct Udp {
     sock: UdpSocket,
     state: UdpSocketState,
@@ -83,7 +91,7 @@ impl Udp {
         let _ = sock.set_recv_buffer_size(4 << 20);
         let _ = sock.set_send_buffer_size(4 << 20);
         let state = UdpSocketState::new((&sock).into()).map_err(err)?;
-        let sock = UdpSocket::from_std(sock.into()).map_err(err)?;
+        let sock: UdpSocket = sock.into();
         Ok(Udp {
             sock,
             state,
@@ -114,25 +122,15 @@ impl Udp {
         }
     }
 
-    pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+    /// Sends one datagram now (or fails with `WouldBlock` when the socket buffer is full).
+    pub fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
         if to.is_ipv6() && !self.dual_stack {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "IPv6 is disabled on this host",
             ));
         }
-        self.sock.send_to(datagram, self.to_wire(to)).await
-    }
-
-    /// Non-blocking receive, to drain a burst after one wake-up.
-    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, from) = self.sock.try_recv_from(buf)?;
-        Ok((n, Self::from_wire(from)))
-    }
-
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, from) = self.sock.recv_from(buf).await?;
-        Ok((n, Self::from_wire(from)))
+        self.sock.send_to(datagram, self.to_wire(to))
     }
 
     /// How many datagrams one GRO buffer may hold; receive buffers should be 64 KiB if > 1.
@@ -140,19 +138,28 @@ impl Udp {
         self.state.gro_segments()
     }
 
-    /// Waits for datagrams, then receives as many as `bufs` hold (`recvmmsg`, GRO). Each
-    /// `meta[i]` tells how many bytes of `bufs[i]` are filled, the sender (still on the wire:
-    /// map it with [`Udp::from_wire`]) and the `stride` between coalesced datagrams.
-    pub async fn recv_batch(
+    /// Receives as many datagrams as `bufs` hold (`recvmmsg`, GRO), waiting up to `timeout`
+    /// for the first; `Ok(0)` when none came. Each `meta[i]` tells how many bytes of `bufs[i]`
+    /// are filled, the sender (still on the wire: map it with [`Udp::from_wire`]) and the
+    /// `stride` between coalesced datagrams.
+    pub fn recv_batch(
         &self,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
+        timeout: Duration,
     ) -> io::Result<usize> {
-        self.sock
-            .async_io(Interest::READABLE, || {
-                self.state.recv((&self.sock).into(), bufs, meta)
-            })
-            .await
+        match self.try_recv_batch(bufs, meta) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !ready::wait(self.sock.as_fd(), false, timeout)? {
+                    return Ok(0);
+                }
+                match self.try_recv_batch(bufs, meta) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    other => other,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Like [`Udp::recv_batch`] without waiting: `WouldBlock` when nothing is queued.
@@ -161,16 +168,14 @@ impl Udp {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        self.sock.try_io(Interest::READABLE, || {
-            self.state.recv((&self.sock).into(), bufs, meta)
-        })
+        self.state.recv((&self.sock).into(), bufs, meta)
     }
 
     /// Sends every datagram of `batch`, one `sendmsg` per run of equal-size datagrams to one
     /// peer (UDP GSO). A run the kernel refuses as a whole is retried datagram by datagram
     /// (quinn-udp turns GSO off after the first such refusal). Errors are logged, not returned:
     /// one unreachable peer must not stop the others.
-    pub async fn send_batch(&self, batch: &Batch) {
+    pub fn send_batch(&self, batch: &Batch) {
         let max = self.state.max_gso_segments();
         for run in batch.datagram_runs(max) {
             if run.to.is_ipv6() && !self.dual_stack {
@@ -185,7 +190,7 @@ impl Udp {
                 segment_size: (segments > 1).then_some(run.segment),
                 src_ip: None,
             };
-            match self.send_one(&transmit).await {
+            match self.send_one(&transmit) {
                 Ok(()) => {}
                 Err(e) if segments > 1 => {
                     tracing::debug!(to = %run.to, error = %e, "GSO send failed; sending singly");
@@ -195,7 +200,7 @@ impl Udp {
                             segment_size: None,
                             ..transmit.clone()
                         };
-                        if let Err(e) = self.send_one(&single).await {
+                        if let Err(e) = self.send_one(&single) {
                             tracing::debug!(to = %run.to, error = %e, "send failed");
                         }
                     }
@@ -205,12 +210,18 @@ impl Udp {
         }
     }
 
-    async fn send_one(&self, transmit: &Transmit<'_>) -> io::Result<()> {
-        self.sock
-            .async_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.sock).into(), transmit)
-            })
-            .await
+    /// One `sendmsg`; waits (up to [`SEND_WAIT`]) while the socket buffer is full.
+    fn send_one(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        loop {
+            match self.state.try_send((&self.sock).into(), transmit) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !ready::wait(self.sock.as_fd(), true, SEND_WAIT)? {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -218,17 +229,25 @@ impl Udp {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn ipv4_peers_are_reached_and_seen_as_plain_ipv4_over_loopback() {
+    #[test]
+    fn ipv4_peers_are_reached_and_seen_as_plain_ipv4_over_loopback() {
         let a = Udp::bind(0).unwrap();
         let b = Udp::bind(0).unwrap();
         let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
-        a.send_to(b"ping", to).await.unwrap();
+        a.send_to(b"ping", to).unwrap();
         let mut buf = [0u8; 16];
-        let (n, from) = b.recv_from(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"ping");
+        let mut meta = [RecvMeta::default()];
+        let n = b
+            .recv_batch(
+                &mut [IoSliceMut::new(&mut buf)],
+                &mut meta,
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(&buf[..meta[0].len], b"ping");
         assert_eq!(
-            from,
+            Udp::from_wire(meta[0].addr),
             format!("127.0.0.1:{}", a.local_port())
                 .parse::<SocketAddr>()
                 .unwrap()
