@@ -8,6 +8,7 @@ mod resolve;
 mod rotate;
 mod routes;
 pub mod settings;
+mod timing;
 mod uapi;
 
 use crate::core::diff::PlanDiff;
@@ -24,6 +25,7 @@ use loops::Io;
 use resolve::Resolvers;
 use settings::Settings;
 use std::sync::Arc;
+use timing::ApplyTiming;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,9 @@ fn prepare(settings: &Settings) -> Result<(Plan, crate::core::key::PrivateKey), 
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> Result<(), DaemonError> {
+    let mut timing = ApplyTiming::start();
     let (plan, key) = prepare(&settings)?;
+    timing.prepared();
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
@@ -103,6 +107,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }),
         None => None,
     };
+    timing.resume();
     let device = Arc::new(Device::with_options(
         key,
         &plan,
@@ -112,8 +117,10 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         },
         psk,
     ));
+    timing.applied();
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
+    let timing = timing.routed();
     let io = Arc::new(Io {
         device: device.clone(),
         tun,
@@ -171,6 +178,10 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         public_key = %device.public_key(),
         peers = running.plan.peers.len(),
         port = running.plan.listen_port,
+        apply_ms = timing.total_ms(),
+        prepare_ms = timing.prepare_ms(),
+        engine_ms = timing.engine_ms(),
+        routes_ms = timing.routes_ms(),
         "wiremesh is up"
     );
 
@@ -182,9 +193,11 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 match reload(&mut running).await {
-                    Ok(diff) => tracing::info!(
+                    Ok((diff, timing)) => tracing::info!(
                         added = diff.added.len(), removed = diff.removed.len(), changed = diff.changed.len(),
                         routes_added = diff.routes_added.len(), routes_removed = diff.routes_removed.len(),
+                        apply_ms = timing.total_ms(), prepare_ms = timing.prepare_ms(),
+                        engine_ms = timing.engine_ms(), routes_ms = timing.routes_ms(),
                         "topology reloaded"
                     ),
                     Err(e) => tracing::error!(error = %e, "reload refused; still running the previous topology"),
@@ -230,16 +243,20 @@ async fn apply_path_events(r: &mut Running) {
     }
 }
 
-async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
+async fn reload(r: &mut Running) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
+    let mut timing = ApplyTiming::start();
     let (plan, _) = prepare(&r.settings)?;
     let diff = PlanDiff::between(&r.plan, &plan);
+    timing.prepared();
     let created = r.io.device.apply(&plan);
+    timing.applied();
     r.routes.sync(&plan, &r.io.device).await?;
+    let timing = timing.routed();
     let peers: Vec<_> = r.io.device.peers().iter().cloned().collect();
     r.resolvers.sync(&r.resolver, &peers, true);
     start_handshakes(&r.io, &created).await;
     r.plan = plan;
-    Ok(diff)
+    Ok((diff, timing))
 }
 
 /// Builds the runtime and runs the daemon; for the CLI.
