@@ -41,6 +41,7 @@ mod links;
 mod netns;
 mod network;
 mod ping;
+mod reach;
 pub mod state;
 mod transfer;
 
@@ -49,10 +50,11 @@ use std::path::PathBuf;
 pub use cli::{run, LabArgs, LabCommand};
 pub use daemons::{Signal, READY_TIMEOUT};
 pub use harness::{Lab, LabOptions, NodeStatus};
-pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_PREFIX};
+pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_ABSENT, MAX_PREFIX};
 pub use links::LinkLimit;
 pub use netns::in_netns;
 pub use ping::{ping_in_ns, PingMatrix};
+pub use reach::{probe_all, Reached};
 pub use transfer::{tcp_transfer, tcp_transfer_paced, Transfer};
 
 /// Prefix of the lab the CLI builds when none is given.
