@@ -6,8 +6,9 @@
 //!   ns ps<pid>  (created here, removed on exit)
 //!   ┌───────────────────────────────────────────────────────────────┐
 //!   │  daemon under test, tun psw0, listening on UDP 51820          │
-//!   │  void (dummy) 172.30.0.1/16: every idle peer's endpoint is    │
-//!   │  172.30.x.y:51820; packets sent there are dropped, unanswered │
+//!   │  172.30.0.0/16 local (route on lo): every idle peer's endpoint│
+//!   │  is 172.30.x.y:51820; nftables drops what is sent there, so   │
+//!   │  nothing answers and nothing leaves the namespace             │
 //!   └───────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -71,11 +72,18 @@ impl Netns {
             Some(name),
             &[
                 "link set lo up".into(),
-                "link add void type dummy".into(),
-                "addr add 172.30.0.1/16 dev void".into(),
-                "link set void up".into(),
+                "route add local 172.30.0.0/16 dev lo".into(),
             ],
         );
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            name,
+            "nft",
+            "add table inet void; \
+             add chain inet void input { type filter hook input priority 0; policy accept; }; \
+             add rule inet void input ip daddr 172.30.0.0/16 drop",
+        ]));
         ns
     }
 }

@@ -30,7 +30,7 @@ pub struct LabOptions {
     pub ipv6_underlay: bool,
     /// The nodes that get a namespace, a link and a daemon; `None` for all. The others stay in
     /// the topology as peers that never answer: keys that exist nowhere else, and endpoints in
-    /// the core namespace's `void` subnets, where packets are dropped. A hub with thousands of
+    /// the core namespace's void subnets, where packets are dropped. A hub with thousands of
     /// configured spokes is built this way.
     pub nodes: Option<Vec<String>>,
 }

@@ -15,10 +15,11 @@ pub const MAX_PREFIX: usize = 10;
 pub const IFNAME_MAX: usize = 15;
 /// Host part of a region's first node address; `.1` is the gateway, `.2`-`.9` stay free.
 const FIRST_HOST: usize = 10;
-/// The core namespace's `void` dummy interface: the subnets where absent nodes' endpoints
-/// are. Packets to them are forwarded into the dummy device and dropped there, inside the lab.
-pub const VOID_V4: &str = "172.30.0.1/16";
-pub const VOID_V6: &str = "fd30::1/64";
+/// The void subnets, where absent nodes' endpoints are: local addresses of the core namespace
+/// (`ip route add local ... dev lo`) whose packets an nftables rule there drops, so they never
+/// leave the lab and nothing answers them, not even with ICMP.
+pub const VOID_V4: &str = "172.30.0.0/16";
+pub const VOID_V6: &str = "fd30::/64";
 /// Absent nodes the void subnets have room for (host numbers 2..=65535).
 pub const MAX_ABSENT: usize = 65_534;
 
