@@ -32,6 +32,16 @@ pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// (WireGuard's REJECT_AFTER_TIME).
 pub const SESSION_FRESH: Duration = Duration::from_secs(180);
 
+/// An awake peer whose keys can no longer carry data (no handshake within [`SESSION_FRESH`]),
+/// and that sent and received nothing for this long, gives its session state back. The peer's
+/// side of a session expires at the same age, so nothing it sends is lost by this.
+pub const RELEASE_QUIET: Duration = Duration::from_secs(10);
+
+/// Peers a daemon handshakes with at start-up, before any traffic asks for it: a mesh of this
+/// size forms at once; beyond it (a hub with thousands of spokes) sessions start on demand,
+/// so a start or a reload never sends thousands of initiations at once.
+pub const EAGER_HANDSHAKES: usize = 256;
+
 /// Lowest TTL for endpoint DNS answers, so a zero-TTL record cannot make us spin.
 pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
 

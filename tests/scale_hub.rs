@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use wiremesh::lab::{Lab, LabOptions};
 
 const IDLE: usize = 10_000;
-/// Bytes of hub memory one idle spoke may cost (issue 7's target is 2 KiB). See the comment at
-/// the assertion for what today's engine needs.
-const BUDGET_PER_IDLE_PEER: f64 = 48.0 * 1024.0;
+/// Bytes of hub memory one idle spoke may cost: issue 7's target is 2 KiB (benches/peer_scale
+/// measures the release build); this debug build measured ~2.5 KiB with lazy peer state, so
+/// the budget leaves headroom for allocator noise, not for a `Tunn` per idle peer (~20 KiB).
+const BUDGET_PER_IDLE_PEER: f64 = 4.0 * 1024.0;
 const LIVE: [&str; 3] = ["hub", "s1", "s2"];
 
 /// One region: the hub, two live spokes, and `idle` spokes that get no namespace.
@@ -76,6 +77,8 @@ fn a_hub_with_ten_thousand_idle_spokes_forwards_between_live_ones_within_its_mem
     std::fs::write(&path, topology(IDLE)).unwrap();
     let mut opts = LabOptions::new(unique_prefix(), exe());
     opts.nodes = Some(LIVE.iter().map(|n| n.to_string()).collect());
+    // the hub reads a topology of 10,003 nodes, in a debug build
+    opts.ready_timeout = Duration::from_secs(120);
     let t = Instant::now();
     let mut lab = Lab::build(&path, opts).unwrap();
     println!("lab with {} nodes built in {:?}", IDLE + 3, t.elapsed());
@@ -106,9 +109,6 @@ fn a_hub_with_ten_thousand_idle_spokes_forwards_between_live_ones_within_its_mem
         "hub RSS: {small} KiB with 2 peers, {big} KiB with {} peers: {per_peer:.0} bytes per idle peer",
         IDLE + 2
     );
-    // Today's engine holds a boringtun `Tunn` for every configured peer and starts a handshake
-    // with each: about 20 KiB each in this debug build. Once idle peers are compact records
-    // (issue 7), lower this towards the 2 KiB target, with headroom for the debug build.
     assert!(
         per_peer <= BUDGET_PER_IDLE_PEER,
         "{per_peer:.0} bytes per idle peer, budget {BUDGET_PER_IDLE_PEER}"

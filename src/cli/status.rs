@@ -44,6 +44,9 @@ struct InterfaceStatus {
     /// Pre-shared-key epoch in use; absent without a mesh secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     psk_epoch: Option<u64>,
+    /// Peers holding session state (from the control socket); the rest are idle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    awake_peers: Option<usize>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -97,6 +100,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                         status.key_age_secs = Some(daemon.key_age_secs);
                         status.rotation = Some(daemon.rotation);
                         status.psk_epoch = daemon.psk_epoch;
+                        status.awake_peers = Some(daemon.awake_peers);
                         add_paths(&mut status, daemon.peers);
                     }
                 }
@@ -182,6 +186,7 @@ fn summarize(
         key_age_secs: None,
         rotation: None,
         psk_epoch: None,
+        awake_peers: None,
     }
 }
 
@@ -263,8 +268,11 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             .public_key
             .as_deref()
             .map_or("(none)".to_string(), |k| k.chars().take(8).collect());
+        let awake = s
+            .awake_peers
+            .map_or(String::new(), |n| format!(" ({n} awake)"));
         out.push_str(&format!(
-            "interface {}  key {key}  port {}  {} peer{}\n",
+            "interface {}  key {key}  port {}  {} peer{}{awake}\n",
             s.interface,
             s.listen_port,
             s.peers.len(),

@@ -29,10 +29,10 @@ impl DaemonControl {
                 // bound first: a guard inside the literal would live to its end
                 let keys = p.keys().accepted();
                 let theirs = keys[0];
-                let on_newest_keys = {
-                    let active = p.tunn();
-                    active.ours == own && active.theirs == theirs
-                };
+                // an idle peer wakes under the newest keys
+                let on_newest_keys = p
+                    .tunn()
+                    .is_none_or(|active| active.ours == own && active.theirs == theirs);
                 PeerPathStatus {
                     name: p.name(),
                     public_key: theirs.to_string(),
@@ -66,6 +66,7 @@ impl DaemonControl {
             .to_string(),
             rotations: self.device.rotations(),
             psk_epoch: self.device.psk_epoch(),
+            awake_peers: self.device.awake_count(),
         }
     }
 }

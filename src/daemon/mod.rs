@@ -117,6 +117,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         },
         psk,
     ));
+    device.set_release_after(settings.release_idle_after.map(|s| s.0));
     timing.applied();
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
@@ -172,6 +173,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         tokio::spawn(io.clone().timers()),
     ];
     start_handshakes(&io, &peers).await;
+    crate::io::memory::release_freed_heap();
     tracing::info!(
         node = %running.plan.node,
         interface = %running.settings.interface,
@@ -218,9 +220,18 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Sends a first handshake to every peer with a known endpoint, so the mesh forms at once
-/// instead of on the first packet.
+/// Sends a first handshake to each new peer with a known endpoint, so a mesh forms at once
+/// instead of on the first packet; unless there are more than
+/// [`EAGER_HANDSHAKES`](crate::constants::EAGER_HANDSHAKES) of them (a hub with thousands of
+/// spokes): those wake on demand, and the spokes, each with a handful of peers, start theirs.
 async fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+    if peers.len() > crate::constants::EAGER_HANDSHAKES {
+        tracing::info!(
+            peers = peers.len(),
+            "many new peers: sessions start on demand, not all at once"
+        );
+        return;
+    }
     let mut scratch = Scratch::new();
     let mut batch = loops::new_batch();
     for p in peers {
@@ -256,6 +267,7 @@ async fn reload(r: &mut Running) -> Result<(PlanDiff, ApplyTiming), DaemonError>
     r.resolvers.sync(&r.resolver, &peers, true);
     start_handshakes(&r.io, &created).await;
     r.plan = plan;
+    crate::io::memory::release_freed_heap();
     Ok((diff, timing))
 }
 

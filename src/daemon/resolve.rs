@@ -71,7 +71,6 @@ impl Resolvers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::key::PrivateKey;
     use crate::engine::peer_for_tests;
     use std::net::Ipv4Addr;
     use std::sync::Mutex;
@@ -120,13 +119,10 @@ mod tests {
         let answer = Arc::new(Mutex::new((Ipv4Addr::new(192, 0, 2, 7), 1)));
         let (server, task) = dns_server(answer.clone()).await;
         let resolver = Resolver::new(&[server]).unwrap();
-        let peer = peer_for_tests(
-            PrivateKey::generate(),
-            Some(Endpoint::Dns {
-                host: "peer.mesh.test".into(),
-                port: 51820,
-            }),
-        );
+        let peer = peer_for_tests(Some(Endpoint::Dns {
+            host: "peer.mesh.test".into(),
+            port: 51820,
+        }));
         let mut resolvers = Resolvers::default();
         resolvers.sync(&resolver, std::slice::from_ref(&peer), true);
         let want1: SocketAddr = "192.0.2.7:51820".parse().unwrap();

@@ -45,6 +45,12 @@ pub struct Settings {
     /// How long a rotated-out key stays accepted after the switch (default `"2m"`).
     #[serde(default = "default_grace", alias = "rotation-grace")]
     pub rotation_grace: Span,
+    /// Give back an idle peer's session state after this much quiet even while its session
+    /// keys are still valid (`"30s"`). Off by default: a peer is released once its keys have
+    /// expired on both sides (3 minutes after its last handshake), which never loses a packet;
+    /// an earlier release can lose the one packet that finds the session gone.
+    #[serde(default, alias = "release-idle-after")]
+    pub release_idle_after: Option<Span>,
 }
 
 /// A duration written as a number and a unit: `"30s"`, `"2m"`, `"24h"`, `"7d"`.

@@ -11,24 +11,34 @@
 
 mod control;
 mod device;
+mod drops;
 mod identity;
+mod inbound;
+mod lazy;
+mod outbound;
 mod path;
 mod peer;
 mod probing;
 mod psk;
 mod rotation;
+mod scratch;
 mod session;
 mod sink;
 mod table;
+mod timers;
 
-pub use device::{Device, DropReason, Scratch};
+pub use device::Device;
+pub use drops::DropReason;
 pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use psk::PskSettings;
+pub use scratch::Scratch;
 pub use session::{Session, SessionGuard, SessionKeys};
 pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
+#[cfg(test)]
+mod lazy_tests;
 #[cfg(test)]
 mod memory_tests;
 #[cfg(test)]
@@ -39,12 +49,9 @@ mod rotation_tests;
 /// A peer with a fresh key and the given endpoint, for tests of the drivers around the engine.
 #[cfg(test)]
 pub(crate) fn peer_for_tests(
-    own: crate::core::key::PrivateKey,
     endpoint: Option<crate::core::topology::Endpoint>,
 ) -> std::sync::Arc<Peer> {
     let their = crate::core::key::PrivateKey::generate().public_key();
-    let tunn =
-        boringtun::noise::Tunn::new(own.secret().clone(), their.to_x25519(), None, None, 1, None);
     let config = peer::PeerConfig {
         name: "test-peer".into(),
         endpoint,
@@ -53,11 +60,5 @@ pub(crate) fn peer_for_tests(
         overlay_addrs: vec![],
         mtu: 1420,
     };
-    let keys = SessionKeys {
-        ours: own.public_key(),
-        theirs: their,
-        epoch: 0,
-    };
-    let session = Session::new(tunn, 1, 0, keys);
-    std::sync::Arc::new(Peer::new(session, config))
+    std::sync::Arc::new(Peer::new(1, their, config))
 }

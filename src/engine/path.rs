@@ -40,7 +40,8 @@ struct State {
     speaks: bool,
     hello_next: Option<Instant>,
     hello_backoff: Duration,
-    discovery: Option<MtuDiscovery>,
+    /// Boxed: only peers that were awake and speak control messages ever have one.
+    discovery: Option<Box<MtuDiscovery>>,
     /// Outer bytes added to an inner packet towards this peer (60 over IPv4, 80 over IPv6).
     overhead: u16,
     pending_cause: Option<MtuCause>,
@@ -149,7 +150,7 @@ impl PeerPath {
         }
         s.speaks = true;
         s.overhead = overhead;
-        s.discovery = Some(MtuDiscovery::new(floor, ceiling));
+        s.discovery = Some(Box::new(MtuDiscovery::new(floor, ceiling)));
     }
 
     /// The next probe to send: (probe id, inner packet size). `tx_packets` is the peer's data

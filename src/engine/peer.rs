@@ -1,10 +1,10 @@
-//! One configured peer: its `Tunn`, where to reach it, what it may send from, and counters.
+//! One configured peer: its sessions, where to reach it, what it may send from, and counters.
+//! An idle peer is this record alone; its `Tunn`s come and go (see `lazy.rs`).
 
 use super::path::PeerPath;
-use super::session::Session;
+use super::session::{SessionGuard, Sessions};
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
-use crate::core::routing::PrefixTable;
 use crate::core::topology::Endpoint;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -30,10 +30,8 @@ pub struct Peer {
     /// Base slot: receiver indices of this peer's sessions are `slot' << 8 | n`, where `slot'`
     /// is this plus a generation in the top bits (see `session.rs`).
     pub slot: u32,
-    /// The session carrying outgoing traffic.
-    tunn: Mutex<Session>,
-    /// Older or not yet established sessions (during a key rotation).
-    pub(super) others: Mutex<Vec<Session>>,
+    /// The active session and, during a rotation, older or newer ones; none while idle.
+    pub(super) sessions: Mutex<Sessions>,
     pub(super) next_generation: AtomicU32,
     /// The peer's static keys: one, or two during its rotation.
     keys: Mutex<PeerKeys>,
@@ -43,8 +41,6 @@ pub struct Peer {
     pub(super) retired_tx: AtomicU64,
     pub(super) retired_rx: AtomicU64,
     config: ArcSwap<PeerConfig>,
-    /// Inner source addresses this peer may send from.
-    allowed: ArcSwap<PrefixTable<()>>,
     /// Where datagrams go now: the configured address, a resolved DNS name, or where the peer
     /// last sent an authenticated packet from (roaming).
     endpoint: RwLock<Option<SocketAddr>>,
@@ -53,6 +49,9 @@ pub struct Peer {
     pub endpoint_changes: AtomicU64,
     /// Control-message support and path MTU towards this peer.
     pub path: PeerPath,
+    /// When the last handshake of a session since released completed (`wg show` still shows
+    /// it while the peer is idle).
+    last_handshake: Mutex<Option<Instant>>,
     /// Handshake messages from this peer that `Tunn` refused (bad MAC, stale timestamp, a
     /// response to no initiation): a wrong key or a replay shows here before anything else.
     pub handshake_failures: AtomicU64,
@@ -80,33 +79,22 @@ pub struct PeerSnapshot {
     pub handshake_failures: u64,
 }
 
-fn allowed_table(ips: &[IpNet]) -> PrefixTable<()> {
-    let mut t = PrefixTable::new();
-    for ip in ips {
-        t.insert(*ip, ());
-    }
-    t
-}
-
 impl Peer {
-    /// A peer whose first session is `session` (generation 0 at base slot `session.slot`).
-    pub fn new(session: Session, config: PeerConfig) -> Self {
-        let public_key = session.theirs;
+    /// An idle peer at base slot `slot`: no session until traffic or a handshake needs one.
+    pub fn new(slot: u32, public_key: PublicKey, config: PeerConfig) -> Self {
         let start_mtu = config.mtu;
         let endpoint = match &config.endpoint {
             Some(Endpoint::Addr(a)) => Some(*a),
             _ => None,
         };
         Self {
-            slot: session.slot & super::session::BASE_SLOT_MASK,
-            next_generation: AtomicU32::new(session.generation + 1),
-            tunn: Mutex::new(session),
-            others: Mutex::new(Vec::new()),
+            slot: slot & super::session::BASE_SLOT_MASK,
+            next_generation: AtomicU32::new(0),
+            sessions: Mutex::new(Sessions::empty()),
             keys: Mutex::new(PeerKeys::new(public_key)),
             key_since: Mutex::new(Instant::now()),
             retired_tx: AtomicU64::new(0),
             retired_rx: AtomicU64::new(0),
-            allowed: ArcSwap::from_pointee(allowed_table(&config.allowed_ips)),
             config: ArcSwap::from_pointee(config),
             endpoint: RwLock::new(endpoint),
             path: PeerPath::new(start_mtu),
@@ -114,15 +102,19 @@ impl Peer {
             tx_packets: AtomicU64::new(0),
             endpoint_changes: AtomicU64::new(0),
             handshake_failures: AtomicU64::new(0),
+            last_handshake: Mutex::new(None),
         }
     }
 
-    /// The active session (derefs to its `Tunn`). Held only for one `Tunn` call: never across
-    /// an await.
-    pub fn tunn(&self) -> MutexGuard<'_, Session> {
-        // A panic while holding the lock leaves `Tunn` consistent enough to keep going:
-        // every method of it completes its own state change before returning.
-        self.tunn.lock().unwrap_or_else(|e| e.into_inner())
+    /// The active session (derefs to its `Tunn`), if the peer is not idle. Held only for one
+    /// `Tunn` call: never across an await.
+    pub fn tunn(&self) -> Option<SessionGuard<'_>> {
+        self.active()
+    }
+
+    /// Whether the peer holds any session state now (an idle peer holds none).
+    pub fn is_awake(&self) -> bool {
+        self.sessions().active.is_some()
     }
 
     /// The peer's newest static key (the one new sessions use).
@@ -162,8 +154,6 @@ impl Peer {
                 self.set_endpoint(*a);
             }
         }
-        self.allowed
-            .store(Arc::new(allowed_table(&config.allowed_ips)));
         self.config.store(Arc::new(config));
     }
 
@@ -181,18 +171,27 @@ impl Peer {
         true
     }
 
-    /// Whether this peer may send packets from `src`.
-    pub fn allows_source(&self, src: IpAddr) -> bool {
-        self.allowed.load().lookup(src).is_some()
-    }
-
     /// Time since the last completed handshake.
     pub fn handshake_age(&self) -> Option<Duration> {
-        self.tunn().time_since_last_handshake()
+        self.active()?.time_since_last_handshake()
+    }
+
+    /// Keeps the handshake time of sessions being released.
+    pub(super) fn remember_handshake(&self, at: Option<Instant>) {
+        *self
+            .last_handshake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = at;
     }
 
     pub fn snapshot(&self) -> PeerSnapshot {
-        let (age, _, _, _, _) = self.tunn().stats();
+        let age = self.handshake_age().or_else(|| {
+            let at = *self
+                .last_handshake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            at.map(|t| t.elapsed())
+        });
         let (tx, rx) = self.transfer();
         let config = self.config();
         PeerSnapshot {

@@ -2,9 +2,10 @@
 //! speak wiremesh control, probes sized to test the underlay path, and their answers.
 
 use super::control::{self, Message};
-use super::device::{Device, Scratch};
+use super::device::Device;
 use super::path::PathEvent;
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::sink::Sink;
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6, SESSION_FRESH};
 use boringtun::noise::TunnResult;
@@ -33,7 +34,11 @@ impl Device {
         };
         let pkt = control::build(src, dst, msg, pad_to);
         let Some(to) = peer.endpoint() else { return };
-        if let TunnResult::WriteToNetwork(d) = peer.tunn().encapsulate(&pkt, out) {
+        // only inside a session that exists: control never wakes an idle peer
+        let Some(mut session) = peer.active() else {
+            return;
+        };
+        if let TunnResult::WriteToNetwork(d) = session.encapsulate(&pkt, out) {
             sink.send(to, d);
         }
     }
@@ -44,8 +49,7 @@ impl Device {
         if !settings.enabled {
             return;
         }
-        let table = self.table.load();
-        for peer in table.iter() {
+        for peer in self.awake_peers().iter() {
             let live = peer.handshake_age().is_some_and(|a| a < SESSION_FRESH);
             if !live {
                 continue;

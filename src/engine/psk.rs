@@ -4,9 +4,10 @@
 //! previous epoch are dropped. A responder answers in the initiator's epoch when it is within
 //! one of its own, so clocks may disagree by up to one epoch.
 
-use super::device::{Device, Scratch};
+use super::device::Device;
 use super::identity::OwnKey;
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::session::SessionKeys;
 use super::sink::Sink;
 use crate::core::key::PublicKey;
@@ -69,15 +70,21 @@ impl Device {
         )
     }
 
-    /// Ensures `peer` has a session for `keys`; whether it had to be made.
+    /// Ensures `peer` has a session for `keys` (an idle peer wakes with it); whether it had to
+    /// be made.
     pub(super) fn ensure_session_for(&self, peer: &Peer, own: &OwnKey, keys: SessionKeys) -> bool {
         let keepalive = peer.config().persistent_keepalive;
-        peer.ensure_session(keys, |slot| self.new_tunn(own, keys, keepalive, slot))
+        let made = peer.ensure_session(keys, |slot| self.new_tunn(own, keys, keepalive, slot));
+        if made {
+            self.awake.insert(peer.slot);
+        }
+        made
     }
 
     /// The session keys a handshake initiation from `theirs` to our key `own` should meet:
     /// with a mesh secret, the initiator's epoch (`bits` are its low two bits) if within one
-    /// of ours, and the session is made if missing; `None` when no nearby epoch fits.
+    /// of ours. The session is made if missing (an idle peer wakes); `None` when no nearby
+    /// epoch fits.
     pub(super) fn responder_keys(
         &self,
         peer: &Peer,
@@ -94,9 +101,7 @@ impl Device {
             theirs,
             epoch,
         };
-        if self.psk.is_some() {
-            self.ensure_session_for(peer, own, keys);
-        }
+        self.ensure_session_for(peer, own, keys);
         Some(keys)
     }
 
@@ -109,8 +114,8 @@ impl Device {
             return;
         }
         tracing::debug!(epoch, "PSK epoch changed");
-        let table = self.table.load_full();
-        for peer in table.iter() {
+        // idle peers wake in the new epoch by themselves
+        for peer in self.awake_peers().iter() {
             self.ensure_newest_session(peer);
             self.initiate_newest(peer, scratch.a_mut(), sink);
             peer.retire_epochs_before(epoch.saturating_sub(1));

@@ -12,9 +12,11 @@
 //! at any moment comes back with a key the peers accept.
 
 use super::control::Message;
-use super::device::{Device, DropReason, Scratch};
+use super::device::Device;
+use super::drops::DropReason;
 use super::identity::{Identity, OwnKey};
 use super::peer::Peer;
+use super::scratch::Scratch;
 use super::session::SessionKeys;
 use super::sink::Sink;
 use super::table::PeerTable;
@@ -50,16 +52,18 @@ impl Device {
     /// already: from now on handshakes addressed to it are accepted.
     pub fn rotate(&self, new: PrivateKey, now: Instant) -> Result<PublicKey, RotationError> {
         let own = Arc::new(OwnKey::new(new));
-        let table = self.table.load_full();
+        // Only awake peers are told: an idle one wakes under the new key, and learns it from
+        // the topology (as a peer that was down does).
+        let awake = self.awake_peers();
         {
             let mut rotation = self.rotation();
-            rotation.start(own.public, table.iter().map(|p| p.name()), now)?;
+            rotation.start(own.public, awake.iter().map(|p| p.name()), now)?;
             let mut keys = vec![own.clone()];
             keys.extend(self.identity.load().keys.iter().cloned());
             self.identity.store(Arc::new(Identity { keys }));
         }
         *self.key_since.lock().unwrap_or_else(|e| e.into_inner()) = now;
-        for peer in table.iter() {
+        for peer in &awake {
             self.ensure_newest_session(peer);
         }
         tracing::info!(new_key = %own.public, "key rotation started");
@@ -67,7 +71,7 @@ impl Device {
     }
 
     /// Our newest key, the peer's newest key, the current PSK epoch.
-    fn newest_keys(&self, peer: &Peer) -> (Arc<OwnKey>, SessionKeys) {
+    pub(super) fn newest_keys(&self, peer: &Peer) -> (Arc<OwnKey>, SessionKeys) {
         let own = self.identity.load().newest().clone();
         let keys = SessionKeys {
             ours: own.public,
@@ -108,7 +112,8 @@ impl Device {
 
     /// Rotation timers: announcements, the switch, retiring old keys (ours and peers').
     pub(super) fn tick_rotation(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
-        let table = self.table.load_full();
+        // idle peers hold no session to announce in, retire or switch
+        let awake = self.awake_peers();
         loop {
             let action = self.rotation().poll(now);
             match action {
@@ -122,7 +127,7 @@ impl Device {
                         new_public: new,
                         effective_ms: u32::try_from(effective.as_millis()).unwrap_or(u32::MAX),
                     };
-                    for peer in table.iter().filter(|p| peers.contains(&p.name())) {
+                    for peer in awake.iter().filter(|p| peers.contains(&p.name())) {
                         self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
                     }
                 }
@@ -132,7 +137,7 @@ impl Device {
                         new_public: new,
                         effective_ms: u32::try_from(grace.as_millis()).unwrap_or(u32::MAX),
                     };
-                    for peer in table.iter() {
+                    for peer in &awake {
                         self.ensure_newest_session(peer);
                         self.initiate_newest(peer, scratch.a_mut(), sink);
                         self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
@@ -143,14 +148,14 @@ impl Device {
                     let keys = self.identity.load().keys.clone();
                     let keys = keys.into_iter().filter(|k| k.public != old).collect();
                     self.identity.store(Arc::new(Identity { keys }));
-                    for peer in table.iter() {
+                    for peer in &awake {
                         peer.retire_sessions(&old);
                     }
                 }
             }
         }
         let mut changed = false;
-        for peer in table.iter() {
+        for peer in &awake {
             let retired = peer.keys().poll(now);
             if let Some(old) = retired {
                 tracing::info!(peer = %peer.name(), old_key = %old, "peer's old key retired");
@@ -178,7 +183,7 @@ impl Device {
         if !peer.config().overlay_addrs.contains(&src) {
             // relayed (a hub) or spoofed inside another node's allowed range: that session
             // does not speak for the node `src` belongs to
-            self.count_drop(DropReason::ForgedAnnouncement);
+            self.drop_packet(DropReason::ForgedAnnouncement);
             tracing::warn!(via = %peer.name(), %src, "key announcement from another node's session ignored");
             return;
         }
@@ -196,7 +201,7 @@ impl Device {
             }
             AnnounceVerdict::Repeated => {}
             AnnounceVerdict::Refused => {
-                self.count_drop(DropReason::ForgedAnnouncement);
+                self.drop_packet(DropReason::ForgedAnnouncement);
                 return;
             }
         }

@@ -8,6 +8,9 @@
 //! The *active* session carries outgoing traffic. A newer session becomes active as soon as it
 //! has completed a handshake ([`Peer::on_established`]); the older ones stay to decrypt packets
 //! still in flight until a key they use is retired ([`Peer::retire_sessions`]).
+//!
+//! A peer may have no session at all: a `Tunn` is 11 KiB, so an idle peer holds none (see
+//! `lazy.rs`); the first packet or handshake either way makes one.
 
 use super::peer::Peer;
 use crate::core::key::PublicKey;
@@ -15,6 +18,7 @@ use boringtun::noise::Tunn;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
+use std::time::Instant;
 
 /// Bits of a slot that name the peer; the rest is the session generation.
 pub const BASE_SLOT_MASK: u32 = 0x000f_ffff;
@@ -89,33 +93,99 @@ impl DerefMut for Session {
     }
 }
 
+/// Every session of a peer, under one lock (so no lock order to keep).
+pub struct Sessions {
+    /// The session carrying outgoing traffic; `None` while the peer is idle.
+    pub(super) active: Option<Box<Session>>,
+    /// Older or not yet established sessions (during a key rotation).
+    pub(super) others: Vec<Session>,
+    /// Data packets either way when last looked at, and since when that count stood still:
+    /// how long the peer has been quiet, for releasing its sessions.
+    pub(super) seen_packets: u64,
+    pub(super) quiet_since: Option<Instant>,
+}
+
+impl Sessions {
+    pub(super) fn empty() -> Self {
+        Self {
+            active: None,
+            others: Vec::new(),
+            seen_packets: 0,
+            quiet_since: None,
+        }
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Session> {
+        self.active
+            .as_deref_mut()
+            .into_iter()
+            .chain(self.others.iter_mut())
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.active.as_deref().into_iter().chain(self.others.iter())
+    }
+}
+
 /// A locked session: the active one, or one of the others.
-pub enum SessionGuard<'a> {
-    Active(MutexGuard<'a, Session>),
-    Other(MutexGuard<'a, Vec<Session>>, usize),
+pub struct SessionGuard<'a> {
+    guard: MutexGuard<'a, Sessions>,
+    /// `None`: the active session (present: checked when the guard was made).
+    other: Option<usize>,
 }
 
 impl Deref for SessionGuard<'_> {
     type Target = Session;
     fn deref(&self) -> &Session {
-        match self {
-            SessionGuard::Active(g) => g,
-            SessionGuard::Other(g, i) => &g[*i],
+        match self.other {
+            Some(i) => &self.guard.others[i],
+            // the guard is only made when the active session exists
+            None => self.guard.active.as_deref().expect("active session"),
         }
     }
 }
 
 impl DerefMut for SessionGuard<'_> {
     fn deref_mut(&mut self) -> &mut Session {
-        match self {
-            SessionGuard::Active(g) => &mut *g,
-            SessionGuard::Other(g, i) => &mut g[*i],
+        match self.other {
+            Some(i) => &mut self.guard.others[i],
+            None => self.guard.active.as_deref_mut().expect("active session"),
         }
     }
 }
 
+impl SessionGuard<'_> {
+    /// Whether this is the session carrying outgoing traffic.
+    pub fn is_active(&self) -> bool {
+        self.other.is_none()
+    }
+}
+
 impl Peer {
-    /// The session whose slot is `slot`. Lock order everywhere: active, then others.
+    /// The active session, if the peer has one.
+    pub fn active(&self) -> Option<SessionGuard<'_>> {
+        let guard = self.sessions();
+        guard.active.as_ref()?;
+        Some(SessionGuard { guard, other: None })
+    }
+
+    /// The active session, made by `make` (from a fresh generation number) if the peer is idle;
+    /// also whether it was made, so the caller can start the peer's timers.
+    pub(super) fn active_or_make(
+        &self,
+        make: impl FnOnce(u32) -> Session,
+    ) -> (SessionGuard<'_>, bool) {
+        let mut guard = self.sessions();
+        let made = guard.active.is_none();
+        if made {
+            let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+            guard.active = Some(Box::new(make(generation)));
+            guard.quiet_since = None;
+        }
+        (SessionGuard { guard, other: None }, made)
+    }
+
+    /// The session whose slot is `slot`.
     pub fn session_by_slot(&self, slot: u32) -> Option<SessionGuard<'_>> {
         self.find_session(|s| s.slot == slot)
     }
@@ -126,48 +196,58 @@ impl Peer {
     }
 
     fn find_session(&self, want: impl Fn(&Session) -> bool) -> Option<SessionGuard<'_>> {
-        let active = self.tunn();
-        if want(&active) {
-            return Some(SessionGuard::Active(active));
+        let guard = self.sessions();
+        if guard.active.as_deref().is_some_and(&want) {
+            return Some(SessionGuard { guard, other: None });
         }
-        // taken before the active lock goes, so a promotion cannot move the session between
-        // the two looks
-        let others = self.others();
-        drop(active);
-        let i = others.iter().position(want)?;
-        Some(SessionGuard::Other(others, i))
+        let i = guard.others.iter().position(want)?;
+        Some(SessionGuard {
+            guard,
+            other: Some(i),
+        })
     }
 
-    pub(super) fn others(&self) -> MutexGuard<'_, Vec<Session>> {
-        self.others.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        // A panic while holding the lock leaves `Tunn` consistent enough to keep going:
+        // every method of it completes its own state change before returning.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds a session for `keys` unless one exists; `make` builds its `Tunn` from the slot.
-    /// Returns whether it was created.
+    /// An idle peer gets it as its active session. Returns whether it was created.
     pub fn ensure_session(&self, keys: SessionKeys, make: impl FnOnce(u32) -> Tunn) -> bool {
-        if self.session_by_keys(keys).is_some() {
+        let mut guard = self.sessions();
+        if guard.iter().any(|s| s.keys() == keys) {
             return false;
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let slot = slot_of(self.slot, generation, keys.epoch);
         let session = Session::new(make(slot), self.slot, generation, keys);
-        self.others().push(session);
+        if guard.active.is_none() {
+            guard.active = Some(Box::new(session));
+            guard.quiet_since = None;
+        } else {
+            guard.others.push(session);
+        }
         true
     }
 
     /// The session `slot` completed a handshake: if it is newer than the active one, outgoing
     /// traffic moves to it now.
     pub fn on_established(&self, slot: u32) {
-        let mut active = self.tunn();
+        let mut guard = self.sessions();
+        let Sessions { active, others, .. } = &mut *guard;
+        let Some(active) = active.as_deref_mut() else {
+            return;
+        };
         if active.slot == slot {
             return;
         }
-        let mut others = self.others();
         let Some(i) = others.iter().position(|s| s.slot == slot) else {
             return;
         };
         if others[i].generation > active.generation {
-            std::mem::swap(&mut *active, &mut others[i]);
+            std::mem::swap(active, &mut others[i]);
             tracing::debug!(peer = %self.name(), slot, "traffic moved to the new session");
         }
     }
@@ -185,9 +265,12 @@ impl Peer {
     }
 
     fn retire_where(&self, uses: impl Fn(&Session) -> bool) {
-        let mut active = self.tunn();
-        let mut others = self.others();
-        if uses(&active) {
+        let mut guard = self.sessions();
+        let Sessions { active, others, .. } = &mut *guard;
+        let Some(active) = active.as_deref_mut() else {
+            return;
+        };
+        if uses(active) {
             let newest = others
                 .iter()
                 .enumerate()
@@ -195,35 +278,36 @@ impl Peer {
                 .max_by_key(|(_, s)| s.generation)
                 .map(|(i, _)| i);
             let Some(i) = newest else { return };
-            std::mem::swap(&mut *active, &mut others[i]);
+            std::mem::swap(active, &mut others[i]);
         }
         others.retain(|s| {
             if uses(s) {
-                let (_, tx, rx, _, _) = s.stats();
-                self.retired_tx.fetch_add(tx as u64, Ordering::Relaxed);
-                self.retired_rx.fetch_add(rx as u64, Ordering::Relaxed);
+                self.retire_counters(s);
             }
             !uses(s)
         });
     }
 
+    /// Keeps a dropped session's byte counts in the peer's totals.
+    pub(super) fn retire_counters(&self, s: &Session) {
+        let (_, tx, rx, _, _) = s.stats();
+        self.retired_tx.fetch_add(tx as u64, Ordering::Relaxed);
+        self.retired_rx.fetch_add(rx as u64, Ordering::Relaxed);
+    }
+
     /// Every session's slot and keys, active first.
     pub fn session_keys(&self) -> Vec<(u32, PublicKey, PublicKey)> {
-        let active = self.tunn();
-        let mut out = vec![(active.slot, active.ours, active.theirs)];
-        drop(active);
-        out.extend(self.others().iter().map(|s| (s.slot, s.ours, s.theirs)));
-        out
+        self.sessions()
+            .iter()
+            .map(|s| (s.slot, s.ours, s.theirs))
+            .collect()
     }
 
     /// Sum of a `Tunn` counter over live and retired sessions: (tx, rx) bytes.
     pub(super) fn transfer(&self) -> (u64, u64) {
         let mut tx = self.retired_tx.load(Ordering::Relaxed);
         let mut rx = self.retired_rx.load(Ordering::Relaxed);
-        let (_, t, r, _, _) = self.tunn().stats();
-        tx += t as u64;
-        rx += r as u64;
-        for s in self.others().iter() {
+        for s in self.sessions().iter() {
             let (_, t, r, _, _) = s.stats();
             tx += t as u64;
             rx += r as u64;

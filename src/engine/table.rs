@@ -13,9 +13,25 @@ use std::sync::Arc;
 pub struct PeerTable {
     by_slot: HashMap<u32, Arc<Peer>>,
     by_key: HashMap<PublicKey, Arc<Peer>>,
-    /// AllowedIPs → peers. Several peers may share a prefix (two hubs carrying one region);
-    /// the engine then prefers one with a live session.
-    routes: PrefixTable<Vec<Arc<Peer>>>,
+    /// AllowedIPs → peers: where packets go, and (as in WireGuard's cryptokey routing) whom
+    /// a packet from a source may come from. Several peers may share a prefix (two hubs
+    /// carrying one region); the engine then prefers one with a live session.
+    routes: PrefixTable<Carriers>,
+}
+
+/// The peers carrying one prefix: nearly always one, so without a list of its own.
+enum Carriers {
+    One(Arc<Peer>),
+    Many(Vec<Arc<Peer>>),
+}
+
+impl Carriers {
+    fn as_slice(&self) -> &[Arc<Peer>] {
+        match self {
+            Carriers::One(p) => std::slice::from_ref(p),
+            Carriers::Many(v) => v,
+        }
+    }
 }
 
 impl PeerTable {
@@ -23,16 +39,15 @@ impl PeerTable {
         let mut t = PeerTable::default();
         for p in peers {
             for net in &p.config().allowed_ips {
-                match t.routes.get(*net) {
-                    Some(_) => {
-                        let mut list = t.routes.remove(*net).unwrap_or_default();
+                let carriers = match t.routes.remove(*net) {
+                    None => Carriers::One(p.clone()),
+                    Some(c) => {
+                        let mut list = c.as_slice().to_vec();
                         list.push(p.clone());
-                        t.routes.insert(*net, list);
+                        Carriers::Many(list)
                     }
-                    None => {
-                        t.routes.insert(*net, vec![p.clone()]);
-                    }
-                }
+                };
+                t.routes.insert(*net, carriers);
             }
             t.by_slot.insert(p.slot, p.clone());
             // during a peer's rotation both of its keys find it
@@ -55,7 +70,7 @@ impl PeerTable {
 
     /// The peer to send a packet for `dst` to.
     pub fn route(&self, dst: IpAddr) -> Option<&Arc<Peer>> {
-        let candidates = self.routes.lookup(dst)?;
+        let candidates = self.routes.lookup(dst)?.as_slice();
         if candidates.len() == 1 {
             return candidates.first();
         }
@@ -68,6 +83,14 @@ impl PeerTable {
             .or_else(|| candidates.first())
     }
 
+    /// Whether `peer` may send packets from `src`: the longest prefix holding `src` is one the
+    /// peer carries (a source another peer's more specific prefix holds is refused).
+    pub fn allows(&self, peer: &Peer, src: IpAddr) -> bool {
+        self.routes
+            .lookup(src)
+            .is_some_and(|c| c.as_slice().iter().any(|p| std::ptr::eq(&**p, peer)))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Peer>> {
         self.by_slot.values()
     }
@@ -78,5 +101,46 @@ impl PeerTable {
 
     pub fn is_empty(&self) -> bool {
         self.by_slot.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::key::PrivateKey;
+    use crate::engine::peer::PeerConfig;
+
+    fn peer(slot: u32, nets: &[&str]) -> Arc<Peer> {
+        let config = PeerConfig {
+            name: format!("p{slot}"),
+            endpoint: None,
+            allowed_ips: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            persistent_keepalive: None,
+            overlay_addrs: vec![],
+            mtu: 1420,
+        };
+        Arc::new(Peer::new(slot, PrivateKey::generate().public_key(), config))
+    }
+
+    #[test]
+    fn a_source_is_allowed_only_from_the_peers_of_its_longest_prefix() {
+        let wide = peer(1, &["10.0.0.0/8"]);
+        let narrow = peer(2, &["10.1.0.0/16", "fd00::/64"]);
+        let twin = peer(3, &["10.1.0.0/16"]);
+        let t = PeerTable::new(vec![wide.clone(), narrow.clone(), twin.clone()]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(t.allows(&wide, ip("10.2.0.1")));
+        assert!(
+            !t.allows(&wide, ip("10.1.0.1")),
+            "a more specific prefix belongs to others"
+        );
+        assert!(t.allows(&narrow, ip("10.1.0.1")));
+        assert!(
+            t.allows(&twin, ip("10.1.0.1")),
+            "both carriers of a shared prefix"
+        );
+        assert!(t.allows(&narrow, ip("fd00::7")));
+        assert!(!t.allows(&twin, ip("fd00::7")));
+        assert!(!t.allows(&wide, ip("192.0.2.1")));
     }
 }

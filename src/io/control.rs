@@ -79,6 +79,9 @@ pub struct DaemonStatus {
     /// Pre-shared-key epoch in use; absent without a mesh secret.
     #[serde(default)]
     pub psk_epoch: Option<u64>,
+    /// Peers holding session state now; the others are idle records.
+    #[serde(default)]
+    pub awake_peers: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

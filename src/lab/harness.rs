@@ -33,6 +33,9 @@ pub struct LabOptions {
     /// the core namespace's void subnets, where packets are dropped. A hub with thousands of
     /// configured spokes is built this way.
     pub nodes: Option<Vec<String>>,
+    /// How long a daemon has to come up ([`super::READY_TIMEOUT`] unless set): one that reads a
+    /// topology of thousands of nodes needs longer, more so in a debug build.
+    pub ready_timeout: Duration,
 }
 
 impl LabOptions {
@@ -42,6 +45,7 @@ impl LabOptions {
             exe: exe.into(),
             ipv6_underlay: false,
             nodes: None,
+            ready_timeout: daemons::READY_TIMEOUT,
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct Lab {
     /// The derived topology, once written (absent in a half-built lab loaded from disk).
     topology: Option<Topology>,
     exe: PathBuf,
+    ready_timeout: Duration,
     /// Daemons this process spawned, so they are reaped and not left as zombies.
     children: HashMap<String, Child>,
     /// Whether dropping this value tears the lab down: true for a lab this value built, false
@@ -100,6 +105,7 @@ impl Lab {
             state,
             topology: None,
             exe: opts.exe,
+            ready_timeout: opts.ready_timeout,
             children: HashMap::new(),
             owned: true,
         };
@@ -154,6 +160,7 @@ impl Lab {
             state,
             topology,
             exe,
+            ready_timeout: daemons::READY_TIMEOUT,
             children: HashMap::new(),
             owned: false,
         })
@@ -189,7 +196,7 @@ impl Lab {
         for node in &nodes {
             started.push((node, self.spawn(node)?));
         }
-        daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+        daemons::wait_ready(&started, &self.dir, self.ready_timeout)
     }
 
     /// Starts the daemons of `nodes` only (others stay down, e.g. to run a different
@@ -203,7 +210,7 @@ impl Lab {
         for node in &layouts {
             started.push((node, self.spawn(node)?));
         }
-        daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+        daemons::wait_ready(&started, &self.dir, self.ready_timeout)
     }
 
     /// Sets (or, with an empty limit, lifts) the limits of the link between two regions while
@@ -278,7 +285,7 @@ impl Lab {
             self.children.remove(node);
         }
         let pid = self.spawn(&layout)?;
-        daemons::wait_ready(&[(&layout, pid)], &self.dir, daemons::READY_TIMEOUT)
+        daemons::wait_ready(&[(&layout, pid)], &self.dir, self.ready_timeout)
     }
 
     /// Runs a command inside a node's namespace; a non-zero exit is in the `Output`, not an error.

@@ -17,6 +17,8 @@
 //! | `wiremesh_dropped_packets` | counter | reason | [`DropReason::label`] |
 //! | `wiremesh_forwarded_packets` | counter | | hub: relayed without the kernel |
 //! | `wiremesh_key_rotations` | counter | | own static-key rotations started since the daemon began |
+//! | `wiremesh_peer_releases` | counter | | idle peers whose session state was given back |
+//! | `wiremesh_awake_peers` | gauge | | peers holding session state now (the rest are idle records) |
 //! | `wiremesh_build` | info | version | always 1 |
 //!
 //! Counters carry `_total` on their samples, as OpenMetrics and Prometheus both expect.
@@ -35,6 +37,7 @@ use crate::engine::{Device, DropReason, PeerSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
@@ -277,11 +280,23 @@ impl Collector for DeviceCollector {
                 "Own static-key rotations started since the daemon began.",
                 self.hooks.rotations(dev),
             ),
+            (
+                "wiremesh_peer_releases",
+                "Idle peers whose session state was given back.",
+                dev.releases(),
+            ),
         ];
         for (name, help, v) in node_counters {
             let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(m)?;
         }
+        let m = enc.encode_descriptor(
+            "wiremesh_awake_peers",
+            "Peers holding session state now; the others are idle records.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(dev.awake_count() as i64).encode(m)?;
         let info = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
         let m = enc.encode_descriptor(
             "wiremesh_build",

@@ -1,0 +1,56 @@
+//! Why the engine dropped a packet: one counter per reason, for metrics and `status`.
+
+/// Why a packet was dropped; each has a counter (for metrics and `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// From the tun device, to an address no peer carries.
+    NoRoute,
+    /// The peer has no known endpoint yet.
+    NoEndpoint,
+    /// Decrypted fine, but the inner source is outside the sending peer's AllowedIPs.
+    SourceNotAllowed,
+    /// Unparseable, unauthenticated, replayed or for an unknown session.
+    Decrypt,
+    /// A handshake from a key that is not a configured peer.
+    UnknownPeer,
+    /// Handshake flood: answered with a cookie instead.
+    RateLimited,
+    /// Forwarding would loop or the TTL ran out.
+    Ttl,
+    /// Larger than the path's MTU with fragmentation forbidden; a "too big" error went back.
+    TooBig,
+    /// A key announcement that did not come from the announcing node's own session.
+    ForgedAnnouncement,
+    /// Data for a session this node had released as idle (a new handshake was started).
+    StaleSession,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::NoRoute,
+        DropReason::NoEndpoint,
+        DropReason::SourceNotAllowed,
+        DropReason::Decrypt,
+        DropReason::UnknownPeer,
+        DropReason::RateLimited,
+        DropReason::Ttl,
+        DropReason::TooBig,
+        DropReason::ForgedAnnouncement,
+        DropReason::StaleSession,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::NoRoute => "no_route",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::Decrypt => "decrypt_failure",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::Ttl => "ttl",
+            DropReason::TooBig => "too_big",
+            DropReason::ForgedAnnouncement => "forged_key_announcement",
+            DropReason::StaleSession => "stale_session",
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Inbound: a datagram from the underlay is matched to its peer and session, decrypted,
+//! checked against the sender's AllowedIPs, then written to the tun device or, on a hub,
+//! encrypted again for the next peer without a trip through the kernel.
+
+use super::control;
+use super::device::Device;
+use super::drops::DropReason;
+use super::peer::Peer;
+use super::scratch::Scratch;
+use super::session::{epoch_bits, SessionKeys};
+use super::sink::Sink;
+use crate::core::key::PublicKey;
+use crate::core::{icmp, mss, packet};
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Device {
+    /// A datagram from the underlay: find its peer, decrypt, check, deliver or forward.
+    pub fn handle_datagram(
+        &self,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        // the clock is read only if a control message needs it, never per data packet
+        self.receive(None, from, datagram, scratch, sink)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
+    pub fn handle_datagram_at(
+        &self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        self.receive(Some(now), from, datagram, scratch, sink)
+    }
+
+    fn receive(
+        &self,
+        now: Option<Instant>,
+        from: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        let table = self.table.load();
+        let parsed = Tunn::parse_incoming_packet(datagram);
+        let handshake = matches!(
+            parsed,
+            Ok(Packet::HandshakeInit(_) | Packet::HandshakeResponse(_))
+        );
+        // Which peer, and which of its sessions: by the keys a handshake initiation reveals,
+        // else by the slot in the receiver index.
+        let by_slot = |idx: u32| {
+            table
+                .by_slot(idx >> 8)
+                .map(|p| (p, Target::Slot(idx >> 8)))
+                .ok_or(DropReason::Decrypt)
+        };
+        let data = matches!(parsed, Ok(Packet::PacketData(_)));
+        // data and handshake responses complete a session, so they may move traffic to it
+        let completes = matches!(
+            parsed,
+            Ok(Packet::PacketData(_) | Packet::HandshakeResponse(_))
+        );
+        let peer = match parsed {
+            Ok(Packet::HandshakeInit(init)) => {
+                let id = self.identity.load();
+                // the initiator's PSK epoch, from the slot bits of its sender index
+                let sender =
+                    u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+                // newest key first: during a rotation either may be addressed
+                id.keys
+                    .iter()
+                    .find_map(|own| {
+                        let half = parse_handshake_anon(
+                            own.private.secret(),
+                            &own.public.to_x25519(),
+                            &init,
+                        )
+                        .ok()?;
+                        let theirs = PublicKey::from_bytes(half.peer_static_public);
+                        let peer = table.by_key(&theirs)?;
+                        let keys = self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
+                        Some((peer, Target::Keys(keys)))
+                    })
+                    .ok_or(DropReason::UnknownPeer)
+            }
+            Ok(Packet::HandshakeResponse(p)) => by_slot(p.receiver_idx),
+            Ok(Packet::PacketCookieReply(p)) => by_slot(p.receiver_idx),
+            Ok(Packet::PacketData(p)) => by_slot(p.receiver_idx),
+            Err(_) => Err(DropReason::Decrypt),
+        };
+        let (peer, target) = match peer {
+            Ok((p, t)) => (p.clone(), t),
+            Err(reason) => {
+                self.drop_packet(reason);
+                return;
+            }
+        };
+        let mut first = true;
+        loop {
+            let input: &[u8] = if first { datagram } else { &[] };
+            let session = match target {
+                Target::Slot(slot) => peer.session_by_slot(slot),
+                Target::Keys(keys) => peer.session_by_keys(keys),
+            };
+            let Some(mut session) = session else {
+                if first && data && self.release_after().is_some() && !peer.is_awake() {
+                    // its session was released here early while the peer kept it: a new
+                    // handshake moves the peer to a new one. (Released only when the keys
+                    // were dead on both sides, no legitimate packet arrives for it: garbage
+                    // then wakes nothing.)
+                    self.drop_packet(DropReason::StaleSession);
+                    self.initiate(&peer, scratch, sink);
+                } else {
+                    // a session of a retired key, or keys without a session
+                    self.drop_packet(DropReason::UnknownPeer);
+                }
+                break;
+            };
+            let slot = session.slot;
+            let inactive = !session.is_active();
+            let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
+            drop(session);
+            if first && inactive && completes && !matches!(result, TunnResult::Err(_)) {
+                peer.on_established(slot);
+            }
+            match result {
+                TunnResult::Done => {
+                    if first {
+                        // an authenticated keepalive or handshake completion
+                        peer.set_endpoint(from);
+                    }
+                    break;
+                }
+                TunnResult::Err(e) => {
+                    let reason = match e {
+                        WireGuardError::UnderLoad => DropReason::RateLimited,
+                        _ => DropReason::Decrypt,
+                    };
+                    tracing::trace!(peer = %peer.name(), error = ?e, "datagram refused");
+                    if first && handshake && reason == DropReason::Decrypt {
+                        peer.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.drop_packet(reason);
+                    break;
+                }
+                TunnResult::WriteToNetwork(d) => {
+                    if first {
+                        peer.set_endpoint(from);
+                    }
+                    let to = peer.endpoint().unwrap_or(from);
+                    sink.send(to, d);
+                }
+                TunnResult::WriteToTunnelV4(p, src) => {
+                    peer.set_endpoint(from);
+                    let len = p.len();
+                    self.deliver(
+                        now,
+                        &peer,
+                        IpAddr::V4(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
+                    // boringtun has nothing queued after delivering data
+                    break;
+                }
+                TunnResult::WriteToTunnelV6(p, src) => {
+                    peer.set_endpoint(from);
+                    let len = p.len();
+                    self.deliver(
+                        now,
+                        &peer,
+                        IpAddr::V6(src),
+                        &mut scratch.a[..len],
+                        &mut scratch.b,
+                        sink,
+                    );
+                    break;
+                }
+            }
+            first = false;
+        }
+    }
+
+    /// A decrypted packet: check its source, then hand it to the tun device or, on a hub,
+    /// straight to the next peer without a trip through the kernel.
+    fn deliver(
+        &self,
+        now: Option<Instant>,
+        from_peer: &Arc<Peer>,
+        src: IpAddr,
+        pkt: &mut [u8],
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
+        if !self.table.load().allows(from_peer, src) {
+            self.drop_packet(DropReason::SourceNotAllowed);
+            return;
+        }
+        from_peer.rx_packets.fetch_add(1, Ordering::Relaxed);
+        let Some(dst) = packet::destination(pkt) else {
+            self.drop_packet(DropReason::Decrypt);
+            return;
+        };
+        if let Some(payload) = control::payload(pkt) {
+            if self.own_addrs.load().contains(&dst) {
+                if let Some(msg) = control::Message::parse(payload) {
+                    let len = pkt.len();
+                    let now = now.unwrap_or_else(Instant::now);
+                    self.handle_control(from_peer, src, msg, len, now, out, sink);
+                }
+                return;
+            }
+        }
+        if self.local.load().lookup(dst).is_none() {
+            let table = self.table.load();
+            if let Some(next) = table.route(dst) {
+                if Arc::ptr_eq(next, from_peer) {
+                    self.drop_packet(DropReason::Ttl);
+                    return;
+                }
+                if !packet::decrement_ttl(pkt) {
+                    self.drop_packet(DropReason::Ttl);
+                    return;
+                }
+                let mtu = next.path.mtu();
+                if icmp::needs_too_big(pkt, mtu) {
+                    // tell the sender, back through the peer it came from
+                    self.drop_packet(DropReason::TooBig);
+                    // From the packet's destination: an ICMP whose source is one of our own addresses
+                    // would be dropped by the kernel as a martian.
+                    if let Some(err) = icmp::too_big(pkt, mtu, dst) {
+                        self.encapsulate_to(from_peer, &err, sink);
+                    }
+                    return;
+                }
+                mss::clamp(pkt, mtu);
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.encapsulate_to(next, pkt, sink);
+                return;
+            }
+        }
+        mss::clamp(pkt, from_peer.path.mtu());
+        sink.write_tun(pkt);
+    }
+}
+
+/// Where an incoming datagram goes within its peer.
+#[derive(Clone, Copy)]
+enum Target {
+    Slot(u32),
+    Keys(SessionKeys),
+}

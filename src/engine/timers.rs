@@ -1,0 +1,41 @@
+//! The device's clock-driven work, called every [`TIMER_TICK`](crate::constants::TIMER_TICK):
+//! path probes, rotations, PSK epochs, and the timers of awake peers' sessions.
+
+use super::device::Device;
+use super::drops::DropReason;
+use super::peer::Peer;
+use super::scratch::Scratch;
+use super::sink::Sink;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::TunnResult;
+use std::time::Instant;
+
+impl Device {
+    /// Drives every peer's timers: handshake retries, keepalives, rekeying, session expiry,
+    /// and path-MTU probes.
+    pub fn tick(&self, scratch: &mut Scratch, sink: &mut impl Sink) {
+        self.tick_at(Instant::now(), scratch, sink)
+    }
+
+    /// [`tick`](Self::tick) at a given time. boringtun's own timers read the clock themselves.
+    pub fn tick_at(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+        self.tick_paths(now, scratch, sink);
+        self.tick_rotation(now, scratch, sink);
+        self.tick_psk(scratch, sink);
+        self.tick_sessions(now, scratch, sink);
+    }
+
+    pub(super) fn timer_result(&self, peer: &Peer, result: TunnResult<'_>, sink: &mut impl Sink) {
+        match result {
+            TunnResult::WriteToNetwork(d) => match peer.endpoint() {
+                Some(to) => sink.send(to, d),
+                None => self.drop_packet(DropReason::NoEndpoint),
+            },
+            TunnResult::Err(WireGuardError::ConnectionExpired) => {}
+            TunnResult::Err(e) => {
+                tracing::debug!(peer = %peer.name(), error = ?e, "timer error")
+            }
+            _ => {}
+        }
+    }
+}
