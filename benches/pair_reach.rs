@@ -1,7 +1,7 @@
 //! Time from every daemon of a lab full mesh being ready to every ordered pair reached once (an
 //! echo from the other node's overlay address came back), for 16 and 64 nodes, wiremesh next to
 //! boringtun-cli daemons given the same keys, addresses and routes (from `wiremesh plan --format
-//! wg`), alternating on one lab per size. Root only; `cargo bench --bench pair_reach`.
+//! wg`), alternating on one lab per size (regions of four nodes, as `topologies/full-64.toml`). Root only; `cargo bench --bench pair_reach`.
 //!
 //! "Ready" is when the last wiremesh daemon created its UAPI socket (it does so after its tun
 //! device, routes and peers are set up), or when the last boringtun-cli was configured. The
@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use wiremesh::core::plan::Plan;
 use wiremesh::lab::{Lab, LabOptions};
 
-const REGIONS: usize = 4;
+/// Nodes per region: small regions, so the kernel's ARP table (shared by every namespace,
+/// 1,024 entries) holds a 64-node lab; see `topologies/full-64.toml`.
+const PER_REGION: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
 const WIREMESH: &str = env!("CARGO_BIN_EXE_wiremesh");
 
@@ -33,18 +35,27 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 /// Seconds from `ready` to the last pair's first reply, and how many pairs never answered.
+/// Prints when half, 90 % and 99 % of the pairs had been reached.
 fn reach(lab: &Lab, ready: Instant, resend: Duration) -> (f64, usize) {
     let called = ready.elapsed();
     let rows = lab.reach_all(TIMEOUT, resend).expect("probe");
-    let mut last = Duration::ZERO;
-    let mut failed = 0;
-    for r in rows.iter().flatten() {
-        match r {
-            Some(r) => last = last.max(r.at),
-            None => failed += 1,
-        }
-    }
-    ((called + last).as_secs_f64(), failed)
+    let mut at: Vec<Duration> = rows
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|r| called + r.at)
+        .collect();
+    let failed = rows.iter().flatten().filter(|r| r.is_none()).count();
+    at.sort();
+    let q = |f: f64| at.get(((at.len() as f64 * f) as usize).min(at.len().saturating_sub(1)));
+    let s = |d: Option<&Duration>| d.map_or(f64::NAN, Duration::as_secs_f64);
+    println!(
+        "  pairs reached: half after {:.3} s, 90 % after {:.3} s, 99 % after {:.3} s",
+        s(q(0.5)),
+        s(q(0.9)),
+        s(q(0.99))
+    );
+    (s(at.last()), failed)
 }
 
 /// A boringtun-cli node configured as an operator would: `wiremesh plan --format wg`, `wg
@@ -132,7 +143,7 @@ fn main() {
     let mut table = Vec::new();
     for &n in &sizes {
         let topo = dir.path().join(format!("mesh{n}.toml"));
-        std::fs::write(&topo, scale::full_mesh(n, REGIONS)).unwrap();
+        std::fs::write(&topo, scale::full_mesh(n, n.div_ceil(PER_REGION))).unwrap();
         let prefix = format!("pr{}", std::process::id() % 100_000);
         let t = Instant::now();
         let mut lab = Lab::build(&topo, LabOptions::new(prefix, WIREMESH)).unwrap();
