@@ -158,12 +158,15 @@ impl Device {
         self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Makes the peer set match `plan`. Peers whose key is unchanged keep their sessions; new
-    /// keys get an idle record (no session until traffic or a handshake needs one); missing
-    /// keys are dropped. Returns the peers created, so the caller can start their handshakes.
+    /// Makes the peer set match `plan`. Peers whose key is unchanged keep their sessions (and
+    /// are not touched unless their settings changed); new keys get an idle record (no session
+    /// until traffic or a handshake needs one); missing keys are dropped. The peer table is
+    /// rebuilt only when the peer set or some AllowedIPs changed. Returns the peers created,
+    /// so the caller can start their handshakes.
     pub fn apply(&self, plan: &Plan) -> Vec<Arc<Peer>> {
         let _writer = self.rotation();
         let old = self.table.load_full();
+        let mut routes_changed = false;
         let mut created = Vec::new();
         let mut peers = Vec::with_capacity(plan.peers.len());
         for p in &plan.peers {
@@ -177,7 +180,7 @@ impl Device {
             };
             match old.by_key(&p.public_key) {
                 Some(existing) => {
-                    existing.reconfigure(config);
+                    routes_changed |= existing.reconfigure(config);
                     peers.push(existing.clone());
                 }
                 None => {
@@ -194,7 +197,10 @@ impl Device {
         self.mtu.store(u32::from(plan.mtu), Ordering::Relaxed);
         self.own_addrs.store(Arc::new(plan.addresses.clone()));
         self.discovery.store(Arc::new(DiscoverySettings::of(plan)));
-        self.table.store(Arc::new(PeerTable::new(peers)));
+        // same keys, same count: the same peers (keys are unique)
+        if routes_changed || !created.is_empty() || peers.len() != old.len() {
+            self.table.store(Arc::new(PeerTable::new(peers)));
+        }
         created
     }
 

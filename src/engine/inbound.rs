@@ -135,7 +135,7 @@ impl Device {
             if first && inactive && completes && !matches!(result, TunnResult::Err(_)) {
                 peer.on_established(slot);
             }
-            match result {
+            let inner = match result {
                 TunnResult::Done => {
                     if first {
                         // an authenticated keepalive or handshake completion
@@ -161,34 +161,17 @@ impl Device {
                     }
                     let to = peer.endpoint().unwrap_or(from);
                     sink.send(to, d);
+                    None
                 }
-                TunnResult::WriteToTunnelV4(p, src) => {
-                    peer.set_endpoint(from);
-                    let len = p.len();
-                    self.deliver(
-                        now,
-                        &peer,
-                        IpAddr::V4(src),
-                        &mut scratch.a[..len],
-                        &mut scratch.b,
-                        sink,
-                    );
-                    // boringtun has nothing queued after delivering data
-                    break;
-                }
-                TunnResult::WriteToTunnelV6(p, src) => {
-                    peer.set_endpoint(from);
-                    let len = p.len();
-                    self.deliver(
-                        now,
-                        &peer,
-                        IpAddr::V6(src),
-                        &mut scratch.a[..len],
-                        &mut scratch.b,
-                        sink,
-                    );
-                    break;
-                }
+                TunnResult::WriteToTunnelV4(p, src) => Some((p.len(), IpAddr::V4(src))),
+                TunnResult::WriteToTunnelV6(p, src) => Some((p.len(), IpAddr::V6(src))),
+            };
+            if let Some((len, src)) = inner {
+                peer.set_endpoint(from);
+                let (pkt, out) = (&mut scratch.a[..len], &mut scratch.b);
+                self.deliver(now, &peer, src, pkt, out, sink);
+                // boringtun has nothing queued after delivering data
+                break;
             }
             first = false;
         }
@@ -238,10 +221,7 @@ impl Device {
                 let mtu = next.path.mtu();
                 if icmp::needs_too_big(pkt, mtu) {
                     // tell the sender, back through the peer it came from
-                    self.drop_packet(DropReason::TooBig);
-                    // From the packet's destination: an ICMP whose source is one of our own addresses
-                    // would be dropped by the kernel as a martian.
-                    if let Some(err) = icmp::too_big(pkt, mtu, dst) {
+                    if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
                         self.encapsulate_to(from_peer, &err, sink);
                     }
                     return;

@@ -38,6 +38,8 @@ pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
 #[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
 mod lazy_tests;
 #[cfg(test)]
 mod memory_tests;

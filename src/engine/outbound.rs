@@ -8,6 +8,7 @@ use super::scratch::Scratch;
 use super::sink::Sink;
 use crate::core::{icmp, mss, packet};
 use boringtun::noise::TunnResult;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 /// Room beyond the packet's length for the data header, the tag and padding; also fits a
@@ -26,6 +27,14 @@ impl Device {
         }
     }
 
+    /// Counts a packet too big for `mtu` and builds the ICMP error for its sender. The error
+    /// comes from the packet's destination: one from our own address would be dropped by the
+    /// kernel as a martian.
+    pub(super) fn refuse_too_big(&self, pkt: &[u8], mtu: u16, dst: IpAddr) -> Option<Vec<u8>> {
+        self.drop_packet(DropReason::TooBig);
+        icmp::too_big(pkt, mtu, dst)
+    }
+
     /// A packet read from the tun device: encrypt it for the peer that carries its destination.
     pub fn handle_tun_packet(&self, pkt: &[u8], scratch: &mut Scratch, sink: &mut impl Sink) {
         let Some(dst) = packet::destination(pkt) else {
@@ -39,10 +48,7 @@ impl Device {
         };
         let mtu = peer.path.mtu();
         if icmp::needs_too_big(pkt, mtu) {
-            self.drop_packet(DropReason::TooBig);
-            // From the packet's destination: an ICMP whose source is one of our own addresses
-            // would be dropped by the kernel as a martian.
-            if let Some(err) = icmp::too_big(pkt, mtu, dst) {
+            if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
                 sink.write_tun(&err);
             }
             return;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Mutable settings of a peer that a reload may change without touching its session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
     pub endpoint: Option<Endpoint>,
@@ -146,15 +146,25 @@ impl Peer {
     }
 
     /// Applies reloaded settings in place; the session is untouched. A changed configured IP
-    /// endpoint replaces the current one; a DNS endpoint waits for the resolver.
-    pub fn reconfigure(&self, config: PeerConfig) {
+    /// endpoint replaces the current one; a DNS endpoint waits for the resolver. Returns
+    /// whether the peer's AllowedIPs changed (the peer table must then be rebuilt); an
+    /// unchanged peer is not touched at all.
+    pub fn reconfigure(&self, config: PeerConfig) -> bool {
         let old = self.config.load_full();
+        if *old == config {
+            return false;
+        }
         if old.endpoint != config.endpoint {
             if let Some(Endpoint::Addr(a)) = &config.endpoint {
                 self.set_endpoint(*a);
             }
         }
+        if old.mtu != config.mtu {
+            self.path.set_start_mtu(config.mtu);
+        }
+        let routes_changed = old.allowed_ips != config.allowed_ips;
         self.config.store(Arc::new(config));
+        routes_changed
     }
 
     pub fn endpoint(&self) -> Option<SocketAddr> {
