@@ -8,6 +8,7 @@ mod resolve;
 mod rotate;
 mod routes;
 pub mod settings;
+mod timing;
 mod uapi;
 
 use crate::core::diff::PlanDiff;
@@ -24,6 +25,7 @@ use loops::Io;
 use resolve::Resolvers;
 use settings::Settings;
 use std::sync::Arc;
+use timing::ApplyTiming;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,9 @@ fn prepare(settings: &Settings) -> Result<(Plan, crate::core::key::PrivateKey), 
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> Result<(), DaemonError> {
+    let mut timing = ApplyTiming::start();
     let (plan, key) = prepare(&settings)?;
+    timing.prepared();
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
@@ -103,6 +107,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }),
         None => None,
     };
+    timing.resume();
     let device = Arc::new(Device::with_options(
         key,
         &plan,
@@ -113,8 +118,10 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         psk,
     ));
     device.set_release_after(settings.release_idle_after.map(|s| s.0));
+    timing.applied();
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
+    let timing = timing.routed();
     let io = Arc::new(Io {
         device: device.clone(),
         tun,
@@ -170,6 +177,10 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         public_key = %device.public_key(),
         peers = running.plan.peers.len(),
         port = running.plan.listen_port,
+        apply_ms = timing.total_ms(),
+        prepare_ms = timing.prepare_ms(),
+        engine_ms = timing.engine_ms(),
+        routes_ms = timing.routes_ms(),
         "wiremesh is up"
     );
 
@@ -181,10 +192,12 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 match reload(&mut running).await {
-                    Ok(diff) => tracing::info!(
+                    Ok((diff, timing)) => tracing::info!(
                         added = diff.added.len(), removed = diff.removed.len(), changed = diff.changed.len(),
                         routes_added = diff.routes_added.len(), routes_removed = diff.routes_removed.len(),
                         routes_changed = diff.routes_changed.len(),
+                        apply_ms = timing.total_ms(), prepare_ms = timing.prepare_ms(),
+                        engine_ms = timing.engine_ms(), routes_ms = timing.routes_ms(),
                         "topology reloaded"
                     ),
                     Err(e) => tracing::error!(error = %e, "reload refused; still running the previous topology"),
@@ -243,23 +256,27 @@ async fn apply_path_events(r: &mut Running) {
 /// Re-plans and applies only the difference: routes and DNS resolvers are touched only for
 /// what the diff names, and the engine is not called at all when no peer and none of the
 /// node's own settings changed (a route-only change, or an edit elsewhere in a hub mesh).
-async fn reload(r: &mut Running) -> Result<PlanDiff, DaemonError> {
+async fn reload(r: &mut Running) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
+    let mut timing = ApplyTiming::start();
     let (plan, _) = prepare(&r.settings)?;
     let diff = PlanDiff::between(&r.plan, &plan);
+    timing.prepared();
     let created = if diff.touches_peers() || diff.own || diff.mtu.is_some() {
         // Device::apply takes the whole plan; it keeps every peer whose key is unchanged,
-        // session included
+        // session included, and touches only the peers whose settings changed
         r.io.device.apply(&plan)
     } else {
         Vec::new()
     };
+    timing.applied();
     r.routes.apply(&diff, &r.io.device).await?;
+    let timing = timing.routed();
     r.resolvers
         .update(&r.resolver, &diff, &r.io.device.peers(), true);
     start_handshakes(&r.io, &created);
     r.plan = plan;
     crate::io::memory::release_freed_heap();
-    Ok(diff)
+    Ok((diff, timing))
 }
 
 /// Builds the runtime and runs the daemon; for the CLI.

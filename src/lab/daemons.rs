@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a daemon has to exit after SIGTERM before it gets SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often [`wait_ready`] looks for the sockets: often, because the scale benchmarks start
+/// their clock when it returns.
+const READY_POLL: Duration = Duration::from_millis(2);
 /// Log lines quoted in errors.
 const LOG_TAIL_LINES: usize = 20;
 
@@ -147,7 +150,7 @@ pub fn wait_ready(
             );
             return Err(daemon_error(dir, &node.name, &what));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(READY_POLL);
     }
 }
 
@@ -178,6 +181,33 @@ pub fn stop(d: DaemonPid, child: Option<&mut Child>) {
     signal(d, Signal::Kill);
     if let Some(c) = child {
         let _ = c.wait();
+    }
+}
+
+/// Stops many daemons at once: SIGTERM to all, then waits for all (SIGKILL to those still
+/// running after [`STOP_TIMEOUT`]), so a 64-node lab stops in the time of its slowest daemon.
+pub fn stop_all(daemons: Vec<(DaemonPid, Option<Child>)>) {
+    for (d, _) in &daemons {
+        if signal(*d, Signal::Cont) {
+            signal(*d, Signal::Term);
+        }
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut running = daemons;
+    while !running.is_empty() && Instant::now() < deadline {
+        running.retain_mut(|(d, child)| match child {
+            Some(c) => !matches!(c.try_wait(), Ok(Some(_))),
+            None => alive(*d),
+        });
+        if !running.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    for (d, child) in &mut running {
+        signal(*d, Signal::Kill);
+        if let Some(c) = child {
+            let _ = c.wait();
+        }
     }
 }
 

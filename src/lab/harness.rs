@@ -7,6 +7,7 @@ use super::layout::{check_prefix, Layout, NodeLayout};
 use super::netns;
 use super::network;
 use super::ping::{self, PingMatrix};
+use super::reach::{probe_all, Reached};
 use super::state::{derive_topology, LabState, StateDir};
 use super::{io_at, LabError};
 use crate::core::key::PrivateKey;
@@ -27,6 +28,14 @@ pub struct LabOptions {
     pub exe: PathBuf,
     /// Give the nodes IPv6 underlay endpoints (`[fd31:R::H]:port`) instead of IPv4 ones.
     pub ipv6_underlay: bool,
+    /// The nodes that get a namespace, a link and a daemon; `None` for all. The others stay in
+    /// the topology as peers that never answer: keys that exist nowhere else, and endpoints in
+    /// the core namespace's void subnets, where packets are dropped. A hub with thousands of
+    /// configured spokes is built this way.
+    pub nodes: Option<Vec<String>>,
+    /// How long a daemon has to come up ([`super::READY_TIMEOUT`] unless set): one that reads a
+    /// topology of thousands of nodes needs longer, more so in a debug build.
+    pub ready_timeout: Duration,
 }
 
 impl LabOptions {
@@ -35,6 +44,8 @@ impl LabOptions {
             prefix: prefix.into(),
             exe: exe.into(),
             ipv6_underlay: false,
+            nodes: None,
+            ready_timeout: daemons::READY_TIMEOUT,
         }
     }
 }
@@ -57,6 +68,7 @@ pub struct Lab {
     /// The derived topology, once written (absent in a half-built lab loaded from disk).
     topology: Option<Topology>,
     exe: PathBuf,
+    ready_timeout: Duration,
     /// Daemons this process spawned, so they are reaped and not left as zombies.
     children: HashMap<String, Child>,
     /// Whether dropping this value tears the lab down: true for a lab this value built, false
@@ -71,7 +83,7 @@ impl Lab {
         check_prefix(&opts.prefix)?;
         let text = std::fs::read_to_string(topology).map_err(io_at(topology))?;
         let user = Topology::parse(&text, topology)?;
-        let layout = Layout::new(&opts.prefix, &user)?;
+        let layout = Layout::with_nodes(&opts.prefix, &user, opts.nodes.as_deref())?;
         let dir = StateDir::for_prefix(&opts.prefix);
         if dir.root().exists() || netns::exists(&layout.core_ns)? {
             return Err(LabError::Exists {
@@ -93,6 +105,7 @@ impl Lab {
             state,
             topology: None,
             exe: opts.exe,
+            ready_timeout: opts.ready_timeout,
             children: HashMap::new(),
             owned: true,
         };
@@ -107,7 +120,10 @@ impl Lab {
         let mut public = BTreeMap::new();
         for node in &user.nodes {
             let key = PrivateKey::generate();
-            keyfile::write_private(&lab.dir.key(&node.name), &key, false)?;
+            // an absent node's private key is needed nowhere
+            if lab.state.layout.node(&node.name).is_ok() {
+                keyfile::write_private(&lab.dir.key(&node.name), &key, false)?;
+            }
             public.insert(node.name.clone(), key.public_key());
         }
         let derived = derive_topology(
@@ -144,6 +160,7 @@ impl Lab {
             state,
             topology,
             exe,
+            ready_timeout: daemons::READY_TIMEOUT,
             children: HashMap::new(),
             owned: false,
         })
@@ -179,7 +196,7 @@ impl Lab {
         for node in &nodes {
             started.push((node, self.spawn(node)?));
         }
-        daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+        daemons::wait_ready(&started, &self.dir, self.ready_timeout)
     }
 
     /// Starts the daemons of `nodes` only (others stay down, e.g. to run a different
@@ -193,7 +210,7 @@ impl Lab {
         for node in &layouts {
             started.push((node, self.spawn(node)?));
         }
-        daemons::wait_ready(&started, &self.dir, daemons::READY_TIMEOUT)
+        daemons::wait_ready(&started, &self.dir, self.ready_timeout)
     }
 
     /// Sets (or, with an empty limit, lifts) the limits of the link between two regions while
@@ -268,7 +285,7 @@ impl Lab {
             self.children.remove(node);
         }
         let pid = self.spawn(&layout)?;
-        daemons::wait_ready(&[(&layout, pid)], &self.dir, daemons::READY_TIMEOUT)
+        daemons::wait_ready(&[(&layout, pid)], &self.dir, self.ready_timeout)
     }
 
     /// Runs a command inside a node's namespace; a non-zero exit is in the `Output`, not an error.
@@ -290,37 +307,52 @@ impl Lab {
         ping::ping_in_ns(self.node_ns(from)?, to, timeout)
     }
 
-    /// Pings every ordered pair of nodes, A's namespace to B's first overlay address, all at once.
+    /// Pings every ordered pair of nodes, A's namespace to B's first overlay address, all at
+    /// once (one prober thread per node, see [`super::reach`]).
     pub fn ping_matrix(&self, timeout: Duration) -> Result<PingMatrix, LabError> {
-        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
-            path: self.dir.topology(),
-            message: "the lab has no derived topology (half built?)".into(),
-        })?;
-        let nodes = &self.state.layout.nodes;
-        let mut pairs = Vec::new();
-        for a in nodes {
-            for b in nodes.iter().filter(|b| b.name != a.name) {
-                pairs.push((a.ns.clone(), topology.node(&b.name)?.overlay_addrs()[0]));
-            }
-        }
-        let mut results = ping::ping_all(&pairs, timeout)?.into_iter();
-        let rtt = (0..nodes.len())
-            .map(|i| {
-                (0..nodes.len())
-                    .map(|j| {
-                        if i == j {
-                            None
-                        } else {
-                            results.next().flatten()
-                        }
-                    })
-                    .collect()
+        let reached = self.reach_all(timeout, ping::RESEND)?;
+        let rtt = reached
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let mut row: Vec<Option<Duration>> =
+                    row.into_iter().map(|r| r.map(|r| r.rtt)).collect();
+                row.insert(i, None);
+                row
             })
             .collect();
         Ok(PingMatrix {
             nodes: self.nodes(),
             rtt,
         })
+    }
+
+    /// For every node, in topology order, the first echo reply from every other node's first
+    /// overlay address (the diagonal left out): who answered, how fast, and when, counted from
+    /// this call. Requests are re-sent every `resend` until `timeout`.
+    pub fn reach_all(
+        &self,
+        timeout: Duration,
+        resend: Duration,
+    ) -> Result<Vec<Vec<Option<Reached>>>, LabError> {
+        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
+            path: self.dir.topology(),
+            message: "the lab has no derived topology (half built?)".into(),
+        })?;
+        let nodes = &self.state.layout.nodes;
+        let mut addrs = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            addrs.push(topology.node(&n.name)?.overlay_addrs()[0]);
+        }
+        let sources: Vec<(String, Vec<IpAddr>)> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let others = (0..nodes.len()).filter(|j| *j != i).map(|j| addrs[j]);
+                (a.ns.clone(), others.collect())
+            })
+            .collect();
+        probe_all(&sources, timeout, resend)
     }
 
     /// The MTU of a link in one of the lab's namespaces (`eth0` in a node, `br1` in the core).
@@ -406,11 +438,25 @@ impl Lab {
         self.teardown()
     }
 
+    /// Stops every running daemon (all signalled at once, then awaited), leaving the network
+    /// in place, e.g. to run another implementation on the same lab.
+    pub fn stop_daemons(&mut self) -> Result<(), LabError> {
+        self.stop_all();
+        self.dir.save(&self.state)
+    }
+
+    fn stop_all(&mut self) {
+        let daemons = std::mem::take(&mut self.state.daemons);
+        let mut children = std::mem::take(&mut self.children);
+        let stopping: Vec<_> = daemons
+            .iter()
+            .map(|(node, pid)| (*pid, children.remove(node)))
+            .collect();
+        daemons::stop_all(stopping);
+    }
+
     fn teardown(&mut self) -> Result<(), LabError> {
-        for (node, pid) in std::mem::take(&mut self.state.daemons) {
-            daemons::stop(pid, self.children.get_mut(&node));
-        }
-        self.children.clear();
+        self.stop_all();
         // a daemon killed with SIGKILL leaves its sockets behind; they name this lab's
         // interfaces only
         for node in &self.state.layout.nodes {

@@ -15,6 +15,13 @@ pub const MAX_PREFIX: usize = 10;
 pub const IFNAME_MAX: usize = 15;
 /// Host part of a region's first node address; `.1` is the gateway, `.2`-`.9` stay free.
 const FIRST_HOST: usize = 10;
+/// The void subnets, where absent nodes' endpoints are: local addresses of the core namespace
+/// (`ip route add local ... dev lo`) whose packets an nftables rule there drops, so they never
+/// leave the lab and nothing answers them, not even with ICMP.
+pub const VOID_V4: &str = "172.30.0.0/16";
+pub const VOID_V6: &str = "fd30::/64";
+/// Absent nodes the void subnets have room for (host numbers 2..=65535).
+pub const MAX_ABSENT: usize = 65_534;
 
 /// One region: a bridge in the core namespace and an underlay subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +60,21 @@ pub struct Layout {
     pub core_ns: String,
     pub regions: Vec<RegionLayout>,
     pub nodes: Vec<NodeLayout>,
+    /// How many of the topology's nodes have no namespace (see [`Layout::with_nodes`]).
+    #[serde(default)]
+    pub absent: usize,
+}
+
+/// The endpoint the lab gives the `i`-th absent node (in file order): an address of the void
+/// subnets, where nothing answers.
+pub fn absent_endpoint(i: usize, port: u16, ipv6: bool) -> String {
+    let host = u16::try_from(i + 2).expect("at most MAX_ABSENT absent nodes");
+    if ipv6 {
+        format!("[fd30::{host:x}]:{port}")
+    } else {
+        let [hi, lo] = host.to_be_bytes();
+        format!("172.30.{hi}.{lo}:{port}")
+    }
 }
 
 /// Checks that a prefix yields valid, unambiguous names: lowercase letters and digits only (no
@@ -80,9 +102,35 @@ pub fn check_prefix(prefix: &str) -> Result<(), LabError> {
 impl Layout {
     /// Plans names and addresses for every region (in sorted order) and node (in file order).
     pub fn new(prefix: &str, topology: &Topology) -> Result<Self, LabError> {
+        Self::with_nodes(prefix, topology, None)
+    }
+
+    /// Like [`Layout::new`], but only the nodes named in `only` (all when `None`) get a
+    /// namespace; the others stay in the topology as peers that never answer, with endpoints
+    /// from [`absent_endpoint`]. Regions without an instantiated node get no bridge.
+    pub fn with_nodes(
+        prefix: &str,
+        topology: &Topology,
+        only: Option<&[String]>,
+    ) -> Result<Self, LabError> {
         check_prefix(prefix)?;
-        let mut region_names: Vec<&str> =
-            topology.nodes.iter().map(|n| n.region.as_str()).collect();
+        if let Some(only) = only {
+            if let Some(unknown) = only.iter().find(|n| topology.node(n).is_err()) {
+                return Err(LabError::UnknownNode(unknown.clone()));
+            }
+        }
+        let present: Vec<&crate::core::topology::Node> = topology
+            .nodes
+            .iter()
+            .filter(|n| only.is_none_or(|o| o.contains(&n.name)))
+            .collect();
+        let absent = topology.nodes.len() - present.len();
+        if absent > MAX_ABSENT {
+            return Err(LabError::Layout(format!(
+                "{absent} nodes without a namespace; the lab has room for {MAX_ABSENT}"
+            )));
+        }
+        let mut region_names: Vec<&str> = present.iter().map(|n| n.region.as_str()).collect();
         region_names.sort_unstable();
         region_names.dedup();
         if region_names.len() > 254 {
@@ -91,7 +139,7 @@ impl Layout {
                 region_names.len()
             )));
         }
-        if topology.nodes.len() > 999 {
+        if present.len() > 999 {
             return Err(LabError::Layout("more than 999 nodes".into()));
         }
         let regions: Vec<RegionLayout> = region_names
@@ -111,8 +159,8 @@ impl Layout {
             .collect();
         let core_ns = format!("{prefix}-core");
         let mut in_region = vec![0usize; regions.len()];
-        let mut nodes = Vec::with_capacity(topology.nodes.len());
-        for (idx, node) in topology.nodes.iter().enumerate() {
+        let mut nodes = Vec::with_capacity(present.len());
+        for (idx, node) in present.iter().enumerate() {
             let region = regions
                 .iter()
                 .find(|r| r.name == node.region)
@@ -156,6 +204,7 @@ impl Layout {
             core_ns,
             regions,
             nodes,
+            absent,
         })
     }
 
@@ -248,6 +297,34 @@ mod tests {
         assert_eq!(ns, ["t12345678-n0", "t12345678-n1", "t12345678-n2"]);
         assert!(l.namespaces().iter().all(|n| n.len() <= IFNAME_MAX));
         assert!(l.nodes.iter().all(|n| n.veth.len() <= IFNAME_MAX));
+    }
+
+    #[test]
+    fn only_the_listed_nodes_get_namespaces_and_the_rest_are_counted_absent() {
+        let t = topology(&[("a", "us"), ("b", "eu"), ("c", "us"), ("d", "us")]);
+        let only = ["c".to_string(), "a".to_string()];
+        let l = Layout::with_nodes("wml", &t, Some(&only)).unwrap();
+        let names: Vec<&str> = l.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"], "file order, not the order listed");
+        assert_eq!(l.absent, 2);
+        assert_eq!(l.regions.len(), 1, "no bridge for a region without a node");
+        assert_eq!(l.node("c").unwrap().ifname, "wml1");
+        let missing = ["zz".to_string()];
+        assert!(matches!(
+            Layout::with_nodes("wml", &t, Some(&missing)),
+            Err(LabError::UnknownNode(n)) if n == "zz"
+        ));
+    }
+
+    #[test]
+    fn absent_endpoints_are_distinct_addresses_in_the_void_subnets() {
+        assert_eq!(absent_endpoint(0, 51820, false), "172.30.0.2:51820");
+        assert_eq!(absent_endpoint(300, 7, false), "172.30.1.46:7");
+        assert_eq!(absent_endpoint(9_998, 1, true), "[fd30::2710]:1");
+        assert_eq!(
+            absent_endpoint(MAX_ABSENT - 1, 1, false),
+            "172.30.255.255:1"
+        );
     }
 
     #[test]

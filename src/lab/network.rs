@@ -2,28 +2,22 @@
 //! namespace is recorded in the state file right after it is created, so a build that fails
 //! halfway leaves a state from which `lab down` (or `Drop`) removes exactly what exists.
 
-use super::layout::{Layout, NodeLayout, RegionLayout};
-use super::netns::{self, ip_in};
+use super::layout::{Layout, NodeLayout, RegionLayout, VOID_V4, VOID_V6};
+use super::netns;
 use super::state::{LabState, StateDir};
 use super::LabError;
 
-/// Creates the core namespace with its bridges, then every node namespace and its link.
+/// The core namespace's nftables table for the void subnets.
+const VOID_TABLE: &str = "wmvoid";
+
+/// Creates every namespace, then the core router with its bridges and every node's link, then
+/// each node's addresses and routes. Each step is one `ip -batch` (one per node for the last),
+/// so a 64-node lab costs about 70 processes instead of 700.
 pub fn build(state: &mut LabState, dir: &StateDir) -> Result<(), LabError> {
     let layout = state.layout.clone();
-    create_ns(state, dir, &layout.core_ns)?;
-    core_router(&layout)?;
-    for node in &layout.nodes {
-        create_ns(state, dir, &node.ns)?;
-        let region = layout
-            .region(&node.region)
-            .expect("layout regions cover every node");
-        node_link(&layout, region, node)?;
-    }
-    Ok(())
-}
-
-fn create_ns(state: &mut LabState, dir: &StateDir, ns: &str) -> Result<(), LabError> {
-    if netns::exists(ns)? {
+    let all = layout.namespaces();
+    let existing = netns::list()?;
+    if let Some(ns) = all.iter().find(|ns| existing.contains(ns)) {
         return Err(LabError::Command {
             command: format!("ip netns add {ns}"),
             stderr: "namespace already exists (left by something else?)".into(),
@@ -31,122 +25,108 @@ fn create_ns(state: &mut LabState, dir: &StateDir, ns: &str) -> Result<(), LabEr
     }
     // Recorded before creation: deleting a namespace that does not exist is harmless, while
     // one created but not recorded would leak.
-    state.namespaces.push(ns.to_string());
+    state.namespaces.extend(all.iter().cloned());
     dir.save(state)?;
-    netns::add(ns)
-}
-
-/// The router: forwarding on, one bridge per region addressed as the region's gateway.
-fn core_router(layout: &Layout) -> Result<(), LabError> {
-    let ns = layout.core_ns.as_str();
-    netns::sysctl_in(ns, "net.ipv4.ip_forward", "1")?;
-    netns::sysctl_in(ns, "net.ipv6.conf.all.forwarding", "1")?;
-    for r in &layout.regions {
-        let mtu = r.mtu.to_string();
-        ip_in(
-            ns,
-            &["link", "add", &r.bridge, "mtu", &mtu, "type", "bridge"],
-        )?;
-        ip_in(
-            ns,
-            &[
-                "addr",
-                "add",
-                &format!("{}/24", r.gateway_v4),
-                "dev",
-                &r.bridge,
-            ],
-        )?;
-        ip_in(
-            ns,
-            &[
-                "addr",
-                "add",
-                &format!("{}/64", r.gateway_v6),
-                "dev",
-                &r.bridge,
-                "nodad",
-            ],
-        )?;
-        ip_in(ns, &["link", "set", &r.bridge, "up"])?;
-    }
-    Ok(())
-}
-
-/// A veth pair: `eth0` in the node, the other end on its region's bridge; addresses, MTU and
-/// default routes through the region's gateway.
-fn node_link(layout: &Layout, region: &RegionLayout, node: &NodeLayout) -> Result<(), LabError> {
+    let adds: Vec<String> = all.iter().map(|ns| format!("netns add {ns}")).collect();
+    netns::ip_batch(None, &adds, false)?;
     let core = layout.core_ns.as_str();
-    let mtu = node.mtu.to_string();
-    ip_in(
+    netns::sysctls_in(
         core,
         &[
-            "link", "add", &node.veth, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "mtu",
-            &mtu, "netns", &node.ns,
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
         ],
     )?;
-    ip_in(
-        core,
-        &["link", "set", &node.veth, "master", &region.bridge, "up"],
-    )?;
-    let ns = node.ns.as_str();
-    ip_in(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/24", node.underlay_v4),
-            "dev",
-            "eth0",
-        ],
-    )?;
-    ip_in(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/64", node.underlay_v6),
-            "dev",
-            "eth0",
-            "nodad",
-        ],
-    )?;
-    // A real link carries single packets: make GSO trains (UDP GSO from the daemons, TSO) be
-    // cut here, as a NIC would, so the inter-region black holes (`meta length`) see each packet.
-    ip_in(ns, &["link", "set", "eth0", "gso_max_segs", "1"])?;
-    ip_in(ns, &["link", "set", "eth0", "up"])?;
-    ip_in(
-        ns,
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            &region.gateway_v4.to_string(),
-        ],
-    )?;
-    ip_in(
-        ns,
-        &[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            &region.gateway_v6.to_string(),
-        ],
-    )?;
+    netns::ip_batch(Some(core), &core_router(&layout), false)?;
+    if layout.absent > 0 {
+        void(core)?;
+    }
+    for node in &layout.nodes {
+        let region = layout
+            .region(&node.region)
+            .expect("layout regions cover every node");
+        netns::ip_batch(Some(&node.ns), &node_side(region, node), false)?;
+    }
     Ok(())
 }
 
-/// Deletes the recorded namespaces, newest first (veths and bridges go with them). Keeps going
-/// after a failure and returns the first error, so one stuck namespace does not leak the rest.
-pub fn teardown(namespaces: &[String]) -> Result<(), LabError> {
-    let mut first = None;
-    for ns in namespaces.iter().rev() {
-        if let Err(e) = netns::delete(ns) {
-            first.get_or_insert(e);
-        }
+/// The router (`ip -n core -batch` lines): one bridge per region addressed as the region's
+/// gateway, each node's veth with its other end (`eth0`) moved into the node, and the void
+/// subnets that hold the endpoints of absent nodes.
+fn core_router(layout: &Layout) -> Vec<String> {
+    let mut lines = vec!["link set lo up".to_string()];
+    for r in &layout.regions {
+        let b = &r.bridge;
+        lines.push(format!("link add {b} mtu {} type bridge", r.mtu));
+        lines.push(format!("addr add {}/24 dev {b}", r.gateway_v4));
+        lines.push(format!("addr add {}/64 dev {b} nodad", r.gateway_v6));
+        lines.push(format!("link set {b} up"));
     }
-    first.map_or(Ok(()), Err)
+    for node in &layout.nodes {
+        let bridge = &layout
+            .region(&node.region)
+            .expect("layout regions cover every node")
+            .bridge;
+        let (v, mtu) = (&node.veth, node.mtu);
+        lines.push(format!(
+            "link add {v} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}",
+            node.ns
+        ));
+        lines.push(format!("link set {v} master {bridge} up"));
+    }
+    if layout.absent > 0 {
+        lines.push(format!("route add local {VOID_V4} dev lo"));
+        lines.push(format!("route add local {VOID_V6} dev lo"));
+    }
+    lines
+}
+
+/// Drops whatever reaches the void subnets (made local by [`core_router`]) before any socket
+/// or ICMP error could answer it.
+fn void(core: &str) -> Result<(), LabError> {
+    let script = format!(
+        "add table inet {VOID_TABLE}; \
+         add chain inet {VOID_TABLE} input {{ type filter hook input priority 0; policy accept; }}; \
+         add rule inet {VOID_TABLE} input ip daddr {VOID_V4} drop; \
+         add rule inet {VOID_TABLE} input ip6 daddr {VOID_V6} drop"
+    );
+    let out = netns::exec_in(core, &["nft", &script])?;
+    if !out.status.success() {
+        return Err(LabError::Command {
+            command: format!("ip netns exec {core} nft {script}"),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A node's side (`ip -n node -batch` lines): addresses and MTU of `eth0`, default routes
+/// through the region's gateway.
+fn node_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
+    vec![
+        "link set lo up".into(),
+        format!("addr add {}/24 dev eth0", node.underlay_v4),
+        format!("addr add {}/64 dev eth0 nodad", node.underlay_v6),
+        // A real link carries single packets: make GSO trains (UDP GSO from the daemons, TSO)
+        // be cut here, as a NIC would, so the inter-region black holes (`meta length`) see
+        // each packet.
+        "link set eth0 gso_max_segs 1".into(),
+        "link set eth0 up".into(),
+        format!("route add default via {}", region.gateway_v4),
+        format!("route add default via {}", region.gateway_v6),
+    ]
+}
+
+/// Deletes the recorded namespaces that exist, newest first (veths and bridges go with them),
+/// in one `ip -force -batch`: it keeps going after a failure and reports it, so one stuck
+/// namespace does not leak the rest.
+pub fn teardown(namespaces: &[String]) -> Result<(), LabError> {
+    let existing = netns::list()?;
+    let deletes: Vec<String> = namespaces
+        .iter()
+        .rev()
+        .filter(|ns| existing.contains(ns))
+        .map(|ns| format!("netns delete {ns}"))
+        .collect();
+    netns::ip_batch(None, &deletes, true)
 }

@@ -1,7 +1,7 @@
 //! ICMP echo from inside a namespace, in-process: a short-lived thread joins the namespace with
 //! `setns(CLONE_NEWNET)` (which changes only that thread) and opens a raw socket there
-//! ([`crate::io::icmp`]). This needs no `ping` binary, and the all-pairs matrix runs every pair
-//! at once for the cost of a thread each instead of a process each.
+//! ([`crate::io::icmp`]). This needs no `ping` binary. The all-pairs [`PingMatrix`] is filled
+//! by [`super::reach`], one thread per source namespace.
 
 use super::netns::enter_netns;
 use super::LabError;
@@ -9,6 +9,10 @@ use crate::io::icmp::{self, Echo};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// How often the all-pairs matrix re-sends a request that got no reply yet (as
+/// [`crate::io::icmp`] does for one probe).
+pub(crate) const RESEND: Duration = Duration::from_millis(200);
 
 /// A small echo from the current thread's namespace, its error as text for [`LabError::Ping`].
 fn echo(target: IpAddr, timeout: Duration) -> Result<Option<Duration>, String> {
@@ -37,39 +41,6 @@ pub fn ping_in_ns(
         .join()
         .map_err(|_| err("ping thread panicked".into()))?
         .map_err(err)
-}
-
-/// Pings every `(namespace, target)` pair at once, one thread each; results in input order.
-pub(crate) fn ping_all(
-    pairs: &[(String, IpAddr)],
-    timeout: Duration,
-) -> Result<Vec<Option<Duration>>, LabError> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = pairs
-            .iter()
-            .map(|(ns, target)| {
-                s.spawn(move || -> Result<Option<Duration>, LabError> {
-                    let err = |message| LabError::Ping {
-                        ns: ns.clone(),
-                        message,
-                    };
-                    enter_netns(ns).map_err(err)?;
-                    echo(*target, timeout).map_err(err)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(LabError::Ping {
-                        ns: "?".into(),
-                        message: "ping thread panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    })
 }
 
 /// Result of pinging every ordered pair of nodes: `rtt[i][j]` is from node `i` to node `j`.

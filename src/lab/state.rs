@@ -8,7 +8,7 @@
 //! logs/<node>.log  each daemon's stdout and stderr
 //! ```
 
-use super::layout::Layout;
+use super::layout::{absent_endpoint, Layout};
 use super::{io_at, LabError};
 use crate::core::key::PublicKey;
 use crate::core::topology::Topology;
@@ -132,22 +132,33 @@ pub fn derive_topology(
         .get_mut("node")
         .and_then(|n| n.as_array_of_tables_mut())
         .ok_or_else(|| bad("no [[node]] tables".into()))?;
+    // by name once: `Topology::node` is a linear search, and labs may hold 10,000 nodes
+    let by_name: std::collections::HashMap<&str, &crate::core::topology::Node> = topology
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n))
+        .collect();
+    let mut absent = 0;
     for table in tables.iter_mut() {
         let name = table
             .get("name")
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string();
-        let node = topology.node(&name)?;
-        let lay = layout.node(&name)?;
+        let node = *by_name
+            .get(name.as_str())
+            .ok_or_else(|| LabError::UnknownNode(name.clone()))?;
         let key = keys
             .get(&name)
             .ok_or_else(|| LabError::UnknownNode(name.clone()))?;
         table["public-key"] = toml_edit::value(key.to_string());
-        let endpoint = if ipv6_underlay {
-            format!("[{}]:{}", lay.underlay_v6, lay.listen_port)
-        } else {
-            format!("{}:{}", lay.underlay_v4, lay.listen_port)
+        let endpoint = match layout.node(&name) {
+            Ok(lay) if ipv6_underlay => format!("[{}]:{}", lay.underlay_v6, lay.listen_port),
+            Ok(lay) => format!("{}:{}", lay.underlay_v4, lay.listen_port),
+            Err(_) => {
+                absent += 1;
+                absent_endpoint(absent - 1, node.listen_port, ipv6_underlay)
+            }
         };
         table["endpoint"] = toml_edit::value(endpoint);
         table["pod-cidr"] = toml_edit::value(node.pod_cidr.to_string());
@@ -201,5 +212,21 @@ listen-port = 5000
         }
         let b = derived.node("b").unwrap();
         assert_eq!(b.endpoint.as_ref().unwrap().to_string(), "172.31.2.10:5000");
+    }
+
+    #[test]
+    fn a_node_without_a_namespace_gets_an_endpoint_where_nothing_answers() {
+        let path = Path::new("mesh.toml");
+        let topo = Topology::parse(TEXT, path).unwrap();
+        let layout = Layout::with_nodes("wml", &topo, Some(&["a".to_string()])).unwrap();
+        let keys: BTreeMap<String, PublicKey> = ["a", "b"]
+            .iter()
+            .map(|n| (n.to_string(), PrivateKey::generate().public_key()))
+            .collect();
+        let text = derive_topology(TEXT, path, &topo, &layout, &keys, false).unwrap();
+        let derived = Topology::parse(&text, path).unwrap();
+        let b = derived.node("b").unwrap();
+        assert_eq!(b.endpoint.as_ref().unwrap().to_string(), "172.30.0.2:5000");
+        assert_eq!(b.public_key, keys["b"]);
     }
 }
