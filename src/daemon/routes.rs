@@ -54,33 +54,46 @@ impl RouteSync {
     /// MTUs want. Returns how many routes were added, changed or removed.
     pub async fn sync(&mut self, plan: &Plan, device: &Device) -> Result<usize, NetlinkError> {
         let want = desired(plan, device);
-        let mut changes = 0;
-        for (dest, mtu) in &want {
-            if self.applied.get(dest) != Some(mtu) {
-                self.routes.set(*dest, Some(*mtu)).await?;
-                self.applied.insert(*dest, *mtu);
-                changes += 1;
-            }
-        }
+        let set: Vec<(IpNet, u16)> = want
+            .iter()
+            .filter(|(dest, mtu)| self.applied.get(*dest) != Some(*mtu))
+            .map(|(d, m)| (*d, *m))
+            .collect();
         let stale: Vec<IpNet> = self
             .applied
             .keys()
             .filter(|d| !want.contains_key(d))
             .copied()
             .collect();
-        for dest in stale {
-            self.routes.remove(dest).await?;
-            self.applied.remove(&dest);
-            changes += 1;
+        self.install(&set).await?;
+        self.uninstall(&stale).await?;
+        Ok(set.len() + stale.len())
+    }
+
+    /// Installs routes (destination, MTU) many at a time, recording each.
+    async fn install(&mut self, set: &[(IpNet, u16)]) -> Result<(), NetlinkError> {
+        let result = self.routes.set_many(set).await;
+        if result.is_ok() {
+            self.applied.extend(set.iter().copied());
         }
-        Ok(changes)
+        result
+    }
+
+    /// Removes routes many at a time.
+    async fn uninstall(&mut self, dests: &[IpNet]) -> Result<(), NetlinkError> {
+        let result = self.routes.remove_many(dests).await;
+        if result.is_ok() {
+            for d in dests {
+                self.applied.remove(d);
+            }
+        }
+        result
     }
 
     /// Applies a reload's diff: removes the routes it drops, installs the ones it adds and moves
     /// the MTUs it changes; every other route is left alone, unread. Returns how many routes
     /// were added, changed or removed.
     pub async fn apply(&mut self, diff: &PlanDiff, device: &Device) -> Result<usize, NetlinkError> {
-        let mut changes = 0;
         let set: Vec<&RoutePlan> = diff
             .routes_added
             .iter()
@@ -88,21 +101,21 @@ impl RouteSync {
             .collect();
         // a destination that only changed its first hop stays installed
         let kept: HashSet<IpNet> = set.iter().map(|r| r.destination).collect();
-        for r in &diff.routes_removed {
-            if !kept.contains(&r.destination) && self.applied.contains_key(&r.destination) {
-                self.routes.remove(r.destination).await?;
-                self.applied.remove(&r.destination);
-                changes += 1;
-            }
-        }
-        if set.is_empty() {
-            return Ok(changes);
-        }
+        let removed: Vec<IpNet> = diff
+            .routes_removed
+            .iter()
+            .map(|r| r.destination)
+            .filter(|d| !kept.contains(d) && self.applied.contains_key(d))
+            .collect();
+        self.uninstall(&removed).await?;
         let by_name = path_mtus(device);
-        for r in set {
-            changes += usize::from(self.set(r, by_name.get(&r.via).copied()).await?);
-        }
-        Ok(changes)
+        let set: Vec<(IpNet, u16)> = set
+            .into_iter()
+            .map(|r| (r.destination, route_mtu(r, by_name.get(&r.via).copied())))
+            .filter(|(d, m)| self.applied.get(d) != Some(m))
+            .collect();
+        self.install(&set).await?;
+        Ok(removed.len() + set.len())
     }
 
     /// Moves the MTUs of the routes whose first hop is a peer in `events`, to that peer's
@@ -118,32 +131,22 @@ impl RouteSync {
             .iter()
             .filter_map(|e| Some((e.peer.as_str(), table.by_key(&e.public_key)?.path.mtu())))
             .collect();
-        let mut changes = 0;
-        for r in &plan.routes {
-            if let Some(&mtu) = moved.get(r.via.as_str()) {
-                changes += usize::from(self.set(r, Some(mtu)).await?);
-            }
-        }
-        Ok(changes)
-    }
-
-    /// Installs `r` with its MTU unless it is installed with that MTU already.
-    async fn set(&mut self, r: &RoutePlan, first_hop: Option<u16>) -> Result<bool, NetlinkError> {
-        let mtu = route_mtu(r, first_hop);
-        if self.applied.get(&r.destination) == Some(&mtu) {
-            return Ok(false);
-        }
-        self.routes.set(r.destination, Some(mtu)).await?;
-        self.applied.insert(r.destination, mtu);
-        Ok(true)
+        let set: Vec<(IpNet, u16)> = plan
+            .routes
+            .iter()
+            .filter_map(|r| Some((r, *moved.get(r.via.as_str())?)))
+            .map(|(r, mtu)| (r.destination, route_mtu(r, Some(mtu))))
+            .filter(|(d, m)| self.applied.get(d) != Some(m))
+            .collect();
+        self.install(&set).await?;
+        Ok(set.len())
     }
 
     /// Removes every route this daemon installed.
     pub async fn clear(&mut self) {
-        for dest in std::mem::take(&mut self.applied).into_keys() {
-            if let Err(e) = self.routes.remove(dest).await {
-                tracing::warn!(error = %e, "route removal failed");
-            }
+        let all: Vec<IpNet> = std::mem::take(&mut self.applied).into_keys().collect();
+        if let Err(e) = self.routes.remove_many(&all).await {
+            tracing::warn!(error = %e, "route removal failed");
         }
     }
 }
