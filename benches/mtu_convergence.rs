@@ -3,6 +3,8 @@
 //! traffic discovery costs per peer per minute once settled. Not a timed test: it prints figures
 //! for the README's performance section.
 
+#[path = "common/root.rs"]
+mod root;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use wiremesh::io::control::{self, ControlRequest, DaemonStatus};
@@ -42,12 +44,7 @@ fn statuses(lab: &Lab, rt: &tokio::runtime::Runtime) -> Vec<DaemonStatus> {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the MTU convergence benchmark needs root (network namespaces)");
-        return;
-    }
-    if std::env::args().any(|a| a == "--list") {
+    if !root::may_run("MTU convergence") {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread()

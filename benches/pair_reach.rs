@@ -11,6 +11,8 @@
 //!
 //! Environment: `ROUNDS` (default 3), `SIZES` (default "16 64"), `RESEND_MS`, `BORINGTUN`.
 
+#[path = "common/root.rs"]
+mod root;
 #[path = "scale/mod.rs"]
 mod scale;
 
@@ -117,12 +119,7 @@ fn boringtun_round(lab: &Lab, dir: &Path, resend: Duration) -> (f64, usize) {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the pair-reach benchmark needs root (network namespaces)");
-        return;
-    }
-    if std::env::args().any(|a| a == "--list") {
+    if !root::may_run("pair-reach") {
         return;
     }
     let rounds: usize = env_or("ROUNDS", 3);

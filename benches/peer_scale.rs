@@ -23,6 +23,8 @@
 //! Environment: `ROUNDS` (default 3), `PEERS` (default "1000 10000"), `BORINGTUN`,
 //! `WG_GO_OFFLOAD`.
 
+#[path = "common/root.rs"]
+mod root;
 #[path = "scale/mod.rs"]
 mod scale;
 
@@ -233,12 +235,7 @@ fn wg_style(which: WgImpl, ns: &str, dir: &Path, p: &Peers, n: usize) -> Sample 
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the peer-scale benchmark needs root (network namespaces)");
-        return;
-    }
-    if std::env::args().any(|a| a == "--list") {
+    if !root::may_run("peer-scale") {
         return;
     }
     let rounds: usize = std::env::var("ROUNDS")
