@@ -101,6 +101,9 @@ fn label(lines: &[String]) -> String {
     format!("\"{}\"", quoted.join("\\n"))
 }
 
+/// Edges above which the graph asks Graphviz for the fdp layout instead of dot's.
+const LARGE_MESH_EDGES: usize = 500;
+
 /// A compact age: `42s`, `3m`, `2h`.
 fn age(d: Duration) -> String {
     match d.as_secs() {
@@ -126,7 +129,18 @@ pub fn render_dot(topo: &Topology, live: Option<&LiveEdges>) -> Result<String, T
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "graph \"wiremesh\" {{");
-    let _ = writeln!(out, "  graph [fontname=\"Helvetica\", labeljust=\"l\"];");
+    // dot's ranking of clustered graphs fails ("trouble in init_rank") on meshes of a few
+    // dozen nodes with thousands of edges; the force-directed fdp lays them out, and the
+    // `layout` attribute makes a plain `dot -Tsvg` use it
+    let layout = if edges.len() > LARGE_MESH_EDGES {
+        ", layout=\"fdp\""
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "  graph [fontname=\"Helvetica\", labeljust=\"l\"{layout}];"
+    );
     let _ = writeln!(out, "  node [fontname=\"Helvetica\", shape=\"ellipse\"];");
     let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=\"10\"];");
     for (cloud, regions) in &clouds {
