@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix};
+use common::{require_root, running_lab};
 use std::time::{Duration, Instant};
 use wiremesh::io::control::{self, ControlRequest};
-use wiremesh::lab::{Lab, LabOptions};
+use wiremesh::lab::Lab;
 
 /// Peers holding session state in `node`'s daemon.
 fn awake(lab: &Lab, node: &str) -> usize {
@@ -30,12 +30,7 @@ fn quiet_peers_are_released_and_the_first_packet_after_reaches_them() {
     // inherited by the lab's daemons (the settings' environment layer); this test binary
     // holds only this test, so no other test sees it
     std::env::set_var("WIREMESH_RELEASE_IDLE_AFTER", "2s");
-    let mut lab = Lab::build(
-        &topology("three-regions.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let lab = running_lab("three-regions.toml");
     let nodes = lab.nodes();
     let (a, b) = (nodes[0].as_str(), nodes[1].as_str());
     let to_b = lab.overlay_addrs(b).unwrap()[0];

@@ -6,7 +6,7 @@
 mod common;
 
 use boringtun::noise::{Tunn, TunnResult};
-use common::{exe, require_root, topology, unique_prefix};
+use common::{exe, require_root, running_lab};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use wiremesh::core::topology::Topology;
 use wiremesh::io::control::{self, ControlRequest, DaemonStatus};
 use wiremesh::io::icmp::{self, Echo};
 use wiremesh::io::keyfile;
-use wiremesh::lab::{in_netns, Lab, LabOptions};
+use wiremesh::lab::{in_netns, Lab};
 
 /// Short, so the test sees the old key refused without waiting two minutes.
 const GRACE: &str = "4s";
@@ -146,12 +146,7 @@ fn rotation_loses_no_ping_refuses_the_old_key_and_survives_a_restart() {
     }
     // inherited by the lab's daemons (settings' environment layer); this binary has one test
     std::env::set_var("WIREMESH_ROTATION_GRACE", GRACE);
-    let mut lab = Lab::build(
-        &topology("full-dual-stack.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let mut lab = running_lab("full-dual-stack.toml");
     let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
     assert!(matrix.all_ok(), "{matrix}");
     let addr = |n: &str| lab.overlay_addrs(n).unwrap()[0];

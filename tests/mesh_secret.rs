@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{exe, require_root, topology, unique_prefix};
+use common::{require_root, running_lab};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
-use wiremesh::lab::{Lab, LabOptions};
 
 fn write_secret(path: &Path, text: &str) {
     let _ = std::fs::remove_file(path);
@@ -34,12 +33,7 @@ fn a_node_with_the_wrong_mesh_secret_never_completes_a_handshake() {
     write_secret(&bad, "correct horse battery staple, mesh two");
     // inherited by the lab's daemons when they start (settings' environment layer)
     std::env::set_var("WIREMESH_MESH_SECRET", &good);
-    let mut lab = Lab::build(
-        &topology("full-dual-stack.toml"),
-        LabOptions::new(unique_prefix(), exe()),
-    )
-    .unwrap();
-    lab.start_daemons().unwrap();
+    let mut lab = running_lab("full-dual-stack.toml");
     let matrix = lab.ping_matrix(Duration::from_secs(5)).unwrap();
     assert!(
         matrix.all_ok(),

@@ -25,6 +25,20 @@ impl Net {
         Net::new_with(mode, nodes, |_, key, plan| Device::new(key, plan))
     }
 
+    /// Two regions, each a hub with one spoke: h1, s1 in r1; h2, s2 in r2 (pod CIDRs
+    /// 10.244.1–4.0/24 in that order).
+    pub fn two_hub_regions() -> Net {
+        Net::new(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+            ],
+        )
+    }
+
     /// Like [`new`](Self::new), each device made by `make(index, key, plan)`.
     pub fn new_with(
         mode: &str,
@@ -200,15 +214,7 @@ fn a_spoofed_inner_source_is_dropped_and_counted() {
 
 #[test]
 fn spoke_to_spoke_crosses_both_hubs_without_the_kernel() {
-    let mut net = Net::new(
-        "hub",
-        &[
-            ("h1", "r1", true),
-            ("s1", "r1", false),
-            ("h2", "r2", true),
-            ("s2", "r2", false),
-        ],
-    );
+    let mut net = Net::two_hub_regions();
     let pkt = ipv4([10, 244, 2, 1], [10, 244, 4, 1], b"across regions");
     net.send("s1", &pkt);
     let got = &net.delivered["s2"];

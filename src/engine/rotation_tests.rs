@@ -161,15 +161,7 @@ fn every_node_rotating_at_once_converges_on_the_new_keys_without_loss() {
 
 #[test]
 fn an_announcement_relayed_through_a_hub_is_ignored_and_counted() {
-    let mut net = Net::new(
-        "hub",
-        &[
-            ("h1", "r1", true),
-            ("s1", "r1", false),
-            ("h2", "r2", true),
-            ("s2", "r2", false),
-        ],
-    );
+    let mut net = Net::two_hub_regions();
     net.send("s1", &ipv4(addr(2), addr(4), b"warm up"));
     let mallory = PrivateKey::generate().public_key();
     let forged = Message::KeyAnnounce {
