@@ -31,7 +31,7 @@ impl DaemonControl {
                 let theirs = keys[0];
                 // an idle peer wakes under the newest keys
                 let on_newest_keys = p
-                    .tunn()
+                    .active()
                     .is_none_or(|active| active.ours == own && active.theirs == theirs);
                 PeerPathStatus {
                     name: p.name(),

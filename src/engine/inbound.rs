@@ -188,7 +188,8 @@ impl Device {
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
-        if !self.table.load().allows(from_peer, src) {
+        let table = self.table.load();
+        if !table.allows(from_peer, src) {
             self.drop_packet(DropReason::SourceNotAllowed);
             return;
         }
@@ -208,7 +209,6 @@ impl Device {
             }
         }
         if self.local.load().lookup(dst).is_none() {
-            let table = self.table.load();
             if let Some(next) = table.route(dst) {
                 if Arc::ptr_eq(next, from_peer) {
                     self.drop_packet(DropReason::Ttl);

@@ -87,13 +87,19 @@ impl Device {
     }
 
     /// Drives the timers of awake peers' sessions, and releases the peers that went idle.
-    pub(super) fn tick_sessions(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+    pub(super) fn tick_sessions(
+        &self,
+        awake: &[Arc<Peer>],
+        now: Instant,
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
         let release_after = self.release_after();
-        for peer in self.awake_peers() {
+        for peer in awake {
             let mut sessions = peer.sessions();
             for s in sessions.iter_mut() {
                 let result = s.update_timers(scratch.a_mut());
-                self.timer_result(&peer, result, sink);
+                self.timer_result(peer, result, sink);
             }
             let packets =
                 peer.rx_packets.load(Ordering::Relaxed) + peer.tx_packets.load(Ordering::Relaxed);
@@ -136,8 +142,8 @@ impl Device {
                 peer.retire_counters(s);
             }
             sessions.quiet_since = None;
-            if handshake.is_some() {
-                peer.remember_handshake(handshake);
+            if let Some(at) = handshake {
+                peer.remember_handshake(at);
             }
             // still under the peer's lock: a wake after this re-inserts the slot
             self.awake.lock().remove(&peer.slot);

@@ -2,7 +2,7 @@
 //! An idle peer is this record alone; its `Tunn`s come and go (see `lazy.rs`).
 
 use super::path::PeerPath;
-use super::session::{SessionGuard, Sessions};
+use super::session::Sessions;
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
 use crate::core::topology::Endpoint;
@@ -106,12 +106,6 @@ impl Peer {
         }
     }
 
-    /// The active session (derefs to its `Tunn`), if the peer is not idle. Held only for one
-    /// `Tunn` call: never across an await.
-    pub fn tunn(&self) -> Option<SessionGuard<'_>> {
-        self.active()
-    }
-
     /// Whether the peer holds any session state now (an idle peer holds none).
     pub fn is_awake(&self) -> bool {
         self.sessions().active.is_some()
@@ -187,11 +181,11 @@ impl Peer {
     }
 
     /// Keeps the handshake time of sessions being released.
-    pub(super) fn remember_handshake(&self, at: Option<Instant>) {
+    pub(super) fn remember_handshake(&self, at: Instant) {
         *self
             .last_handshake
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = at;
+            .unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
     pub fn snapshot(&self) -> PeerSnapshot {

@@ -10,6 +10,7 @@ use super::sink::Sink;
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6, SESSION_FRESH};
 use boringtun::noise::TunnResult;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 impl Device {
@@ -43,13 +44,19 @@ impl Device {
         }
     }
 
-    /// Hellos, probes and MTU changes for every peer with a live session.
-    pub fn tick_paths(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+    /// Hellos, probes and MTU changes for every awake peer with a live session.
+    pub(super) fn tick_paths(
+        &self,
+        awake: &[Arc<Peer>],
+        now: Instant,
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
         let settings = **self.discovery.load();
         if !settings.enabled {
             return;
         }
-        for peer in self.awake_peers().iter() {
+        for peer in awake {
             let live = peer.handshake_age().is_some_and(|a| a < SESSION_FRESH);
             if !live {
                 continue;

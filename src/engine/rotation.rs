@@ -111,9 +111,13 @@ impl Device {
     }
 
     /// Rotation timers: announcements, the switch, retiring old keys (ours and peers').
-    pub(super) fn tick_rotation(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
-        // idle peers hold no session to announce in, retire or switch
-        let awake = self.awake_peers();
+    pub(super) fn tick_rotation(
+        &self,
+        awake: &[Arc<Peer>],
+        now: Instant,
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
         loop {
             let action = self.rotation().poll(now);
             match action {
@@ -137,7 +141,7 @@ impl Device {
                         new_public: new,
                         effective_ms: u32::try_from(grace.as_millis()).unwrap_or(u32::MAX),
                     };
-                    for peer in &awake {
+                    for peer in awake {
                         self.ensure_newest_session(peer);
                         self.initiate_newest(peer, scratch.a_mut(), sink);
                         self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
@@ -148,14 +152,14 @@ impl Device {
                     let keys = self.identity.load().keys.clone();
                     let keys = keys.into_iter().filter(|k| k.public != old).collect();
                     self.identity.store(Arc::new(Identity { keys }));
-                    for peer in &awake {
+                    for peer in awake {
                         peer.retire_sessions(&old);
                     }
                 }
             }
         }
         let mut changed = false;
-        for peer in &awake {
+        for peer in awake {
             let retired = peer.keys().poll(now);
             if let Some(old) = retired {
                 tracing::info!(peer = %peer.name(), old_key = %old, "peer's old key retired");

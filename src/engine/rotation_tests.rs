@@ -101,7 +101,7 @@ fn a_rotating_node_loses_no_packet_and_its_old_key_is_refused_after_the_grace_wi
         let a = table.iter().find(|p| p.name() == "a").unwrap();
         assert_eq!(a.keys().accepted(), vec![new_a.public_key()], "{peer}");
         assert_eq!(a.session_keys().len(), 1, "{peer} dropped the old session");
-        assert_eq!(a.tunn().expect("awake").theirs, new_a.public_key());
+        assert_eq!(a.active().expect("awake").theirs, new_a.public_key());
     }
     // whoever holds only a's old key cannot get a handshake answered by b
     assert!(!handshake_answered(

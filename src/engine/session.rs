@@ -162,7 +162,8 @@ impl SessionGuard<'_> {
 }
 
 impl Peer {
-    /// The active session, if the peer has one.
+    /// The active session (derefs to its `Tunn`), if the peer is not idle. Held only for one
+    /// `Tunn` call: never across an await.
     pub fn active(&self) -> Option<SessionGuard<'_>> {
         let guard = self.sessions();
         guard.active.as_ref()?;

@@ -19,10 +19,13 @@ impl Device {
 
     /// [`tick`](Self::tick) at a given time. boringtun's own timers read the clock themselves.
     pub fn tick_at(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
-        self.tick_paths(now, scratch, sink);
-        self.tick_rotation(now, scratch, sink);
+        // one look at the awake set per tick: idle peers hold no session to probe, announce
+        // in or time out
+        let awake = self.awake_peers();
+        self.tick_paths(&awake, now, scratch, sink);
+        self.tick_rotation(&awake, now, scratch, sink);
         self.tick_psk(scratch, sink);
-        self.tick_sessions(now, scratch, sink);
+        self.tick_sessions(&awake, now, scratch, sink);
     }
 
     pub(super) fn timer_result(&self, peer: &Peer, result: TunnResult<'_>, sink: &mut impl Sink) {
