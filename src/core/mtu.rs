@@ -8,7 +8,8 @@
 //!
 //! States and timers:
 //! - `Searching { lo, hi }`: `lo` is confirmed, `hi` is the largest size not yet ruled out.
-//!   Each step probes the midpoint; an ack raises `lo`, [`PROBE_ATTEMPTS`] unanswered probes
+//!   A fresh search first probes `hi` itself (most paths carry the local underlay's MTU, and
+//!   then one probe settles it); then each step probes the midpoint; an ack raises `lo`, [`PROBE_ATTEMPTS`] unanswered probes
 //!   (each waiting [`PROBE_TIMEOUT`]) lower `hi`. Ends when `lo == hi`.
 //! - `Settled { mtu }`: every [`CONFIRM_INTERVAL`] a probe at `mtu` checks the path still carries
 //!   it; if it goes unanswered the search restarts below `mtu` (the path shrank). Every
@@ -45,6 +46,9 @@ enum Phase {
     Searching {
         lo: u16,
         hi: u16,
+        /// Probe `hi` before bisecting: a fresh path usually carries the local underlay's
+        /// MTU, and then one probe settles it instead of eight.
+        top_first: bool,
     },
     Settled {
         mtu: u16,
@@ -103,6 +107,7 @@ impl MtuDiscovery {
             phase: Phase::Searching {
                 lo: floor,
                 hi: ceiling,
+                top_first: true,
             },
             in_flight: None,
             next_id: 1,
@@ -182,13 +187,22 @@ impl MtuDiscovery {
             self.on_lost(f, now);
         }
         match self.phase {
-            Phase::Searching { lo, hi } => {
+            Phase::Searching { lo, hi, top_first } => {
                 if lo >= hi {
                     self.settle(lo, now);
                     return None;
                 }
-                let mid = lo + (hi - lo).div_ceil(2);
-                Some(self.send(mid, Purpose::Search, 1, now))
+                let size = if top_first {
+                    self.phase = Phase::Searching {
+                        lo,
+                        hi,
+                        top_first: false,
+                    };
+                    hi
+                } else {
+                    lo + (hi - lo).div_ceil(2)
+                };
+                Some(self.send(size, Purpose::Search, 1, now))
             }
             Phase::Settled {
                 mtu,
@@ -242,13 +256,16 @@ impl MtuDiscovery {
                 self.phase = Phase::Searching {
                     lo,
                     hi: f.probe.size - 1,
+                    top_first: false,
                 };
             }
             (Phase::Settled { mtu, .. }, Purpose::Confirm) => {
                 self.events.push(MtuEvent::Shrunk { was: mtu });
+                // it shrank to somewhere below: bisect
                 self.phase = Phase::Searching {
                     lo: self.floor,
                     hi: mtu.saturating_sub(1).max(self.floor),
+                    top_first: false,
                 };
             }
             (
@@ -278,6 +295,7 @@ impl MtuDiscovery {
                 self.phase = Phase::Searching {
                     lo: f.probe.size,
                     hi,
+                    top_first: false,
                 };
                 if f.probe.size >= hi {
                     self.settle(f.probe.size, now);
@@ -293,9 +311,11 @@ impl MtuDiscovery {
             }
             (Phase::Settled { mtu, .. }, Purpose::Grow) => {
                 self.events.push(MtuEvent::Grew { was: mtu });
+                // a path that grew most often grew back to the ceiling
                 self.phase = Phase::Searching {
                     lo: f.probe.size,
                     hi: self.ceiling,
+                    top_first: true,
                 };
             }
             _ => {}
@@ -322,6 +342,7 @@ impl MtuDiscovery {
         self.phase = Phase::Searching {
             lo: self.floor,
             hi: self.ceiling,
+            top_first: true,
         };
     }
 }
@@ -369,14 +390,28 @@ mod tests {
             run(&mut d, limit, t0, Duration::from_secs(10));
             assert!(d.is_settled(), "limit {limit}");
             assert_eq!(d.current(), limit, "limit {limit} ceiling {ceiling}");
-            let steps = (u32::from(ceiling - 1280) + 1).ilog2() + 1;
+            // the bisection's steps, plus the probe at the ceiling tried first
+            let steps = (u32::from(ceiling - 1280) + 1).ilog2() + 2;
             let bound = u64::from(steps) * u64::from(SEARCH_ATTEMPTS);
+
             assert!(
                 d.probes_sent() <= bound,
                 "limit {limit}: {} probes > {bound}",
                 d.probes_sent()
             );
         }
+    }
+
+    #[test]
+    fn a_path_that_carries_the_ceiling_settles_on_the_first_probe() {
+        let mut d = MtuDiscovery::new(1280, 1500);
+        let now = Instant::now();
+        let p = d.poll_probe(now).unwrap();
+        assert_eq!(p.size, 1500);
+        d.on_ack(p.id, now);
+        assert!(d.is_settled());
+        assert_eq!(d.poll_event(), Some(MtuEvent::Settled { mtu: 1500 }));
+        assert_eq!(d.probes_sent(), 1);
     }
 
     #[test]

@@ -166,6 +166,29 @@ impl Io {
         }
     }
 
+    /// Handles what reached the socket before the loops started: initiations from peers that
+    /// came up first. Answering them before sending our own first initiations means each such
+    /// pair does one handshake, not two crossing ones.
+    pub fn drain_early(&self) {
+        let mut bufs: [Vec<u8>; UDP_BUFFERS] = std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM]);
+        let mut meta = [RecvMeta::default(); UDP_BUFFERS];
+        let mut scratch = Scratch::new();
+        let mut batch = new_batch();
+        let mut gro = GROTable::default();
+        // bounded: peers keep sending while this runs
+        for _ in 0..64 {
+            let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(b));
+            match self.udp.try_recv_batch(&mut iovs, &mut meta) {
+                Ok(n) => self.decrypt(&iovs, &meta[..n], &mut scratch, &mut batch),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                // an ICMP error queued on the socket: the next read goes on
+                Err(_) => continue,
+            }
+            self.flush(&mut batch, &mut gro);
+        }
+        self.flush(&mut batch, &mut gro);
+    }
+
     /// Handshake retries, keepalives, rekeying, and the rate limiter's clock, until
     /// [`Io::stop`].
     pub fn timers(&self) {

@@ -168,6 +168,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
+    io.drain_early();
     let threads = loops::start(&io);
     start_handshakes(&io, &peers);
     crate::io::memory::release_freed_heap();
@@ -233,7 +234,8 @@ fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     }
     let mut scratch = Scratch::new();
     let mut batch = loops::new_batch();
-    for p in peers {
+    // a peer that already sent us an initiation (answered by `drain_early`) needs none
+    for p in peers.iter().filter(|p| !p.is_awake()) {
         io.device.initiate(p, &mut scratch, &mut batch);
     }
     io.flush(&mut batch, &mut tun_rs::GROTable::default());

@@ -67,6 +67,7 @@ impl Device {
                 .ok_or(DropReason::Decrypt)
         };
         let data = matches!(parsed, Ok(Packet::PacketData(_)));
+        let init = matches!(parsed, Ok(Packet::HandshakeInit(_)));
         // data and handshake responses complete a session, so they may move traffic to it
         let completes = matches!(
             parsed,
@@ -131,8 +132,20 @@ impl Device {
             let slot = session.slot;
             let inactive = !session.is_active();
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
+            let ok = !matches!(result, TunnResult::Err(_));
+            if first && ok && init {
+                session.responded(Instant::now());
+            }
+            if first
+                && ok
+                && completes
+                && session.has_waiting()
+                && session.time_since_last_handshake().is_some()
+            {
+                self.send_waiting(&peer, &mut session, &mut scratch.b, sink);
+            }
             drop(session);
-            if first && inactive && completes && !matches!(result, TunnResult::Err(_)) {
+            if first && inactive && completes && ok {
                 peer.on_established(slot);
             }
             let inner = match result {
@@ -161,6 +174,12 @@ impl Device {
                     }
                     let to = peer.endpoint().unwrap_or(from);
                     sink.send(to, d);
+                    if init {
+                        // the answer to an initiation: anything queued must wait for the
+                        // initiator's confirmation (asking the `Tunn` now would start a
+                        // handshake of our own; see `confirm.rs`)
+                        break;
+                    }
                     None
                 }
                 TunnResult::WriteToTunnelV4(p, src) => Some((p.len(), IpAddr::V4(src))),

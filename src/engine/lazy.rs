@@ -100,6 +100,9 @@ impl Device {
             for s in sessions.iter_mut() {
                 let result = s.update_timers(scratch.a_mut());
                 self.timer_result(peer, result, sink);
+                if s.wait_expired(now) {
+                    self.send_waiting(peer, s, scratch.a_mut(), sink);
+                }
             }
             let packets =
                 peer.rx_packets.load(Ordering::Relaxed) + peer.tx_packets.load(Ordering::Relaxed);

@@ -9,6 +9,7 @@
 //! Call order per I/O event: `handle_*` (any number of times) → flush the sink. Call `tick`
 //! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
 
+mod confirm;
 mod control;
 mod device;
 mod drops;
@@ -39,6 +40,8 @@ pub use table::PeerTable;
 
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod confirm_tests;
 #[cfg(test)]
 mod lazy_tests;
 #[cfg(test)]

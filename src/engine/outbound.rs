@@ -1,6 +1,7 @@
 //! Outbound: a packet from the tun device is encrypted for the peer that carries its
 //! destination, straight into the send batch.
 
+use super::confirm::DATA;
 use super::device::Device;
 use super::drops::DropReason;
 use super::peer::Peer;
@@ -66,19 +67,33 @@ impl Device {
 
     /// Encrypts straight into the sink's memory: the datagram is written once.
     pub(super) fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], sink: &mut impl Sink) {
+        let mut session = self.wake(peer);
+        if session.hold(pkt) {
+            return;
+        }
         let space = sink.datagram_space(pkt.len() + DATAGRAM_SPACE_EXTRA);
         let start = space.as_ptr();
-        let len = match self.wake(peer).encapsulate(pkt, space) {
+        let len = match session.encapsulate(pkt, space) {
             // boringtun writes from the start of the buffer it is given
-            TunnResult::WriteToNetwork(d) if d.as_ptr() == start => Some(d.len()),
+            TunnResult::WriteToNetwork(d) if d.as_ptr() == start => {
+                if d.first() != Some(&DATA) {
+                    // an initiation went out instead; the packet waits in the Tunn
+                    session.note_queued();
+                }
+                Some(d.len())
+            }
             TunnResult::WriteToNetwork(_) => unreachable!("Tunn wrote elsewhere"),
             TunnResult::Err(e) => {
                 tracing::debug!(peer = %peer.name(), error = ?e, "encapsulate failed");
                 None
             }
             // Queued inside the Tunn until a handshake completes.
-            _ => None,
+            _ => {
+                session.note_queued();
+                None
+            }
         };
+        drop(session);
         if let Some(len) = len {
             match peer.endpoint() {
                 Some(to) => {

@@ -12,6 +12,7 @@
 //! A peer may have no session at all: a `Tunn` is 11 KiB, so an idle peer holds none (see
 //! `lazy.rs`); the first packet or handshake either way makes one.
 
+use super::confirm::Confirm;
 use super::peer::Peer;
 use crate::core::key::PublicKey;
 use boringtun::noise::Tunn;
@@ -37,6 +38,8 @@ pub struct Session {
     pub theirs: PublicKey,
     /// The PSK epoch of this session (0 without a mesh secret).
     pub epoch: u64,
+    /// Packets waiting for the session to be confirmed (see `confirm.rs`).
+    pub(super) confirm: Confirm,
 }
 
 impl Session {
@@ -49,6 +52,7 @@ impl Session {
             ours: keys.ours,
             theirs: keys.theirs,
             epoch: keys.epoch,
+            confirm: Confirm::default(),
         }
     }
 
