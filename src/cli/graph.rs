@@ -189,6 +189,46 @@ mod tests {
         assert!(rendered >= 3, "only {rendered} example topologies found");
     }
 
+    /// Shapes the examples do not cover, on both sides of `LARGE_MESH_EDGES` and of the
+    /// aggregated picture's budget. dot used to fail outright on the 18-node and hub ones.
+    #[test]
+    fn meshes_of_every_size_render_to_svg_with_graphviz() {
+        if Command::new("dot").arg("-V").output().is_err() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "dot is required under CI"
+            );
+            eprintln!("skipping: dot not installed");
+            return;
+        }
+        use crate::core::graph::testing::synthetic;
+        let meshes = [
+            (
+                "16-node full mesh, one edge per tunnel",
+                synthetic("full", 2, 2, 4, 0),
+            ),
+            (
+                "18-node full mesh over 3 regions",
+                synthetic("full", 1, 3, 6, 0),
+            ),
+            (
+                "32-node hub mesh over 8 regions",
+                synthetic("hub", 2, 4, 4, 2),
+            ),
+            ("336-node hub mesh", synthetic("hub", 2, 4, 42, 2)),
+            ("two dense 30-node regions", synthetic("full", 1, 2, 30, 0)),
+            ("24 regions, paired by cloud", synthetic("full", 4, 6, 2, 0)),
+        ];
+        for (what, topo) in &meshes {
+            for live in [None, Some(LiveEdges::new())] {
+                let dot = graph::render_dot(topo, live.as_ref()).unwrap();
+                let svg = to_svg(&dot).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+                assert!(String::from_utf8(svg).unwrap().contains("<svg"), "{what}");
+            }
+        }
+    }
+
     #[test]
     fn live_mode_with_no_daemons_marks_every_edge_unobserved() {
         let dir = tempfile::tempdir().unwrap();
