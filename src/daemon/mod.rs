@@ -127,6 +127,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         tun,
         udp,
         stop: Default::default(),
+        reader: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {

@@ -90,20 +90,21 @@ impl Device {
                 // newest key first: during a rotation either may be addressed
                 hinted.map(|(p, t, _)| Ok((p, t))).unwrap_or_else(|| {
                     id.keys
-                    .iter()
-                    .find_map(|own| {
-                        let half = parse_handshake_anon(
-                            own.private.secret(),
-                            &own.public.to_x25519(),
-                            &init,
-                        )
-                        .ok()?;
-                        let theirs = PublicKey::from_bytes(half.peer_static_public);
-                        let peer = table.by_key(&theirs)?;
-                        let keys = self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
-                        Some((peer, Target::Keys(keys)))
-                    })
-                    .ok_or(DropReason::UnknownPeer)
+                        .iter()
+                        .find_map(|own| {
+                            let half = parse_handshake_anon(
+                                own.private.secret(),
+                                &own.public.to_x25519(),
+                                &init,
+                            )
+                            .ok()?;
+                            let theirs = PublicKey::from_bytes(half.peer_static_public);
+                            let peer = table.by_key(&theirs)?;
+                            let keys =
+                                self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
+                            Some((peer, Target::Keys(keys)))
+                        })
+                        .ok_or(DropReason::UnknownPeer)
                 })
             }
             Ok(Packet::HandshakeResponse(p)) => by_slot(p.receiver_idx),
@@ -142,16 +143,22 @@ impl Device {
             let slot = session.slot;
             let inactive = !session.is_active();
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
-            if first && matches!(result, TunnResult::Err(WireGuardError::WrongKey)) {
-                if let Some((hinted, Target::Keys(keys), made)) = guessed.take() {
-                    // another peer's initiation from this address (nothing changed in the
-                    // session): undo what the guess woke, find the sender by its keys
-                    drop(session);
-                    if made {
-                        self.unmake_session(&hinted, keys);
-                    }
+            if let (true, TunnResult::Err(e), Some((hinted, Target::Keys(keys), made))) =
+                (first, &result, &guessed)
+            {
+                // nothing changed in the session; undo what the guess woke (junk sent from a
+                // peer's address must not cost a session)
+                let wrong_key = matches!(e, WireGuardError::WrongKey);
+                drop(session);
+                if *made {
+                    self.unmake_session(hinted, *keys);
+                }
+                if wrong_key {
+                    // another peer's initiation from this address: find it by its keys
                     return self.receive(now, from, datagram, false, scratch, sink);
                 }
+                self.refuse_initiation(hinted, e);
+                break;
             }
             let ok = !matches!(result, TunnResult::Err(_));
             if first && ok && init {
@@ -285,6 +292,17 @@ enum Target {
 }
 
 impl Device {
+    /// Counts an initiation its session refused (a replay, a bad timestamp, a forgery).
+    fn refuse_initiation(&self, peer: &Peer, e: &WireGuardError) {
+        tracing::trace!(peer = %peer.name(), error = ?e, "initiation refused");
+        if matches!(e, WireGuardError::UnderLoad) {
+            self.drop_packet(DropReason::RateLimited);
+        } else {
+            peer.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            self.drop_packet(DropReason::Decrypt);
+        }
+    }
+
     /// The peer an initiation from `from` most likely comes from, with the session keys it
     /// would use: the peer configured at that endpoint, while neither side is rotating its
     /// static key. Trying its session first spares the Diffie-Hellman that finding the sender by

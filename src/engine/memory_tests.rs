@@ -265,6 +265,12 @@ fn garbage_datagrams_are_counted_never_panic() {
         .map(|r| net.devices["a"].drops(*r))
         .sum();
     assert_eq!(dropped, junk.len() as u64);
+    // junk initiations from a peer's own address wake nothing either
+    let mut init = vec![1u8, 0, 0, 0];
+    init.resize(148, 9);
+    net.devices["a"].handle_datagram(net.addr["b"], &init, &mut scratch, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(net.devices["a"].awake_count(), 0, "the junk woke b");
 }
 
 #[test]
@@ -311,7 +317,10 @@ fn an_initiation_from_another_peers_endpoint_is_matched_by_its_keys() {
     assert_eq!((to, response[0]), (net.addr["c"], 2), "a response to b");
     assert!(peer_on("a", "b").is_awake());
     assert_eq!(peer_on("a", "c").snapshot().handshake_failures, 0);
-    assert!(!peer_on("a", "c").is_awake(), "the wrong guess left c awake");
+    assert!(
+        !peer_on("a", "c").is_awake(),
+        "the wrong guess left c awake"
+    );
     assert_eq!(net.devices["a"].awake_count(), 1);
     assert_eq!(net.devices["a"].drops(DropReason::Decrypt), 0);
 }
