@@ -9,7 +9,8 @@
 //! peers every `RESEND_MS` (default 50) ms. Also prints how long the lab took to build, start,
 //! probe and remove at each size.
 //!
-//! Environment: `ROUNDS` (default 3), `SIZES` (default "16 64"), `RESEND_MS`, `BORINGTUN`.
+//! Environment: `ROUNDS` (default 3), `SIZES` (default "16 64"), `RESEND_MS`, `BORINGTUN`,
+//! `WIREMESH` (another `wiremesh` executable to measure, e.g. an older build for an A/B run).
 
 #[path = "common/root.rs"]
 mod root;
@@ -143,7 +144,8 @@ fn main() {
         std::fs::write(&topo, scale::full_mesh(n, n.div_ceil(PER_REGION))).unwrap();
         let prefix = format!("pr{}", std::process::id() % 100_000);
         let t = Instant::now();
-        let mut lab = Lab::build(&topo, LabOptions::new(prefix, WIREMESH)).unwrap();
+        let exe = std::env::var("WIREMESH").unwrap_or_else(|_| WIREMESH.into());
+        let mut lab = Lab::build(&topo, LabOptions::new(prefix, exe)).unwrap();
         let built = t.elapsed();
         let (mut wm, mut bt, mut wm_failed, mut bt_failed) = (vec![], vec![], 0, 0);
         let (mut starts, mut stops) = (vec![], vec![]);

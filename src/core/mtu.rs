@@ -322,6 +322,52 @@ impl MtuDiscovery {
         }
     }
 
+    /// A packet of outer `size` reached the peer outside the probe sequence (a padded hello
+    /// was answered): a search that had that size still open ends or narrows without a probe.
+    pub fn on_delivered(&mut self, size: u16, now: Instant) {
+        let size = size.min(self.ceiling);
+        match self.phase {
+            Phase::Searching { lo, hi, top_first } if size > lo => {
+                if self.in_flight.is_some_and(|f| f.probe.size <= size) {
+                    self.in_flight = None;
+                }
+                if size >= hi {
+                    self.settle(hi, now);
+                } else {
+                    self.phase = Phase::Searching {
+                        lo: size,
+                        hi,
+                        top_first,
+                    };
+                }
+            }
+            Phase::Settled { mtu, next_grow, .. } if size == mtu => {
+                self.phase = Phase::Settled {
+                    mtu,
+                    next_confirm: now + CONFIRM_INTERVAL,
+                    next_grow,
+                };
+                self.confirmed_at = Some(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// A packet of outer `size` sent outside the probe sequence went unanswered (a padded
+    /// hello, when a later unpadded one was answered): a search rules that size out, as it would
+    /// a lost probe, and bisects from there.
+    pub fn on_unanswered(&mut self, size: u16) {
+        if let Phase::Searching { lo, hi, .. } = self.phase {
+            if size > lo && size <= hi {
+                self.phase = Phase::Searching {
+                    lo,
+                    hi: size - 1,
+                    top_first: false,
+                };
+            }
+        }
+    }
+
     /// The data path saw signs of a black hole (large packets unanswered): confirm now.
     pub fn on_suspected_shrink(&mut self, now: Instant) {
         if let Phase::Settled { mtu, next_grow, .. } = self.phase {
@@ -412,6 +458,25 @@ mod tests {
         assert!(d.is_settled());
         assert_eq!(d.poll_event(), Some(MtuEvent::Settled { mtu: 1500 }));
         assert_eq!(d.probes_sent(), 1);
+    }
+
+    #[test]
+    fn a_delivered_packet_at_the_ceiling_settles_a_search_without_a_probe() {
+        let mut d = MtuDiscovery::new(1280, 1500);
+        let now = Instant::now();
+        d.on_delivered(1500, now);
+        assert!(d.is_settled());
+        assert_eq!(d.current(), 1500);
+        assert_eq!(d.probes_sent(), 0);
+        // an unanswered one rules the ceiling out: the search bisects below it
+        let mut d = MtuDiscovery::new(1280, 1500);
+        d.on_unanswered(1500);
+        assert_eq!(d.poll_probe(now).map(|p| p.size), Some(1390));
+        // one below the ceiling only narrows the search
+        let mut d = MtuDiscovery::new(1280, 1500);
+        d.on_delivered(1400, now);
+        assert!(!d.is_settled());
+        assert_eq!(d.current(), 1400);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::io::udp::{RecvMeta, Udp};
 use std::io::{ErrorKind, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
@@ -42,7 +42,34 @@ pub struct Io {
     pub udp: Arc<Udp>,
     /// Set on shutdown; the loops return within [`IDLE_WAKE`].
     pub stop: AtomicBool,
+    /// The right to read the tun device, with its buffers. The outbound loop holds it while it
+    /// reads; the inbound loop takes it, when free, right after writing to the tun device.
+    /// What the kernel answers to what it just received (an echo reply, a TCP ACK) is then
+    /// already waiting there, and leaves at once instead of after the outbound thread wakes
+    /// up: one thread wake-up less per request and reply. One reader at a time keeps each
+    /// flow's packets in order.
+    pub reader: Mutex<TunReader>,
 }
+
+/// Buffers for reading the tun device: a super-packet, and the segments it is split into.
+pub struct TunReader {
+    original: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+}
+
+impl Default for TunReader {
+    fn default() -> Self {
+        Self {
+            original: vec![0u8; VIRTIO_NET_HDR_LEN + 65_535],
+            bufs: vec![vec![0u8; TUN_SEGMENT]; IDEAL_BATCH_SIZE],
+            sizes: vec![0usize; IDEAL_BATCH_SIZE],
+        }
+    }
+}
+
+/// Why reading the tun device stopped for good.
+struct TunGone;
 
 /// A batch whose tun packets leave room for the virtio-net header the tun driver writes.
 pub fn new_batch() -> Batch {
@@ -74,44 +101,67 @@ impl Io {
 
     /// tun → encrypt → UDP, until [`Io::stop`].
     pub fn outbound(&self) {
-        let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-        let mut bufs = vec![vec![0u8; TUN_SEGMENT]; IDEAL_BATCH_SIZE];
-        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
         while !self.stopped() {
-            match self
-                .tun
-                .recv_multiple(&mut original, &mut bufs, &mut sizes, 0)
             {
-                Ok(n) => {
-                    self.encrypt(&bufs, &sizes[..n], &mut scratch, &mut batch);
-                    if batch.len() < BUDGET {
-                        continue;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if batch.is_empty() {
-                        if let Err(e) = ready::wait(self.tun_fd(), false, IDLE_WAKE) {
-                            tracing::error!(error = %e, "tun poll failed; outbound loop stops");
-                            return;
-                        }
-                        continue;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::Other => {
-                    // a malformed super-packet (bad virtio header): skip it
-                    tracing::debug!(error = %e, "tun read skipped");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "tun read failed; outbound loop stops");
+                let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+                if self
+                    .read_tun(&mut reader, &mut scratch, &mut batch, &mut gro, usize::MAX)
+                    .is_err()
+                {
                     return;
                 }
             }
-            self.flush(&mut batch, &mut gro);
+            if let Err(e) = ready::wait(self.tun_fd(), false, IDLE_WAKE) {
+                tracing::error!(error = %e, "tun poll failed; outbound loop stops");
+                return;
+            }
+        }
+    }
+
+    /// Reads, encrypts and sends what the tun device holds, flushing every [`BUDGET`]
+    /// datagrams, until it is empty or `budgets` flushes went out.
+    fn read_tun(
+        &self,
+        r: &mut TunReader,
+        scratch: &mut Scratch,
+        batch: &mut Batch,
+        gro: &mut GROTable,
+        mut budgets: usize,
+    ) -> Result<(), TunGone> {
+        loop {
+            match self
+                .tun
+                .recv_multiple(&mut r.original, &mut r.bufs, &mut r.sizes, 0)
+            {
+                Ok(n) => {
+                    self.encrypt(&r.bufs, &r.sizes[..n], scratch, batch);
+                    if batch.len() >= BUDGET {
+                        self.flush(batch, gro);
+                        budgets = budgets.saturating_sub(1);
+                        if budgets == 0 {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if !batch.is_empty() {
+                        self.flush(batch, gro);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::Other => {
+                    // a malformed super-packet (bad virtio header): skip it
+                    tracing::debug!(error = %e, "tun read skipped");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "tun read failed; outbound loop stops");
+                    return Err(TunGone);
+                }
+            }
         }
     }
 
@@ -146,7 +196,16 @@ impl Io {
                     Err(_) => break,
                 }
             }
+            let wrote = batch.tun_packets().next().is_some();
             self.flush(&mut batch, &mut gro);
+            if wrote {
+                // What the kernel answered is waiting in the tun device: send it now, unless
+                // the outbound loop is at it already. One budget at most: a bulk sender's tun
+                // never runs dry, and that is the outbound loop's work.
+                if let Ok(mut reader) = self.reader.try_lock() {
+                    let _ = self.read_tun(&mut reader, &mut scratch, &mut batch, &mut gro, 1);
+                }
+            }
         }
     }
 

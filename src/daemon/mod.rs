@@ -127,6 +127,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         tun,
         udp,
         stop: Default::default(),
+        reader: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {
@@ -234,11 +235,14 @@ fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
     }
     let mut scratch = Scratch::new();
     let mut batch = loops::new_batch();
-    // a peer that already sent us an initiation (answered by `drain_early`) needs none
+    let mut gro = tun_rs::GROTable::default();
+    // A peer that already sent us an initiation (answered by `drain_early`, or by the inbound
+    // loop while this runs) needs none. Each initiation leaves at once: held back for the
+    // whole loop, it would cross the peer's own more often, and a pair would do two handshakes.
     for p in peers.iter().filter(|p| !p.is_awake()) {
         io.device.initiate(p, &mut scratch, &mut batch);
+        io.flush(&mut batch, &mut gro);
     }
-    io.flush(&mut batch, &mut tun_rs::GROTable::default());
 }
 
 /// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.

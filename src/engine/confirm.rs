@@ -7,7 +7,8 @@
 //! initiation within `REKEY_TIMEOUT` of a response for this reason (`lastSentHandshake` in
 //! wireguard-go); here the session holds such packets, and sends them once confirmed.
 //!
-//! On a 64-node mesh starting at once this took the handshakes per pair from 3.8 to about one.
+//! On a 64-node mesh starting at once, answered handshakes per pair went from 3.5 to 1.5 with
+//! this alone (1.04 with the start-up order and the endpoint hint of `inbound.rs`).
 
 use super::device::Device;
 use super::peer::Peer;

@@ -29,7 +29,7 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         // the clock is read only if a control message needs it, never per data packet
-        self.receive(None, from, datagram, scratch, sink)
+        self.receive(None, from, datagram, true, scratch, sink)
     }
 
     /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
@@ -41,14 +41,16 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        self.receive(Some(now), from, datagram, scratch, sink)
+        self.receive(Some(now), from, datagram, true, scratch, sink)
     }
 
+    /// `hint`: an initiation may be tried first on the peer whose endpoint it came from.
     fn receive(
         &self,
         now: Option<Instant>,
         from: SocketAddr,
         datagram: &[u8],
+        hint: bool,
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
@@ -73,28 +75,37 @@ impl Device {
             parsed,
             Ok(Packet::PacketData(_) | Packet::HandshakeResponse(_))
         );
+        // the hinted peer, its session's keys, and whether the guess made that session
+        let mut guessed: Option<(Arc<Peer>, Target, bool)> = None;
         let peer = match parsed {
             Ok(Packet::HandshakeInit(init)) => {
                 let id = self.identity.load();
                 // the initiator's PSK epoch, from the slot bits of its sender index
                 let sender =
                     u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+                let hinted = hint
+                    .then(|| self.hinted_initiator(&table, &id, from, epoch_bits(sender)))
+                    .flatten();
+                guessed = hinted.as_ref().map(|&(p, t, made)| (p.clone(), t, made));
                 // newest key first: during a rotation either may be addressed
-                id.keys
-                    .iter()
-                    .find_map(|own| {
-                        let half = parse_handshake_anon(
-                            own.private.secret(),
-                            &own.public.to_x25519(),
-                            &init,
-                        )
-                        .ok()?;
-                        let theirs = PublicKey::from_bytes(half.peer_static_public);
-                        let peer = table.by_key(&theirs)?;
-                        let keys = self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
-                        Some((peer, Target::Keys(keys)))
-                    })
-                    .ok_or(DropReason::UnknownPeer)
+                hinted.map(|(p, t, _)| Ok((p, t))).unwrap_or_else(|| {
+                    id.keys
+                        .iter()
+                        .find_map(|own| {
+                            let half = parse_handshake_anon(
+                                own.private.secret(),
+                                &own.public.to_x25519(),
+                                &init,
+                            )
+                            .ok()?;
+                            let theirs = PublicKey::from_bytes(half.peer_static_public);
+                            let peer = table.by_key(&theirs)?;
+                            let keys =
+                                self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
+                            Some((peer, Target::Keys(keys)))
+                        })
+                        .ok_or(DropReason::UnknownPeer)
+                })
             }
             Ok(Packet::HandshakeResponse(p)) => by_slot(p.receiver_idx),
             Ok(Packet::PacketCookieReply(p)) => by_slot(p.receiver_idx),
@@ -132,6 +143,23 @@ impl Device {
             let slot = session.slot;
             let inactive = !session.is_active();
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
+            if let (true, TunnResult::Err(e), Some((hinted, Target::Keys(keys), made))) =
+                (first, &result, &guessed)
+            {
+                // nothing changed in the session; undo what the guess woke (junk sent from a
+                // peer's address must not cost a session)
+                let wrong_key = matches!(e, WireGuardError::WrongKey);
+                drop(session);
+                if *made {
+                    self.unmake_session(hinted, *keys);
+                }
+                if wrong_key {
+                    // another peer's initiation from this address: find it by its keys
+                    return self.receive(now, from, datagram, false, scratch, sink);
+                }
+                self.refuse_initiation(hinted, e);
+                break;
+            }
             let ok = !matches!(result, TunnResult::Err(_));
             if first && ok && init {
                 session.responded(Instant::now());
@@ -261,4 +289,39 @@ impl Device {
 enum Target {
     Slot(u32),
     Keys(SessionKeys),
+}
+
+impl Device {
+    /// Counts an initiation its session refused (a replay, a bad timestamp, a forgery).
+    fn refuse_initiation(&self, peer: &Peer, e: &WireGuardError) {
+        tracing::trace!(peer = %peer.name(), error = ?e, "initiation refused");
+        if matches!(e, WireGuardError::UnderLoad) {
+            self.drop_packet(DropReason::RateLimited);
+        } else {
+            peer.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            self.drop_packet(DropReason::Decrypt);
+        }
+    }
+
+    /// The peer an initiation from `from` most likely comes from, with the session keys it
+    /// would use: the peer configured at that endpoint, while neither side is rotating its
+    /// static key. Trying its session first spares the Diffie-Hellman that finding the sender by
+    /// the initiation's keys costs (one of a responder's five); a wrong guess is refused by
+    /// the session untouched, and the initiation is then matched by its keys.
+    fn hinted_initiator<'t>(
+        &self,
+        table: &'t super::table::PeerTable,
+        id: &super::identity::Identity,
+        from: SocketAddr,
+        epoch: u32,
+    ) -> Option<(&'t Arc<Peer>, Target, bool)> {
+        let [own] = &id.keys[..] else { return None };
+        let peer = table.by_endpoint(from)?;
+        let [theirs] = &peer.keys().accepted()[..] else {
+            return None;
+        };
+        let keys = self.initiation_keys(own, *theirs, epoch)?;
+        let made = self.ensure_session_for(peer, own, keys);
+        Some((peer, Target::Keys(keys), made))
+    }
 }

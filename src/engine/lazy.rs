@@ -56,6 +56,20 @@ impl Device {
         guard
     }
 
+    /// Removes the session for `keys` that was made for nothing (a wrong guess); a peer left
+    /// without any session is idle again.
+    pub(super) fn unmake_session(&self, peer: &Peer, keys: super::session::SessionKeys) {
+        let mut sessions = peer.sessions();
+        sessions.others.retain(|s| s.keys() != keys);
+        if sessions.active.as_ref().is_some_and(|s| s.keys() == keys) {
+            sessions.active = sessions.others.pop().map(Box::new);
+        }
+        if sessions.active.is_none() {
+            // under the peer's lock, as a release does
+            self.awake.lock().remove(&peer.slot);
+        }
+    }
+
     /// Peers holding session state now, for the timers and for rotations (an idle peer gets
     /// the newest keys and epoch when it wakes; it needs no announcement).
     pub(super) fn awake_peers(&self) -> Vec<Arc<Peer>> {

@@ -265,6 +265,12 @@ fn garbage_datagrams_are_counted_never_panic() {
         .map(|r| net.devices["a"].drops(*r))
         .sum();
     assert_eq!(dropped, junk.len() as u64);
+    // junk initiations from a peer's own address wake nothing either
+    let mut init = vec![1u8, 0, 0, 0];
+    init.resize(148, 9);
+    net.devices["a"].handle_datagram(net.addr["b"], &init, &mut scratch, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(net.devices["a"].awake_count(), 0, "the junk woke b");
 }
 
 #[test]
@@ -284,6 +290,39 @@ fn a_replayed_handshake_initiation_counts_as_a_handshake_failure_of_that_peer() 
     let a_on_b = net.devices["b"].peers().iter().next().unwrap().snapshot();
     assert_eq!(a_on_b.handshake_failures, 1);
     assert_eq!(net.devices["b"].drops(DropReason::Decrypt), 1);
+}
+
+#[test]
+fn an_initiation_from_another_peers_endpoint_is_matched_by_its_keys() {
+    let net = Net::new(
+        "full",
+        &[("a", "r", false), ("b", "r", false), ("c", "r", false)],
+    );
+    let mut scratch = Scratch::new();
+    let mut init = Batch::new();
+    let peer_on = |node: &str, name: &str| {
+        net.devices[node]
+            .peers()
+            .iter()
+            .find(|p| p.name() == name)
+            .unwrap()
+            .clone()
+    };
+    net.devices["b"].initiate(&peer_on("b", "a"), &mut scratch, &mut init);
+    let (_, datagram) = init.datagrams().next().unwrap();
+    // b's initiation arrives from the address configured for c (b moved behind c's NAT)
+    let mut out = Batch::new();
+    net.devices["a"].handle_datagram(net.addr["c"], datagram, &mut scratch, &mut out);
+    let (to, response) = out.datagrams().next().expect("a answered");
+    assert_eq!((to, response[0]), (net.addr["c"], 2), "a response to b");
+    assert!(peer_on("a", "b").is_awake());
+    assert_eq!(peer_on("a", "c").snapshot().handshake_failures, 0);
+    assert!(
+        !peer_on("a", "c").is_awake(),
+        "the wrong guess left c awake"
+    );
+    assert_eq!(net.devices["a"].awake_count(), 1);
+    assert_eq!(net.devices["a"].drops(DropReason::Decrypt), 0);
 }
 
 #[test]
@@ -334,11 +373,30 @@ fn engines_discover_each_paths_exact_mtu_through_a_black_hole() {
         1440,
         "unlimited path: the 1500 ceiling"
     );
+
     let events = net.devices["a"].take_path_events();
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events
         .iter()
         .all(|e| e.cause == super::MtuCause::Discovered));
+}
+
+#[test]
+fn a_path_that_carries_the_ceiling_settles_on_the_first_hello_without_probes() {
+    let mut net = Net::new("full", &[("a", "r", false), ("b", "r", false)]);
+    net.send("a", &ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"hi"));
+    // one tick sends the padded hellos (answered at once), the next applies the result
+    net.run(std::time::Duration::from_millis(250), 2);
+    for (node, peer) in [("a", "b"), ("b", "a")] {
+        assert_eq!(net.peer_mtu(node, peer), 1440, "{node} to {peer}");
+        let p = net.devices[node]
+            .peers()
+            .iter()
+            .find(|p| p.name() == peer)
+            .unwrap()
+            .clone();
+        assert_eq!(p.path.probes_sent(), 0, "{node} probed {peer}");
+    }
 }
 
 #[test]

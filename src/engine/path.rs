@@ -38,6 +38,8 @@ pub struct PathEvent {
 
 struct State {
     speaks: bool,
+    /// Hellos sent so far; only the first is padded (see [`PeerPath::hellos_sent`]).
+    hellos_sent: u32,
     hello_next: Option<Instant>,
     hello_backoff: Duration,
     /// Boxed: only peers that were awake and speak control messages ever have one.
@@ -67,6 +69,7 @@ impl PeerPath {
         Self {
             state: Mutex::new(State {
                 speaks: false,
+                hellos_sent: 0,
                 hello_next: None,
                 hello_backoff: HELLO_FIRST,
                 discovery: None,
@@ -136,8 +139,30 @@ impl PeerPath {
             _ => {
                 s.hello_next = Some(now + s.hello_backoff);
                 s.hello_backoff = (s.hello_backoff * 2).min(HELLO_MAX);
+                s.hellos_sent += 1;
                 true
             }
+        }
+    }
+
+    /// Hellos sent so far. The first one is padded to the local ceiling: when it is the only
+    /// one out and gets answered, the path carries the ceiling, and discovery is done without
+    /// a probe (the answer carries no size, so a later, unpadded hello proves nothing).
+    pub fn hellos_sent(&self) -> u32 {
+        self.state().hellos_sent
+    }
+
+    /// A packet of outer `size` went unanswered (see [`MtuDiscovery::on_unanswered`]).
+    pub fn unanswered(&self, size: u16) {
+        if let Some(d) = self.state().discovery.as_mut() {
+            d.on_unanswered(size);
+        }
+    }
+
+    /// A packet of outer `size` reached the peer (see [`MtuDiscovery::on_delivered`]).
+    pub fn delivered(&self, size: u16, now: Instant) {
+        if let Some(d) = self.state().discovery.as_mut() {
+            d.on_delivered(size, now);
         }
     }
 

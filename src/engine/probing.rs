@@ -62,7 +62,12 @@ impl Device {
                 continue;
             }
             if peer.path.hello_due(now) {
-                self.send_control(peer, &Message::Hello, 0, scratch.a_mut(), sink);
+                let pad = if peer.path.hellos_sent() == 1 {
+                    usize::from(settings.ceiling.saturating_sub(overhead_to(peer)))
+                } else {
+                    0
+                };
+                self.send_control(peer, &Message::Hello, pad, scratch.a_mut(), sink);
             }
             self.probe(peer, now, scratch.a_mut(), sink);
         }
@@ -100,11 +105,8 @@ impl Device {
         let settings = **self.discovery.load();
         let start = |peer: &Peer| {
             if settings.enabled {
-                let overhead = match peer.endpoint().map(|e| e.ip()) {
-                    Some(IpAddr::V6(_)) => OVERHEAD_V6,
-                    _ => OVERHEAD_V4,
-                };
-                peer.path.start(MIN_TUNNEL_MTU, settings.ceiling, overhead);
+                peer.path
+                    .start(MIN_TUNNEL_MTU, settings.ceiling, overhead_to(peer));
             }
         };
         match msg {
@@ -112,7 +114,18 @@ impl Device {
                 self.send_control(peer, &Message::HelloAck, 0, out, sink);
                 start(peer);
             }
-            Message::HelloAck => start(peer),
+            Message::HelloAck => {
+                start(peer);
+                if settings.enabled {
+                    if peer.path.hellos_sent() == 1 {
+                        // the padded first hello got through
+                        peer.path.delivered(settings.ceiling, now);
+                    } else {
+                        // it did not, but a later one did: the ceiling is likely too big
+                        peer.path.unanswered(settings.ceiling);
+                    }
+                }
+            }
             Message::Probe { id } => {
                 let size = u16::try_from(len).unwrap_or(u16::MAX);
                 self.send_control(peer, &Message::ProbeAck { id, size }, 0, out, sink);
@@ -136,5 +149,13 @@ impl Device {
     /// MTU changes since the last call, for the daemon to apply to routes and log.
     pub fn take_path_events(&self) -> Vec<PathEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Outer bytes WireGuard adds to an inner packet sent to `peer`, by its endpoint's family.
+fn overhead_to(peer: &Peer) -> u16 {
+    match peer.endpoint().map(|e| e.ip()) {
+        Some(IpAddr::V6(_)) => OVERHEAD_V6,
+        _ => OVERHEAD_V4,
     }
 }

@@ -92,17 +92,28 @@ impl Device {
         theirs: PublicKey,
         bits: u32,
     ) -> Option<SessionKeys> {
+        let keys = self.initiation_keys(own, theirs, bits)?;
+        self.ensure_session_for(peer, own, keys);
+        Some(keys)
+    }
+
+    /// The session keys of an initiation from `theirs` to `own` (see
+    /// [`responder_keys`](Self::responder_keys)), without making the session.
+    pub(super) fn initiation_keys(
+        &self,
+        own: &OwnKey,
+        theirs: PublicKey,
+        bits: u32,
+    ) -> Option<SessionKeys> {
         let epoch = match &self.psk {
             None => 0,
             Some(p) => psk::epoch_near(p.epoch(), bits)?,
         };
-        let keys = SessionKeys {
+        Some(SessionKeys {
             ours: own.public,
             theirs,
             epoch,
-        };
-        self.ensure_session_for(peer, own, keys);
-        Some(keys)
+        })
     }
 
     /// At an epoch change: a session for the new epoch with every peer, started now; sessions

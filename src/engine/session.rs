@@ -56,7 +56,7 @@ impl Session {
         }
     }
 
-    fn keys(&self) -> SessionKeys {
+    pub(super) fn keys(&self) -> SessionKeys {
         SessionKeys {
             ours: self.ours,
             theirs: self.theirs,

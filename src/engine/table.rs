@@ -6,13 +6,16 @@ use super::peer::Peer;
 use crate::core::key::PublicKey;
 use crate::core::routing::PrefixTable;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 #[derive(Default)]
 pub struct PeerTable {
     by_slot: HashMap<u32, Arc<Peer>>,
     by_key: HashMap<PublicKey, Arc<Peer>>,
+    /// Each peer's endpoint when the table was built, where no other peer shares it: a hint
+    /// for whom a handshake initiation comes from, never an authority.
+    by_endpoint: HashMap<SocketAddr, Arc<Peer>>,
     /// AllowedIPs → peers: where packets go, and (as in WireGuard's cryptokey routing) whom
     /// a packet from a source may come from. Several peers may share a prefix (two hubs
     /// carrying one region); the engine then prefers one with a live session.
@@ -37,7 +40,13 @@ impl Carriers {
 impl PeerTable {
     pub fn new(peers: Vec<Arc<Peer>>) -> Self {
         let mut t = PeerTable::default();
+        let mut shared = Vec::new();
         for p in peers {
+            if let Some(e) = p.endpoint() {
+                if t.by_endpoint.insert(e, p.clone()).is_some() {
+                    shared.push(e);
+                }
+            }
             for net in &p.config().allowed_ips {
                 let carriers = match t.routes.remove(*net) {
                     None => Carriers::One(p.clone()),
@@ -56,7 +65,15 @@ impl PeerTable {
                 t.by_key.insert(key, p.clone());
             }
         }
+        for e in shared {
+            t.by_endpoint.remove(&e);
+        }
         t
+    }
+
+    /// The peer whose endpoint is `addr`, if exactly one was configured there.
+    pub fn by_endpoint(&self, addr: SocketAddr) -> Option<&Arc<Peer>> {
+        self.by_endpoint.get(&addr)
     }
 
     /// The peer owning `slot` (any session generation of it).
