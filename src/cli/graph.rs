@@ -154,16 +154,24 @@ fn to_svg(dot: &str) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// Whether Graphviz's `dot` runs here; without it a test skips (saying so), but not in CI.
+    fn dot_installed() -> bool {
+        if Command::new("dot").arg("-V").output().is_ok() {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "dot is required under CI"
+        );
+        eprintln!("skipping: dot not installed");
+        false
+    }
+
     /// Graphviz must accept the DOT of every example. Skipped without `dot` only outside CI.
     #[test]
     fn every_example_topology_renders_to_svg_with_graphviz() {
-        if Command::new("dot").arg("-V").output().is_err() {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "dot is required under CI"
-            );
-            eprintln!("skipping: dot not installed");
+        if !dot_installed() {
             return;
         }
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
@@ -193,13 +201,7 @@ mod tests {
     /// aggregated picture's budget. dot used to fail outright on the 18-node and hub ones.
     #[test]
     fn meshes_of_every_size_render_to_svg_with_graphviz() {
-        if Command::new("dot").arg("-V").output().is_err() {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "dot is required under CI"
-            );
-            eprintln!("skipping: dot not installed");
+        if !dot_installed() {
             return;
         }
         use crate::core::graph::testing::synthetic;

@@ -71,6 +71,14 @@ impl Default for TunReader {
 /// Why reading the tun device stopped for good.
 struct TunGone;
 
+/// Receive buffers for one `recvmmsg`, and their metadata.
+fn udp_buffers() -> ([Vec<u8>; UDP_BUFFERS], [RecvMeta; UDP_BUFFERS]) {
+    (
+        std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM]),
+        [RecvMeta::default(); UDP_BUFFERS],
+    )
+}
+
 /// A batch whose tun packets leave room for the virtio-net header the tun driver writes.
 pub fn new_batch() -> Batch {
     Batch::with_headroom(VIRTIO_NET_HDR_LEN)
@@ -173,8 +181,7 @@ impl Io {
 
     /// UDP → decrypt → tun (or the next peer, on a hub), until [`Io::stop`].
     pub fn inbound(&self) {
-        let mut bufs: [Vec<u8>; UDP_BUFFERS] = std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM]);
-        let mut meta = [RecvMeta::default(); UDP_BUFFERS];
+        let (mut bufs, mut meta) = udp_buffers();
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
@@ -229,8 +236,7 @@ impl Io {
     /// came up first. Answering them before sending our own first initiations means each such
     /// pair does one handshake, not two crossing ones.
     pub fn drain_early(&self) {
-        let mut bufs: [Vec<u8>; UDP_BUFFERS] = std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM]);
-        let mut meta = [RecvMeta::default(); UDP_BUFFERS];
+        let (mut bufs, mut meta) = udp_buffers();
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
