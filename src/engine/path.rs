@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// First wait between hellos; doubled after each unanswered one, up to [`HELLO_MAX`].
-const HELLO_FIRST: Duration = Duration::from_secs(1);
+/// First wait between hellos; doubled after each unanswered one, up to [`HELLO_MAX`]. As short
+/// as a probe's timeout: when the first hello (padded to the ceiling) is lost in a black hole,
+/// the unpadded second one starts the search below it without delay.
+const HELLO_FIRST: Duration = crate::core::mtu::PROBE_TIMEOUT;
 const HELLO_MAX: Duration = Duration::from_secs(60);
 
 /// Why a peer's tunnel MTU changed, for the log line and metrics.
@@ -245,12 +247,13 @@ mod tests {
         let p = PeerPath::new(1420);
         let t0 = Instant::now();
         assert!(p.hello_due(t0));
-        assert!(!p.hello_due(t0 + Duration::from_millis(500)));
-        assert!(p.hello_due(t0 + Duration::from_secs(1)));
+        assert!(!p.hello_due(t0 + HELLO_FIRST / 2));
+        assert!(p.hello_due(t0 + HELLO_FIRST));
         assert!(
-            !p.hello_due(t0 + Duration::from_secs(2)),
-            "second wait is 2 s"
+            !p.hello_due(t0 + HELLO_FIRST * 2),
+            "the second wait is twice the first"
         );
+        assert!(p.hello_due(t0 + HELLO_FIRST * 3));
         p.start(1280, 1500, 60);
         assert!(!p.hello_due(t0 + Duration::from_secs(100)));
     }
