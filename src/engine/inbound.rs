@@ -75,8 +75,9 @@ impl Device {
             parsed,
             Ok(Packet::PacketData(_) | Packet::HandshakeResponse(_))
         );
-        // the hinted peer, its session's keys, and whether the guess made that session
-        let mut guessed: Option<(Arc<Peer>, Target, bool)> = None;
+        // for a guessed sender (see `hinted_initiator`): its session's keys, and whether the
+        // guess made that session
+        let mut guessed: Option<(SessionKeys, bool)> = None;
         let peer = match parsed {
             Ok(Packet::HandshakeInit(init)) => {
                 let id = self.identity.load();
@@ -86,26 +87,28 @@ impl Device {
                 let hinted = hint
                     .then(|| self.hinted_initiator(&table, &id, from, epoch_bits(sender)))
                     .flatten();
-                guessed = hinted.as_ref().map(|&(p, t, made)| (p.clone(), t, made));
+                guessed = hinted.map(|(_, keys, made)| (keys, made));
                 // newest key first: during a rotation either may be addressed
-                hinted.map(|(p, t, _)| Ok((p, t))).unwrap_or_else(|| {
-                    id.keys
-                        .iter()
-                        .find_map(|own| {
-                            let half = parse_handshake_anon(
-                                own.private.secret(),
-                                &own.public.to_x25519(),
-                                &init,
-                            )
-                            .ok()?;
-                            let theirs = PublicKey::from_bytes(half.peer_static_public);
-                            let peer = table.by_key(&theirs)?;
-                            let keys =
-                                self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
-                            Some((peer, Target::Keys(keys)))
-                        })
-                        .ok_or(DropReason::UnknownPeer)
-                })
+                hinted
+                    .map(|(p, keys, _)| Ok((p, Target::Keys(keys))))
+                    .unwrap_or_else(|| {
+                        id.keys
+                            .iter()
+                            .find_map(|own| {
+                                let half = parse_handshake_anon(
+                                    own.private.secret(),
+                                    &own.public.to_x25519(),
+                                    &init,
+                                )
+                                .ok()?;
+                                let theirs = PublicKey::from_bytes(half.peer_static_public);
+                                let peer = table.by_key(&theirs)?;
+                                let keys =
+                                    self.responder_keys(peer, own, theirs, epoch_bits(sender))?;
+                                Some((peer, Target::Keys(keys)))
+                            })
+                            .ok_or(DropReason::UnknownPeer)
+                    })
             }
             Ok(Packet::HandshakeResponse(p)) => by_slot(p.receiver_idx),
             Ok(Packet::PacketCookieReply(p)) => by_slot(p.receiver_idx),
@@ -143,23 +146,6 @@ impl Device {
             let slot = session.slot;
             let inactive = !session.is_active();
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
-            if let (true, TunnResult::Err(e), Some((hinted, Target::Keys(keys), made))) =
-                (first, &result, &guessed)
-            {
-                // nothing changed in the session; undo what the guess woke (junk sent from a
-                // peer's address must not cost a session)
-                let wrong_key = matches!(e, WireGuardError::WrongKey);
-                drop(session);
-                if *made {
-                    self.unmake_session(hinted, *keys);
-                }
-                if wrong_key {
-                    // another peer's initiation from this address: find it by its keys
-                    return self.receive(now, from, datagram, false, scratch, sink);
-                }
-                self.refuse_initiation(hinted, e);
-                break;
-            }
             let ok = !matches!(result, TunnResult::Err(_));
             if first && ok && init {
                 session.responded(Instant::now());
@@ -173,6 +159,17 @@ impl Device {
                 self.send_waiting(&peer, &mut session, &mut scratch.b, sink);
             }
             drop(session);
+            if let (true, false, Some((keys, made))) = (first, ok, guessed) {
+                // the guessed session refused it and changed nothing; undo what the guess woke
+                // (junk sent from a peer's address must not cost a session)
+                if made {
+                    self.unmake_session(&peer, keys);
+                }
+                if matches!(result, TunnResult::Err(WireGuardError::WrongKey)) {
+                    // another peer's initiation from this address: find it by its keys
+                    return self.receive(now, from, datagram, false, scratch, sink);
+                }
+            }
             if first && inactive && completes && ok {
                 peer.on_established(slot);
             }
@@ -292,17 +289,6 @@ enum Target {
 }
 
 impl Device {
-    /// Counts an initiation its session refused (a replay, a bad timestamp, a forgery).
-    fn refuse_initiation(&self, peer: &Peer, e: &WireGuardError) {
-        tracing::trace!(peer = %peer.name(), error = ?e, "initiation refused");
-        if matches!(e, WireGuardError::UnderLoad) {
-            self.drop_packet(DropReason::RateLimited);
-        } else {
-            peer.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            self.drop_packet(DropReason::Decrypt);
-        }
-    }
-
     /// The peer an initiation from `from` most likely comes from, with the session keys it
     /// would use: the peer configured at that endpoint, while neither side is rotating its
     /// static key. Trying its session first spares the Diffie-Hellman that finding the sender by
@@ -314,7 +300,7 @@ impl Device {
         id: &super::identity::Identity,
         from: SocketAddr,
         epoch: u32,
-    ) -> Option<(&'t Arc<Peer>, Target, bool)> {
+    ) -> Option<(&'t Arc<Peer>, SessionKeys, bool)> {
         let [own] = &id.keys[..] else { return None };
         let peer = table.by_endpoint(from)?;
         let [theirs] = &peer.keys().accepted()[..] else {
@@ -322,6 +308,6 @@ impl Device {
         };
         let keys = self.initiation_keys(own, *theirs, epoch)?;
         let made = self.ensure_session_for(peer, own, keys);
-        Some((peer, Target::Keys(keys), made))
+        Some((peer, keys, made))
     }
 }
