@@ -23,6 +23,22 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
     let c = lab.overlay_addrs("c").unwrap();
     assert!(c[1].is_ipv6());
     assert_transfer(&lab, "IPv6 b→c", ("b", "c"), c[1], 64 * MIB);
+
+    // the transfers ran on real-time data-path threads; the timers stay in the normal class
+    let pid = lab.daemon_pid("a").unwrap();
+    let threads = wiremesh::io::sched::threads(pid).unwrap();
+    let class = |name: &str| {
+        let t = threads.iter().find(|t| t.0 == name);
+        t.map(|t| (t.1, t.2))
+            .unwrap_or_else(|| panic!("{name} missing in {threads:?}"))
+    };
+    let rt = (
+        libc::SCHED_RR,
+        u32::from(wiremesh::constants::DATA_PATH_PRIORITY),
+    );
+    assert_eq!(class("wm-outbound"), rt, "{threads:?}");
+    assert_eq!(class("wm-inbound"), rt, "{threads:?}");
+    assert_eq!(class("wm-timers"), (libc::SCHED_OTHER, 0), "{threads:?}");
 }
 
 #[test]

@@ -274,20 +274,39 @@ impl Io {
     }
 }
 
-/// Starts the three loops on threads of their own; [`stop`] ends and joins them.
-pub fn start(io: &Arc<Io>) -> Vec<std::thread::JoinHandle<()>> {
-    let spawn = |name: &str, f: fn(&Io)| {
+/// Starts the three loops on threads of their own; [`stop`] ends and joins them. The two
+/// data-path loops run at real-time `priority` (0: the normal class); the timers stay in the
+/// normal class, since a tick over thousands of peers may run long and must not hold a core.
+pub fn start(io: &Arc<Io>, priority: u8) -> Vec<std::thread::JoinHandle<()>> {
+    let spawn = |name: &'static str, f: fn(&Io), realtime: bool| {
         let io = io.clone();
         std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || f(&io))
+            .spawn(move || {
+                if realtime && priority > 0 {
+                    enter_realtime(name, priority);
+                }
+                f(&io)
+            })
             .expect("spawning a data-path thread")
     };
     vec![
-        spawn("wm-outbound", Io::outbound),
-        spawn("wm-inbound", Io::inbound),
-        spawn("wm-timers", Io::timers),
+        spawn("wm-outbound", Io::outbound, true),
+        spawn("wm-inbound", Io::inbound, true),
+        spawn("wm-timers", Io::timers, false),
     ]
+}
+
+fn enter_realtime(thread: &str, priority: u8) {
+    match crate::io::sched::realtime(priority) {
+        Ok(()) => tracing::debug!(thread, priority, "data path at real-time priority"),
+        Err(e) => tracing::warn!(
+            thread,
+            priority,
+            error = %e,
+            "real-time priority refused (needs CAP_SYS_NICE); latency under load will be higher"
+        ),
+    }
 }
 
 /// Stops the loops and waits for them (at most one [`IDLE_WAKE`] or [`TIMER_TICK`]).

@@ -170,7 +170,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
     io.drain_early();
-    let threads = loops::start(&io);
+    let threads = loops::start(&io, running.settings.realtime_priority);
     start_handshakes(&io, &peers);
     crate::io::memory::release_freed_heap();
     tracing::info!(

@@ -51,6 +51,10 @@ pub struct Settings {
     /// an earlier release can lose the one packet that finds the session gone.
     #[serde(default, alias = "release-idle-after")]
     pub release_idle_after: Option<Span>,
+    /// Real-time (`SCHED_RR`) priority of the data-path threads, 1–99; 0 keeps them in the
+    /// normal class. Without the privilege to set it the daemon logs that and runs on.
+    #[serde(default = "default_realtime", alias = "realtime-priority")]
+    pub realtime_priority: u8,
 }
 
 /// A duration written as a number and a unit: `"30s"`, `"2m"`, `"24h"`, `"7d"`.
@@ -91,6 +95,10 @@ fn default_grace() -> Span {
     Span(crate::constants::ROTATION_GRACE)
 }
 
+fn default_realtime() -> u8 {
+    crate::constants::DATA_PATH_PRIORITY
+}
+
 fn default_interface() -> String {
     DEFAULT_INTERFACE.to_string()
 }
@@ -121,6 +129,8 @@ pub enum SettingsError {
     Duplicate { path: PathBuf, key: String },
     #[error("settings: interface name '{0}' must be 1-15 characters without '/' or spaces")]
     Interface(String),
+    #[error("settings: realtime-priority {0} is out of range: 0 (off) or 1-99")]
+    Priority(u8),
 }
 
 /// Command-line values that override every other layer when given.
@@ -195,6 +205,9 @@ impl Settings {
             || s.interface.contains(['/', ' ', '\0']);
         if bad_if {
             return Err(SettingsError::Interface(s.interface));
+        }
+        if s.realtime_priority > 99 {
+            return Err(SettingsError::Priority(s.realtime_priority));
         }
         Ok(s)
     }
@@ -313,5 +326,35 @@ mod tests {
         for bad in ["", "10", "5x", "0s", "m"] {
             assert!(bad.parse::<Span>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_data_path_is_real_time_by_default_and_a_bad_priority_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w.toml");
+        std::fs::write(&f, "topology = \"t\"\nnode = \"a\"\n").unwrap();
+        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(s.realtime_priority, crate::constants::DATA_PATH_PRIORITY);
+        std::fs::write(
+            &f,
+            "topology = \"t\"\nnode = \"a\"\nrealtime-priority = 0\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(s.realtime_priority, 0);
+        std::fs::write(
+            &f,
+            "topology = \"t\"\nnode = \"a\"\nrealtime-priority = 120\n",
+        )
+        .unwrap();
+        let e = Settings::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("realtime-priority 120"), "{e}");
+        std::fs::write(
+            &f,
+            "topology = \"t\"\nnode = \"a\"\nrealtime-priority = 300\n",
+        )
+        .unwrap();
+        let e = Settings::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("realtime_priority"), "{e}");
     }
 }

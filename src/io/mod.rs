@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod private_socket;
 pub mod ready;
+pub mod sched;
 pub mod topology_file;
 pub mod tun;
 pub mod uapi;
