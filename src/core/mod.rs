@@ -13,4 +13,5 @@ pub mod plan;
 pub mod psk;
 pub mod rotation;
 pub mod routing;
+pub mod spin;
 pub mod topology;

@@ -13,14 +13,15 @@
 //! (on two cores, those hops cost a quarter of the CPU).
 
 use crate::constants::{MAX_DATAGRAM, RATE_LIMITER_RESET, TIMER_TICK};
+use crate::core::spin::Spin;
 use crate::engine::{Batch, Device, Scratch};
 use crate::io::ready;
 use crate::io::udp::{RecvMeta, Udp};
 use std::io::{ErrorKind, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 /// Packets gathered before a flush. It bounds the wait a ping queued behind a saturating flow
@@ -49,6 +50,31 @@ pub struct Io {
     /// up: one thread wake-up less per request and reply. One reader at a time keeps each
     /// flow's packets in order.
     pub reader: Mutex<TunReader>,
+    /// The right to read the UDP socket, with its buffers. The inbound loop holds it while it
+    /// reads; the outbound loop takes it, when free, to poll for the answer to a request it
+    /// just sent (see [`crate::core::spin`]). One reader at a time keeps each flow in order.
+    pub udp_reader: Mutex<UdpReader>,
+    /// When a datagram last came in ([`since_start`] nanoseconds), for [`Spin`].
+    pub received_at: AtomicU64,
+}
+
+/// Nanoseconds since the first call: a clock that fits an atomic.
+fn since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Buffers for one `recvmmsg` from the UDP socket, and their metadata.
+pub struct UdpReader {
+    bufs: [Vec<u8>; UDP_BUFFERS],
+    meta: [RecvMeta; UDP_BUFFERS],
+}
+
+impl Default for UdpReader {
+    fn default() -> Self {
+        let (bufs, meta) = udp_buffers();
+        Self { bufs, meta }
+    }
 }
 
 /// Buffers for reading the tun device: a super-packet, and the segments it is split into.
@@ -107,20 +133,24 @@ impl Io {
         unsafe { BorrowedFd::borrow_raw(self.tun.as_raw_fd()) }
     }
 
-    /// tun → encrypt → UDP, until [`Io::stop`].
+    /// tun → encrypt → UDP, until [`Io::stop`]. After sending a request, polls for its answer
+    /// instead of sleeping, as [`Spin`] decides.
     pub fn outbound(&self) {
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
+        let mut spin = Spin::default();
         while !self.stopped() {
-            {
+            let sent = {
                 let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-                if self
-                    .read_tun(&mut reader, &mut scratch, &mut batch, &mut gro, usize::MAX)
-                    .is_err()
-                {
-                    return;
+                match self.read_tun(&mut reader, &mut scratch, &mut batch, &mut gro, usize::MAX) {
+                    Ok(sent) => sent,
+                    Err(TunGone) => return,
                 }
+            };
+            let quiet = since_start().saturating_sub(self.received_at.load(Ordering::Relaxed));
+            if let Some(limit) = spin.after_send(sent, Duration::from_nanos(quiet)) {
+                self.poll_for_answer(limit, &mut spin, &mut scratch, &mut batch, &mut gro);
             }
             if let Err(e) = ready::wait(self.tun_fd(), false, IDLE_WAKE) {
                 tracing::error!(error = %e, "tun poll failed; outbound loop stops");
@@ -129,8 +159,41 @@ impl Io {
         }
     }
 
+    /// Polls the UDP socket for up to `limit` for the answer to what was just sent, and
+    /// handles it as the inbound loop would. Stops early, with no verdict for [`Spin`], when the
+    /// inbound loop is reading already or the tun device has more to send.
+    fn poll_for_answer(
+        &self,
+        limit: Duration,
+        spin: &mut Spin,
+        scratch: &mut Scratch,
+        batch: &mut Batch,
+        gro: &mut GROTable,
+    ) {
+        let start = Instant::now();
+        loop {
+            let Ok(mut r) = self.udp_reader.try_lock() else {
+                return;
+            };
+            if self.read_udp(&mut r, scratch, batch, gro) > 0 {
+                spin.caught(start.elapsed());
+                return;
+            }
+            drop(r);
+            if matches!(ready::wait(self.tun_fd(), false, Duration::ZERO), Ok(true)) {
+                return;
+            }
+            if start.elapsed() >= limit {
+                spin.missed();
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Reads, encrypts and sends what the tun device holds, flushing every [`BUDGET`]
-    /// datagrams, until it is empty or `budgets` flushes went out.
+    /// datagrams, until it is empty or `budgets` flushes went out. Returns how many datagrams
+    /// and packets it sent.
     fn read_tun(
         &self,
         r: &mut TunReader,
@@ -138,7 +201,8 @@ impl Io {
         batch: &mut Batch,
         gro: &mut GROTable,
         mut budgets: usize,
-    ) -> Result<(), TunGone> {
+    ) -> Result<usize, TunGone> {
+        let mut sent = 0;
         loop {
             match self
                 .tun
@@ -147,18 +211,20 @@ impl Io {
                 Ok(n) => {
                     self.encrypt(&r.bufs, &r.sizes[..n], scratch, batch);
                     if batch.len() >= BUDGET {
+                        sent += batch.len();
                         self.flush(batch, gro);
                         budgets = budgets.saturating_sub(1);
                         if budgets == 0 {
-                            return Ok(());
+                            return Ok(sent);
                         }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     if !batch.is_empty() {
+                        sent += batch.len();
                         self.flush(batch, gro);
                     }
-                    return Ok(());
+                    return Ok(sent);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::Other => {
@@ -181,39 +247,67 @@ impl Io {
 
     /// UDP → decrypt → tun (or the next peer, on a hub), until [`Io::stop`].
     pub fn inbound(&self) {
-        let (mut bufs, mut meta) = udp_buffers();
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
         while !self.stopped() {
-            let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(b));
-            let n = match self.udp.recv_batch(&mut iovs, &mut meta, IDLE_WAKE) {
-                Ok(0) => continue,
-                Ok(n) => n,
-                Err(e) => {
-                    // ICMP errors from the underlay surface here (ECONNREFUSED); not fatal.
-                    tracing::trace!(error = %e, "udp recv error");
-                    continue;
-                }
+            let got = {
+                let mut r = self.udp_reader.lock().unwrap_or_else(|e| e.into_inner());
+                self.read_udp(&mut r, &mut scratch, &mut batch, &mut gro)
             };
-            self.decrypt(&iovs, &meta[..n], &mut scratch, &mut batch);
-            while batch.len() < BUDGET {
-                match self.udp.try_recv_batch(&mut iovs, &mut meta) {
-                    Ok(n) => self.decrypt(&iovs, &meta[..n], &mut scratch, &mut batch),
-                    Err(_) => break,
-                }
-            }
-            let wrote = batch.tun_packets().next().is_some();
-            self.flush(&mut batch, &mut gro);
-            if wrote {
-                // What the kernel answered is waiting in the tun device: send it now, unless
-                // the outbound loop is at it already. One budget at most: a bulk sender's tun
-                // never runs dry, and that is the outbound loop's work.
-                if let Ok(mut reader) = self.reader.try_lock() {
-                    let _ = self.read_tun(&mut reader, &mut scratch, &mut batch, &mut gro, 1);
+            if got == 0 {
+                if let Err(e) = self.udp.wait_readable(IDLE_WAKE) {
+                    tracing::error!(error = %e, "udp poll failed; inbound loop stops");
+                    return;
                 }
             }
         }
+    }
+
+    /// Receives and decrypts up to one [`BUDGET`] of datagrams and flushes them; then sends
+    /// what the kernel answered to the packets just written to the tun device. Returns how many
+    /// receive buffers were filled (0: the socket was empty).
+    fn read_udp(
+        &self,
+        r: &mut UdpReader,
+        scratch: &mut Scratch,
+        batch: &mut Batch,
+        gro: &mut GROTable,
+    ) -> usize {
+        let mut got = 0;
+        while batch.len() < BUDGET {
+            let mut iovs = r.bufs.each_mut().map(|b| IoSliceMut::new(b));
+            match self.udp.try_recv_batch(&mut iovs, &mut r.meta) {
+                Ok(n) => {
+                    got += n;
+                    self.decrypt(&iovs, &r.meta[..n], scratch, batch);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors from the underlay surface here (ECONNREFUSED); not fatal
+                    tracing::trace!(error = %e, "udp recv error");
+                    got += 1;
+                    break;
+                }
+            }
+        }
+        if got > 0 {
+            self.received_at.store(since_start(), Ordering::Relaxed);
+        }
+        if batch.is_empty() {
+            return got;
+        }
+        let wrote = batch.tun_packets().next().is_some();
+        self.flush(batch, gro);
+        if wrote {
+            // What the kernel answered is waiting in the tun device: send it now, unless
+            // the outbound loop is at it already. One budget at most: a bulk sender's tun
+            // never runs dry, and that is the outbound loop's work.
+            if let Ok(mut reader) = self.reader.try_lock() {
+                let _ = self.read_tun(&mut reader, scratch, batch, gro, 1);
+            }
+        }
+        got
     }
 
     fn decrypt(

@@ -128,6 +128,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         udp,
         stop: Default::default(),
         reader: Default::default(),
+        udp_reader: Default::default(),
+        received_at: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {

@@ -162,6 +162,11 @@ impl Udp {
         }
     }
 
+    /// Waits up to `timeout` for a datagram (or an error) to be queued; `Ok(false)` on timeout.
+    pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
+        ready::wait(self.sock.as_fd(), false, timeout)
+    }
+
     /// Like [`Udp::recv_batch`] without waiting: `WouldBlock` when nothing is queued.
     pub fn try_recv_batch(
         &self,
