@@ -28,6 +28,14 @@ use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 /// sees: about this many encryptions (~1 µs each) and one flush.
 const BUDGET: usize = 128;
 
+/// Inner packets this small (a ping, an ACK, a DNS query) are sent without waiting for the rest
+/// of a budget; encrypted, they take the peer's fast receive lane ([`crate::io::lanes`]).
+const SMALL_PACKET: usize = crate::io::lanes::SMALL as usize - 32;
+
+/// Early flushes for small packets per tun read: beyond this (a flood of small packets) they
+/// are batched like the rest.
+const EARLY_FLUSHES: usize = 8;
+
 /// One tun segment: room for any tun MTU up to jumbo frames.
 const TUN_SEGMENT: usize = 16 * 1024;
 
@@ -203,13 +211,14 @@ impl Io {
         mut budgets: usize,
     ) -> Result<usize, TunGone> {
         let mut sent = 0;
+        let mut early = 0;
         loop {
             match self
                 .tun
                 .recv_multiple(&mut r.original, &mut r.bufs, &mut r.sizes, 0)
             {
                 Ok(n) => {
-                    self.encrypt(&r.bufs, &r.sizes[..n], scratch, batch);
+                    let small = self.encrypt(&r.bufs, &r.sizes[..n], scratch, batch);
                     if batch.len() >= BUDGET {
                         sent += batch.len();
                         self.flush(batch, gro);
@@ -217,6 +226,10 @@ impl Io {
                         if budgets == 0 {
                             return Ok(sent);
                         }
+                    } else if small && early < EARLY_FLUSHES {
+                        early += 1;
+                        sent += batch.len();
+                        self.flush(batch, gro);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -239,10 +252,22 @@ impl Io {
         }
     }
 
-    fn encrypt(&self, bufs: &[Vec<u8>], sizes: &[usize], scratch: &mut Scratch, batch: &mut Batch) {
+    /// Encrypts the packets into the batch; true if one of them was small (at most
+    /// [`SMALL_PACKET`] bytes), which then leaves with what is batched so far instead of
+    /// waiting for a full budget.
+    fn encrypt(
+        &self,
+        bufs: &[Vec<u8>],
+        sizes: &[usize],
+        scratch: &mut Scratch,
+        batch: &mut Batch,
+    ) -> bool {
+        let mut small = false;
         for (buf, &len) in bufs.iter().zip(sizes) {
+            small |= len <= SMALL_PACKET;
             self.device.handle_tun_packet(&buf[..len], scratch, batch);
         }
+        small
     }
 
     /// UDP → decrypt → tun (or the next peer, on a hub), until [`Io::stop`].
@@ -264,9 +289,10 @@ impl Io {
         }
     }
 
-    /// Receives and decrypts up to one [`BUDGET`] of datagrams and flushes them; then sends
-    /// what the kernel answered to the packets just written to the tun device. Returns how many
-    /// receive buffers were filled (0: the socket was empty).
+    /// Receives and decrypts up to one [`BUDGET`] of datagrams and delivers them. What came
+    /// in on the fast lane (small datagrams: pings, ACKs, handshakes) is delivered at once,
+    /// without waiting for the rest of the budget. Returns how many receive buffers were
+    /// filled (0: the socket was empty).
     fn read_udp(
         &self,
         r: &mut UdpReader,
@@ -277,10 +303,13 @@ impl Io {
         let mut got = 0;
         while batch.len() < BUDGET {
             let mut iovs = r.bufs.each_mut().map(|b| IoSliceMut::new(b));
-            match self.udp.try_recv_batch(&mut iovs, &mut r.meta) {
-                Ok(n) => {
+            match self.udp.try_recv_lanes(&mut iovs, &mut r.meta) {
+                Ok((n, fast)) => {
                     got += n;
                     self.decrypt(&iovs, &r.meta[..n], scratch, batch);
+                    if fast {
+                        self.deliver(scratch, batch, gro);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -294,20 +323,24 @@ impl Io {
         if got > 0 {
             self.received_at.store(since_start(), Ordering::Relaxed);
         }
+        self.deliver(scratch, batch, gro);
+        got
+    }
+
+    /// Flushes the batch; then, if it wrote to the tun device, sends what the kernel answered
+    /// meanwhile (unless the outbound loop is at it already). One budget at most: a bulk
+    /// sender's tun never runs dry, and that is the outbound loop's work.
+    fn deliver(&self, scratch: &mut Scratch, batch: &mut Batch, gro: &mut GROTable) {
         if batch.is_empty() {
-            return got;
+            return;
         }
         let wrote = batch.tun_packets().next().is_some();
         self.flush(batch, gro);
         if wrote {
-            // What the kernel answered is waiting in the tun device: send it now, unless
-            // the outbound loop is at it already. One budget at most: a bulk sender's tun
-            // never runs dry, and that is the outbound loop's work.
             if let Ok(mut reader) = self.reader.try_lock() {
                 let _ = self.read_tun(&mut reader, scratch, batch, gro, 1);
             }
         }
-        got
     }
 
     fn decrypt(

@@ -4,6 +4,7 @@ pub mod control;
 pub mod dns;
 pub mod icmp;
 pub mod keyfile;
+pub mod lanes;
 pub mod memory;
 pub mod metrics;
 pub mod netlink;

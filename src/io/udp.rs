@@ -26,6 +26,9 @@ const SEND_WAIT: Duration = Duration::from_millis(100);
 pub struct Udp {
     sock: UdpSocket,
     state: UdpSocketState,
+    /// The fast receive lane on the same port ([`crate::io::lanes`]), where the kernel allows
+    /// it; sends always leave from `sock`.
+    fast: Option<(UdpSocket, UdpSocketState)>,
     dual_stack: bool,
 }
 
@@ -76,13 +79,34 @@ fn set_pmtudisc_probe(sock: &Socket, v6: bool) {
 }
 
 impl Udp {
-    /// Binds `[::]:port` dual stack, or `0.0.0.0:port` where IPv6 is disabled.
+    /// Binds `[::]:port` dual stack, or `0.0.0.0:port` where IPv6 is disabled, with a fast
+    /// receive lane for small datagrams where the kernel allows it. A port another program
+    /// holds is refused (`AddrInUse`), lanes or not: the port is first bound alone.
     pub fn bind(port: u16) -> Result<Udp, UdpError> {
         let err = |source| UdpError { port, source };
-        let (sock, dual_stack) = match bind_v6(port) {
+        let (alone, dual_stack) = match bind_v6(port) {
             Ok(s) => (s, true),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(err(e)),
             Err(_) => (bind_v4(port).map_err(err)?, false),
+        };
+        let port = alone
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+            .unwrap_or(port);
+        drop(alone);
+        let (sock, fast) = match crate::io::lanes::bind(port, dual_stack) {
+            Ok((bulk, fast)) => (bulk, Some(fast)),
+            Err(e) => {
+                tracing::debug!(error = %e, "one receive lane: no SO_REUSEPORT steering");
+                let again = if dual_stack {
+                    bind_v6(port)
+                } else {
+                    bind_v4(port)
+                };
+                (again.map_err(err)?, None)
+            }
         };
         // Outer packets carry DF and ignore the kernel's path-MTU cache: wiremesh measures each
         // path itself (probes inside the tunnel) and never lets the underlay fragment.
@@ -91,12 +115,26 @@ impl Udp {
         let _ = sock.set_recv_buffer_size(4 << 20);
         let _ = sock.set_send_buffer_size(4 << 20);
         let state = UdpSocketState::new((&sock).into()).map_err(err)?;
+        let fast = match fast {
+            Some(f) => {
+                let _ = f.set_recv_buffer_size(1 << 20);
+                let state = UdpSocketState::new((&f).into()).map_err(err)?;
+                Some((f.into(), state))
+            }
+            None => None,
+        };
         let sock: UdpSocket = sock.into();
         Ok(Udp {
             sock,
             state,
+            fast,
             dual_stack,
         })
+    }
+
+    /// Whether small datagrams have a receive lane of their own.
+    pub fn has_fast_lane(&self) -> bool {
+        self.fast.is_some()
     }
 
     pub fn local_port(&self) -> u16 {
@@ -150,7 +188,7 @@ impl Udp {
     ) -> io::Result<usize> {
         match self.try_recv_batch(bufs, meta) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !ready::wait(self.sock.as_fd(), false, timeout)? {
+                if !self.wait_readable(timeout)? {
                     return Ok(0);
                 }
                 match self.try_recv_batch(bufs, meta) {
@@ -162,9 +200,13 @@ impl Udp {
         }
     }
 
-    /// Waits up to `timeout` for a datagram (or an error) to be queued; `Ok(false)` on timeout.
+    /// Waits up to `timeout` for a datagram (or an error) to be queued on either lane;
+    /// `Ok(false)` on timeout.
     pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-        ready::wait(self.sock.as_fd(), false, timeout)
+        match &self.fast {
+            Some((f, _)) => ready::wait_any(&[self.sock.as_fd(), f.as_fd()], false, timeout),
+            None => ready::wait(self.sock.as_fd(), false, timeout),
+        }
     }
 
     /// Like [`Udp::recv_batch`] without waiting: `WouldBlock` when nothing is queued.
@@ -173,7 +215,25 @@ impl Udp {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        self.state.recv((&self.sock).into(), bufs, meta)
+        self.try_recv_lanes(bufs, meta).map(|(n, _)| n)
+    }
+
+    /// Like [`Udp::try_recv_batch`], reading the fast lane first; says whether what it returns
+    /// came from the fast lane (small datagrams, to be delivered without waiting for bulk).
+    pub fn try_recv_lanes(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<(usize, bool)> {
+        if let Some((f, state)) = &self.fast {
+            match state.recv(f.into(), bufs, meta) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other.map(|n| (n, true)),
+            }
+        }
+        self.state
+            .recv((&self.sock).into(), bufs, meta)
+            .map(|n| (n, false))
     }
 
     /// Sends every datagram of `batch`, one `sendmsg` per run of equal-size datagrams to one
@@ -257,5 +317,56 @@ mod tests {
                 .parse::<SocketAddr>()
                 .unwrap()
         );
+    }
+
+    fn recv_one(u: &Udp) -> Vec<u8> {
+        let mut buf = vec![0u8; 65_536];
+        let mut meta = [RecvMeta::default()];
+        let n = u
+            .recv_batch(
+                &mut [IoSliceMut::new(&mut buf)],
+                &mut meta,
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        buf.truncate(meta[0].len);
+        buf
+    }
+
+    #[test]
+    fn a_small_datagram_overtakes_bulk_queued_before_it() {
+        let a = Udp::bind(0).unwrap();
+        let b = Udp::bind(0).unwrap();
+        assert!(b.has_fast_lane(), "SO_REUSEPORT steering is refused here");
+        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        for i in 0..3u8 {
+            a.send_to(&[i; 1200], to).unwrap();
+        }
+        a.send_to(&[7; crate::io::lanes::SMALL as usize], to)
+            .unwrap();
+        a.send_to(&[8; 32], to).unwrap();
+        // both small ones first, each lane in its own order, then the bulk in order
+        let got: Vec<(u8, usize)> = (0..5)
+            .map(|_| {
+                let d = recv_one(&b);
+                (d[0], d.len())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(7, 256), (8, 32), (0, 1200), (1, 1200), (2, 1200)]
+        );
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_even_with_two_lanes() {
+        let a = Udp::bind(0).unwrap();
+        let e = Udp::bind(a.local_port())
+            .err()
+            .expect("second bind must fail");
+        assert_eq!(e.source.kind(), io::ErrorKind::AddrInUse, "{e}");
+        // and a plain socket on the port is refused as well
+        assert!(UdpSocket::bind(("0.0.0.0", a.local_port())).is_err());
     }
 }
