@@ -24,9 +24,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
-/// Packets gathered before a flush. It bounds the wait a ping queued behind a saturating flow
-/// sees: about this many encryptions (~1 µs each) and one flush.
-const BUDGET: usize = 128;
+/// Packets gathered before a flush. It bounds how long a loop works before it looks at the
+/// fast lane again, so the wait of a ping that arrives behind a saturating flow: about this
+/// many decryptions (~1 µs each) and one tun write, in which the kernel's TCP receive path runs.
+/// Same-run A/B against 128: ping under load p99 1.36 against 1.52 ms (within the rounds'
+/// spread), throughput equal.
+const BUDGET: usize = 64;
 
 /// Inner packets this small (a ping, an ACK, a DNS query) are sent without waiting for the rest
 /// of a budget; encrypted, they take the peer's fast receive lane ([`crate::io::lanes`]).
@@ -72,16 +75,22 @@ fn since_start() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Buffers for one `recvmmsg` from the UDP socket, and their metadata.
+/// Buffers for one `recvmmsg` from the UDP socket, and their metadata; and a batch of its own
+/// for what the fast lane brings, so that it leaves ahead of the bulk batched before it.
 pub struct UdpReader {
     bufs: [Vec<u8>; UDP_BUFFERS],
     meta: [RecvMeta; UDP_BUFFERS],
+    fast: Batch,
 }
 
 impl Default for UdpReader {
     fn default() -> Self {
         let (bufs, meta) = udp_buffers();
-        Self { bufs, meta }
+        Self {
+            bufs,
+            meta,
+            fast: new_batch(),
+        }
     }
 }
 
@@ -291,7 +300,7 @@ impl Io {
 
     /// Receives and decrypts up to one [`BUDGET`] of datagrams and delivers them. What came
     /// in on the fast lane (small datagrams: pings, ACKs, handshakes) is delivered at once,
-    /// without waiting for the rest of the budget. Returns how many receive buffers were
+    /// ahead of the bulk batched so far and without waiting for the rest of the budget. Returns how many receive buffers were
     /// filled (0: the socket was empty).
     fn read_udp(
         &self,
@@ -304,12 +313,14 @@ impl Io {
         while batch.len() < BUDGET {
             let mut iovs = r.bufs.each_mut().map(|b| IoSliceMut::new(b));
             match self.udp.try_recv_lanes(&mut iovs, &mut r.meta) {
-                Ok((n, fast)) => {
+                Ok((n, true)) => {
+                    got += n;
+                    self.decrypt(&iovs, &r.meta[..n], scratch, &mut r.fast);
+                    self.deliver(scratch, &mut r.fast, gro);
+                }
+                Ok((n, false)) => {
                     got += n;
                     self.decrypt(&iovs, &r.meta[..n], scratch, batch);
-                    if fast {
-                        self.deliver(scratch, batch, gro);
-                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
