@@ -332,29 +332,16 @@ mod tests {
     fn the_data_path_is_real_time_by_default_and_a_bad_priority_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("w.toml");
-        std::fs::write(&f, "topology = \"t\"\nnode = \"a\"\n").unwrap();
-        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
-        assert_eq!(s.realtime_priority, crate::constants::DATA_PATH_PRIORITY);
-        std::fs::write(
-            &f,
-            "topology = \"t\"\nnode = \"a\"\nrealtime-priority = 0\n",
-        )
-        .unwrap();
-        let s = Settings::load(Some(&f), &Overrides::default()).unwrap();
-        assert_eq!(s.realtime_priority, 0);
-        std::fs::write(
-            &f,
-            "topology = \"t\"\nnode = \"a\"\nrealtime-priority = 120\n",
-        )
-        .unwrap();
-        let e = Settings::load(Some(&f), &Overrides::default()).unwrap_err();
+        let load = |extra: &str| {
+            std::fs::write(&f, format!("topology = \"t\"\nnode = \"a\"\n{extra}")).unwrap();
+            Settings::load(Some(&f), &Overrides::default())
+        };
+        let priority = |extra: &str| load(extra).unwrap().realtime_priority;
+        assert_eq!(priority(""), crate::constants::DATA_PATH_PRIORITY);
+        assert_eq!(priority("realtime-priority = 0\n"), 0);
+        let e = load("realtime-priority = 120\n").unwrap_err();
         assert!(e.to_string().contains("realtime-priority 120"), "{e}");
-        std::fs::write(
-            &f,
-            "topology = \"t\"\nnode = \"a\"\nrealtime-priority = 300\n",
-        )
-        .unwrap();
-        let e = Settings::load(Some(&f), &Overrides::default()).unwrap_err();
+        let e = load("realtime-priority = 300\n").unwrap_err();
         assert!(e.to_string().contains("realtime_priority"), "{e}");
     }
 }

@@ -294,32 +294,8 @@ impl Udp {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ipv4_peers_are_reached_and_seen_as_plain_ipv4_over_loopback() {
-        let a = Udp::bind(0).unwrap();
-        let b = Udp::bind(0).unwrap();
-        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
-        a.send_to(b"ping", to).unwrap();
-        let mut buf = [0u8; 16];
-        let mut meta = [RecvMeta::default()];
-        let n = b
-            .recv_batch(
-                &mut [IoSliceMut::new(&mut buf)],
-                &mut meta,
-                Duration::from_secs(5),
-            )
-            .unwrap();
-        assert_eq!(n, 1);
-        assert_eq!(&buf[..meta[0].len], b"ping");
-        assert_eq!(
-            Udp::from_wire(meta[0].addr),
-            format!("127.0.0.1:{}", a.local_port())
-                .parse::<SocketAddr>()
-                .unwrap()
-        );
-    }
-
-    fn recv_one(u: &Udp) -> Vec<u8> {
+    /// The next datagram `u` receives (within 5 s), and its sender.
+    fn recv_one(u: &Udp) -> (Vec<u8>, SocketAddr) {
         let mut buf = vec![0u8; 65_536];
         let mut meta = [RecvMeta::default()];
         let n = u
@@ -331,7 +307,23 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         buf.truncate(meta[0].len);
-        buf
+        (buf, Udp::from_wire(meta[0].addr))
+    }
+
+    #[test]
+    fn ipv4_peers_are_reached_and_seen_as_plain_ipv4_over_loopback() {
+        let a = Udp::bind(0).unwrap();
+        let b = Udp::bind(0).unwrap();
+        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        a.send_to(b"ping", to).unwrap();
+        let (got, from) = recv_one(&b);
+        assert_eq!(got, b"ping");
+        assert_eq!(
+            from,
+            format!("127.0.0.1:{}", a.local_port())
+                .parse::<SocketAddr>()
+                .unwrap()
+        );
     }
 
     #[test]
@@ -349,7 +341,7 @@ mod tests {
         // both small ones first, each lane in its own order, then the bulk in order
         let got: Vec<(u8, usize)> = (0..5)
             .map(|_| {
-                let d = recv_one(&b);
+                let (d, _) = recv_one(&b);
                 (d[0], d.len())
             })
             .collect();
