@@ -22,8 +22,9 @@ pub const MIN_TUNNEL_MTU: u16 = 1280;
 /// boringtun's own device uses 250 ms; finer costs CPU for no protocol benefit.
 pub const TIMER_TICK: Duration = Duration::from_millis(250);
 
-/// `SCHED_RR` priority of the data-path threads: above every normal task, as the kernel's own
-/// packet processing is, and below the kernel's threaded interrupt handlers (50) and watchdogs.
+/// `SCHED_RR` priority of the outbound data-path thread (the inbound one runs one above): above
+/// every normal task, as the kernel's own packet processing is, and below the kernel's threaded
+/// interrupt handlers (50) and watchdogs.
 pub const DATA_PATH_PRIORITY: u8 = 10;
 
 /// boringtun's shared handshake rate limiter must be reset by its owner this often.

@@ -24,7 +24,8 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
     assert!(c[1].is_ipv6());
     assert_transfer(&lab, "IPv6 b→c", ("b", "c"), c[1], 64 * MIB);
 
-    // the transfers ran on real-time data-path threads; the timers stay in the normal class
+    // the transfers ran on real-time data-path threads, the receiver one above the sender; the
+    // timers stay in the normal class
     let pid = lab.daemon_pid("a").unwrap();
     let threads = wiremesh::io::sched::threads(pid).unwrap();
     let class = |name: &str| {
@@ -32,12 +33,9 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
         t.map(|t| (t.1, t.2))
             .unwrap_or_else(|| panic!("{name} missing in {threads:?}"))
     };
-    let rt = (
-        libc::SCHED_RR,
-        u32::from(wiremesh::constants::DATA_PATH_PRIORITY),
-    );
-    assert_eq!(class("wm-outbound"), rt, "{threads:?}");
-    assert_eq!(class("wm-inbound"), rt, "{threads:?}");
+    let rt = u32::from(wiremesh::constants::DATA_PATH_PRIORITY);
+    assert_eq!(class("wm-outbound"), (libc::SCHED_RR, rt), "{threads:?}");
+    assert_eq!(class("wm-inbound"), (libc::SCHED_RR, rt + 1), "{threads:?}");
     assert_eq!(class("wm-timers"), (libc::SCHED_OTHER, 0), "{threads:?}");
 }
 
