@@ -85,10 +85,9 @@ pub struct UdpReader {
 
 impl Default for UdpReader {
     fn default() -> Self {
-        let (bufs, meta) = udp_buffers();
         Self {
-            bufs,
-            meta,
+            bufs: std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM]),
+            meta: [RecvMeta::default(); UDP_BUFFERS],
             fast: new_batch(),
         }
     }
@@ -113,14 +112,6 @@ impl Default for TunReader {
 
 /// Why reading the tun device stopped for good.
 struct TunGone;
-
-/// Receive buffers for one `recvmmsg`, and their metadata.
-fn udp_buffers() -> ([Vec<u8>; UDP_BUFFERS], [RecvMeta; UDP_BUFFERS]) {
-    (
-        std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM]),
-        [RecvMeta::default(); UDP_BUFFERS],
-    )
-}
 
 /// A batch whose tun packets leave room for the virtio-net header the tun driver writes.
 pub fn new_batch() -> Batch {
@@ -300,8 +291,8 @@ impl Io {
 
     /// Receives and decrypts up to one [`BUDGET`] of datagrams and delivers them. What came
     /// in on the fast lane (small datagrams: pings, ACKs, handshakes) is delivered at once,
-    /// ahead of the bulk batched so far and without waiting for the rest of the budget. Returns how many receive buffers were
-    /// filled (0: the socket was empty).
+    /// ahead of the bulk batched so far and without waiting for the rest of the budget.
+    /// Returns how many receive buffers were filled (0: the socket was empty).
     fn read_udp(
         &self,
         r: &mut UdpReader,
@@ -374,14 +365,15 @@ impl Io {
     /// came up first. Answering them before sending our own first initiations means each such
     /// pair does one handshake, not two crossing ones.
     pub fn drain_early(&self) {
-        let (mut bufs, mut meta) = udp_buffers();
+        let mut r = self.udp_reader.lock().unwrap_or_else(|e| e.into_inner());
+        let UdpReader { bufs, meta, .. } = &mut *r;
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
         // bounded: peers keep sending while this runs
         for _ in 0..64 {
             let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(b));
-            match self.udp.try_recv_batch(&mut iovs, &mut meta) {
+            match self.udp.try_recv_batch(&mut iovs, meta) {
                 Ok(n) => self.decrypt(&iovs, &meta[..n], &mut scratch, &mut batch),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // an ICMP error queued on the socket: the next read goes on
@@ -418,22 +410,23 @@ impl Io {
 /// ping under load p99 1.16 against 1.78 ms, throughput 0.97–1.01×). The timers stay in the
 /// normal class, since a tick over thousands of peers may run long and must not hold a core.
 pub fn start(io: &Arc<Io>, priority: u8) -> Vec<std::thread::JoinHandle<()>> {
-    let spawn = |name: &'static str, f: fn(&Io), realtime: bool| {
+    let realtime = |above: u8| (priority > 0).then_some(priority + above);
+    let spawn = |name: &'static str, f: fn(&Io), realtime: Option<u8>| {
         let io = io.clone();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                if realtime && priority > 0 {
-                    enter_realtime(name, priority + u8::from(name == "wm-inbound"));
+                if let Some(priority) = realtime {
+                    enter_realtime(name, priority);
                 }
                 f(&io)
             })
             .expect("spawning a data-path thread")
     };
     vec![
-        spawn("wm-outbound", Io::outbound, true),
-        spawn("wm-inbound", Io::inbound, true),
-        spawn("wm-timers", Io::timers, false),
+        spawn("wm-outbound", Io::outbound, realtime(0)),
+        spawn("wm-inbound", Io::inbound, realtime(1)),
+        spawn("wm-timers", Io::timers, None),
     ]
 }
 

@@ -13,9 +13,9 @@
 //! TCP takes such reordering in its stride, and flows of small packets (interactive sessions,
 //! DNS, ACKs) stay in order, since all their datagrams take the same lane.
 
-use socket2::{Domain, Protocol, Socket, Type};
+use crate::io::udp::bind_socket;
+use socket2::Socket;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 /// Largest UDP payload steered to the fast lane: every handshake message (at most 148 bytes),
@@ -23,42 +23,13 @@ use std::os::fd::AsRawFd;
 /// small queries). Path-MTU probes and bulk segments are larger.
 pub const SMALL: u32 = 256;
 
-/// The bulk socket and the fast one, bound in this order to `port` (both `SO_REUSEPORT`).
+/// The bulk socket and the fast one, bound in this order to `port` (not 0: the group's
+/// sockets must name the same port) in one `SO_REUSEPORT` group.
 pub fn bind(port: u16, dual_stack: bool) -> io::Result<(Socket, Socket)> {
-    let bulk = socket(dual_stack)?;
-    bulk.bind(&local(port, dual_stack).into())?;
-    let port = bulk
-        .local_addr()?
-        .as_socket()
-        .map(|a| a.port())
-        .unwrap_or(port);
-    let fast = socket(dual_stack)?;
-    fast.bind(&local(port, dual_stack).into())?;
+    let bulk = bind_socket(port, dual_stack, true)?;
+    let fast = bind_socket(port, dual_stack, true)?;
     steer_by_size(&bulk)?;
     Ok((bulk, fast))
-}
-
-fn local(port: u16, dual_stack: bool) -> SocketAddr {
-    if dual_stack {
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
-    } else {
-        SocketAddr::from(([0, 0, 0, 0], port))
-    }
-}
-
-fn socket(dual_stack: bool) -> io::Result<Socket> {
-    let domain = if dual_stack {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    if dual_stack {
-        s.set_only_v6(false)?;
-    }
-    s.set_nonblocking(true)?;
-    s.set_reuse_port(true)?;
-    Ok(s)
 }
 
 /// Attaches the steering program to the group: index 0 (the first socket bound, bulk) for

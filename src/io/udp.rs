@@ -40,18 +40,26 @@ pub struct UdpError {
     pub source: io::Error,
 }
 
-fn bind_v6(port: u16) -> io::Result<Socket> {
-    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_only_v6(false)?;
+/// A non-blocking UDP socket bound to `port` on every address: `[::]` taking IPv4 too when
+/// `dual_stack`, else `0.0.0.0`; in a `SO_REUSEPORT` group when `reuse_port` (the receive lanes).
+pub(crate) fn bind_socket(port: u16, dual_stack: bool, reuse_port: bool) -> io::Result<Socket> {
+    let (domain, addr) = if dual_stack {
+        (
+            Domain::IPV6,
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+        )
+    } else {
+        (Domain::IPV4, SocketAddr::from(([0, 0, 0, 0], port)))
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if dual_stack {
+        s.set_only_v6(false)?;
+    }
     s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
-    Ok(s)
-}
-
-fn bind_v4(port: u16) -> io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.bind(&addr.into())?;
     Ok(s)
 }
 
@@ -84,10 +92,10 @@ impl Udp {
     /// holds is refused (`AddrInUse`), lanes or not: the port is first bound alone.
     pub fn bind(port: u16) -> Result<Udp, UdpError> {
         let err = |source| UdpError { port, source };
-        let (alone, dual_stack) = match bind_v6(port) {
+        let (alone, dual_stack) = match bind_socket(port, true, false) {
             Ok(s) => (s, true),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(err(e)),
-            Err(_) => (bind_v4(port).map_err(err)?, false),
+            Err(_) => (bind_socket(port, false, false).map_err(err)?, false),
         };
         let port = alone
             .local_addr()
@@ -100,12 +108,7 @@ impl Udp {
             Ok((bulk, fast)) => (bulk, Some(fast)),
             Err(e) => {
                 tracing::debug!(error = %e, "one receive lane: no SO_REUSEPORT steering");
-                let again = if dual_stack {
-                    bind_v6(port)
-                } else {
-                    bind_v4(port)
-                };
-                (again.map_err(err)?, None)
+                (bind_socket(port, dual_stack, false).map_err(err)?, None)
             }
         };
         // Outer packets carry DF and ignore the kernel's path-MTU cache: wiremesh measures each
@@ -176,30 +179,6 @@ impl Udp {
         self.state.gro_segments()
     }
 
-    /// Receives as many datagrams as `bufs` hold (`recvmmsg`, GRO), waiting up to `timeout`
-    /// for the first; `Ok(0)` when none came. Each `meta[i]` tells how many bytes of `bufs[i]`
-    /// are filled, the sender (still on the wire: map it with [`Udp::from_wire`]) and the
-    /// `stride` between coalesced datagrams.
-    pub fn recv_batch(
-        &self,
-        bufs: &mut [IoSliceMut<'_>],
-        meta: &mut [RecvMeta],
-        timeout: Duration,
-    ) -> io::Result<usize> {
-        match self.try_recv_batch(bufs, meta) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !self.wait_readable(timeout)? {
-                    return Ok(0);
-                }
-                match self.try_recv_batch(bufs, meta) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-                    other => other,
-                }
-            }
-            other => other,
-        }
-    }
-
     /// Waits up to `timeout` for a datagram (or an error) to be queued on either lane;
     /// `Ok(false)` on timeout.
     pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -209,7 +188,10 @@ impl Udp {
         }
     }
 
-    /// Like [`Udp::recv_batch`] without waiting: `WouldBlock` when nothing is queued.
+    /// Receives as many datagrams as `bufs` hold (`recvmmsg`, GRO), without waiting:
+    /// `WouldBlock` when nothing is queued. Each `meta[i]` tells how many bytes of `bufs[i]` are
+    /// filled, the sender (still on the wire: map it with [`Udp::from_wire`]) and the `stride`
+    /// between coalesced datagrams.
     pub fn try_recv_batch(
         &self,
         bufs: &mut [IoSliceMut<'_>],
@@ -298,12 +280,9 @@ mod tests {
     fn recv_one(u: &Udp) -> (Vec<u8>, SocketAddr) {
         let mut buf = vec![0u8; 65_536];
         let mut meta = [RecvMeta::default()];
+        assert!(u.wait_readable(Duration::from_secs(5)).unwrap());
         let n = u
-            .recv_batch(
-                &mut [IoSliceMut::new(&mut buf)],
-                &mut meta,
-                Duration::from_secs(5),
-            )
+            .try_recv_batch(&mut [IoSliceMut::new(&mut buf)], &mut meta)
             .unwrap();
         assert_eq!(n, 1);
         buf.truncate(meta[0].len);
