@@ -22,7 +22,8 @@ pub const MIN_TUNNEL_MTU: u16 = 1280;
 /// boringtun's own device uses 250 ms; finer costs CPU for no protocol benefit.
 pub const TIMER_TICK: Duration = Duration::from_millis(250);
 
-/// `SCHED_RR` priority of the outbound data-path thread (the inbound one runs one above): above
+/// `SCHED_RR` priority of the outbound data-path thread (the bulk inbound one runs one above,
+/// the fast lane two above): above
 /// every normal task, as the kernel's own packet processing is, and below the kernel's threaded
 /// interrupt handlers (50) and watchdogs.
 pub const DATA_PATH_PRIORITY: u8 = 10;
@@ -55,6 +56,14 @@ pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Re-resolve interval used when a DNS lookup fails.
 pub const DNS_RETRY: Duration = Duration::from_secs(10);
+
+/// Largest datagram that counts as small: every handshake message (at most 148 bytes),
+/// keepalives (32) and data datagrams whose inner packet is at most 224 bytes (pings, ACKs,
+/// small queries). The receiver steers these to a receive lane of their own
+/// ([`crate::io::lanes`]), so the sender never puts one in a GSO send with others: the
+/// receiver's kernel would see the whole GSO packet's length (it arrives whole over veth or a
+/// virtual NIC with USO) and steer it with the bulk.
+pub const SMALL_DATAGRAM: usize = 256;
 
 /// Largest datagram the engine handles: the largest IPv4/IPv6 packet plus WireGuard overhead.
 pub const MAX_DATAGRAM: usize = 65_535 + 32;

@@ -24,8 +24,8 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
     assert!(c[1].is_ipv6());
     assert_transfer(&lab, "IPv6 b→c", ("b", "c"), c[1], 64 * MIB);
 
-    // the transfers ran on real-time data-path threads, the receiver one above the sender; the
-    // timers stay in the normal class
+    // the transfers ran on real-time data-path threads, the bulk receiver one above the sender
+    // and the fast lane one above that; the timers stay in the normal class
     let pid = lab.daemon_pid("a").unwrap();
     let threads = wiremesh::io::sched::threads(pid).unwrap();
     let class = |name: &str| {
@@ -36,6 +36,11 @@ fn every_pair_reaches_every_other_and_64_mib_arrive_intact_over_ipv4_and_ipv6() 
     let rt = u32::from(wiremesh::constants::DATA_PATH_PRIORITY);
     assert_eq!(class("wm-outbound"), (libc::SCHED_RR, rt), "{threads:?}");
     assert_eq!(class("wm-inbound"), (libc::SCHED_RR, rt + 1), "{threads:?}");
+    assert_eq!(
+        class("wm-fastlane"),
+        (libc::SCHED_RR, rt + 2),
+        "{threads:?}"
+    );
     assert_eq!(class("wm-timers"), (libc::SCHED_OTHER, 0), "{threads:?}");
 }
 

@@ -129,6 +129,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         stop: Default::default(),
         reader: Default::default(),
         udp_reader: Default::default(),
+        fast_reader: Default::default(),
         received_at: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;

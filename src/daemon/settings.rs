@@ -51,8 +51,8 @@ pub struct Settings {
     /// an earlier release can lose the one packet that finds the session gone.
     #[serde(default, alias = "release-idle-after")]
     pub release_idle_after: Option<Span>,
-    /// Real-time (`SCHED_RR`) priority of the outbound data-path thread, 1–98 (the inbound one
-    /// runs one above); 0 keeps both in the normal class. Without the privilege to set it the
+    /// Real-time (`SCHED_RR`) priority of the outbound data-path thread, 1–97 (the bulk inbound
+    /// one runs one above, the fast lane two above); 0 keeps them in the normal class. Without the privilege to set it the
     /// daemon logs that and runs on.
     #[serde(default = "default_realtime", alias = "realtime-priority")]
     pub realtime_priority: u8,
@@ -130,7 +130,7 @@ pub enum SettingsError {
     Duplicate { path: PathBuf, key: String },
     #[error("settings: interface name '{0}' must be 1-15 characters without '/' or spaces")]
     Interface(String),
-    #[error("settings: realtime-priority {0} is out of range: 0 (off) or 1-98")]
+    #[error("settings: realtime-priority {0} is out of range: 0 (off) or 1-97")]
     Priority(u8),
 }
 
@@ -207,7 +207,7 @@ impl Settings {
         if bad_if {
             return Err(SettingsError::Interface(s.interface));
         }
-        if s.realtime_priority > 98 {
+        if s.realtime_priority > 97 {
             return Err(SettingsError::Priority(s.realtime_priority));
         }
         Ok(s)
@@ -340,9 +340,9 @@ mod tests {
         let priority = |extra: &str| load(extra).unwrap().realtime_priority;
         assert_eq!(priority(""), crate::constants::DATA_PATH_PRIORITY);
         assert_eq!(priority("realtime-priority = 0\n"), 0);
-        assert_eq!(priority("realtime-priority = 98\n"), 98);
-        let e = load("realtime-priority = 99\n").unwrap_err();
-        assert!(e.to_string().contains("realtime-priority 99"), "{e}");
+        assert_eq!(priority("realtime-priority = 97\n"), 97);
+        let e = load("realtime-priority = 98\n").unwrap_err();
+        assert!(e.to_string().contains("realtime-priority 98"), "{e}");
         let e = load("realtime-priority = 300\n").unwrap_err();
         assert!(e.to_string().contains("realtime_priority"), "{e}");
     }

@@ -7,6 +7,7 @@
 //! ([`Batch::datagram_runs`]); packets for the tun device sit in buffers of their own with
 //! headroom in front, for a driver header (virtio-net) and for coalescing (tun GRO).
 
+use crate::constants::SMALL_DATAGRAM;
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -85,7 +86,8 @@ impl Batch {
 
     /// Datagrams grouped for GSO: consecutive, contiguous, to the same address, equal in
     /// length (the last of a run may be shorter), at most `max_segments` and
-    /// [`MAX_GSO_BYTES`] per run. Order is kept, so no flow is reordered.
+    /// [`MAX_GSO_BYTES`] per run. Order is kept, so no flow is reordered. A small datagram
+    /// ([`SMALL_DATAGRAM`]) is a run of its own, so the receiver sees its length.
     pub fn datagram_runs(&self, max_segments: usize) -> Runs<'_> {
         Runs {
             batch: self,
@@ -164,8 +166,9 @@ impl<'a> Iterator for Runs<'a> {
         let mut count = 1;
         while let Some((t, r)) = net.get(self.next + count) {
             let fits = count < self.max_segments && r.end - first.start <= MAX_GSO_BYTES;
+            let alone = segment <= SMALL_DATAGRAM || r.len() <= SMALL_DATAGRAM;
             // all but the last must be exactly `segment` long: a shorter one ends the run
-            if !fits || *t != to || r.start != end || r.len() > segment {
+            if !fits || alone || *t != to || r.start != end || r.len() > segment {
                 break;
             }
             end = r.end;
@@ -201,34 +204,57 @@ mod tests {
     #[test]
     fn equal_datagrams_to_one_peer_form_one_run_with_a_shorter_tail() {
         let mut b = Batch::new();
-        for len in [100, 100, 100, 40] {
+        for len in [1000, 1000, 1000, 400] {
             b.send(addr(1), &vec![7; len]);
         }
-        assert_eq!(runs(&b, 64), vec![(1, 340, 100)]);
+        assert_eq!(runs(&b, 64), vec![(1, 3400, 1000)]);
+    }
+
+    #[test]
+    fn a_small_datagram_is_sent_alone_so_the_receiver_steers_it_to_the_fast_lane() {
+        let mut b = Batch::new();
+        for len in [1000, 1000, SMALL_DATAGRAM, 300, 300, 100, 100] {
+            b.send(addr(1), &vec![7; len]);
+        }
+        assert_eq!(
+            runs(&b, 64),
+            vec![
+                (1, 2000, 1000),
+                (1, SMALL_DATAGRAM, SMALL_DATAGRAM),
+                (1, 600, 300),
+                (1, 100, 100),
+                (1, 100, 100)
+            ]
+        );
     }
 
     #[test]
     fn a_new_address_a_longer_datagram_or_the_segment_limit_starts_a_new_run() {
         let mut b = Batch::new();
-        b.send(addr(1), &[0; 100]);
-        b.send(addr(1), &[0; 100]);
-        b.send(addr(2), &[0; 100]);
-        b.send(addr(2), &[0; 120]);
-        b.send(addr(2), &[0; 120]);
-        b.send(addr(2), &[0; 120]);
+        b.send(addr(1), &[0; 1000]);
+        b.send(addr(1), &[0; 1000]);
+        b.send(addr(2), &[0; 1000]);
+        b.send(addr(2), &[0; 1200]);
+        b.send(addr(2), &[0; 1200]);
+        b.send(addr(2), &[0; 1200]);
         assert_eq!(
             runs(&b, 2),
-            vec![(1, 200, 100), (2, 100, 100), (2, 240, 120), (2, 120, 120)]
+            vec![
+                (1, 2000, 1000),
+                (2, 1000, 1000),
+                (2, 2400, 1200),
+                (2, 1200, 1200)
+            ]
         );
     }
 
     #[test]
     fn a_run_ends_after_a_shorter_datagram_and_order_is_kept() {
         let mut b = Batch::new();
-        for (i, len) in [100, 50, 100, 100].into_iter().enumerate() {
+        for (i, len) in [1000, 500, 1000, 1000].into_iter().enumerate() {
             b.send(addr(1), &vec![i as u8; len]);
         }
-        assert_eq!(runs(&b, 64), vec![(1, 150, 100), (1, 200, 100)]);
+        assert_eq!(runs(&b, 64), vec![(1, 1500, 1000), (1, 2000, 1000)]);
         let bytes: Vec<u8> = b
             .datagram_runs(64)
             .flat_map(|r| r.contents.to_vec())

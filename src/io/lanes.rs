@@ -13,15 +13,15 @@
 //! TCP takes such reordering in its stride, and flows of small packets (interactive sessions,
 //! DNS, ACKs) stay in order, since all their datagrams take the same lane.
 
+use crate::constants::SMALL_DATAGRAM;
 use crate::io::udp::bind_socket;
 use socket2::Socket;
 use std::io;
 use std::os::fd::AsRawFd;
 
-/// Largest UDP payload steered to the fast lane: every handshake message (at most 148 bytes),
-/// keepalives (32) and data datagrams whose inner packet is at most 224 bytes (pings, ACKs,
-/// small queries). Path-MTU probes and bulk segments are larger.
-pub const SMALL: u32 = 256;
+/// Largest UDP payload steered to the fast lane ([`SMALL_DATAGRAM`]). Path-MTU probes and bulk
+/// segments are larger.
+pub const SMALL: u32 = SMALL_DATAGRAM as u32;
 
 /// The bulk socket and the fast one, bound in this order to `port` (not 0: the group's
 /// sockets must name the same port) in one `SO_REUSEPORT` group.

@@ -32,6 +32,16 @@ pub struct Udp {
     dual_stack: bool,
 }
 
+/// One of the port's receive sockets: small datagrams (handshakes, keepalives, pings, ACKs)
+/// have a lane of their own, read by a thread of its own, so they never queue behind bulk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Everything larger than [`crate::io::lanes::SMALL`]; everything, where there is one lane.
+    Bulk,
+    /// Datagrams of at most [`crate::io::lanes::SMALL`] bytes.
+    Fast,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on UDP port {port}: {source}")]
 pub struct UdpError {
@@ -179,6 +189,14 @@ impl Udp {
         self.state.gro_segments()
     }
 
+    /// The socket of `lane`, if there is one (no fast lane where the kernel refused steering).
+    fn lane(&self, lane: Lane) -> Option<(&UdpSocket, &UdpSocketState)> {
+        match lane {
+            Lane::Bulk => Some((&self.sock, &self.state)),
+            Lane::Fast => self.fast.as_ref().map(|(s, st)| (s, st)),
+        }
+    }
+
     /// Waits up to `timeout` for a datagram (or an error) to be queued on either lane;
     /// `Ok(false)` on timeout.
     pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -188,34 +206,42 @@ impl Udp {
         }
     }
 
-    /// Receives as many datagrams as `bufs` hold (`recvmmsg`, GRO), without waiting:
-    /// `WouldBlock` when nothing is queued. Each `meta[i]` tells how many bytes of `bufs[i]` are
-    /// filled, the sender (still on the wire: map it with [`Udp::from_wire`]) and the `stride`
-    /// between coalesced datagrams.
+    /// Waits up to `timeout` for a datagram (or an error) to be queued on `lane`; `Ok(false)`
+    /// on timeout, and at once for a lane this socket does not have.
+    pub fn wait_lane(&self, lane: Lane, timeout: Duration) -> io::Result<bool> {
+        match self.lane(lane) {
+            Some((s, _)) => ready::wait(s.as_fd(), false, timeout),
+            None => Ok(false),
+        }
+    }
+
+    /// Receives as many datagrams as `bufs` hold (`recvmmsg`, GRO) from either lane, the fast
+    /// one first, without waiting: `WouldBlock` when nothing is queued. Each `meta[i]` tells how
+    /// many bytes of `bufs[i]` are filled, the sender (still on the wire: map it with
+    /// [`Udp::from_wire`]) and the `stride` between coalesced datagrams.
     pub fn try_recv_batch(
         &self,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        self.try_recv_lanes(bufs, meta).map(|(n, _)| n)
+        match self.try_recv(Lane::Fast, bufs, meta) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        self.try_recv(Lane::Bulk, bufs, meta)
     }
 
-    /// Like [`Udp::try_recv_batch`], reading the fast lane first; says whether what it returns
-    /// came from the fast lane (small datagrams, to be delivered without waiting for bulk).
-    pub fn try_recv_lanes(
+    /// Like [`Udp::try_recv_batch`], from `lane` only (`WouldBlock` for a lane it lacks).
+    pub fn try_recv(
         &self,
+        lane: Lane,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
-    ) -> io::Result<(usize, bool)> {
-        if let Some((f, state)) = &self.fast {
-            match state.recv(f.into(), bufs, meta) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return other.map(|n| (n, true)),
-            }
+    ) -> io::Result<usize> {
+        match self.lane(lane) {
+            Some((s, state)) => state.recv(s.into(), bufs, meta),
+            None => Err(io::ErrorKind::WouldBlock.into()),
         }
-        self.state
-            .recv((&self.sock).into(), bufs, meta)
-            .map(|n| (n, false))
     }
 
     /// Sends every datagram of `batch`, one `sendmsg` per run of equal-size datagrams to one
@@ -328,6 +354,27 @@ mod tests {
             got,
             vec![(7, 256), (8, 32), (0, 1200), (1, 1200), (2, 1200)]
         );
+    }
+
+    #[test]
+    fn each_lane_is_read_on_its_own() {
+        let a = Udp::bind(0).unwrap();
+        let b = Udp::bind(0).unwrap();
+        assert!(b.has_fast_lane(), "SO_REUSEPORT steering is refused here");
+        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        a.send_to(&[1; 1200], to).unwrap();
+        a.send_to(&[2; 64], to).unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let mut meta = [RecvMeta::default()];
+        for (lane, want) in [(Lane::Bulk, (1, 1200)), (Lane::Fast, (2, 64))] {
+            assert!(b.wait_lane(lane, Duration::from_secs(5)).unwrap());
+            let n = b
+                .try_recv(lane, &mut [IoSliceMut::new(&mut buf)], &mut meta)
+                .unwrap();
+            assert_eq!((n, (buf[0], meta[0].len)), (1, want), "{lane:?}");
+            let again = b.try_recv(lane, &mut [IoSliceMut::new(&mut buf)], &mut meta);
+            assert_eq!(again.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        }
     }
 
     #[test]
