@@ -65,6 +65,11 @@ pub const DNS_RETRY: Duration = Duration::from_secs(10);
 /// virtual NIC with USO) and steer it with the bulk.
 pub const SMALL_DATAGRAM: usize = 256;
 
+/// Largest inner packet that counts as small: encrypted, it becomes a datagram of at most
+/// [`SMALL_DATAGRAM`] bytes (a data message adds a 16-byte header and a 16-byte tag). The tun
+/// device steers these to a queue of their own ([`crate::io::tun_lanes`]).
+pub const SMALL_PACKET: usize = SMALL_DATAGRAM - 32;
+
 /// Largest datagram the engine handles: the largest IPv4/IPv6 packet plus WireGuard overhead.
 pub const MAX_DATAGRAM: usize = 65_535 + 32;
 

@@ -122,12 +122,25 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
     let timing = timing.routed();
+    // small packets get a tun queue of their own where the receive side has a fast lane to
+    // hand them to
+    let fast_tun = if udp.has_fast_lane() {
+        match crate::io::tun_lanes::add_fast_queue(&tun) {
+            Ok(fast) => Some(Arc::new(fast)),
+            Err(e) => {
+                tracing::info!(error = %e, "one tun queue: small packets are not steered apart");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let io = Arc::new(Io {
         device: device.clone(),
-        tun,
+        tun: loops::TunQueue::new(tun),
+        fast_tun,
         udp,
         stop: Default::default(),
-        reader: Default::default(),
         udp_reader: Default::default(),
         fast_reader: Default::default(),
         received_at: Default::default(),

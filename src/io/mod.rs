@@ -13,5 +13,6 @@ pub mod ready;
 pub mod sched;
 pub mod topology_file;
 pub mod tun;
+pub mod tun_lanes;
 pub mod uapi;
 pub mod udp;

@@ -7,6 +7,9 @@
 //! device in a few system calls. Where the kernel refuses offloads the device opens without them;
 //! the same batch calls then carry one packet each.
 //!
+//! Opened multi-queue where the kernel allows it, so that [`crate::io::tun_lanes`] can add a
+//! queue for small packets; with one queue attached, that changes nothing.
+//!
 //! The descriptor is non-blocking and driven by the data-path threads (reads until
 //! `WouldBlock`, then `poll`), not by the async runtime.
 
@@ -30,11 +33,12 @@ pub fn open(name: &str, mtu: u16, addrs: &[IpAddr]) -> Result<SyncDevice, TunErr
         name: name.to_string(),
         source,
     };
-    let build = |offload: bool| {
+    let build = |offload: bool, multi_queue: bool| {
         let mut builder = DeviceBuilder::new()
             .name(name)
             .mtu(mtu)
             .packet_information(false)
+            .multi_queue(multi_queue)
             .offload(offload);
         for addr in addrs {
             builder = match addr {
@@ -46,10 +50,14 @@ pub fn open(name: &str, mtu: u16, addrs: &[IpAddr]) -> Result<SyncDevice, TunErr
         dev.set_nonblocking(true)?;
         Ok(dev)
     };
-    build(true)
+    build(true, true)
+        .or_else(|e| {
+            tracing::debug!(error = %e, "multi-queue tun refused; opening one queue");
+            build(true, false)
+        })
         .or_else(|e| {
             tracing::warn!(error = %e, "tun offloads refused; opening without them");
-            build(false)
+            build(false, false)
         })
         .map_err(err)
 }

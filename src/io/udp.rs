@@ -13,7 +13,7 @@ use quinn_udp::{Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 /// How long a send waits for room in a full socket buffer before the datagram is dropped (as a
@@ -204,6 +204,11 @@ impl Udp {
             Some((f, _)) => ready::wait_any(&[self.sock.as_fd(), f.as_fd()], false, timeout),
             None => ready::wait(self.sock.as_fd(), false, timeout),
         }
+    }
+
+    /// The descriptor of `lane`, to wait on with others.
+    pub fn lane_fd(&self, lane: Lane) -> Option<BorrowedFd<'_>> {
+        self.lane(lane).map(|(s, _)| s.as_fd())
     }
 
     /// Waits up to `timeout` for a datagram (or an error) to be queued on `lane`; `Ok(false)`
