@@ -144,6 +144,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         udp_reader: Default::default(),
         fast_reader: Default::default(),
         received_at: Default::default(),
+        bulk_at: Default::default(),
     });
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {

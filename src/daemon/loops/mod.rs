@@ -47,6 +47,10 @@ const TUN_SEGMENT: usize = 16 * 1024;
 /// UDP receive buffers per `recvmmsg`; each holds up to 64 KiB of GRO-coalesced datagrams.
 const UDP_BUFFERS: usize = 8;
 
+/// Nanoseconds without a bulk datagram after which the fast-lane thread reads the small tun
+/// queue too ([`Io::fast_lane`]).
+const BULK_QUIET: u64 = 1_000_000;
+
 /// How often an idle loop looks at the stop flag.
 const IDLE_WAKE: Duration = Duration::from_millis(200);
 
@@ -74,6 +78,9 @@ pub struct Io {
     pub fast_reader: Mutex<UdpReader>,
     /// When a datagram last came in ([`since_start`] nanoseconds), for [`Spin`].
     pub received_at: AtomicU64,
+    /// When a bulk datagram last came in: while none does, the fast-lane thread reads the
+    /// small tun queue too.
+    pub bulk_at: AtomicU64,
 }
 
 /// One queue of the tun device, and the right to read it, with its buffers. Its own loop holds
