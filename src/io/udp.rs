@@ -320,6 +320,15 @@ mod tests {
         (buf, Udp::from_wire(meta[0].addr))
     }
 
+    /// Two sockets on loopback, the second with both receive lanes, and its address.
+    fn sender_and_laned_receiver() -> (Udp, Udp, SocketAddr) {
+        let a = Udp::bind(0).unwrap();
+        let b = Udp::bind(0).unwrap();
+        assert!(b.has_fast_lane(), "SO_REUSEPORT steering is refused here");
+        let to = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        (a, b, to)
+    }
+
     #[test]
     fn ipv4_peers_are_reached_and_seen_as_plain_ipv4_over_loopback() {
         let a = Udp::bind(0).unwrap();
@@ -338,10 +347,7 @@ mod tests {
 
     #[test]
     fn a_small_datagram_overtakes_bulk_queued_before_it() {
-        let a = Udp::bind(0).unwrap();
-        let b = Udp::bind(0).unwrap();
-        assert!(b.has_fast_lane(), "SO_REUSEPORT steering is refused here");
-        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        let (a, b, to) = sender_and_laned_receiver();
         for i in 0..3u8 {
             a.send_to(&[i; 1200], to).unwrap();
         }
@@ -363,10 +369,7 @@ mod tests {
 
     #[test]
     fn each_lane_is_read_on_its_own() {
-        let a = Udp::bind(0).unwrap();
-        let b = Udp::bind(0).unwrap();
-        assert!(b.has_fast_lane(), "SO_REUSEPORT steering is refused here");
-        let to: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
+        let (a, b, to) = sender_and_laned_receiver();
         a.send_to(&[1; 1200], to).unwrap();
         a.send_to(&[2; 64], to).unwrap();
         let mut buf = vec![0u8; 65_536];
