@@ -60,9 +60,9 @@ pub const DNS_RETRY: Duration = Duration::from_secs(10);
 /// Largest datagram that counts as small: every handshake message (at most 148 bytes),
 /// keepalives (32) and data datagrams whose inner packet is at most 224 bytes (pings, ACKs,
 /// small queries). The receiver steers these to a receive lane of their own
-/// ([`crate::io::lanes`]), so the sender never puts one in a GSO send with others: the
-/// receiver's kernel would see the whole GSO packet's length (it arrives whole over veth or a
-/// virtual NIC with USO) and steer it with the bulk.
+/// ([`crate::io::lanes`]), so the sender never puts one at the tail of a GSO send of large
+/// ones: the receiver's kernel would see the whole GSO packet's length (it arrives whole over
+/// veth or a virtual NIC with USO) and steer it with the bulk.
 pub const SMALL_DATAGRAM: usize = 256;
 
 /// Largest inner packet that counts as small: encrypted, it becomes a datagram of at most

@@ -51,6 +51,9 @@ const UDP_BUFFERS: usize = 8;
 /// queue too ([`Io::fast_lane`]).
 const BULK_QUIET: u64 = 1_000_000;
 
+/// More small packets than this in one read of the small tun queue make a flood, not requests.
+const INTERACTIVE: usize = 4;
+
 /// How often an idle loop looks at the stop flag.
 const IDLE_WAKE: Duration = Duration::from_millis(200);
 

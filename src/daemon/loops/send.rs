@@ -96,6 +96,10 @@ impl Io {
             gro,
             small: own,
         } = w;
+        // The small queue holds small packets only: they leave when it runs dry (at once for a
+        // lone ping), and a flood of them is batched (early flushes there halved a 100-byte
+        // UDP flood's rate).
+        let early_flushes = if reader.is_some() { EARLY_FLUSHES } else { 0 };
         let r = reader.unwrap_or(own);
         let mut sent = 0;
         let mut early = 0;
@@ -110,7 +114,7 @@ impl Io {
                         if until != TunRead::All {
                             return Ok((sent, true));
                         }
-                    } else if small && early < EARLY_FLUSHES {
+                    } else if small && early < early_flushes {
                         early += 1;
                         sent += batch.len();
                         self.flush(batch, gro);
