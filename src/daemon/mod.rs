@@ -126,7 +126,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     // hand them to
     let fast_tun = if udp.has_fast_lane() {
         match crate::io::tun_lanes::add_fast_queue(&tun) {
-            Ok(fast) => Some(Arc::new(fast)),
+            Ok(fast) => Some(fast),
             Err(e) => {
                 tracing::info!(error = %e, "one tun queue: small packets are not steered apart");
                 None

@@ -67,7 +67,7 @@ pub struct Io {
     /// that held the right to it and lost its core would keep an echo reply waiting (traced:
     /// up to 1.2 ms). Two readers may swap two small packets of one flow; the receiver's replay
     /// window takes that, and so do the flows small packets carry (pings, ACKs, queries).
-    pub fast_tun: Option<Arc<SyncDevice>>,
+    pub fast_tun: Option<SyncDevice>,
     pub udp: Arc<Udp>,
     /// Set on shutdown; the loops return within [`IDLE_WAKE`].
     pub stop: AtomicBool,
@@ -166,6 +166,16 @@ impl TunReader {
             sizes: vec![0usize],
         }
     }
+}
+
+/// Which tun queue a read takes packets from, with whose buffers.
+enum TunSource<'a> {
+    /// The first queue, with the buffers that come with the right to read it.
+    Bulk(&'a mut TunReader),
+    /// The small-packet queue, with the loop's own buffers ([`Work::small`]). It holds small
+    /// packets only: they leave when it runs dry (at once for a lone ping), and a flood of
+    /// them is batched, with no early flushes (those halved a 100-byte UDP flood's rate).
+    Small(&'a SyncDevice),
 }
 
 /// How much of the tun device's queue one call reads.

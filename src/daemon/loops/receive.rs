@@ -76,7 +76,7 @@ impl Io {
                 && now >= flood_until;
             let mut sent = 0;
             if quiet {
-                match self.read_tun(queue, None, &mut w, TunRead::Budget) {
+                match self.read_tun(TunSource::Small(queue), &mut w, TunRead::Budget) {
                     Ok((n, _)) => sent = n,
                     Err(TunGone) => return,
                 }
@@ -172,7 +172,7 @@ impl Io {
             return;
         }
         if let Some(fast) = &self.fast_tun {
-            let _ = self.read_tun(fast, None, w, TunRead::Budget);
+            let _ = self.read_tun(TunSource::Small(fast), w, TunRead::Budget);
         }
         let until = match (lane, &self.fast_tun) {
             (Lane::Bulk, _) => TunRead::Budget,
@@ -180,7 +180,7 @@ impl Io {
             (Lane::Fast, Some(_)) => return,
         };
         if let Ok(mut reader) = self.tun.reader.try_lock() {
-            let _ = self.read_tun(&self.tun.dev, Some(&mut reader), w, until);
+            let _ = self.read_tun(TunSource::Bulk(&mut reader), w, until);
         }
     }
 

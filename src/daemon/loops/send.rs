@@ -15,7 +15,7 @@ impl Io {
             let mut more = false;
             // small packets first, then one budget of bulk (all of it, with one queue)
             if let Some(fast) = &self.fast_tun {
-                match self.read_tun(fast, None, &mut w, TunRead::Budget) {
+                match self.read_tun(TunSource::Small(fast), &mut w, TunRead::Budget) {
                     Ok((n, m)) => (sent, more) = (n, m),
                     Err(TunGone) => return,
                 }
@@ -26,7 +26,7 @@ impl Io {
                     Some(_) => TunRead::Budget,
                     None => TunRead::All,
                 };
-                match self.read_tun(&self.tun.dev, Some(&mut reader), &mut w, until) {
+                match self.read_tun(TunSource::Bulk(&mut reader), &mut w, until) {
                     Ok((n, m)) => (sent, more) = (sent + n, more || m),
                     Err(TunGone) => return,
                 }
@@ -79,14 +79,12 @@ impl Io {
         }
     }
 
-    /// Reads, encrypts and sends what the tun queue `dev` holds, flushing every [`BUDGET`]
-    /// datagrams, as far as `until` says, with `reader`'s buffers (the small-packet queue's
-    /// own in `w` if none). Returns how many datagrams and packets it sent, and whether it
-    /// stopped with more to read.
+    /// Reads, encrypts and sends what the tun queue `from` holds, flushing every [`BUDGET`]
+    /// datagrams, as far as `until` says. Returns how many datagrams and packets it sent, and
+    /// whether it stopped with more to read.
     pub(super) fn read_tun(
         &self,
-        dev: &SyncDevice,
-        reader: Option<&mut TunReader>,
+        from: TunSource<'_>,
         w: &mut Work,
         until: TunRead,
     ) -> Result<(usize, bool), TunGone> {
@@ -94,13 +92,12 @@ impl Io {
             scratch,
             batch,
             gro,
-            small: own,
+            small,
         } = w;
-        // The small queue holds small packets only: they leave when it runs dry (at once for a
-        // lone ping), and a flood of them is batched (early flushes there halved a 100-byte
-        // UDP flood's rate).
-        let early_flushes = if reader.is_some() { EARLY_FLUSHES } else { 0 };
-        let r = reader.unwrap_or(own);
+        let (dev, r, early_flushes) = match from {
+            TunSource::Bulk(r) => (&*self.tun.dev, r, EARLY_FLUSHES),
+            TunSource::Small(dev) => (dev, small, 0),
+        };
         let mut sent = 0;
         let mut early = 0;
         loop {
