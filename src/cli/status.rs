@@ -69,6 +69,18 @@ struct PeerStatus {
     /// Seconds since the peer's key was configured or announced (from the control socket).
     #[serde(skip_serializing_if = "Option::is_none")]
     key_age_secs: Option<f64>,
+    /// `up`, `down` or `returning` (from the control socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<String>,
+    /// Times the peer stopped answering and its shared ranges moved to another carrier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    downs: Option<u64>,
+    /// Ranges shared by several carriers (a region's hubs) that this peer carries now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    carries: Vec<String>,
+    /// Shared ranges this peer stands by for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    standby_for: Vec<String>,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
@@ -176,6 +188,10 @@ fn summarize(
             mtu: None,
             mtu_confirmed_secs_ago: None,
             key_age_secs: None,
+            health: None,
+            downs: None,
+            carries: Vec::new(),
+            standby_for: Vec::new(),
         })
         .collect();
     InterfaceStatus {
@@ -197,6 +213,10 @@ fn add_paths(status: &mut InterfaceStatus, paths: Vec<control::PeerPathStatus>) 
             p.mtu = Some(path.mtu);
             p.mtu_confirmed_secs_ago = path.mtu_confirmed_secs_ago;
             p.key_age_secs = Some(path.key_age_secs);
+            p.health = Some(path.health.clone()).filter(|h| !h.is_empty());
+            p.downs = Some(path.downs);
+            p.carries = path.carries.clone();
+            p.standby_for = path.standby_for.clone();
         }
     }
 }
@@ -217,6 +237,26 @@ fn span(d: u64) -> String {
         3600..86400 => format!("{}h {}m", d / 3600, d % 3600 / 60),
         _ => format!("{}d {}h", d / 86400, d % 86400 / 3600),
     }
+}
+
+/// "up", "up, in use", "up, standby", "down (2 failovers)": whether the peer answers and, where
+/// several peers carry one range (a region's hubs), whether it carries it now.
+fn state_cell(p: &PeerStatus) -> String {
+    let Some(health) = &p.health else {
+        return "-".into();
+    };
+    let mut cell = health.clone();
+    if !p.carries.is_empty() {
+        cell.push_str(", in use");
+    } else if !p.standby_for.is_empty() {
+        cell.push_str(", standby");
+    }
+    match p.downs {
+        Some(1) => cell.push_str(" (1 failover)"),
+        Some(n) if n > 1 => cell.push_str(&format!(" ({n} failovers)")),
+        _ => {}
+    }
+    cell
 }
 
 fn mtu_cell(p: &PeerStatus) -> String {
@@ -294,6 +334,7 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             "RECEIVED",
             "SENT",
             "MTU",
+            "STATE",
             "ALLOWED IPS",
             "KEY",
         ]
@@ -306,11 +347,12 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
                 human_bytes(p.rx_bytes),
                 human_bytes(p.tx_bytes),
                 mtu_cell(p),
+                state_cell(p),
                 p.allowed_ips.join(", "),
                 key_cell(&p.public_key, p.key_age_secs),
             ]
         }));
-        let widths: Vec<usize> = (0..8)
+        let widths: Vec<usize> = (0..9)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         for row in &rows {
@@ -383,13 +425,49 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("node-a    -         12s ago    1.2 MiB   0 B   -    10.0.1.0/24"),
+            table
+                .contains("node-a    -         12s ago    1.2 MiB   0 B   -    -      10.0.1.0/24"),
             "{table}"
         );
         assert!(
             table.contains(&format!("{}  -         never", stranger.short())),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_hub_reads_as_in_use_or_standby_with_its_failovers() {
+        let dev = UapiDevice {
+            listen_port: 51820,
+            peers: vec![
+                UapiPeer::new(PublicKey::from_bytes([1; 32])),
+                UapiPeer::new(PublicKey::from_bytes([2; 32])),
+            ],
+            ..Default::default()
+        };
+        let mut status = summarize("wm0", &dev, &HashMap::new());
+        let path = |key: u8, health: &str, downs, carries: &[&str], standby: &[&str]| {
+            control::PeerPathStatus {
+                public_key: PublicKey::from_bytes([key; 32]).to_string(),
+                health: health.into(),
+                downs,
+                carries: carries.iter().map(|s| s.to_string()).collect(),
+                standby_for: standby.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }
+        };
+        add_paths(
+            &mut status,
+            vec![
+                path(1, "down", 2, &[], &["10.244.0.0/16"]),
+                path(2, "up", 0, &["10.244.0.0/16"], &[]),
+            ],
+        );
+        assert_eq!(state_cell(&status.peers[0]), "down, standby (2 failovers)");
+        assert_eq!(state_cell(&status.peers[1]), "up, in use");
+        let json = serde_json::to_value(&status.peers[1]).unwrap();
+        assert_eq!(json["carries"][0], "10.244.0.0/16");
+        assert_eq!(json["health"], "up");
     }
 
     #[test]

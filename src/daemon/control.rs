@@ -6,6 +6,7 @@ use crate::engine::Device;
 use crate::io::control::{
     ControlHandler, ControlRequest, ControlResponse, DaemonStatus, PeerPathStatus,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,9 +21,21 @@ impl DaemonControl {
     fn status(&self) -> DaemonStatus {
         let now = Instant::now();
         let own = self.device.public_key();
-        let mut peers: Vec<PeerPathStatus> = self
-            .device
-            .peers()
+        let table = self.device.peers();
+        // shared ranges by carrier: the one in use, and the ones standing by
+        let mut carries: HashMap<u32, Vec<String>> = HashMap::new();
+        let mut standby: HashMap<u32, Vec<String>> = HashMap::new();
+        for (net, carriers, chosen) in table.shared() {
+            for c in carriers {
+                let list = if Arc::ptr_eq(c, chosen) {
+                    &mut carries
+                } else {
+                    &mut standby
+                };
+                list.entry(c.slot).or_default().push(net.to_string());
+            }
+        }
+        let mut peers: Vec<PeerPathStatus> = table
             .iter()
             .map(|p| {
                 let confirmed = p.path.confirmed_at();
@@ -47,6 +60,10 @@ impl DaemonControl {
                     previous_key: keys.get(1).map(|k| k.to_string()),
                     on_newest_keys,
                     probe_bytes: p.path.probe_bytes(),
+                    health: p.liveness.health().as_str().to_string(),
+                    downs: p.liveness.downs(),
+                    carries: carries.remove(&p.slot).unwrap_or_default(),
+                    standby_for: standby.remove(&p.slot).unwrap_or_default(),
                 }
             })
             .collect();

@@ -199,7 +199,8 @@ impl Device {
         self.discovery.store(Arc::new(DiscoverySettings::of(plan)));
         // same keys, same count: the same peers (keys are unique)
         if routes_changed || !created.is_empty() || peers.len() != old.len() {
-            self.table.store(Arc::new(PeerTable::new(peers)));
+            self.table
+                .store(Arc::new(PeerTable::new(peers, &plan.pod_cidrs)));
         }
         created
     }

@@ -147,8 +147,11 @@ impl Device {
             let inactive = !session.is_active();
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
             let ok = !matches!(result, TunnResult::Err(_));
-            if first && ok && init {
-                session.responded(Instant::now());
+            if first && ok {
+                peer.liveness.heard();
+                if init {
+                    session.responded(Instant::now());
+                }
             }
             if first
                 && ok

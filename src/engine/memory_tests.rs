@@ -17,6 +17,9 @@ pub(super) struct Net {
     /// ones vanish, as in a black hole without ICMP.
     limits: HashMap<(String, String), usize>,
     pub now: std::time::Instant,
+    /// Nodes that are down: they send, receive and tick nothing (a stopped process), and keep
+    /// their state for when they are taken out again (a continued one).
+    pub down: std::collections::HashSet<String>,
 }
 
 impl Net {
@@ -62,6 +65,7 @@ impl Net {
             delivered: HashMap::new(),
             limits: HashMap::new(),
             now: std::time::Instant::now(),
+            down: Default::default(),
         };
         for (i, (name, _, _)) in nodes.iter().enumerate() {
             let plan = Plan::compute(&topo, name).unwrap();
@@ -116,7 +120,11 @@ impl Net {
         while let Some((to, src, dgram)) = pending.pop() {
             rounds += 1;
             assert!(rounds < 1000, "the network never went quiet");
-            if !self.carries(&self.name_of(src), &to, dgram.len()) {
+            let from = self.name_of(src);
+            if !self.carries(&from, &to, dgram.len())
+                || self.down.contains(&to)
+                || self.down.contains(&from)
+            {
                 continue;
             }
             let mut out = Batch::new();
@@ -142,7 +150,12 @@ impl Net {
         for _ in 0..steps {
             self.now += step;
             let mut pending = Vec::new();
-            let names: Vec<String> = self.devices.keys().cloned().collect();
+            let names: Vec<String> = self
+                .devices
+                .keys()
+                .filter(|n| !self.down.contains(*n))
+                .cloned()
+                .collect();
             for name in names {
                 let mut out = Batch::new();
                 self.devices[&name].tick_at(self.now, &mut scratch, &mut out);

@@ -16,6 +16,7 @@ mod drops;
 mod identity;
 mod inbound;
 mod lazy;
+mod liveness;
 mod outbound;
 mod path;
 mod peer;
@@ -30,6 +31,7 @@ mod timers;
 
 pub use device::Device;
 pub use drops::DropReason;
+pub use liveness::PeerLiveness;
 pub use path::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use psk::PskSettings;
@@ -42,6 +44,8 @@ pub use table::PeerTable;
 mod apply_tests;
 #[cfg(test)]
 mod confirm_tests;
+#[cfg(test)]
+mod hub_tests;
 #[cfg(test)]
 mod lazy_tests;
 #[cfg(test)]

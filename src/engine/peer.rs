@@ -1,6 +1,7 @@
 //! One configured peer: its sessions, where to reach it, what it may send from, and counters.
 //! An idle peer is this record alone; its `Tunn`s come and go (see `lazy.rs`).
 
+use super::liveness::PeerLiveness;
 use super::path::PeerPath;
 use super::session::Sessions;
 use crate::core::key::PublicKey;
@@ -49,6 +50,8 @@ pub struct Peer {
     pub endpoint_changes: AtomicU64,
     /// Control-message support and path MTU towards this peer.
     pub path: PeerPath,
+    /// Whether the peer answers: decides among several carriers of a prefix.
+    pub liveness: PeerLiveness,
     /// When the last handshake of a session since released completed (`wg show` still shows
     /// it while the peer is idle).
     last_handshake: Mutex<Option<Instant>>,
@@ -77,6 +80,10 @@ pub struct PeerSnapshot {
     /// Time since discovery last confirmed `mtu`; `None` while the plan's estimate applies.
     pub mtu_confirmed_age: Option<Duration>,
     pub handshake_failures: u64,
+    /// Whether the peer answers what is sent to it.
+    pub health: crate::core::liveness::Health,
+    /// Times it stopped answering.
+    pub downs: u64,
 }
 
 impl Peer {
@@ -98,6 +105,7 @@ impl Peer {
             config: ArcSwap::from_pointee(config),
             endpoint: RwLock::new(endpoint),
             path: PeerPath::new(start_mtu),
+            liveness: PeerLiveness::default(),
             rx_packets: AtomicU64::new(0),
             tx_packets: AtomicU64::new(0),
             endpoint_changes: AtomicU64::new(0),
@@ -214,6 +222,8 @@ impl Peer {
             mtu: self.path.mtu(),
             mtu_confirmed_age: self.path.confirmed_at().map(|t| t.elapsed()),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            health: self.liveness.health(),
+            downs: self.liveness.downs(),
         }
     }
 }

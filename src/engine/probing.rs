@@ -130,6 +130,9 @@ impl Device {
                 let size = u16::try_from(len).unwrap_or(u16::MAX);
                 self.send_control(peer, &Message::ProbeAck { id, size }, 0, out, sink);
             }
+            Message::ProbeAck { id, .. } if super::liveness::is_liveness_id(id) => {
+                // counted as heard on arrival; nothing else to do
+            }
             Message::ProbeAck { id, .. } => {
                 peer.path.on_ack(id, now);
                 // the next step of a search goes out at once, not on the next tick

@@ -106,8 +106,10 @@ impl Device {
     fn rebuild_table(&self) {
         let _writer = self.rotation();
         let old = self.table.load_full();
-        self.table
-            .store(Arc::new(PeerTable::new(old.iter().cloned().collect())));
+        self.table.store(Arc::new(PeerTable::new(
+            old.iter().cloned().collect(),
+            old.own_cidrs(),
+        )));
     }
 
     /// Rotation timers: announcements, the switch, retiring old keys (ours and peers').

@@ -4,7 +4,10 @@
 
 use super::peer::Peer;
 use crate::core::key::PublicKey;
+use crate::core::liveness::Health;
+use crate::core::preference;
 use crate::core::routing::PrefixTable;
+use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,9 +20,14 @@ pub struct PeerTable {
     /// for whom a handshake initiation comes from, never an authority.
     by_endpoint: HashMap<SocketAddr, Arc<Peer>>,
     /// AllowedIPs → peers: where packets go, and (as in WireGuard's cryptokey routing) whom
-    /// a packet from a source may come from. Several peers may share a prefix (two hubs
-    /// carrying one region); the engine then prefers one with a live session.
+    /// a packet from a source may come from. Several peers may share a prefix (the hubs of a
+    /// region); they are kept in this node's order of preference (`core::preference`), and
+    /// the first that answers carries the traffic (`liveness.rs`).
     routes: PrefixTable<Carriers>,
+    /// Prefixes with more than one carrier, for status and metrics.
+    shared: Vec<IpNet>,
+    /// This node's own pod CIDRs: what the preference among carriers is anchored on.
+    own_cidrs: Vec<IpNet>,
 }
 
 /// The peers carrying one prefix: nearly always one, so without a list of its own.
@@ -38,8 +46,13 @@ impl Carriers {
 }
 
 impl PeerTable {
-    pub fn new(peers: Vec<Arc<Peer>>) -> Self {
-        let mut t = PeerTable::default();
+    /// A table of `peers` for a node whose own pod CIDRs are `own_cidrs`.
+    pub fn new(peers: Vec<Arc<Peer>>, own_cidrs: &[IpNet]) -> Self {
+        let mut t = PeerTable {
+            own_cidrs: own_cidrs.to_vec(),
+            ..PeerTable::default()
+        };
+        let mut shared_nets = Vec::new();
         let mut shared = Vec::new();
         for p in peers {
             if let Some(e) = p.endpoint() {
@@ -53,6 +66,9 @@ impl PeerTable {
                     Some(c) => {
                         let mut list = c.as_slice().to_vec();
                         list.push(p.clone());
+                        if list.len() == 2 {
+                            shared_nets.push(*net);
+                        }
                         Carriers::Many(list)
                     }
                 };
@@ -68,7 +84,29 @@ impl PeerTable {
         for e in shared {
             t.by_endpoint.remove(&e);
         }
+        for net in &shared_nets {
+            if let Some(Carriers::Many(list)) = t.routes.remove(*net) {
+                let mut list = list;
+                preference::order(preference::anchor(*net, own_cidrs), &mut list, |p| p.name());
+                t.routes.insert(*net, Carriers::Many(list));
+            }
+        }
+        t.shared = shared_nets;
         t
+    }
+
+    /// This node's own pod CIDRs, as given to [`new`](Self::new).
+    pub fn own_cidrs(&self) -> &[IpNet] {
+        &self.own_cidrs
+    }
+
+    /// Each prefix with several carriers, those carriers in order of preference, and the one
+    /// that carries it now.
+    pub fn shared(&self) -> impl Iterator<Item = (IpNet, &[Arc<Peer>], &Arc<Peer>)> {
+        self.shared.iter().filter_map(|net| {
+            let carriers = self.routes.get(*net)?.as_slice();
+            Some((*net, carriers, choose(carriers)?))
+        })
     }
 
     /// The peer whose endpoint is `addr`, if exactly one was configured there.
@@ -87,17 +125,10 @@ impl PeerTable {
 
     /// The peer to send a packet for `dst` to.
     pub fn route(&self, dst: IpAddr) -> Option<&Arc<Peer>> {
-        let candidates = self.routes.lookup(dst)?.as_slice();
-        if candidates.len() == 1 {
-            return candidates.first();
+        match self.routes.lookup(dst)? {
+            Carriers::One(p) => Some(p),
+            Carriers::Many(list) => choose(list),
         }
-        candidates
-            .iter()
-            .find(|p| {
-                p.handshake_age()
-                    .is_some_and(|a| a < crate::constants::SESSION_FRESH)
-            })
-            .or_else(|| candidates.first())
     }
 
     /// Whether `peer` may send packets from `src`: the longest prefix holding `src` is one the
@@ -119,6 +150,15 @@ impl PeerTable {
     pub fn is_empty(&self) -> bool {
         self.by_slot.is_empty()
     }
+}
+
+/// The carrier to use among several, in order of preference: the first that is up, else the
+/// first that is returning, else the first (all silent: keep trying the preferred one).
+fn choose(carriers: &[Arc<Peer>]) -> Option<&Arc<Peer>> {
+    let with = |h: Health| carriers.iter().find(|p| p.liveness.health() == h);
+    with(Health::Up)
+        .or_else(|| with(Health::Returning))
+        .or_else(|| carriers.first())
 }
 
 #[cfg(test)]
@@ -144,7 +184,7 @@ mod tests {
         let wide = peer(1, &["10.0.0.0/8"]);
         let narrow = peer(2, &["10.1.0.0/16", "fd00::/64"]);
         let twin = peer(3, &["10.1.0.0/16"]);
-        let t = PeerTable::new(vec![wide.clone(), narrow.clone(), twin.clone()]);
+        let t = PeerTable::new(vec![wide.clone(), narrow.clone(), twin.clone()], &[]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(t.allows(&wide, ip("10.2.0.1")));
         assert!(

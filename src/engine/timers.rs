@@ -23,6 +23,10 @@ impl Device {
         // in or time out
         let awake = self.awake_peers();
         self.tick_paths(&awake, now, scratch, sink);
+        super::liveness::tick(&awake, now, |peer, id| {
+            let probe = super::control::Message::Probe { id };
+            self.send_control(peer, &probe, 0, scratch.a_mut(), sink);
+        });
         self.tick_rotation(&awake, now, scratch, sink);
         self.tick_psk(scratch, sink);
         self.tick_sessions(&awake, now, scratch, sink);

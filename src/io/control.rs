@@ -58,6 +58,18 @@ pub struct PeerPathStatus {
     /// Outer bytes of those probes on the underlay.
     #[serde(default)]
     pub probe_bytes: u64,
+    /// `up`, `down` or `returning`: whether the peer answers what is sent to it.
+    #[serde(default)]
+    pub health: String,
+    /// Times the peer stopped answering (each moved its shared ranges to another carrier).
+    #[serde(default)]
+    pub downs: u64,
+    /// Ranges several peers carry (the hubs of a region) that this peer carries now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carries: Vec<String>,
+    /// Ranges several peers carry for which this peer stands by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby_for: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -92,6 +92,7 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
 fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabError> {
     let exe = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut lab = Lab::build(&topology, LabOptions::new(prefix.clone(), exe))?;
+    let mut unreachable = None;
     println!(
         "lab '{prefix}': {} nodes, state in {}",
         lab.nodes().len(),
@@ -102,13 +103,7 @@ fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabErro
         std::thread::sleep(SETTLE);
         let matrix = lab.ping_matrix(PING_TIMEOUT)?;
         print!("\nall-pairs ping over the mesh (row pings column's overlay address):\n{matrix}");
-        if !matrix.all_ok() {
-            println!(
-                "{} pairs failed; logs are in {}/logs/",
-                matrix.failures().len(),
-                lab.state_dir().display()
-            );
-        }
+        unreachable = unreachable_pairs(&lab, &matrix);
     }
     print_nodes(&lab);
     let first = lab
@@ -130,7 +125,22 @@ fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabErro
     println!("          wiremesh lab status --prefix {prefix}");
     println!("remove:   wiremesh lab down --prefix {prefix}");
     lab.detach();
-    Ok(())
+    unreachable.map_or(Ok(()), Err)
+}
+
+/// The error for a matrix with unanswered pairs, if it has any.
+fn unreachable_pairs(lab: &Lab, matrix: &super::PingMatrix) -> Option<LabError> {
+    let failures = matrix.failures();
+    if failures.is_empty() {
+        return None;
+    }
+    let n = matrix.nodes.len();
+    Some(LabError::Unreachable {
+        failed: failures.len(),
+        pairs: n * n.saturating_sub(1),
+        examples: failures.into_iter().take(5).collect(),
+        logs: lab.state_dir().join("logs"),
+    })
 }
 
 /// Where each node lives: namespace, tun device, underlay and overlay addresses.
@@ -176,9 +186,12 @@ fn status(prefix: &str) -> Result<(), LabError> {
             lab.ifname(&s.name)?
         );
     }
+    let mut unreachable = None;
     if lab.topology().is_some() {
-        println!("\n{}", lab.ping_matrix(PING_TIMEOUT)?);
+        let matrix = lab.ping_matrix(PING_TIMEOUT)?;
+        println!("\n{matrix}");
+        unreachable = unreachable_pairs(&lab, &matrix);
     }
     lab.detach();
-    Ok(())
+    unreachable.map_or(Ok(()), Err)
 }

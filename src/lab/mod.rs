@@ -109,6 +109,27 @@ pub enum LabError {
     },
     #[error("ping from namespace {ns}: {message}")]
     Ping { ns: String, message: String },
+    /// The mesh is up but some ordered pairs got no reply: a lab that prints a failure fails.
+    #[error(
+        "{failed} of {pairs} pairs got no reply ({}); the lab is left running for inspection, logs are in {}",
+        list_pairs(.examples, *.failed),
+        logs.display()
+    )]
+    Unreachable {
+        failed: usize,
+        pairs: usize,
+        /// The first few failed pairs, as (from, to).
+        examples: Vec<(String, String)>,
+        logs: PathBuf,
+    },
+}
+
+fn list_pairs(pairs: &[(String, String)], failed: usize) -> String {
+    let mut s: Vec<String> = pairs.iter().map(|(a, b)| format!("{a} → {b}")).collect();
+    if failed > s.len() {
+        s.push("…".into());
+    }
+    s.join(", ")
 }
 
 /// Shorthand for turning an `io::Error` into [`LabError::Io`] naming the path.

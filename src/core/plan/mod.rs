@@ -3,15 +3,19 @@
 //!
 //! - `full`: every node peers with every other; a peer's AllowedIPs are its pod CIDRs.
 //! - `hub`: a spoke peers with its region's hubs and lets each of them carry the whole cluster
-//!   (the engine picks a healthy hub when there are several). A hub peers with its region's
-//!   spokes and hubs (their own CIDRs) and with every other region's hubs (the CIDRs of that
-//!   whole region). Spoke → hub → hub → spoke.
+//!   (the engine picks one that answers when there are several). A hub peers with its region's
+//!   spokes and hubs (their own CIDRs) and with every other region's hubs, each carrying its
+//!   own CIDRs and its region's spokes'. Spoke → hub → hub → spoke. A hub's own CIDRs are
+//!   carried by that hub alone, so no hub ever forwards to another hub of its own region, and
+//!   every shared range (a spoke's CIDRs at a remote hub, the cluster at a spoke) is shared
+//!   only by hubs that may each legitimately carry it: the source check stays exact.
 
 mod render;
 
 use super::topology::{Endpoint, MeshMode, Node, Topology, TopologyError};
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6};
 use crate::core::key::PublicKey;
+use crate::core::preference;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -121,8 +125,15 @@ impl<'a> Hubs<'a> {
         self.0.get(region).map_or(&[], Vec::as_slice)
     }
 
-    fn first(&self, region: &str) -> Option<&'a Node> {
-        self.of_region(region).first().copied()
+    /// The hub of `region` that carries the spoke `spoke`'s traffic while every hub answers:
+    /// the engine's first choice among them (see `core::preference`), so the plan shows the
+    /// path the packets take.
+    fn of_spoke(&self, region: &str, spoke: &Node) -> Option<&'a Node> {
+        let anchor = IpNet::V4(spoke.pod_cidr);
+        self.of_region(region)
+            .iter()
+            .copied()
+            .min_by_key(|h| preference::rank(anchor, &h.name))
     }
 }
 
@@ -170,16 +181,18 @@ impl Plan {
                     let via = if n.hub && n.region == me.region {
                         Some(n)
                     } else {
-                        own_hubs.first().copied()
+                        hubs.of_spoke(&me.region, me)
                     };
                     // a region without hubs is refused by validation; keep the route regardless
                     hops.push((n, via.unwrap_or(n)));
                 }
             }
             MeshMode::Hub => {
-                // each other region's CIDRs, carried by that region's hubs
+                // each other region's spokes' CIDRs, carried by every hub of that region; a
+                // hub's own CIDRs are carried by that hub alone (it is a peer itself), so a
+                // packet for it never goes through another hub that would have to forward it
                 let mut region_cidrs: HashMap<&str, Vec<IpNet>> = HashMap::new();
-                for n in others().filter(|n| n.region != me.region) {
+                for n in others().filter(|n| n.region != me.region && !n.hub) {
                     region_cidrs
                         .entry(n.region.as_str())
                         .or_default()
@@ -194,8 +207,11 @@ impl Plan {
                         };
                         peers.push(peer(n, n.pod_cidrs(), role));
                     } else if n.hub {
-                        let cidrs = region_cidrs.get(n.region.as_str()).cloned();
-                        peers.push(peer(n, cidrs.unwrap_or_default(), PeerRole::Hub));
+                        let mut allowed = n.pod_cidrs();
+                        if let Some(spokes) = region_cidrs.get(n.region.as_str()) {
+                            allowed.extend(spokes.iter().copied());
+                        }
+                        peers.push(peer(n, allowed, PeerRole::Hub));
                     }
                 }
                 for n in others() {
@@ -203,7 +219,7 @@ impl Plan {
                     let via = if n.region == me.region || n.hub {
                         n
                     } else {
-                        hubs.first(&n.region).unwrap_or(n)
+                        hubs.of_spoke(&n.region, n).unwrap_or(n)
                     };
                     hops.push((n, via));
                 }
@@ -282,12 +298,12 @@ fn next_hop<'a>(topo: &Topology, hubs: &Hubs<'a>, from: &'a Node, dest: &'a Node
         if dest.hub && dest.region == from.region {
             return dest;
         }
-        return hubs.first(&from.region).unwrap_or(dest);
+        return hubs.of_spoke(&from.region, from).unwrap_or(dest);
     }
     if dest.region == from.region || dest.hub {
         return dest;
     }
-    hubs.first(&dest.region).unwrap_or(dest)
+    hubs.of_spoke(&dest.region, dest).unwrap_or(dest)
 }
 
 /// Starting MTU towards `dest` (the smallest direct-path MTU along every hop to it), and the
@@ -476,7 +492,53 @@ mod tests {
         let to_h1b = p.routes.iter().find(|r| r.node == "h1b").unwrap();
         assert_eq!(to_h1b.via, "h1b");
         let to_s1 = p.routes.iter().find(|r| r.node == "s1").unwrap();
-        assert_eq!(to_s1.via, "h1");
+        // the spoke's own preferred hub, the one the engine uses while both answer
+        let anchor = IpNet::V4(t.node("s1").unwrap().pod_cidr);
+        let preferred = ["h1", "h1b"]
+            .into_iter()
+            .min_by_key(|h| preference::rank(anchor, h))
+            .unwrap();
+        assert_eq!(to_s1.via, preferred);
+        let s1 = Plan::compute(&t, "s1").unwrap();
+        let s1_to_h2 = s1.routes.iter().find(|r| r.node == "h2").unwrap();
+        assert_eq!(s1_to_h2.via, preferred, "both ends pick the same hub");
+    }
+
+    #[test]
+    fn a_second_hub_of_a_region_carries_only_its_own_cidr_and_the_spokes_at_a_remote_hub() {
+        let t = topo(
+            "hub",
+            &[
+                ("h1", "r1", true),
+                ("h1b", "r1", true),
+                ("s1", "r1", false),
+                ("h2", "r2", true),
+                ("s2", "r2", false),
+            ],
+        );
+        let p = Plan::compute(&t, "h2").unwrap();
+        let allowed = |name: &str| {
+            let mut a = p
+                .peers
+                .iter()
+                .find(|x| x.name == name)
+                .unwrap()
+                .allowed_ips
+                .clone();
+            a.sort();
+            a
+        };
+        let nets = |s: &[&str]| {
+            s.iter()
+                .map(|n| n.parse::<IpNet>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(allowed("h1"), nets(&["10.244.1.0/24", "10.244.3.0/24"]));
+        assert_eq!(allowed("h1b"), nets(&["10.244.2.0/24", "10.244.3.0/24"]));
+        // within a region, hubs carry only each other's own CIDRs: none forwards to another
+        let h1 = Plan::compute(&t, "h1").unwrap();
+        let h1b_at_h1 = h1.peers.iter().find(|x| x.name == "h1b").unwrap();
+        assert_eq!(h1b_at_h1.allowed_ips, nets(&["10.244.2.0/24"]));
     }
 
     #[test]
@@ -494,7 +556,7 @@ mod tests {
         let h1b_key = t.node("h1b").unwrap().public_key;
         assert!(
             conf.contains(&format!(
-                "PublicKey = {h1b_key}\nAllowedIPs = 10.244.2.0/24\n"
+                "PublicKey = {h1b_key}\nAllowedIPs = 10.244.2.0/24"
             )),
             "{conf}"
         );

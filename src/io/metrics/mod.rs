@@ -14,6 +14,9 @@
 //! | `wiremesh_peer_endpoint_changes` | counter | peer, public_key | roaming and DNS re-resolution |
 //! | `wiremesh_peer_mtu_bytes` | gauge | peer, public_key | tunnel MTU towards the peer (discovered) |
 //! | `wiremesh_peer_mtu_confirmed_age_seconds` | gauge | peer, public_key | absent before discovery |
+//! | `wiremesh_peer_answering` | gauge | peer, public_key | 1 while the peer answers, 0 while down or returning |
+//! | `wiremesh_peer_down_events` | counter | peer, public_key | times it stopped answering (failovers away from it) |
+//! | `wiremesh_peer_carried_ranges` | gauge | peer, public_key | shared ranges (a region's hubs) it carries now |
 //! | `wiremesh_dropped_packets` | counter | reason | [`DropReason::label`] |
 //! | `wiremesh_forwarded_packets` | counter | | hub: relayed without the kernel |
 //! | `wiremesh_key_rotations` | counter | | own static-key rotations started since the daemon began |
@@ -33,6 +36,7 @@ mod text;
 pub use http::{serve, MetricsServer};
 pub use text::to_prometheus_text;
 
+use crate::core::liveness::Health;
 use crate::engine::{Device, DropReason, PeerSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -175,7 +179,7 @@ impl Collector for DeviceCollector {
             values: peers.iter().map(f).collect(),
         };
         let bytes = Some(&Unit::Bytes);
-        let per_peer_counters: [CounterSpec; 6] = [
+        let per_peer_counters: [CounterSpec; 7] = [
             (
                 "wiremesh_peer_tx",
                 "Tunnel bytes sent to the peer (WireGuard payload, as wg show).",
@@ -212,6 +216,12 @@ impl Collector for DeviceCollector {
                 None,
                 |p| p.endpoint_changes,
             ),
+            (
+                "wiremesh_peer_down_events",
+                "Times the peer stopped answering; each moved the ranges it shared with other carriers (a region's hubs) away from it.",
+                None,
+                |p| p.downs,
+            ),
         ];
         for (name, help, unit, f) in per_peer_counters {
             counter_family(&mut enc, name, help, unit, rows(f))?;
@@ -245,6 +255,35 @@ impl Collector for DeviceCollector {
             "Seconds since a probe last confirmed the peer's MTU; absent before discovery.",
             Some(&Unit::Seconds),
             &confirmed,
+        )?;
+        let answering: Vec<(&PeerLabels, i64)> = labels
+            .iter()
+            .zip(&peers)
+            .map(|(l, p)| (l, i64::from(p.health == Health::Up)))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "wiremesh_peer_answering",
+            "1 while the peer answers what is sent to it; 0 while it is down or returning.",
+            None,
+            &answering,
+        )?;
+        // ranges shared by several carriers: how many each peer carries now (the hub in use)
+        let mut carried: std::collections::HashMap<String, i64> = Default::default();
+        for (_, _, chosen) in dev.peers().shared() {
+            *carried.entry(chosen.name()).or_default() += 1;
+        }
+        let carrying: Vec<(&PeerLabels, i64)> = labels
+            .iter()
+            .zip(&peers)
+            .map(|(l, p)| (l, carried.get(&p.name).copied().unwrap_or(0)))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "wiremesh_peer_carried_ranges",
+            "Ranges shared by several carriers (a region's hubs) that this peer carries now.",
+            None,
+            &carrying,
         )?;
         let mtus: Vec<(&PeerLabels, i64)> = labels
             .iter()
