@@ -6,69 +6,19 @@
 mod common;
 
 use boringtun::noise::{Tunn, TunnResult};
-use common::{exe, require_root, running_lab};
+use common::{daemon_status as status, exe, ping_stream, require_root, running_lab};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wiremesh::core::key::PrivateKey;
 use wiremesh::core::topology::Topology;
-use wiremesh::io::control::{self, ControlRequest, DaemonStatus};
-use wiremesh::io::icmp::{self, Echo};
 use wiremesh::io::keyfile;
 use wiremesh::lab::{in_netns, Lab};
 
 /// Short, so the test sees the old key refused without waiting two minutes.
 const GRACE: &str = "4s";
 const PING_EVERY: Duration = Duration::from_millis(10);
-
-/// What one ping stream saw.
-#[derive(Debug, Default)]
-struct Stream {
-    sent: u64,
-    lost: u64,
-    longest_gap: Duration,
-}
-
-/// Pings `to` from `node`'s namespace every 10 ms until `stop`.
-fn ping_stream(
-    lab: &Lab,
-    node: &str,
-    to: IpAddr,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<Stream, wiremesh::lab::LabError>> {
-    in_netns(lab.node_ns(node).unwrap(), move || {
-        let mut s = Stream::default();
-        let mut last_ok = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            let started = Instant::now();
-            s.sent += 1;
-            match icmp::echo(&Echo::new(to, Duration::from_secs(1))) {
-                Ok(Some(_)) => {
-                    s.longest_gap = s.longest_gap.max(last_ok.elapsed());
-                    last_ok = Instant::now();
-                }
-                _ => s.lost += 1,
-            }
-            std::thread::sleep(PING_EVERY.saturating_sub(started.elapsed()));
-        }
-        s
-    })
-}
-
-fn status(lab: &Lab, node: &str) -> DaemonStatus {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let path = control::socket_path(lab.ifname(node).unwrap());
-    let ask = control::request(&path, &ControlRequest::Status);
-    rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), ask).await })
-        .unwrap_or_else(|_| panic!("{node}: no status within 5 s"))
-        .unwrap()
-        .status
-        .unwrap()
-}
 
 /// `wiremesh rotate -i IF` for `node`; the new public key it printed.
 fn rotate(lab: &Lab, node: &str) -> String {
@@ -156,7 +106,7 @@ fn rotation_loses_no_ping_refuses_the_old_key_and_survives_a_restart() {
     let stop = Arc::new(AtomicBool::new(false));
     let streams: Vec<_> = [("b", "a"), ("a", "c"), ("d", "a"), ("c", "d")]
         .iter()
-        .map(|(from, to)| ping_stream(&lab, from, addr(to), stop.clone()))
+        .map(|(from, to)| ping_stream(&lab, from, addr(to), PING_EVERY, stop.clone()))
         .collect();
     let (b_ns, a_ns, a_addr) = (
         lab.node_ns("b").unwrap().to_string(),
@@ -219,7 +169,7 @@ fn rotation_loses_no_ping_refuses_the_old_key_and_survives_a_restart() {
     let stop = Arc::new(AtomicBool::new(false));
     let streams: Vec<_> = [("b", "a"), ("c", "d")]
         .iter()
-        .map(|(from, to)| ping_stream(&lab, from, addr(to), stop.clone()))
+        .map(|(from, to)| ping_stream(&lab, from, addr(to), PING_EVERY, stop.clone()))
         .collect();
     let barrier = Arc::new(std::sync::Barrier::new(4));
     let new_keys: Vec<(String, String)> = std::thread::scope(|s| {

@@ -10,6 +10,7 @@ use crate::core::routing::PrefixTable;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 #[derive(Default)]
@@ -33,15 +34,41 @@ pub struct PeerTable {
 /// The peers carrying one prefix: nearly always one, so without a list of its own.
 enum Carriers {
     One(Arc<Peer>),
-    Many(Vec<Arc<Peer>>),
+    Many(Shared),
+}
+
+/// A prefix several peers carry, in this node's order of preference.
+struct Shared {
+    list: Vec<Arc<Peer>>,
+    /// Another node's range (a remote spoke's CIDR at a hub) is carried the way that node last
+    /// sent from it: its own choice of hub, made by its own liveness, is the freshest word on
+    /// which hub works. So when a spoke fails over, the far side's answers follow it at once
+    /// instead of waiting to find the dead hub on their own. A range holding our own pod CIDR
+    /// (a spoke's cluster route) is ours to choose for: it never follows.
+    follows: bool,
+    /// Slot of the carrier a packet from the range last came through; `u32::MAX` for none.
+    last_heard: AtomicU32,
 }
 
 impl Carriers {
     fn as_slice(&self) -> &[Arc<Peer>] {
         match self {
             Carriers::One(p) => std::slice::from_ref(p),
-            Carriers::Many(v) => v,
+            Carriers::Many(s) => &s.list,
         }
+    }
+}
+
+impl Shared {
+    fn choose(&self) -> Option<&Arc<Peer>> {
+        let last = self.last_heard.load(Ordering::Relaxed);
+        if self.follows && last != u32::MAX {
+            let followed = self.list.iter().find(|p| p.slot == last);
+            if let Some(p) = followed.filter(|p| p.liveness.health() == Health::Up) {
+                return Some(p);
+            }
+        }
+        choose(&self.list)
     }
 }
 
@@ -69,7 +96,11 @@ impl PeerTable {
                         if list.len() == 2 {
                             shared_nets.push(*net);
                         }
-                        Carriers::Many(list)
+                        Carriers::Many(Shared {
+                            list,
+                            follows: false,
+                            last_heard: AtomicU32::new(u32::MAX),
+                        })
                     }
                 };
                 t.routes.insert(*net, carriers);
@@ -85,10 +116,11 @@ impl PeerTable {
             t.by_endpoint.remove(&e);
         }
         for net in &shared_nets {
-            if let Some(Carriers::Many(list)) = t.routes.remove(*net) {
-                let mut list = list;
-                preference::order(preference::anchor(*net, own_cidrs), &mut list, |p| p.name());
-                t.routes.insert(*net, Carriers::Many(list));
+            if let Some(Carriers::Many(mut shared)) = t.routes.remove(*net) {
+                let anchor = preference::anchor(*net, own_cidrs);
+                preference::order(anchor, &mut shared.list, |p| p.name());
+                shared.follows = anchor == *net;
+                t.routes.insert(*net, Carriers::Many(shared));
             }
         }
         t.shared = shared_nets;
@@ -103,10 +135,12 @@ impl PeerTable {
     /// Each prefix with several carriers, those carriers in order of preference, and the one
     /// that carries it now.
     pub fn shared(&self) -> impl Iterator<Item = (IpNet, &[Arc<Peer>], &Arc<Peer>)> {
-        self.shared.iter().filter_map(|net| {
-            let carriers = self.routes.get(*net)?.as_slice();
-            Some((*net, carriers, choose(carriers)?))
-        })
+        self.shared
+            .iter()
+            .filter_map(|net| match self.routes.get(*net)? {
+                Carriers::Many(s) => Some((*net, s.list.as_slice(), s.choose()?)),
+                Carriers::One(_) => None,
+            })
     }
 
     /// The peer whose endpoint is `addr`, if exactly one was configured there.
@@ -127,16 +161,26 @@ impl PeerTable {
     pub fn route(&self, dst: IpAddr) -> Option<&Arc<Peer>> {
         match self.routes.lookup(dst)? {
             Carriers::One(p) => Some(p),
-            Carriers::Many(list) => choose(list),
+            Carriers::Many(shared) => shared.choose(),
         }
     }
 
     /// Whether `peer` may send packets from `src`: the longest prefix holding `src` is one the
-    /// peer carries (a source another peer's more specific prefix holds is refused).
+    /// peer carries (a source another peer's more specific prefix holds is refused). Where
+    /// several peers carry it, notes which one this packet came through (see [`Shared`]).
     pub fn allows(&self, peer: &Peer, src: IpAddr) -> bool {
-        self.routes
-            .lookup(src)
-            .is_some_and(|c| c.as_slice().iter().any(|p| std::ptr::eq(&**p, peer)))
+        match self.routes.lookup(src) {
+            None => false,
+            Some(Carriers::One(p)) => std::ptr::eq(&**p, peer),
+            Some(Carriers::Many(s)) => {
+                let ok = s.list.iter().any(|p| std::ptr::eq(&**p, peer));
+                // written only when it changes: a flow's packets leave the line shared
+                if ok && s.follows && s.last_heard.load(Ordering::Relaxed) != peer.slot {
+                    s.last_heard.store(peer.slot, Ordering::Relaxed);
+                }
+                ok
+            }
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Peer>> {
@@ -199,5 +243,31 @@ mod tests {
         assert!(t.allows(&narrow, ip("fd00::7")));
         assert!(!t.allows(&twin, ip("fd00::7")));
         assert!(!t.allows(&wide, ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn another_nodes_range_is_carried_the_way_that_node_last_sent_from_it() {
+        let a = peer(1, &["10.244.7.0/24", "10.244.0.0/16"]);
+        let b = peer(2, &["10.244.7.0/24", "10.244.0.0/16"]);
+        // as a remote hub: 10.244.7.0/24 is a spoke's; as a spoke, 10.244.0.0/16 holds our own
+        let t = PeerTable::new(
+            vec![a.clone(), b.clone()],
+            &["10.244.3.0/24".parse().unwrap()],
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let preferred = t.route(ip("10.244.7.9")).unwrap().clone();
+        let other = if Arc::ptr_eq(&preferred, &a) { &b } else { &a };
+        assert!(t.allows(other, ip("10.244.7.9")));
+        assert!(
+            Arc::ptr_eq(t.route(ip("10.244.7.9")).unwrap(), other),
+            "follows the spoke"
+        );
+        // our own range's carrier is our own choice, whoever delivered last
+        let own_pick = t.route(ip("10.244.9.1")).unwrap().clone();
+        let not_picked = if Arc::ptr_eq(&own_pick, &a) { &b } else { &a };
+        assert!(t.allows(not_picked, ip("10.244.9.1")));
+        assert!(Arc::ptr_eq(t.route(ip("10.244.9.1")).unwrap(), &own_pick));
+        let in_use: Vec<String> = t.shared().map(|(_, _, c)| c.name()).collect();
+        assert_eq!(in_use.len(), 2);
     }
 }

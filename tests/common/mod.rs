@@ -139,3 +139,57 @@ pub fn assert_transfer(
         t.received_sha256
     );
 }
+
+/// What one ping stream saw.
+#[derive(Debug, Default)]
+pub struct Stream {
+    pub sent: u64,
+    pub lost: u64,
+    /// The longest time between two replies (or from the start to the first).
+    pub longest_gap: std::time::Duration,
+}
+
+/// Pings `to` from `node`'s namespace every `every` (one second's timeout each) until `stop`.
+pub fn ping_stream(
+    lab: &wiremesh::lab::Lab,
+    node: &str,
+    to: std::net::IpAddr,
+    every: std::time::Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<Stream, wiremesh::lab::LabError>> {
+    use std::time::{Duration, Instant};
+    use wiremesh::io::icmp::{self, Echo};
+    wiremesh::lab::in_netns(lab.node_ns(node).unwrap(), move || {
+        let mut s = Stream::default();
+        let mut last_ok = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            s.sent += 1;
+            match icmp::echo(&Echo::new(to, Duration::from_secs(1))) {
+                Ok(Some(_)) => {
+                    s.longest_gap = s.longest_gap.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                }
+                _ => s.lost += 1,
+            }
+            std::thread::sleep(every.saturating_sub(started.elapsed()));
+        }
+        s
+    })
+}
+
+/// The daemon's own view over its control socket: paths, keys, liveness.
+pub fn daemon_status(lab: &wiremesh::lab::Lab, node: &str) -> wiremesh::io::control::DaemonStatus {
+    use wiremesh::io::control::{self, ControlRequest};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = control::socket_path(lab.ifname(node).unwrap());
+    let ask = control::request(&path, &ControlRequest::Status);
+    rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), ask).await })
+        .unwrap_or_else(|_| panic!("{node}: no status within 5 s"))
+        .unwrap()
+        .status
+        .unwrap()
+}
