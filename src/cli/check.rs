@@ -1,16 +1,23 @@
 //! `wiremesh check`: is this node's part of the mesh healthy? Run on the node (or inside its
 //! network namespace). For every peer in the node's plan it probes the peer's pod address with a
-//! small echo and with an echo of the full tunnel MTU and Don't Fragment set, then reads the
+//! small echo and with an echo of the route's full MTU and Don't Fragment set, then reads the
 //! handshake times from the daemon's UAPI socket. The rules live in [`crate::core::health`].
+//!
+//! The full-size echo is as large as the running daemon says the path carries (its control
+//! socket reports each peer's tunnel MTU and whether discovery measured it), not the plan's
+//! estimate: behind a black hole between regions the plan's size is refused by the kernel
+//! route that discovery lowered, on a healthy mesh. The path figure is read once, before the
+//! probes, in one snapshot per peer (see `PeerPath::view`).
 //!
 //! The handshake is read *after* the probes on purpose: on an idle tunnel the probe itself
 //! makes WireGuard handshake, so a healthy but quiet mesh passes.
 
 use crate::constants::{CHECK_TIMEOUT, DEFAULT_INTERFACE};
-use crate::core::health::{Observation, Probe, Report};
+use crate::core::health::{self, Observation, PathMtu, Probe, Report};
 use crate::core::key::PublicKey;
 use crate::core::plan::Plan;
 use crate::core::topology::Topology;
+use crate::io::control::{self, ControlRequest, DaemonStatus};
 use crate::io::icmp::{self, Echo, IcmpError};
 use crate::io::uapi;
 use anyhow::Context as _;
@@ -26,7 +33,8 @@ pub struct CheckArgs {
     /// The node this runs on.
     #[arg(long, short)]
     pub node: String,
-    /// The daemon's tun device; its UAPI socket is /var/run/wireguard/<interface>.sock.
+    /// The daemon's tun device; its UAPI socket is /var/run/wireguard/<interface>.sock and its
+    /// control socket /var/run/wiremesh/<interface>.sock.
     #[arg(long, short, default_value = DEFAULT_INTERFACE)]
     pub interface: String,
     /// Print the report as JSON instead of a table.
@@ -59,29 +67,47 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let topology = Topology::load(&args.topology)?;
     let plan = Plan::compute(&topology, &args.node)?;
     let tun_mtu = interface_mtu(&args.interface).unwrap_or(plan.mtu);
-    let mut targets = Vec::new();
-    for peer in &plan.peers {
-        let address = topology.node(&peer.name)?.overlay_addrs()[0];
-        // The route to the pod address knows every hop (through hubs too); the tun device's
-        // MTU caps it.
-        let path_mtu = plan
-            .routes
-            .iter()
-            .find(|r| r.destination.contains(&address))
-            .map_or(peer.mtu, |r| r.mtu);
-        targets.push(Target {
-            name: peer.name.clone(),
-            key: peer.public_key,
-            address,
-            mtu: path_mtu.min(tun_mtu),
-        });
-    }
-    let probes = probe_all(&targets, timeout);
-
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    let daemon = rt
+        .block_on(control::request(
+            &control::socket_path(&args.interface),
+            &ControlRequest::Status,
+        ))
+        .and_then(|resp| {
+            resp.status
+                .ok_or_else(|| control::ControlError::Refused("no status in the answer".into()))
+        });
+    let mut targets = Vec::new();
+    for peer in &plan.peers {
+        let address = topology.node(&peer.name)?.overlay_addrs()[0];
+        // The route to the pod address knows every hop (through hubs too); the tun device's
+        // MTU caps the probe (see `probe_size`).
+        let route = plan
+            .routes
+            .iter()
+            .find(|r| r.destination.contains(&address));
+        let plan_mtu = route.map_or(peer.mtu, |r| r.mtu);
+        let first_hop = route.map_or(peer.name.as_str(), |r| r.via.as_str());
+        let path = daemon
+            .as_ref()
+            .ok()
+            .and_then(|d| path_mtu(d, first_hop, route));
+        let (mtu, mtu_source) = health::probe_size(plan_mtu, path, tun_mtu);
+        targets.push(Target {
+            name: peer.name.clone(),
+            keys: known_keys(peer.public_key, daemon.as_ref().ok(), &peer.name),
+            address,
+            plan_mtu,
+            path,
+            mtu,
+            mtu_source,
+        });
+    }
+    let probes = probe_all(&targets, timeout);
+
     let device = rt.block_on(uapi::query(&uapi::socket_path(&args.interface)));
     let now = SystemTime::now();
     let observations: Vec<Observation> = targets
@@ -91,11 +117,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
             let peer = device
                 .as_ref()
                 .ok()
-                .and_then(|d| d.peers.iter().find(|p| p.public_key == t.key));
+                .and_then(|d| d.peers.iter().find(|p| t.keys.contains(&p.public_key)));
             Observation {
                 peer: t.name.clone(),
                 address: t.address,
+                plan_mtu: t.plan_mtu,
+                path: t.path,
                 mtu: t.mtu,
+                mtu_source: t.mtu_source,
                 configured: peer.is_some(),
                 last_handshake: peer.and_then(|p| p.last_handshake),
                 echo,
@@ -107,6 +136,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         &args.node,
         &args.interface,
         device.err().map(|e| e.to_string()),
+        daemon.err().map(|e| e.to_string()),
         &observations,
         timeout,
         now,
@@ -115,6 +145,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{report}");
+    }
+    for line in report.note_lines() {
+        eprintln!("NOTE {line}");
     }
     let failures = report.failure_lines();
     for line in &failures {
@@ -131,6 +164,41 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the daemon says the route through `first_hop` carries; `None` when the daemon has no
+/// such peer (then the plan's figure is all there is).
+fn path_mtu(
+    daemon: &DaemonStatus,
+    first_hop: &str,
+    route: Option<&crate::core::plan::RoutePlan>,
+) -> Option<PathMtu> {
+    let hop = daemon.peers.iter().find(|p| p.name == first_hop)?;
+    Some(PathMtu {
+        mtu: route.map_or(hop.mtu, |r| r.mtu_with_first_hop(Some(hop.mtu))),
+        discovered: hop.discovered,
+    })
+}
+
+/// The keys the peer may appear under in the UAPI: the topology's, and the ones the daemon
+/// knows it by now (a rotated peer's new key, before the topology file catches up).
+fn known_keys(
+    topology_key: PublicKey,
+    daemon: Option<&DaemonStatus>,
+    name: &str,
+) -> Vec<PublicKey> {
+    let mut keys = vec![topology_key];
+    let Some(p) = daemon.and_then(|d| d.peers.iter().find(|p| p.name == name)) else {
+        return keys;
+    };
+    for text in std::iter::once(&p.public_key).chain(&p.previous_key) {
+        if let Ok(k) = text.parse::<PublicKey>() {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys
+}
+
 /// The MTU the kernel uses on the tun device, when it exists here; the plan's otherwise.
 fn interface_mtu(ifname: &str) -> Option<u16> {
     std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
@@ -143,10 +211,14 @@ fn interface_mtu(ifname: &str) -> Option<u16> {
 /// One peer to probe.
 struct Target {
     name: String,
-    key: PublicKey,
+    /// Keys the daemon's UAPI may list the peer under.
+    keys: Vec<PublicKey>,
     address: IpAddr,
+    plan_mtu: u16,
+    path: Option<PathMtu>,
     /// Size of the full-size probe.
     mtu: u16,
+    mtu_source: health::MtuSource,
 }
 
 /// Probes every peer at once (a thread each): a small echo, then the full-size one.
@@ -185,6 +257,78 @@ fn probe(result: Result<Option<Duration>, IcmpError>) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::plan::RoutePlan;
+    use crate::io::control::PeerPathStatus;
+
+    fn daemon(peers: &[(&str, u16, bool)]) -> DaemonStatus {
+        DaemonStatus {
+            peers: peers
+                .iter()
+                .map(|(name, mtu, discovered)| PeerPathStatus {
+                    name: name.to_string(),
+                    public_key: PublicKey::from_bytes([name.len() as u8; 32]).to_string(),
+                    mtu: *mtu,
+                    discovered: *discovered,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn route(via: &str, mtu: u16, beyond_mtu: Option<u16>) -> RoutePlan {
+        RoutePlan {
+            destination: "10.244.7.0/24".parse().unwrap(),
+            node: "far".into(),
+            via: via.into(),
+            mtu,
+            beyond_mtu,
+        }
+    }
+
+    #[test]
+    fn the_path_mtu_is_the_first_hops_bounded_by_the_plan_for_the_hops_behind_it() {
+        let d = daemon(&[("hub", 1320, true), ("near", 1440, false)]);
+        let direct = route("near", 1400, None);
+        assert_eq!(
+            path_mtu(&d, "near", Some(&direct)),
+            Some(PathMtu {
+                mtu: 1440,
+                discovered: false
+            })
+        );
+        let behind_hub = route("hub", 1300, Some(1300));
+        assert_eq!(
+            path_mtu(&d, "hub", Some(&behind_hub)).map(|p| p.mtu),
+            Some(1300)
+        );
+        let wide_beyond = route("hub", 1300, Some(1440));
+        assert_eq!(
+            path_mtu(&d, "hub", Some(&wide_beyond)),
+            Some(PathMtu {
+                mtu: 1320,
+                discovered: true
+            })
+        );
+        assert_eq!(path_mtu(&d, "gone", Some(&direct)), None);
+    }
+
+    #[test]
+    fn a_peer_is_found_under_its_topology_key_or_the_keys_the_daemon_knows_it_by() {
+        let old = PublicKey::from_bytes([9; 32]);
+        let new = PublicKey::from_bytes([8; 32]);
+        let mut d = daemon(&[]);
+        d.peers.push(PeerPathStatus {
+            name: "b".into(),
+            public_key: new.to_string(),
+            previous_key: Some(old.to_string()),
+            ..Default::default()
+        });
+        // rotated after the topology file was written: the daemon lists the new key
+        assert_eq!(known_keys(old, Some(&d), "b"), [old, new]);
+        assert_eq!(known_keys(old, Some(&d), "c"), [old]);
+        assert_eq!(known_keys(old, None, "b"), [old]);
+    }
 
     #[test]
     fn timeouts_read_as_seconds_milliseconds_or_minutes() {

@@ -6,8 +6,13 @@
 //! 1. the daemon has the peer configured and its latest handshake is younger than
 //!    [`SESSION_FRESH`] (WireGuard's REJECT_AFTER_TIME: an older session carries no traffic);
 //! 2. the peer's pod address answers a small ICMP echo;
-//! 3. an echo whose IP packet is exactly the tunnel MTU, sent with Don't Fragment, is answered
+//! 3. an echo whose IP packet is exactly the route's MTU, sent with Don't Fragment, is answered
 //!    (a mesh whose MTU is wrong passes small pings and stalls on real transfers).
+//!
+//! The size in 3 is what the running daemon says the path carries ([`probe_size`]), not the
+//! plan's estimate: a path that discovery measured below the plan (a black hole between regions)
+//! is healthy when it carries what was measured, and the kernel route, set to that measurement,
+//! would refuse a larger probe locally anyway. The plan's figure is reported beside it.
 
 use crate::constants::SESSION_FRESH;
 use serde::Serialize;
@@ -24,14 +29,53 @@ pub enum Probe {
     Failed(String),
 }
 
+/// What the running daemon says about the path to a peer's route, from its control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathMtu {
+    /// The MTU the route carries as the data path enforces it: the first hop's tunnel MTU
+    /// (discovered, or the plan's until then), bounded by the plan for the hops behind it.
+    pub mtu: u16,
+    /// Whether discovery has measured and confirmed the first hop.
+    pub discovered: bool,
+}
+
+/// Where the size of the full-size probe came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MtuSource {
+    /// Discovery measured the path: the probe checks that it still carries that.
+    Discovered,
+    /// The daemon has not measured the path yet: the MTU its data path enforces meanwhile.
+    DataPath,
+    /// The daemon's control socket could not be read: the plan's MTU.
+    Plan,
+}
+
+/// The size of the full-size probe and where it came from: the daemon's figure when it gave
+/// one, the plan's otherwise; never above the tun device's own MTU (`tun_mtu`), which the kernel
+/// would refuse locally.
+pub fn probe_size(plan_mtu: u16, path: Option<PathMtu>, tun_mtu: u16) -> (u16, MtuSource) {
+    let (mtu, source) = match path {
+        Some(p) if p.discovered => (p.mtu, MtuSource::Discovered),
+        Some(p) => (p.mtu, MtuSource::DataPath),
+        None => (plan_mtu, MtuSource::Plan),
+    };
+    (mtu.min(tun_mtu), source)
+}
+
 /// What was measured for one peer of the checked node.
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub peer: String,
     /// The peer's pod address (its first overlay address), the target of both probes.
     pub address: IpAddr,
-    /// The IP packet size of the full-size probe: the MTU of the route to `address`.
+    /// The plan's MTU for the route to `address` (before discovery).
+    pub plan_mtu: u16,
+    /// The daemon's view of that route; `None` when its control socket could not be read.
+    pub path: Option<PathMtu>,
+    /// The IP packet size of the full-size probe (see [`probe_size`]).
     pub mtu: u16,
+    pub mtu_source: MtuSource,
     /// Whether the running daemon has this peer at all.
     pub configured: bool,
     /// The latest handshake the daemon reports; `None` before the first one.
@@ -47,6 +91,12 @@ pub struct PeerVerdict {
     pub address: IpAddr,
     /// The IP packet size of the full-size probe.
     pub mtu: u16,
+    /// Where `mtu` came from: `discovered`, `data-path` (not discovered yet) or `plan`.
+    pub mtu_source: MtuSource,
+    /// The plan's MTU for the route to `address`.
+    pub plan_mtu: u16,
+    /// The MTU discovery measured for that route; absent until it has.
+    pub discovered_mtu: Option<u16>,
     /// Seconds since the latest handshake; absent when there was none.
     pub handshake_age_s: Option<u64>,
     pub reachable: bool,
@@ -56,6 +106,8 @@ pub struct PeerVerdict {
     pub ok: bool,
     /// One sentence per failed check, without the peer's name.
     pub failures: Vec<String>,
+    /// What the operator should know that is not a failure (a path not measured yet).
+    pub notes: Vec<String>,
 }
 
 /// The whole check of one node.
@@ -65,8 +117,23 @@ pub struct Report {
     pub interface: String,
     /// Why the daemon's device could not be read, if it could not.
     pub device_error: Option<String>,
+    /// Why the daemon's path MTUs could not be read, if they could not (not a failure: the
+    /// probes then use the plan's MTUs).
+    pub control_error: Option<String>,
     pub peers: Vec<PeerVerdict>,
     pub ok: bool,
+}
+
+/// How the full-size probe's size was chosen, for its failure sentence.
+fn size_reason(obs: &Observation) -> String {
+    let plan = obs.plan_mtu;
+    match obs.mtu_source {
+        MtuSource::Discovered => format!("the discovered path MTU; plan {plan}"),
+        MtuSource::DataPath => {
+            format!("the MTU the data path enforces, path not discovered yet; plan {plan}")
+        }
+        MtuSource::Plan => "the plan's MTU; no path MTUs from the daemon".to_string(),
+    }
 }
 
 /// Judges one peer's measurements at time `now`.
@@ -96,10 +163,20 @@ pub fn judge(obs: &Observation, timeout: Duration, now: SystemTime) -> PeerVerdi
         Probe::Failed(e) => Some(format!("{what} could not be sent: {e}")),
     };
     failures.extend(probe_failure(&obs.echo, format!("echo to {}", obs.address)));
-    failures.extend(probe_failure(
-        &obs.full_size,
-        format!("{mtu}-byte echo with DF to {}", obs.address),
-    ));
+    failures.extend(
+        probe_failure(
+            &obs.full_size,
+            format!("{mtu}-byte echo with DF to {}", obs.address),
+        )
+        .map(|f| format!("{f} ({})", size_reason(obs))),
+    );
+    let mut notes = Vec::new();
+    if obs.mtu_source == MtuSource::DataPath {
+        notes.push(format!(
+            "path MTU not discovered yet: probed at {mtu}, what the data path enforces (plan {})",
+            obs.plan_mtu
+        ));
+    }
     let rtt = match obs.echo {
         Probe::Reply(d) => Some(d),
         _ => None,
@@ -108,12 +185,16 @@ pub fn judge(obs: &Observation, timeout: Duration, now: SystemTime) -> PeerVerdi
         peer: obs.peer.clone(),
         address: obs.address,
         mtu,
+        mtu_source: obs.mtu_source,
+        plan_mtu: obs.plan_mtu,
+        discovered_mtu: obs.path.filter(|p| p.discovered).map(|p| p.mtu),
         handshake_age_s: age.map(|a| a.as_secs()),
         reachable: rtt.is_some(),
         full_size: matches!(obs.full_size, Probe::Reply(_)),
         rtt_ms: rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1000.0),
         ok: failures.is_empty(),
         failures,
+        notes,
     }
 }
 
@@ -123,6 +204,7 @@ impl Report {
         node: &str,
         interface: &str,
         device_error: Option<String>,
+        control_error: Option<String>,
         observations: &[Observation],
         timeout: Duration,
         now: SystemTime,
@@ -136,6 +218,7 @@ impl Report {
             node: node.into(),
             interface: interface.into(),
             device_error,
+            control_error,
             peers,
             ok,
         }
@@ -153,21 +236,53 @@ impl Report {
         }
         lines
     }
+
+    /// One line per note, each naming the peer (or the interface) it concerns.
+    pub fn note_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .control_error
+            .iter()
+            .map(|e| {
+                format!(
+                    "interface {}: no path MTUs from the daemon ({e}): probed at the plan's MTUs",
+                    self.interface
+                )
+            })
+            .collect();
+        for p in &self.peers {
+            lines.extend(p.notes.iter().map(|n| format!("peer {}: {n}", p.peer)));
+        }
+        lines
+    }
 }
 
-/// A table: peer, address, handshake age, reachable, full-size, RTT, verdict.
+/// The discovered MTU's cell: the figure, `not yet`, or `-` without the daemon's view.
+fn discovered_cell(p: &PeerVerdict) -> String {
+    match (p.discovered_mtu, p.mtu_source) {
+        (Some(m), _) => m.to_string(),
+        (None, MtuSource::Plan) => "-".into(),
+        (None, _) => "not yet".into(),
+    }
+}
+
+/// A table: peer, address, handshake age, reachable, full-size (with the probe's size), the
+/// discovered and the plan's MTU, RTT, verdict.
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const COLUMNS: usize = 9;
         let yes_no = |b: bool| if b { "yes" } else { "NO" }.to_string();
         let mut rows = vec![[
-            "PEER".to_string(),
-            "ADDRESS".into(),
-            "HANDSHAKE".into(),
-            "REACHABLE".into(),
-            "FULL-SIZE".into(),
-            "RTT".into(),
-            "VERDICT".into(),
-        ]];
+            "PEER",
+            "ADDRESS",
+            "HANDSHAKE",
+            "REACHABLE",
+            "FULL-SIZE",
+            "DISCOVERED",
+            "PLAN",
+            "RTT",
+            "VERDICT",
+        ]
+        .map(String::from)];
         rows.extend(self.peers.iter().map(|p| {
             [
                 p.peer.clone(),
@@ -176,11 +291,13 @@ impl fmt::Display for Report {
                     .map_or("never".into(), |s| format!("{s}s ago")),
                 yes_no(p.reachable),
                 format!("{} ({})", yes_no(p.full_size), p.mtu),
+                discovered_cell(p),
+                p.plan_mtu.to_string(),
                 p.rtt_ms.map_or("-".into(), |ms| format!("{ms:.3}ms")),
                 if p.ok { "ok" } else { "FAIL" }.into(),
             ]
         }));
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..COLUMNS)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         writeln!(
@@ -215,11 +332,23 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// Behind a black hole at 1380 bytes: the plan says 1440, discovery measured 1320.
+    const BEHIND_BLACK_HOLE: PathMtu = PathMtu {
+        mtu: 1320,
+        discovered: true,
+    };
+
     fn healthy(peer: &str) -> Observation {
         Observation {
             peer: peer.into(),
             address: "10.244.1.1".parse().unwrap(),
+            plan_mtu: 1440,
+            path: Some(PathMtu {
+                mtu: 1440,
+                discovered: true,
+            }),
             mtu: 1440,
+            mtu_source: MtuSource::Discovered,
             configured: true,
             last_handshake: Some(at(1000)),
             echo: Probe::Reply(Duration::from_micros(420)),
@@ -233,6 +362,141 @@ mod tests {
         assert!(v.ok, "{:?}", v.failures);
         assert_eq!(v.handshake_age_s, Some(10));
         assert_eq!(v.rtt_ms, Some(0.42));
+    }
+
+    /// `healthy`, measured behind the black hole: probed at what discovery found.
+    fn behind_black_hole(peer: &str, full_size: Probe) -> Observation {
+        let (mtu, mtu_source) = probe_size(1440, Some(BEHIND_BLACK_HOLE), 1440);
+        Observation {
+            path: Some(BEHIND_BLACK_HOLE),
+            mtu,
+            mtu_source,
+            full_size,
+            ..healthy(peer)
+        }
+    }
+
+    #[test]
+    fn the_probe_is_sized_by_the_daemon_and_by_the_plan_only_without_it() {
+        let undiscovered = PathMtu {
+            mtu: 1440,
+            discovered: false,
+        };
+        let table = [
+            // (plan, daemon's view, tun MTU) → (probe size, source)
+            (
+                1440,
+                Some(BEHIND_BLACK_HOLE),
+                1440,
+                (1320, MtuSource::Discovered),
+            ),
+            (1440, Some(undiscovered), 1440, (1440, MtuSource::DataPath)),
+            (1440, None, 1440, (1440, MtuSource::Plan)),
+            // the tun device caps every figure: the kernel refuses more locally
+            (1440, None, 1400, (1400, MtuSource::Plan)),
+            (
+                1340,
+                Some(PathMtu {
+                    mtu: 1440,
+                    discovered: true,
+                }),
+                1420,
+                (1420, MtuSource::Discovered),
+            ),
+        ];
+        for (plan, path, tun, want) in table {
+            assert_eq!(probe_size(plan, path, tun), want, "{plan} {path:?} {tun}");
+        }
+    }
+
+    #[test]
+    fn a_path_discovered_below_the_plan_passes_when_it_carries_what_was_discovered() {
+        let v = judge(
+            &behind_black_hole("b", Probe::Reply(Duration::from_micros(600))),
+            T,
+            at(1010),
+        );
+        assert!(v.ok, "{:?}", v.failures);
+        assert_eq!(
+            (v.mtu, v.plan_mtu, v.discovered_mtu),
+            (1320, 1440, Some(1320))
+        );
+        assert!(v.notes.is_empty(), "{:?}", v.notes);
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["plan_mtu"], 1440);
+        assert_eq!(json["discovered_mtu"], 1320);
+        assert_eq!(json["mtu_source"], "discovered");
+    }
+
+    #[test]
+    fn a_path_that_does_not_carry_its_discovered_mtu_fails_naming_both_figures() {
+        let v = judge(&behind_black_hole("b", Probe::NoReply), T, at(1010));
+        assert!(!v.ok);
+        assert_eq!(
+            v.failures,
+            [
+                "1320-byte echo with DF to 10.244.1.1 got no reply within 3.0s \
+              (the discovered path MTU; plan 1440)"
+            ]
+        );
+        assert!(!v.full_size);
+    }
+
+    #[test]
+    fn a_path_not_discovered_yet_is_probed_at_the_data_path_mtu_and_says_so() {
+        let mut o = healthy("b");
+        o.path = Some(PathMtu {
+            mtu: 1400,
+            discovered: false,
+        });
+        (o.mtu, o.mtu_source) = probe_size(o.plan_mtu, o.path, 1440);
+        let v = judge(&o, T, at(1010));
+        assert!(v.ok, "{:?}", v.failures);
+        assert_eq!((v.mtu, v.discovered_mtu), (1400, None));
+        assert_eq!(
+            v.notes,
+            ["path MTU not discovered yet: probed at 1400, what the data path enforces (plan 1440)"]
+        );
+        o.full_size = Probe::NoReply;
+        let v = judge(&o, T, at(1010));
+        assert!(
+            v.failures[0]
+                .ends_with("(the MTU the data path enforces, path not discovered yet; plan 1440)"),
+            "{:?}",
+            v.failures
+        );
+        let r = Report::new("a", "wm0", None, None, &[o], T, at(1010));
+        assert!(r.to_string().contains("not yet"), "{r}");
+        assert_eq!(r.note_lines().len(), 1);
+        assert!(r.note_lines()[0].starts_with("peer b: path MTU not discovered yet"));
+    }
+
+    #[test]
+    fn without_the_control_socket_the_plan_sizes_the_probe_and_a_note_says_why() {
+        let mut o = healthy("b");
+        o.path = None;
+        (o.mtu, o.mtu_source) = probe_size(o.plan_mtu, o.path, 1440);
+        let r = Report::new(
+            "a",
+            "wm0",
+            None,
+            Some("no control socket".into()),
+            &[o],
+            T,
+            at(1010),
+        );
+        assert!(r.ok, "the control socket only sizes the probe");
+        assert_eq!(r.peers[0].mtu_source, MtuSource::Plan);
+        assert_eq!(
+            r.note_lines(),
+            [
+                "interface wm0: no path MTUs from the daemon (no control socket): probed at the \
+              plan's MTUs"
+            ]
+        );
+        let text = r.to_string();
+        let row: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
+        assert_eq!(row[5..9], ["yes", "(1440)", "-", "1440"], "{text}");
     }
 
     #[test]
@@ -277,6 +541,7 @@ mod tests {
             "a",
             "wm0",
             Some("no socket".into()),
+            None,
             &[healthy("b"), dead],
             T,
             at(1010),
@@ -295,11 +560,31 @@ mod tests {
     fn the_table_has_a_row_per_peer_with_its_verdict() {
         let mut dead = healthy("c");
         dead.echo = Probe::NoReply;
-        let r = Report::new("a", "wm0", None, &[healthy("b"), dead], T, at(1010));
+        let r = Report::new(
+            "a",
+            "wm0",
+            None,
+            None,
+            &[
+                healthy("b"),
+                behind_black_hole("d", Probe::Reply(Duration::from_micros(600))),
+                dead,
+            ],
+            T,
+            at(1010),
+        );
         let text = r.to_string();
-        assert!(text.contains("FULL-SIZE"), "{text}");
+        assert!(text.contains("FULL-SIZE   DISCOVERED  PLAN"), "{text}");
         assert!(
-            text.contains("b     10.244.1.1  10s ago    yes        yes (1440)  0.420ms  ok"),
+            text.contains(
+                "b     10.244.1.1  10s ago    yes        yes (1440)  1440        1440  0.420ms  ok"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "d     10.244.1.1  10s ago    yes        yes (1320)  1320        1440  0.420ms  ok"
+            ),
             "{text}"
         );
         assert!(text.lines().last().unwrap().ends_with("FAIL"), "{text}");

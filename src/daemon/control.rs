@@ -38,7 +38,9 @@ impl DaemonControl {
         let mut peers: Vec<PeerPathStatus> = table
             .iter()
             .map(|p| {
-                let confirmed = p.path.confirmed_at();
+                // one reading: an MTU and a confirmation from two instants could pair the
+                // plan's MTU with a discovery's confirmation
+                let path = p.path.view();
                 // bound first: a guard inside the literal would live to its end
                 let keys = p.keys().accepted();
                 let theirs = keys[0];
@@ -49,17 +51,18 @@ impl DaemonControl {
                 PeerPathStatus {
                     name: p.name(),
                     public_key: theirs.to_string(),
-                    mtu: p.path.mtu(),
-                    discovered: confirmed.is_some(),
-                    mtu_confirmed_secs_ago: confirmed
+                    mtu: path.mtu,
+                    discovered: path.confirmed_at.is_some(),
+                    mtu_confirmed_secs_ago: path
+                        .confirmed_at
                         .map(|t| now.saturating_duration_since(t).as_secs_f64()),
-                    speaks_control: p.path.speaks_control(),
-                    probes_sent: p.path.probes_sent(),
+                    speaks_control: path.speaks_control,
+                    probes_sent: path.probes_sent,
                     key_fingerprint: theirs.short(),
                     key_age_secs: now.saturating_duration_since(p.key_since()).as_secs_f64(),
                     previous_key: keys.get(1).map(|k| k.to_string()),
                     on_newest_keys,
-                    probe_bytes: p.path.probe_bytes(),
+                    probe_bytes: path.probe_bytes,
                     health: p.liveness.health().as_str().to_string(),
                     downs: p.liveness.downs(),
                     carries: carries.remove(&p.slot).unwrap_or_default(),

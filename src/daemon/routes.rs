@@ -26,19 +26,17 @@ fn path_mtus(device: &Device) -> HashMap<String, u16> {
         .collect()
 }
 
-/// The MTU a route should carry, given the first hop's discovered MTU (if known).
-fn route_mtu(r: &RoutePlan, first_hop: Option<u16>) -> u16 {
-    first_hop
-        .unwrap_or(r.mtu)
-        .min(r.beyond_mtu.unwrap_or(u16::MAX))
-}
-
 /// What the routes should be: destination → MTU.
 fn desired(plan: &Plan, device: &Device) -> BTreeMap<IpNet, u16> {
     let by_name = path_mtus(device);
     plan.routes
         .iter()
-        .map(|r| (r.destination, route_mtu(r, by_name.get(&r.via).copied())))
+        .map(|r| {
+            (
+                r.destination,
+                r.mtu_with_first_hop(by_name.get(&r.via).copied()),
+            )
+        })
         .collect()
 }
 
@@ -111,7 +109,12 @@ impl RouteSync {
         let by_name = path_mtus(device);
         let set: Vec<(IpNet, u16)> = set
             .into_iter()
-            .map(|r| (r.destination, route_mtu(r, by_name.get(&r.via).copied())))
+            .map(|r| {
+                (
+                    r.destination,
+                    r.mtu_with_first_hop(by_name.get(&r.via).copied()),
+                )
+            })
             .filter(|(d, m)| self.applied.get(d) != Some(m))
             .collect();
         self.install(&set).await?;
@@ -135,7 +138,7 @@ impl RouteSync {
             .routes
             .iter()
             .filter_map(|r| Some((r, *moved.get(r.via.as_str())?)))
-            .map(|(r, mtu)| (r.destination, route_mtu(r, Some(mtu))))
+            .map(|(r, mtu)| (r.destination, r.mtu_with_first_hop(Some(mtu))))
             .filter(|(d, m)| self.applied.get(d) != Some(m))
             .collect();
         self.install(&set).await?;

@@ -111,7 +111,7 @@ pub(super) fn tick(
         let established = peer
             .handshake_age()
             .is_some_and(|a| a < crate::constants::SESSION_FRESH);
-        let answers = match (established, peer.path.speaks_control()) {
+        let answers = match (established, peer.path.view().speaks_control) {
             (false, _) => Answers::Handshake,
             (true, true) => Answers::Probes,
             (true, false) => Answers::Unknown,

@@ -4,6 +4,12 @@
 //! States: `Unknown` (hellos sent with back-off, MTU from the plan) → `Speaks` (the peer
 //! answered or sent a hello; discovery runs). A stock WireGuard peer stays `Unknown` forever
 //! and keeps the plan's MTU; it is never probed.
+//!
+//! The tunnel MTU changes in the same critical section as the discovery input that settled it
+//! (an ack, a delivered hello, a timeout), and [`PeerPath::view`] reads it with the
+//! confirmation time under that lock. Applying it later, at the next tick, let `status` and
+//! `check` see a path confirmed with the plan's MTU still in force (up to a 250 ms tick after a
+//! delivered hello): `check` then probed at the plan's size into a black hole.
 
 use crate::core::mtu::{MtuDiscovery, MtuEvent};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -49,6 +55,8 @@ struct State {
     /// Outer bytes added to an inner packet towards this peer (60 over IPv4, 80 over IPv6).
     overhead: u16,
     pending_cause: Option<MtuCause>,
+    /// A change already applied to the MTU that [`PeerPath::poll_change`] has not reported.
+    unreported: Option<Change>,
     /// Outer bytes of every probe sent so far: the cost of discovery on the underlay.
     probe_bytes: u64,
     /// Data packets sent to the peer when last looked at, and when that count last moved.
@@ -61,6 +69,30 @@ struct State {
 /// covered by the route MTU already in place.
 pub const IDLE_AFTER: Duration = Duration::from_secs(10);
 
+/// An MTU change applied but not yet reported: the MTU before the first of them, and why.
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    was: u16,
+    cause: MtuCause,
+}
+
+/// One consistent reading of a peer's path, for status: the MTU and its confirmation come from
+/// the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathView {
+    /// The tunnel MTU the data path enforces.
+    pub mtu: u16,
+    /// When discovery last confirmed `mtu`; `None` while the plan's estimate applies.
+    pub confirmed_at: Option<Instant>,
+    /// Whether a discovery is settled now (false before the first and during a new search).
+    pub settled: bool,
+    pub speaks_control: bool,
+    pub probes_sent: u64,
+    pub probe_bytes: u64,
+}
+
+/// The tunnel MTU lives in an atomic so the data path reads it without the lock; it is only
+/// ever written with the lock held, so a reading under the lock is consistent with the rest.
 pub struct PeerPath {
     state: Mutex<State>,
     mtu: AtomicU16,
@@ -77,6 +109,7 @@ impl PeerPath {
                 discovery: None,
                 overhead: crate::constants::OVERHEAD_V4,
                 pending_cause: None,
+                unreported: None,
                 probe_bytes: 0,
                 last_tx: 0,
                 last_active: None,
@@ -94,33 +127,31 @@ impl PeerPath {
         self.mtu.load(Ordering::Relaxed)
     }
 
-    /// A reload gave a new starting MTU; it applies only while nothing was discovered.
+    /// A reload gave a new starting MTU; it applies only while nothing was ever confirmed. A
+    /// new search (the path shrank or grew) keeps the last measured size until it settles: the
+    /// plan's is no better a guess, and status would call it confirmed.
     pub fn set_start_mtu(&self, mtu: u16) {
-        if self
-            .state()
-            .discovery
+        let s = self.state();
+        if s.discovery
             .as_ref()
-            .is_none_or(|d| !d.is_settled())
+            .is_none_or(|d| d.confirmed_at().is_none())
         {
             self.mtu.store(mtu, Ordering::Relaxed);
         }
     }
 
-    pub fn speaks_control(&self) -> bool {
-        self.state().speaks
-    }
-
-    /// When the discovered MTU was last confirmed by an acknowledged probe.
-    pub fn confirmed_at(&self) -> Option<Instant> {
-        self.state()
-            .discovery
-            .as_ref()
-            .and_then(|d| d.confirmed_at())
-    }
-
-    /// Outer bytes of all probes sent to this peer.
-    pub fn probe_bytes(&self) -> u64 {
-        self.state().probe_bytes
+    /// The MTU, its confirmation and the probe counters, read at one instant.
+    pub fn view(&self) -> PathView {
+        let s = self.state();
+        let d = s.discovery.as_deref();
+        PathView {
+            mtu: self.mtu(),
+            confirmed_at: d.and_then(|d| d.confirmed_at()),
+            settled: d.is_some_and(|d| d.is_settled()),
+            speaks_control: s.speaks,
+            probes_sent: d.map_or(0, |d| d.probes_sent()),
+            probe_bytes: s.probe_bytes,
+        }
     }
 
     pub fn probes_sent(&self) -> u64 {
@@ -156,16 +187,20 @@ impl PeerPath {
 
     /// A packet of outer `size` went unanswered (see [`MtuDiscovery::on_unanswered`]).
     pub fn unanswered(&self, size: u16) {
-        if let Some(d) = self.state().discovery.as_mut() {
+        let mut s = self.state();
+        if let Some(d) = s.discovery.as_mut() {
             d.on_unanswered(size);
         }
+        self.apply(&mut s);
     }
 
     /// A packet of outer `size` reached the peer (see [`MtuDiscovery::on_delivered`]).
     pub fn delivered(&self, size: u16, now: Instant) {
-        if let Some(d) = self.state().discovery.as_mut() {
+        let mut s = self.state();
+        if let Some(d) = s.discovery.as_mut() {
             d.on_delivered(size, now);
         }
+        self.apply(&mut s);
     }
 
     /// The peer speaks control messages: start discovery between `floor` and `ceiling`
@@ -195,15 +230,20 @@ impl PeerPath {
             return None;
         }
         let overhead = s.overhead;
-        let p = s.discovery.as_mut()?.poll_probe(now)?;
+        // a timeout handled here may settle a search, or end a settled size
+        let p = s.discovery.as_mut().and_then(|d| d.poll_probe(now));
+        self.apply(&mut s);
+        let p = p?;
         s.probe_bytes += u64::from(p.size);
         Some((p.id, usize::from(p.size.saturating_sub(overhead))))
     }
 
     pub fn on_ack(&self, id: u32, now: Instant) {
-        if let Some(d) = self.state().discovery.as_mut() {
+        let mut s = self.state();
+        if let Some(d) = s.discovery.as_mut() {
             d.on_ack(id, now);
         }
+        self.apply(&mut s);
     }
 
     /// The data path saw a sign of a shrunk path: confirm the current size now.
@@ -213,12 +253,12 @@ impl PeerPath {
         }
     }
 
-    /// Applies what discovery concluded to the data path's MTU; returns (new, old, cause) once
-    /// per change.
-    pub fn poll_change(&self) -> Option<(u16, u16, MtuCause)> {
-        let mut s = self.state();
-        let overhead = s.overhead;
-        let d = s.discovery.as_mut()?;
+    /// Applies what discovery concluded to the data path's MTU at once, while the caller still
+    /// holds the lock it fed discovery under; the change waits for [`Self::poll_change`].
+    fn apply(&self, s: &mut State) {
+        let Some(d) = s.discovery.as_mut() else {
+            return;
+        };
         let mut settled = None;
         let mut cause = None;
         while let Some(ev) = d.poll_event() {
@@ -231,10 +271,36 @@ impl PeerPath {
         if let Some(c) = cause {
             s.pending_cause = Some(c);
         }
-        let new = settled?.saturating_sub(overhead);
+        let Some(outer) = settled else {
+            return;
+        };
+        let new = outer.saturating_sub(s.overhead);
         let old = self.mtu.swap(new, Ordering::Relaxed);
         let cause = s.pending_cause.take().unwrap_or(MtuCause::Discovered);
-        (new != old || cause == MtuCause::Discovered).then_some((new, old, cause))
+        s.unreported = Some(match s.unreported {
+            // several changes between two polls: one, from the first MTU, and a first
+            // discovery stays one (it is logged and counted as such)
+            Some(first) if first.cause == MtuCause::Discovered => first,
+            Some(first) => Change {
+                was: first.was,
+                cause,
+            },
+            None => Change { was: old, cause },
+        });
+    }
+
+    /// The MTU change since the last call, once: (new, old, cause). A first discovery is
+    /// reported even when it found the plan's MTU; any other change only when the MTU moved.
+    pub fn poll_change(&self) -> Option<(u16, u16, MtuCause)> {
+        let mut s = self.state();
+        let change = s.unreported.take()?;
+        let new = self.mtu();
+        drop(s);
+        (new != change.was || change.cause == MtuCause::Discovered).then_some((
+            new,
+            change.was,
+            change.cause,
+        ))
     }
 }
 
@@ -277,6 +343,76 @@ mod tests {
         assert_eq!(p.probes_sent(), sent);
         // data flows again: the path is confirmed at once
         assert!(p.poll_probe(now, 2).is_some());
+    }
+
+    /// Drives discovery against a path that silently drops outer packets above `limit`,
+    /// without ever calling `poll_change` (the daemon's tick has not come round yet), until the
+    /// first confirmation.
+    fn settle_without_polling_changes(p: &PeerPath, limit: u16, mut now: Instant) -> Instant {
+        for _ in 0..200 {
+            if p.view().confirmed_at.is_some() {
+                return now;
+            }
+            if let Some((id, inner)) = p.poll_probe(now, 1) {
+                if inner + 60 <= usize::from(limit) {
+                    p.on_ack(id, now);
+                }
+            }
+            now += Duration::from_millis(100);
+        }
+        panic!("no confirmation against a {limit}-byte path");
+    }
+
+    #[test]
+    fn a_read_between_confirmation_and_the_next_tick_sees_the_discovered_mtu() {
+        // plan 1440 over a path with a black hole above 1380 bytes (outer)
+        let p = PeerPath::new(1440);
+        p.start(1280, 1500, 60);
+        settle_without_polling_changes(&p, 1380, Instant::now());
+        // what the control socket reads for `status` and `check`
+        let view = p.view();
+        assert!(view.confirmed_at.is_some());
+        assert_eq!(
+            view.mtu, 1320,
+            "the path is reported confirmed, so its MTU must be the discovered one"
+        );
+        assert_eq!(
+            p.mtu(),
+            1320,
+            "and the data path enforces it from the same instant"
+        );
+        // the change is still reported once, for the routes and the log
+        assert_eq!(p.poll_change(), Some((1320, 1440, MtuCause::Discovered)));
+        assert_eq!(p.poll_change(), None);
+    }
+
+    #[test]
+    fn a_reload_during_a_new_search_keeps_the_discovered_mtu() {
+        let p = PeerPath::new(1440);
+        p.start(1280, 1500, 60);
+        let mut now = settle_without_polling_changes(&p, 1380, Instant::now());
+        assert_eq!(p.poll_change().map(|c| c.0), Some(1320));
+        // the path shrinks under traffic: confirmations go unanswered until the search
+        // restarts below
+        let mut tx = 1;
+        while p.view().settled {
+            tx += 1;
+            if let Some((id, inner)) = p.poll_probe(now, tx) {
+                if inner + 60 <= 1360 {
+                    p.on_ack(id, now);
+                }
+            }
+            now += Duration::from_millis(100);
+        }
+        // a reload with a new plan MTU must not put a size back that was never measured
+        p.set_start_mtu(1400);
+        assert_eq!(p.mtu(), 1320);
+        assert!(p.view().confirmed_at.is_some());
+        // before anything was confirmed, the plan's value applies
+        let fresh = PeerPath::new(1440);
+        fresh.start(1280, 1500, 60);
+        fresh.set_start_mtu(1400);
+        assert_eq!(fresh.mtu(), 1400);
     }
 
     #[test]

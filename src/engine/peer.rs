@@ -206,6 +206,7 @@ impl Peer {
         });
         let (tx, rx) = self.transfer();
         let config = self.config();
+        let path = self.path.view();
         PeerSnapshot {
             name: config.name.clone(),
             public_key: self.public_key(),
@@ -219,8 +220,8 @@ impl Peer {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),
-            mtu: self.path.mtu(),
-            mtu_confirmed_age: self.path.confirmed_at().map(|t| t.elapsed()),
+            mtu: path.mtu,
+            mtu_confirmed_age: path.confirmed_at.map(|t| t.elapsed()),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
             health: self.liveness.health(),
             downs: self.liveness.downs(),

@@ -137,6 +137,17 @@ impl<'a> Hubs<'a> {
     }
 }
 
+impl RoutePlan {
+    /// The MTU the route carries once the first hop's path MTU is known: the daemon sets it on
+    /// the kernel route and `check` probes with it. Discovery measures only the first hop, so
+    /// the plan's estimate of the hops behind it still bounds the result.
+    pub fn mtu_with_first_hop(&self, first_hop: Option<u16>) -> u16 {
+        first_hop
+            .unwrap_or(self.mtu)
+            .min(self.beyond_mtu.unwrap_or(u16::MAX))
+    }
+}
+
 impl Plan {
     /// Computes the plan of `node_name`. Cost is linear in the number of nodes (after finding
     /// `node_name`, itself a linear scan): every other node is visited a constant number of
