@@ -3,7 +3,7 @@
 //! loader must answer every input with `Ok` or `Err`, never a panic.
 
 use std::path::Path;
-use wiremesh::core::topology::Topology;
+use wiremesh::core::topology::{Problem, Topology};
 
 const A: &str = "vwwedG9QRsbpDCN1IbWwPlVTd2/9GzdJHX0ltjTPPHQ=";
 const B: &str = "iptotQ7iItj2zxNi1AnZ1SO9pdx53uVj51g3rzli9kc=";
@@ -127,7 +127,12 @@ const CASES: &[Case] = &[
     Case {
         name: "region-mtu-out-of-range",
         text: "@[region.r]\nunderlay-mtu = 100\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
-        want: &["field 'region.r.underlay-mtu'", "100 is outside"],
+        want: &["line 4", "field 'region.r.underlay-mtu'", "100 is outside"],
+    },
+    Case {
+        name: "all-zero-public-key",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+        want: &["line 7", "node 'a'", "field 'public-key'", "low-order"],
     },
     Case {
         name: "bad-node-name",
@@ -168,6 +173,163 @@ fn every_bad_topology_is_refused_with_its_file_line_node_and_field() {
     }
     assert!(CASES.len() >= 15);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The problems of a topology that must be refused.
+fn problems_of(text: &str) -> Vec<Problem> {
+    match Topology::parse(&expand(text), Path::new("t.toml")) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.problems(),
+    }
+}
+
+/// A node (`{A}` or `{B}` for its key) with optional extra lines.
+fn node(name: &str, key: &str, extra: &str) -> String {
+    format!("[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{key}\"\n{extra}")
+}
+
+#[test]
+fn a_bad_top_level_port_is_one_problem_at_its_own_line_not_one_per_node() {
+    let text = format!(
+        "@listen-port = 0\n{}{}",
+        node("a", "{A}", ""),
+        node("b", "{B}", "")
+    );
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].line, Some(3));
+    assert_eq!(problems[0].node, None);
+    assert_eq!(problems[0].field.as_deref(), Some("listen-port"));
+}
+
+#[test]
+fn a_nodes_own_bad_port_is_reported_at_its_line_besides_the_top_level_one() {
+    // lines: 3 listen-port, 4-8 node a, 9 its own listen-port, 10-14 node b (inherits)
+    let text = format!(
+        "@listen-port = 0\n{}{}",
+        node("a", "{A}", "listen-port = 0\n"),
+        node("b", "{B}", "")
+    );
+    let problems = problems_of(&text);
+    let places: Vec<_> = problems
+        .iter()
+        .map(|p| (p.line, p.node.as_deref(), p.field.as_deref()))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            (Some(3), None, Some("listen-port")),
+            (Some(9), Some("a"), Some("listen-port")),
+        ]
+    );
+}
+
+#[test]
+fn an_out_of_range_underlay_mtu_is_reported_at_its_own_line() {
+    let text = format!(
+        "@[region.r]\n# a comment between\nunderlay-mtu = 100\n{}",
+        node("a", "{A}", "")
+    );
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].line, Some(5));
+    assert_eq!(problems[0].field.as_deref(), Some("region.r.underlay-mtu"));
+}
+
+#[test]
+fn the_all_zero_public_key_is_refused_naming_node_field_and_line() {
+    let text = node("a", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "");
+    let problems = problems_of(&format!("@{text}"));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    let p = &problems[0];
+    assert_eq!(
+        (p.line, p.node.as_deref(), p.field.as_deref()),
+        (Some(7), Some("a"), Some("public-key"))
+    );
+    assert!(p.message.contains("low-order"), "{}", p.message);
+}
+
+/// No character of an error may be a control character, and no error may grow with the input.
+fn assert_tame(message: &str, limit: usize) {
+    assert!(message.len() < limit, "{} bytes", message.len());
+    let raw: Vec<char> = message
+        .chars()
+        .filter(|&c| c.is_control() && c != '\n')
+        .collect();
+    assert!(raw.is_empty(), "control characters {raw:?} in {message}");
+}
+
+#[test]
+fn a_huge_hostile_node_name_gives_a_short_error_with_its_escapes_escaped() {
+    let mut name = String::from("\\u001b[2J\\u0007");
+    name.push_str(&"n".repeat(10 * 1024 * 1024));
+    // a TOML string escape, so the name holds a real ESC and BEL
+    let text = format!("@{}", node(&name, "{A}", ""));
+    let err = Topology::parse(&expand(&text), Path::new("t.toml")).unwrap_err();
+    let message = err.to_string();
+    assert_tame(&message, 1024);
+    let problems = err.problems();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    let shown = problems[0].node.as_deref().unwrap();
+    assert!(shown.starts_with("\\u{1b}[2J\\u{7}nnn"), "{shown}");
+    assert!(
+        shown.ends_with(&format!("… ({} bytes)", 10 * 1024 * 1024 + 5)),
+        "{shown}"
+    );
+    assert!(message.contains(&format!("node '{shown}'")), "{message}");
+}
+
+#[test]
+fn hostile_strings_in_every_echoed_field_give_short_tame_errors() {
+    let evil = format!("\\u001b]0;owned\\u0007{}", "e".repeat(100_000));
+    let cases = [
+        format!(
+            "mode = \"{evil}\"\ncluster-cidr = \"10.244.0.0/16\"\n{}",
+            node("a", "{A}", "")
+        ),
+        format!(
+            "mode = \"full\"\ncluster-cidr = \"{evil}\"\n{}",
+            node("a", "{A}", "")
+        ),
+        format!("@{}", node("a", "{A}", &format!("endpoint = \"{evil}\"\n"))),
+        format!(
+            "@{}",
+            node("a", "{A}", &format!("endpoint = \"{evil}:1\"\n"))
+        ),
+        format!(
+            "@{}",
+            node("a", "{A}", &format!("endpoint = \"192.0.2.1:{evil}\"\n"))
+        ),
+        format!("@{}", node("a", "{A}", &format!("pod-cidr = \"{evil}\"\n"))),
+        format!("@{}", node("a", "{A}", &format!("\"{evil}\" = 1\n"))),
+        format!(
+            "@[region.\"{evil}\"]\nunderlay-mtu = 1\n{}",
+            node("a", "{A}", "")
+        ),
+        format!(
+            "@{}[[lab.link]]\nregions = [\"{evil}\", \"{evil}\"]\nmtu = 1\n",
+            node("a", "{A}", "")
+        ),
+        format!(
+            "mode = \"hub\"\ncluster-cidr = \"10.244.0.0/16\"\n{}",
+            node("a", "{A}", "").replace("region = \"r\"", &format!("region = \"{evil}\""))
+        ),
+        format!("@{}{}", node(&evil, "{A}", ""), node("b", "{A}", "")),
+        format!(
+            "@{}{}",
+            node(&evil, "{A}", "pod-cidr = \"10.244.1.0/24\"\n"),
+            node("b", "{B}", "pod-cidr = \"10.244.1.0/25\"\n")
+        ),
+        format!("@{}", node(&evil, "{A}", "hub = \"yes\"\n")),
+    ];
+    for text in cases {
+        let err = Topology::parse(&expand(&text), Path::new("t.toml")).unwrap_err();
+        let message = err.to_string();
+        assert_tame(&message, 4096);
+        // ESC, "]0;owned", BEL and the 100,000 letters, as TOML decodes them
+        assert!(message.contains("(100010 bytes)"), "{message}");
+        assert!(message.contains("\\u{1b}]0;owned\\u{7}eee"), "{message}");
+    }
 }
 
 #[test]

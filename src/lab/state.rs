@@ -183,7 +183,7 @@ name = "a" # the first one
 cloud = "aws"
 region = "eu"
 endpoint = "a.example.com:51820"
-public-key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+public-key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
 
 [[node]]
 name = "b"

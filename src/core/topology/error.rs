@@ -8,7 +8,8 @@ use std::path::PathBuf;
 pub struct Problem {
     /// 1-based line in the file, when the problem has a place.
     pub line: Option<usize>,
-    /// The node concerned, if any.
+    /// The node concerned, if any. Like every user string in a problem, escaped and cut to a
+    /// bounded length (see `shown.rs`): the name in a hostile file may be megabytes of escapes.
     pub node: Option<String>,
     /// The field concerned, in the file's spelling (`pod-cidr`).
     pub field: Option<String>,
@@ -46,7 +47,7 @@ pub enum TopologyError {
         file: PathBuf,
         problems: Vec<Problem>,
     },
-    #[error("node '{0}' is not in the topology")]
+    #[error("node '{}' is not in the topology", super::shown::shown(.0))]
     UnknownNode(String),
 }
 

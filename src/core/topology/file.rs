@@ -22,7 +22,7 @@ pub struct RawTopology {
     /// Prefix length of an automatically assigned IPv6 pod CIDR (default 64).
     pub node_prefix_v6: Option<Spanned<u8>>,
     /// UDP port every node listens on unless the node says otherwise (default 51820).
-    pub listen_port: Option<u16>,
+    pub listen_port: Option<Spanned<u16>>,
     /// Seconds between keepalives to each peer; 0 or absent turns them off.
     pub persistent_keepalive: Option<Spanned<u16>>,
     /// Tunnel MTU; absent means derived from the regions' underlay MTUs.
@@ -65,7 +65,7 @@ pub struct RawLink {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRegion {
     /// MTU of the underlay network in this region (1500, 1460 on GCP, ...).
-    pub underlay_mtu: Option<u16>,
+    pub underlay_mtu: Option<Spanned<u16>>,
 }
 
 /// One node of the mesh.
@@ -91,5 +91,5 @@ pub struct RawNode {
     #[serde(default)]
     pub hub: bool,
     /// UDP port this node listens on, when it differs from the mesh's.
-    pub listen_port: Option<u16>,
+    pub listen_port: Option<Spanned<u16>>,
 }

@@ -6,6 +6,7 @@ mod error;
 mod file;
 mod locate;
 mod nodes;
+mod shown;
 mod validate;
 
 pub(crate) use claims::Claims;
@@ -46,9 +47,9 @@ pub enum Endpoint {
 pub enum EndpointError {
     #[error("empty endpoint")]
     Empty,
-    #[error("bad port '{0}' (expected 1-65535)")]
+    #[error("bad port '{}' (expected 1-65535)", shown::shown(.0))]
     Port(String),
-    #[error("'{0}' is neither an IP address nor a DNS name")]
+    #[error("'{}' is neither an IP address nor a DNS name", shown::shown(.0))]
     Host(String),
     #[error("IPv6 address must be in brackets: [addr]:port")]
     Brackets,
@@ -288,6 +289,17 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(&Endpoint::parse(text, 7777).unwrap(), want, "{text}");
         }
+    }
+
+    #[test]
+    fn an_unknown_node_is_named_escaped_and_cut() {
+        let name = format!("\u{1b}[31m{}", "x".repeat(1000));
+        let shown = TopologyError::UnknownNode(name).to_string();
+        assert!(shown.starts_with("node '\\u{1b}[31mxxx"), "{shown}");
+        assert!(
+            shown.ends_with("… (1005 bytes)' is not in the topology"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! pinned pod CIDRs. The mesh-wide checks are in [`super::validate`].
 
 use super::claims::Claims;
+use super::shown::shown;
 use super::validate::{cidr_v4, cidr_v6, Collector};
 use super::{Endpoint, Node, RawTopology};
 use crate::core::key::PublicKey;
@@ -57,10 +58,12 @@ pub(super) fn check_nodes(
                 );
             }
         }
-        let node_port = n.listen_port.unwrap_or(listen_port);
-        if node_port == 0 {
+        // a port inherited from the top level was checked there, once for all its nodes
+        let node_port = n.listen_port.as_ref().map_or(listen_port, |p| *p.get_ref());
+        if let Some(port) = n.listen_port.as_ref().filter(|p| *p.get_ref() == 0) {
+            let line = c.lines.at(port);
             c.push(
-                node_line,
+                line,
                 Some(&name),
                 "listen-port",
                 "port 0 is not a port to listen on".into(),
@@ -74,7 +77,7 @@ pub(super) fn check_nodes(
                         line,
                         Some(&name),
                         "endpoint",
-                        format!("'{}': {err}", e.get_ref()),
+                        format!("'{}': {err}", shown(e.get_ref())),
                     );
                 })
                 .ok()
@@ -87,7 +90,7 @@ pub(super) fn check_nodes(
                         line,
                         Some(&name),
                         "public-key",
-                        format!("same key as node '{other}'"),
+                        format!("same key as node '{}'", shown(&other)),
                     );
                 }
                 k
@@ -129,7 +132,7 @@ pub(super) fn check_nodes(
                     line,
                     Some(&name),
                     "pod-cidr",
-                    format!("{net} overlaps node '{other}'"),
+                    format!("{net} overlaps node '{}'", shown(&other)),
                 );
             }
             pinned.insert(net, (index, name.clone()));
@@ -158,7 +161,7 @@ pub(super) fn check_nodes(
                     line,
                     Some(&name),
                     "pod-cidr-v6",
-                    format!("{net} overlaps node '{other}'"),
+                    format!("{net} overlaps node '{}'", shown(&other)),
                 );
             }
             pinned_v6.insert(net, (index, name.clone()));

@@ -3,6 +3,7 @@
 
 use super::locate::{place, Lines};
 use super::nodes::check_nodes;
+use super::shown::{clip, shown};
 use super::{MeshMode, Problem, RawTopology, Region, Topology, TopologyError};
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::ipam;
@@ -10,6 +11,10 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use toml::Spanned;
+
+/// The most characters of a parser's message an error shows: room for the longest list of
+/// expected fields (the top level's: 179 characters around the unknown name) and a mistyped name.
+const MESSAGE_MAX: usize = 400;
 
 pub(super) struct Collector {
     pub(super) lines: Lines,
@@ -26,7 +31,7 @@ impl Collector {
     ) {
         self.problems.push(Problem {
             line,
-            node: node.map(str::to_string),
+            node: node.map(shown),
             field: Some(field.to_string()),
             message,
         });
@@ -36,18 +41,20 @@ impl Collector {
 pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
     let lines = Lines::new(text);
     let raw: RawTopology = toml::from_str(text).map_err(|e| {
-        let message = e.message().trim().to_string();
+        let message = e.message().trim();
         let (node, field) = e
             .span()
-            .map(|s| place(text, s.start, &message))
+            .map(|s| place(text, s.start, message))
             .unwrap_or_default();
         TopologyError::Syntax {
             file: path.to_path_buf(),
             problem: Problem {
                 line: e.span().map(|s| lines.of(s.start)),
-                node,
-                field,
-                message,
+                node: node.as_deref().map(shown),
+                field: field.as_deref().map(shown),
+                // serde's messages quote what they refuse (an unknown field's whole name), and
+                // the list of expected fields after it is worth keeping: a longer cut
+                message: clip(message, MESSAGE_MAX),
             },
         }
     })?;
@@ -76,7 +83,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
                 line,
                 None,
                 "mode",
-                format!("'{other}' is not a mesh mode (full or hub)"),
+                format!("'{}' is not a mesh mode (full or hub)", shown(other)),
             );
             None
         }
@@ -120,10 +127,14 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
             );
         }
     }
-    let listen_port = raw.listen_port.unwrap_or(DEFAULT_LISTEN_PORT);
-    if listen_port == 0 {
+    let listen_port = raw
+        .listen_port
+        .as_ref()
+        .map_or(DEFAULT_LISTEN_PORT, |p| *p.get_ref());
+    if let Some(port) = raw.listen_port.as_ref().filter(|p| *p.get_ref() == 0) {
+        let line = c.lines.at(port);
         c.push(
-            None,
+            line,
             None,
             "listen-port",
             "port 0 is not a port to listen on".into(),
@@ -142,16 +153,14 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     }
     let mut regions = BTreeMap::new();
     for (name, region) in &raw.region {
-        let mtu = region
-            .get_ref()
-            .underlay_mtu
-            .unwrap_or(DEFAULT_UNDERLAY_MTU);
-        if !(576..=65_535).contains(&mtu) {
-            let line = c.lines.at(region);
+        let given = region.get_ref().underlay_mtu.as_ref();
+        let mtu = given.map_or(DEFAULT_UNDERLAY_MTU, |m| *m.get_ref());
+        if let Some(given) = given.filter(|_| !(576..=65_535).contains(&mtu)) {
+            let line = c.lines.at(given);
             c.push(
                 line,
                 None,
-                &format!("region.{name}.underlay-mtu"),
+                &format!("region.{}.underlay-mtu", shown(name)),
                 format!("{mtu} is outside 576-65535"),
             );
         }
@@ -172,7 +181,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
                 let line = c.lines.at(&raw_node.get_ref().region);
                 c.push(line, Some(&node.name), "hub", format!(
                     "region '{}' has no hub; mode = \"hub\" needs `hub = true` on at least one node of each region",
-                    node.region
+                    shown(&node.region)
                 ));
             }
         }
@@ -240,7 +249,7 @@ fn check_lab_links(
                     line,
                     None,
                     "lab.link.regions",
-                    format!("no node is in region '{r}'"),
+                    format!("no node is in region '{}'", shown(r)),
                 );
             }
         }
@@ -249,7 +258,10 @@ fn check_lab_links(
                 line,
                 None,
                 "lab.link.regions",
-                format!("a link joins two different regions, not '{a}' twice"),
+                format!(
+                    "a link joins two different regions, not '{}' twice",
+                    shown(a)
+                ),
             );
         }
         for (field, v) in [
@@ -315,7 +327,7 @@ pub(super) fn cidr<N: Cidr>(
         }
         Ok(net) => Some(net),
         Err(_) => {
-            let msg = format!("'{}' is not {}", s.get_ref(), N::EXAMPLE);
+            let msg = format!("'{}' is not {}", shown(s.get_ref()), N::EXAMPLE);
             c.push(line, node, field, msg);
             None
         }
