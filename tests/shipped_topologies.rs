@@ -49,9 +49,14 @@ fn lab_up_exits_non_zero_when_a_pair_fails() {
         .args(["lab", "status", "--prefix", &prefix])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let victim = lab.nodes()[0].clone();
-    lab.kill_daemon(&victim, wiremesh::lab::Signal::Kill).unwrap();
+    lab.kill_daemon(&victim, wiremesh::lab::Signal::Kill)
+        .unwrap();
     let out = std::process::Command::new(exe())
         .args(["lab", "status", "--prefix", &prefix])
         .output()
