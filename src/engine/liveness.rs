@@ -1,7 +1,7 @@
 //! Per-peer liveness for the data path: which of several carriers of a prefix (the hubs of a
 //! region) may carry traffic now. The judgement is [`core::liveness`](crate::core::liveness);
-//! this file keeps its state per peer, feeds it the peer's counters once per tick, and sends
-//! the probes it asks for.
+//! this file keeps its state per peer; the tick (`timers.rs`) feeds it the peer's counters and
+//! sends the probes it asks for.
 //!
 //! The data path reads one atomic per candidate ([`PeerLiveness::health`]); it never takes the
 //! lock or reads a clock. Anything authenticated from the peer (data, keepalive, handshake,
@@ -99,40 +99,4 @@ impl PeerLiveness {
 /// Whether a probe answer is a liveness one (it was counted as heard already).
 pub fn is_liveness_id(id: u32) -> bool {
     id & LIVENESS_ID != 0
-}
-
-/// Judges every awake peer once, calling `probe` for each probe to send.
-pub(super) fn tick(
-    awake: &[std::sync::Arc<super::peer::Peer>],
-    now: Instant,
-    mut probe: impl FnMut(&super::peer::Peer, u32),
-) {
-    for peer in awake {
-        let established = peer
-            .handshake_age()
-            .is_some_and(|a| a < crate::constants::SESSION_FRESH);
-        let answers = match (established, peer.path.view().speaks_control) {
-            (false, _) => Answers::Handshake,
-            (true, true) => Answers::Probes,
-            (true, false) => Answers::Unknown,
-        };
-        let sent = peer.tx_packets.load(Ordering::Relaxed);
-        let (verdict, id) = peer.liveness.tick(now, sent, answers);
-        match verdict.changed {
-            Some((_, Health::Down)) => tracing::warn!(
-                peer = %peer.name(),
-                "peer stopped answering; traffic it shares with other carriers moves to them"
-            ),
-            Some((_, Health::Returning)) => {
-                tracing::info!(peer = %peer.name(), "peer answers again; watching it before use")
-            }
-            Some((_, Health::Up)) => {
-                tracing::info!(peer = %peer.name(), "peer is back in use")
-            }
-            None => {}
-        }
-        if let Some(id) = id {
-            probe(peer, id);
-        }
-    }
 }

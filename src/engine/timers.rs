@@ -1,13 +1,15 @@
 //! The device's clock-driven work, called every [`TIMER_TICK`](crate::constants::TIMER_TICK):
-//! path probes, rotations, PSK epochs, and the timers of awake peers' sessions.
+//! path probes, liveness, rotations, PSK epochs, and the timers of awake peers' sessions.
 
 use super::device::Device;
 use super::drops::DropReason;
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::sink::Sink;
+use crate::core::liveness::{Answers, Health};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::TunnResult;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl Device {
@@ -23,7 +25,7 @@ impl Device {
         // in or time out
         let awake = self.awake_peers();
         self.tick_paths(&awake, now, scratch, sink);
-        super::liveness::tick(&awake, now, |peer, id| {
+        tick_liveness(&awake, now, |peer, id| {
             let probe = super::control::Message::Probe { id };
             self.send_control(peer, &probe, 0, scratch.a_mut(), sink);
         });
@@ -43,6 +45,38 @@ impl Device {
                 tracing::debug!(peer = %peer.name(), error = ?e, "timer error")
             }
             _ => {}
+        }
+    }
+}
+
+/// Judges every awake peer once, calling `probe` for each probe to send.
+fn tick_liveness(awake: &[std::sync::Arc<Peer>], now: Instant, mut probe: impl FnMut(&Peer, u32)) {
+    for peer in awake {
+        let established = peer
+            .handshake_age()
+            .is_some_and(|a| a < crate::constants::SESSION_FRESH);
+        let answers = match (established, peer.path.view().speaks_control) {
+            (false, _) => Answers::Handshake,
+            (true, true) => Answers::Probes,
+            (true, false) => Answers::Unknown,
+        };
+        let sent = peer.tx_packets.load(Ordering::Relaxed);
+        let (verdict, id) = peer.liveness.tick(now, sent, answers);
+        match verdict.changed {
+            Some((_, Health::Down)) => tracing::warn!(
+                peer = %peer.name(),
+                "peer stopped answering; traffic it shares with other carriers moves to them"
+            ),
+            Some((_, Health::Returning)) => {
+                tracing::info!(peer = %peer.name(), "peer answers again; watching it before use")
+            }
+            Some((_, Health::Up)) => {
+                tracing::info!(peer = %peer.name(), "peer is back in use")
+            }
+            None => {}
+        }
+        if let Some(id) = id {
+            probe(peer, id);
         }
     }
 }
