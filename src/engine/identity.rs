@@ -1,6 +1,9 @@
 //! This node's static keys: one, or two while it rotates (the new one first). Each key has its
 //! own handshake rate limiter, because a limiter checks MAC1, which is keyed by the responder's
 //! public key: an initiation addressed to the new key fails a limiter made for the old one.
+//! The limiter decides in `admission.rs`, before any Diffie-Hellman; the sessions' `Tunn`s get
+//! one that checks MAC1 and never limits, so a message is counted once and one cookie secret
+//! is in use.
 
 use crate::constants::HANDSHAKE_RATE_LIMIT;
 use crate::core::key::{PrivateKey, PublicKey};
@@ -12,7 +15,11 @@ use std::sync::Arc;
 pub(super) struct OwnKey {
     pub private: PrivateKey,
     pub public: PublicKey,
+    /// Counts handshake messages and answers them with cookies past the limit (admission).
     pub limiter: Arc<RateLimiter>,
+    /// For the sessions' `Tunn`s: admission already limited what reaches them, and a second
+    /// count (with a cookie secret of its own) would refuse what admission let through.
+    pub mac1_only: Arc<RateLimiter>,
 }
 
 impl OwnKey {
@@ -20,6 +27,7 @@ impl OwnKey {
         let public = private.public_key();
         Self {
             limiter: Arc::new(RateLimiter::new(&public.to_x25519(), HANDSHAKE_RATE_LIMIT)),
+            mac1_only: Arc::new(RateLimiter::new(&public.to_x25519(), u64::MAX)),
             private,
             public,
         }

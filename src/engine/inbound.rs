@@ -29,7 +29,9 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         // the clock is read only if a control message needs it, never per data packet
-        self.receive(None, from, datagram, true, scratch, sink)
+        if self.admit(from, datagram, sink) {
+            self.receive(None, from, datagram, true, scratch, sink)
+        }
     }
 
     /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
@@ -41,7 +43,9 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        self.receive(Some(now), from, datagram, true, scratch, sink)
+        if self.admit(from, datagram, sink) {
+            self.receive(Some(now), from, datagram, true, scratch, sink)
+        }
     }
 
     /// `hint`: an initiation may be tried first on the peer whose endpoint it came from.

@@ -9,6 +9,7 @@
 //! Call order per I/O event: `handle_*` (any number of times) → flush the sink. Call `tick`
 //! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
 
+mod admission;
 mod confirm;
 mod control;
 mod device;
@@ -38,6 +39,8 @@ pub use session::{Session, SessionGuard, SessionKeys};
 pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod apply_tests;
 #[cfg(test)]
