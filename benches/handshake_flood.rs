@@ -13,7 +13,8 @@
 //! Root only; `cargo bench --bench handshake_flood`. Environment: `IMPLS` (default
 //! "wiremesh wg-go boringtun", those installed), `RATES` (default "20000 200000"), `COUNT`
 //! (default 50000), `ROUNDS` (default 1), `WIREMESH` (another `wiremesh` executable, e.g. an
-//! older build for an A/B run), `BORINGTUN`, `WG_GO` (see `scale/mod.rs`). boringtun-cli:
+//! older build), `WM_ALT` (the executable of the implementation "wiremesh-alt", for an A/B run
+//! in one go), `BORINGTUN`, `WG_GO` (see `scale/mod.rs`). boringtun-cli:
 //! `cargo install boringtun-cli --locked --root /opt/wiremesh-anchors/boringtun`.
 
 #[path = "common/root.rs"]
@@ -61,7 +62,7 @@ enum Running {
 
 fn start(lab: &mut Lab, which: &str, dir: &Path, wiremesh: &str) -> Option<Running> {
     let wg = match which {
-        "wiremesh" => {
+        "wiremesh" | "wiremesh-alt" => {
             lab.start_daemons_of(&["n0", "n1"]).unwrap();
             return Some(Running::Wiremesh);
         }
@@ -206,11 +207,16 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let topo = dir.path().join("flood.toml");
     std::fs::write(&topo, scale::full_mesh(3, 1)).unwrap();
-    let prefix = format!("hf{}", std::process::id() % 100_000);
-    let mut lab = Lab::build(&topo, LabOptions::new(prefix, &wiremesh)).unwrap();
     let mut rows = Vec::new();
     for round in 1..=rounds {
-        for which in &impls {
+        for (i, which) in impls.iter().enumerate() {
+            // a lab per implementation: "wiremesh-alt" runs another executable (`WM_ALT`)
+            let exe = match which.as_str() {
+                "wiremesh-alt" => std::env::var("WM_ALT").expect("WM_ALT for wiremesh-alt"),
+                _ => wiremesh.clone(),
+            };
+            let prefix = format!("hf{}{i}", std::process::id() % 100_000);
+            let mut lab = Lab::build(&topo, LabOptions::new(prefix, &exe)).unwrap();
             let Some(running) = start(&mut lab, which, dir.path(), &wiremesh) else {
                 continue;
             };
@@ -247,8 +253,8 @@ fn main() {
             stop.store(true, Ordering::Relaxed);
             let _ = server.join();
             running.stop(&mut lab);
+            lab.down().unwrap();
         }
     }
-    lab.down().unwrap();
     print(&rows);
 }

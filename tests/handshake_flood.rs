@@ -246,8 +246,9 @@ fn a_peer_that_starts_during_a_valid_mac1_flood_completes_its_handshake() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = lab_with(&["a"]);
     let (target, sources) = flood_path(&lab);
-    // 10 times the limit, for at most 25 s: d's first initiation very likely meets a node
-    // under load, which answers with a cookie; d's retry 5 s later carries MAC2
+    // 10 times the limit, for at most 25 s: d's messages meet a node whose handshake bucket
+    // the flood keeps nearly empty; one that finds no token gets a cookie, and the retry 5 s
+    // later carries MAC2 (the engine's admission tests pin that exchange down)
     let packets = flood_packets(FloodKind::ValidMac1, &a_key(&lab), 250_000);
     let stop = Arc::new(AtomicBool::new(false));
     let before = Counters::of(&lab, "a");

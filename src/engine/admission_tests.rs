@@ -1,10 +1,11 @@
-//! Handshake admission between engines wired in memory: a flood past the limit is answered
-//! with cookies and wakes nothing, forged MACs are not even counted, and a real peer that
-//! takes the cookie completes its handshake with its next initiation.
+//! Handshake admission between engines wired in memory: a flood past the bucket is answered
+//! with cookies and wakes nothing, the bucket refills with the time given, forged MACs are not
+//! even counted, and a real peer that takes the cookie completes its handshake with its next
+//! initiation.
 
 use super::memory_tests::{ipv4, Net};
 use super::{Batch, DropReason, Scratch};
-use crate::constants::HANDSHAKE_RATE_LIMIT;
+use crate::constants::HANDSHAKE_BURST;
 use crate::core::key::{PrivateKey, PublicKey};
 use boringtun::noise::{Tunn, TunnResult};
 use std::net::SocketAddr;
@@ -40,10 +41,11 @@ fn send_n(net: &Net, node: &str, from: SocketAddr, datagram: &[u8], n: u64) -> V
         .collect()
 }
 
-/// Puts `node` under load: the limit's worth of valid-MAC1 initiations from a stranger.
+/// Puts `node` under load: a bucketful of valid-MAC1 initiations from a stranger, with no
+/// time given (so nothing refills it).
 fn overload(net: &Net, node: &str) {
     let init = stranger_initiation(net.devices[node].public_key());
-    let answers = send_n(net, node, stranger(), &init, HANDSHAKE_RATE_LIMIT);
+    let answers = send_n(net, node, stranger(), &init, HANDSHAKE_BURST);
     assert!(
         answers.is_empty(),
         "a stranger was answered below the limit"
@@ -60,7 +62,7 @@ fn past_the_limit_valid_mac1_initiations_get_cookie_replies_and_wake_no_peer() {
     let b = &net.devices["b"];
     overload(&net, "b");
     // below the limit each was handled: a Diffie-Hellman revealed a key no peer has
-    assert_eq!(b.drops(DropReason::UnknownPeer), HANDSHAKE_RATE_LIMIT);
+    assert_eq!(b.drops(DropReason::UnknownPeer), HANDSHAKE_BURST);
     assert_eq!(b.cookie_replies(), 0);
     let init = stranger_initiation(b.public_key());
     // from anywhere, and from a's own endpoint, where a's session would have been tried first
@@ -80,10 +82,34 @@ fn past_the_limit_valid_mac1_initiations_get_cookie_replies_and_wake_no_peer() {
     assert_eq!(b.drops(DropReason::RateLimited), 20);
     assert_eq!(
         b.drops(DropReason::UnknownPeer),
-        HANDSHAKE_RATE_LIMIT,
+        HANDSHAKE_BURST,
         "a flood packet got past admission"
     );
     assert_eq!(b.awake_count(), 0, "the flood woke a peer");
+}
+
+#[test]
+fn under_load_the_bucket_lets_one_initiation_through_per_millisecond_of_time_given() {
+    let net = pair();
+    let b = &net.devices["b"];
+    overload(&net, "b");
+    let init = stranger_initiation(b.public_key());
+    let at = |t: std::time::Instant| {
+        let mut out = Batch::new();
+        b.handle_datagram_at(t, stranger(), &init, &mut Scratch::new(), &mut out);
+        out.datagrams().count()
+    };
+    let t0 = net.now;
+    // the first time given starts the clock: nothing earned yet
+    assert_eq!(at(t0), 1, "a cookie reply");
+    let later = t0 + std::time::Duration::from_micros(10_500);
+    let answers: usize = (0..11).map(|_| at(later)).sum();
+    assert_eq!(
+        answers, 1,
+        "10.5 ms earned 10 admissions, the 11th got a cookie"
+    );
+    assert_eq!(b.drops(DropReason::UnknownPeer), HANDSHAKE_BURST + 10);
+    assert_eq!(b.cookie_replies(), 2);
 }
 
 #[test]
@@ -92,13 +118,13 @@ fn initiations_with_a_forged_mac1_are_dropped_uncounted_and_never_answered() {
     let mut forged = stranger_initiation(net.devices["b"].public_key());
     forged[120] ^= 1; // inside MAC1 (bytes 116..132)
     for from in [stranger(), net.addr["a"]] {
-        let answers = send_n(&net, "b", from, &forged, HANDSHAKE_RATE_LIMIT);
+        let answers = send_n(&net, "b", from, &forged, HANDSHAKE_BURST);
         assert!(answers.is_empty());
     }
     let b = &net.devices["b"];
     assert_eq!(
         b.drops(DropReason::Decrypt),
-        2 * HANDSHAKE_RATE_LIMIT,
+        2 * HANDSHAKE_BURST,
         "each forged MAC1 is a decrypt failure"
     );
     assert_eq!(
@@ -107,7 +133,7 @@ fn initiations_with_a_forged_mac1_are_dropped_uncounted_and_never_answered() {
         "a forged MAC1 got a DH"
     );
     assert_eq!(b.awake_count(), 0);
-    // twice the limit of forgeries did not count towards it: a real handshake needs no cookie
+    // two bucketfuls of forgeries took no token: a real handshake needs no cookie
     let pkt = ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"after the forgeries");
     net.send("a", &pkt);
     assert_eq!(net.delivered["b"], vec![pkt]);

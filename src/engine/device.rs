@@ -208,13 +208,6 @@ impl Device {
         created
     }
 
-    /// The handshake rate limiters count per second; their owner must reset them.
-    pub fn reset_rate_limiter(&self) {
-        for own in &self.identity.load().keys {
-            own.limiter.reset_count();
-        }
-    }
-
     /// Drop counters by reason.
     pub fn drop_counts(&self) -> HashMap<DropReason, u64> {
         DropReason::ALL

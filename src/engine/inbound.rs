@@ -29,12 +29,13 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         // the clock is read only if a control message needs it, never per data packet
-        if self.admit(from, datagram, sink) {
+        if self.admit(None, from, datagram, sink) {
             self.receive(None, from, datagram, true, scratch, sink)
         }
     }
 
-    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
+    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed,
+    /// and so is the admission of handshakes: see `admission.rs`).
     pub fn handle_datagram_at(
         &self,
         now: Instant,
@@ -43,7 +44,7 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        if self.admit(from, datagram, sink) {
+        if self.admit(Some(now), from, datagram, sink) {
             self.receive(Some(now), from, datagram, true, scratch, sink)
         }
     }

@@ -7,7 +7,7 @@
 //! not of the engine; and two engines can be wired together in memory for tests.
 //!
 //! Call order per I/O event: `handle_*` (any number of times) → flush the sink. Call `tick`
-//! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
+//! every [`crate::constants::TIMER_TICK`].
 
 mod admission;
 mod confirm;
