@@ -42,6 +42,16 @@ pub const HANDSHAKE_RATE_LIMIT: u64 = 1_000;
 /// (`benches/handshake_flood.rs`: 4 of 251, p99 135 ms).
 pub const HANDSHAKE_BURST: u64 = 256;
 
+/// Under load, handshake messages with a valid MAC2 from one source address admitted per
+/// second, and at once: an address that receives its cookies must still not buy a
+/// Diffie-Hellman per packet. Kernel WireGuard and wireguard-go allow 20 a second, 5 at once.
+pub const HANDSHAKE_PER_SOURCE_RATE: u64 = 20;
+pub const HANDSHAKE_PER_SOURCE_BURST: u64 = 5;
+
+/// Source addresses admission keeps a bucket for; past this, addresses quiet for a second are
+/// forgotten, and with none such a new address is refused until one is.
+pub const HANDSHAKE_SOURCES: usize = 4_096;
+
 /// A session older than this is not used to pick between overlapping routes
 /// (WireGuard's REJECT_AFTER_TIME).
 pub const SESSION_FRESH: Duration = Duration::from_secs(180);

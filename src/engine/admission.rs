@@ -18,23 +18,31 @@
 //!    smaller than what it answers, so no amplification) and dropped as `rate_limited`. A real
 //!    peer keeps the cookie and sends its next initiation, at its retransmit timer, with MAC2;
 //!    an attacker at a forged address never sees the cookie.
-//! 4. The rest is admitted: only then is it demultiplexed, by a guessed sender or by its keys.
+//! 4. A message admitted by its MAC2 takes a token from its source address's own bucket
+//!    ([`HANDSHAKE_PER_SOURCE_RATE`] a second, [`HANDSHAKE_PER_SOURCE_BURST`] deep); without
+//!    one it is dropped as `rate_limited`, unanswered: an address that receives its cookies
+//!    can answer them, and must not buy a Diffie-Hellman per packet that way.
+//! 5. The rest is admitted: only then is it demultiplexed, by a guessed sender or by its keys.
 //!
 //! Data packets and cookie replies pass untouched: they carry no MAC1, and what they cost is a
 //! table lookup and one AEAD check.
 //!
 //! Time is an argument: the daemon's receive loops read the clock once per `recvmmsg`. Without
-//! one (`handle_datagram`), the bucket is not refilled.
+//! one (`handle_datagram`), no bucket is refilled.
 
 use super::drops::DropReason;
 use super::identity::OwnKey;
 use super::sink::Sink;
-use crate::constants::{HANDSHAKE_BURST, HANDSHAKE_RATE_LIMIT};
+use crate::constants::{
+    HANDSHAKE_BURST, HANDSHAKE_PER_SOURCE_BURST, HANDSHAKE_PER_SOURCE_RATE, HANDSHAKE_RATE_LIMIT,
+    HANDSHAKE_SOURCES,
+};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::TunnResult;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// WireGuard's message types and lengths for the two handshake messages.
@@ -47,24 +55,51 @@ const COOKIE_REPLY_LEN: usize = 64;
 #[derive(Debug)]
 pub(super) struct Admission {
     bucket: Mutex<Bucket>,
+    /// Under load, for messages admitted by MAC2: a bucket per source address.
+    sources: Mutex<HashMap<IpAddr, Bucket>>,
     cookie_replies: AtomicU64,
 }
 
 /// Tokens for handshake messages, refilled with time.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     /// When `tokens` was last refilled (`None` before the first time given).
     at: Option<Instant>,
 }
 
+impl Bucket {
+    fn full(depth: u64) -> Self {
+        Self {
+            tokens: depth as f64,
+            at: None,
+        }
+    }
+
+    /// Refills for the time passed since the last call (`rate` a second, up to `depth`), then
+    /// takes a token if one is left.
+    fn take(&mut self, now: Option<Instant>, rate: u64, depth: u64) -> bool {
+        if let Some(now) = now {
+            if let Some(at) = self.at.filter(|at| now > *at) {
+                let earned = now.duration_since(at).as_secs_f64() * rate as f64;
+                self.tokens = (self.tokens + earned).min(depth as f64);
+            }
+            self.at = Some(self.at.map_or(now, |at| at.max(now)));
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 impl Default for Admission {
     fn default() -> Self {
         Self {
-            bucket: Mutex::new(Bucket {
-                tokens: HANDSHAKE_BURST as f64,
-                at: None,
-            }),
+            bucket: Mutex::new(Bucket::full(HANDSHAKE_BURST)),
+            sources: Mutex::new(HashMap::new()),
             cookie_replies: AtomicU64::new(0),
         }
     }
@@ -99,14 +134,16 @@ impl Admission {
             }
         }
         let own = ours.ok_or(DropReason::Decrypt)?;
-        if self.take_token(now) {
+        let taken = lock(&self.bucket).take(now, HANDSHAKE_RATE_LIMIT, HANDSHAKE_BURST);
+        if taken {
             return Ok(());
         }
         match own
             .cookies
             .verify_packet(Some(from.ip()), datagram, &mut reply)
         {
-            Ok(_) => Ok(()),
+            Ok(_) if self.source_allows(from.ip(), now) => Ok(()),
+            Ok(_) => Err(DropReason::RateLimited),
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 sink.send(from, cookie);
                 self.cookie_replies.fetch_add(1, Ordering::Relaxed);
@@ -116,23 +153,26 @@ impl Admission {
         }
     }
 
-    /// Refills the bucket for the time passed since the last call, then takes a token if one
-    /// is left.
-    fn take_token(&self, now: Option<Instant>) -> bool {
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(now) = now {
-            if let Some(at) = b.at.filter(|at| now > *at) {
-                let earned = now.duration_since(at).as_secs_f64() * HANDSHAKE_RATE_LIMIT as f64;
-                b.tokens = (b.tokens + earned).min(HANDSHAKE_BURST as f64);
+    /// Takes a token from `ip`'s own bucket (made full for a new address).
+    fn source_allows(&self, ip: IpAddr, now: Option<Instant>) -> bool {
+        let mut sources = lock(&self.sources);
+        if !sources.contains_key(&ip) && sources.len() >= HANDSHAKE_SOURCES {
+            // a bucket quiet for a second is full again: forgetting it changes nothing
+            let full_after = HANDSHAKE_PER_SOURCE_BURST as f64 / HANDSHAKE_PER_SOURCE_RATE as f64;
+            sources.retain(|_, b| match (b.at, now) {
+                (Some(at), Some(now)) => {
+                    now.saturating_duration_since(at).as_secs_f64() < full_after
+                }
+                _ => true,
+            });
+            if sources.len() >= HANDSHAKE_SOURCES {
+                return false;
             }
-            b.at = Some(b.at.map_or(now, |at| at.max(now)));
         }
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        sources
+            .entry(ip)
+            .or_insert(Bucket::full(HANDSHAKE_PER_SOURCE_BURST))
+            .take(now, HANDSHAKE_PER_SOURCE_RATE, HANDSHAKE_PER_SOURCE_BURST)
     }
 
     /// Cookie replies sent since the device started.
@@ -166,6 +206,11 @@ impl super::device::Device {
     }
 }
 
+/// A lock that a panicking holder left usable: a bucket is consistent after every statement.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether `datagram` is shaped as a handshake initiation or response (type and exact length,
 /// as boringtun parses them), without parsing it.
 fn is_handshake(datagram: &[u8]) -> bool {
@@ -179,6 +224,7 @@ fn is_handshake(datagram: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn only_the_two_handshake_messages_at_their_exact_lengths_are_handshakes() {
@@ -197,5 +243,36 @@ mod tests {
             assert_eq!(is_handshake(&d), want, "{head:?} of {len} bytes");
         }
         assert!(!is_handshake(&[1, 0, 0]));
+    }
+
+    #[test]
+    fn the_per_source_buckets_stay_bounded_and_forget_quiet_addresses_first() {
+        let admission = Admission::default();
+        let t0 = Instant::now();
+        let ip = |i: usize| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        for i in 0..HANDSHAKE_SOURCES {
+            assert!(admission.source_allows(ip(i), Some(t0)));
+        }
+        let newcomer = ip(HANDSHAKE_SOURCES);
+        assert!(
+            !admission.source_allows(newcomer, Some(t0)),
+            "a full table took a new address"
+        );
+        assert!(admission.source_allows(newcomer, Some(t0 + Duration::from_secs(1))));
+        assert_eq!(
+            lock(&admission.sources).len(),
+            1,
+            "the quiet ones were forgotten"
+        );
+        // one address: its burst at once, then one per 1/rate
+        let one = ip(0);
+        let t1 = t0 + Duration::from_secs(2);
+        let allowed = (0..10)
+            .filter(|_| admission.source_allows(one, Some(t1)))
+            .count();
+        assert_eq!(allowed as u64, HANDSHAKE_PER_SOURCE_BURST);
+        let next = t1 + Duration::from_secs(1) / HANDSHAKE_PER_SOURCE_RATE as u32;
+        assert!(admission.source_allows(one, Some(next)));
+        assert!(!admission.source_allows(one, Some(next)));
     }
 }

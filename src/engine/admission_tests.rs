@@ -5,7 +5,7 @@
 
 use super::memory_tests::{ipv4, Net};
 use super::{Batch, DropReason, Scratch};
-use crate::constants::HANDSHAKE_BURST;
+use crate::constants::{HANDSHAKE_BURST, HANDSHAKE_PER_SOURCE_BURST};
 use crate::core::key::{PrivateKey, PublicKey};
 use boringtun::noise::{Tunn, TunnResult};
 use std::net::SocketAddr;
@@ -170,4 +170,36 @@ fn under_a_flood_a_peer_takes_the_cookie_and_its_retry_with_mac2_completes_the_h
     assert_eq!(net.delivered["b"], vec![pkt], "the queued packet arrived");
     let a_on_b = net.devices["b"].peers().iter().next().unwrap().snapshot();
     assert!(a_on_b.last_handshake.is_some());
+}
+
+#[test]
+fn under_load_an_address_that_answers_its_cookie_still_gets_only_its_own_few_handshakes() {
+    let mut net = pair();
+    overload(&net, "b");
+    net.send("a", &ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"x"));
+    assert_eq!(net.devices["b"].cookie_replies(), 1, "a took a cookie");
+    let a_to_b = net.devices["a"].peers().iter().next().unwrap().clone();
+    let mut answered = 0;
+    for _ in 0..HANDSHAKE_PER_SOURCE_BURST + 3 {
+        let retry = {
+            let mut session = a_to_b.active().expect("a's session");
+            let mut buf = [0u8; 256];
+            match session.format_handshake_initiation(&mut buf, true) {
+                TunnResult::WriteToNetwork(d) => d.to_vec(),
+                _ => panic!("no retry"),
+            }
+        };
+        answered += send_n(&net, "b", net.addr["a"], &retry, 1).len();
+    }
+    let b = &net.devices["b"];
+    assert_eq!(
+        answered as u64, HANDSHAKE_PER_SOURCE_BURST,
+        "one response each"
+    );
+    assert_eq!(
+        b.drops(DropReason::RateLimited),
+        1 + 3,
+        "the cookied one and the three past a's own bucket"
+    );
+    assert_eq!(b.cookie_replies(), 1, "a holds a valid cookie: no new one");
 }
