@@ -17,11 +17,9 @@ mod root;
 #[path = "scale/mod.rs"]
 mod scale;
 
-use scale::{fmt_stats, ip_batch, run, WgDaemon, WgImpl};
+use scale::{fmt_stats, WgDaemon, WgImpl};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-use wiremesh::core::plan::Plan;
 use wiremesh::lab::{Lab, LabOptions};
 
 /// Nodes per region: small regions, so the kernel's ARP table (shared by every namespace,
@@ -61,39 +59,6 @@ fn reach(lab: &Lab, ready: Instant, resend: Duration) -> (f64, usize) {
     (s(at.last()), failed)
 }
 
-/// A boringtun-cli node configured as an operator would: `wiremesh plan --format wg`, `wg
-/// setconf`, the private key, then addresses, MTU and routes with `ip`.
-fn configure(lab: &Lab, node: &str, dir: &Path) {
-    let ns = lab.node_ns(node).unwrap();
-    let ifname = lab.ifname(node).unwrap();
-    let conf = run(Command::new(WIREMESH)
-        .args(["plan", "--format", "wg", "-n", node, "-t"])
-        .arg(lab.derived_topology_path()));
-    let path = dir.join(format!("{node}.wg.conf"));
-    std::fs::write(&path, conf).unwrap();
-    let key = lab.state_dir().join("keys").join(format!("{node}.key"));
-    run(Command::new("ip")
-        .args(["netns", "exec", ns, "wg", "setconf", ifname])
-        .arg(&path));
-    run(Command::new("ip")
-        .args(["netns", "exec", ns, "wg", "set", ifname, "private-key"])
-        .arg(&key));
-    let plan = Plan::compute(lab.topology().unwrap(), node).unwrap();
-    let mut lines: Vec<String> = plan
-        .addresses
-        .iter()
-        .map(|a| {
-            let len = if a.is_ipv4() { 32 } else { 128 };
-            format!("address add {a}/{len} dev {ifname}")
-        })
-        .collect();
-    lines.push(format!("link set {ifname} mtu {} up", plan.mtu));
-    for r in &plan.routes {
-        lines.push(format!("route replace {} dev {ifname}", r.destination));
-    }
-    ip_batch(Some(ns), &lines);
-}
-
 /// One round of boringtun-cli on the lab: start, configure (two threads), probe, stop.
 fn boringtun_round(lab: &Lab, dir: &Path, resend: Duration) -> (f64, usize) {
     let nodes = lab.nodes();
@@ -110,7 +75,10 @@ fn boringtun_round(lab: &Lab, dir: &Path, resend: Duration) -> (f64, usize) {
         .collect();
     std::thread::scope(|s| {
         for half in nodes.chunks(nodes.len().div_ceil(2)) {
-            s.spawn(move || half.iter().for_each(|n| configure(lab, n, dir)));
+            s.spawn(move || {
+                half.iter()
+                    .for_each(|n| scale::configure(lab, n, dir, WIREMESH))
+            });
         }
     });
     let ready = Instant::now();

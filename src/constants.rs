@@ -28,14 +28,29 @@ pub const TIMER_TICK: Duration = Duration::from_millis(250);
 /// interrupt handlers (50) and watchdogs.
 pub const DATA_PATH_PRIORITY: u8 = 10;
 
-/// boringtun's shared handshake rate limiter must be reset by its owner this often.
-pub const RATE_LIMITER_RESET: Duration = Duration::from_secs(1);
-
-/// Handshake messages (initiations and responses: boringtun's limiter counts both) a node
-/// handles per second before it answers initiations with cookies. A 64-node mesh coming up
-/// sends each node about 130 in its first second; at 100 the excess was cookied and retried
-/// 5 s later. At 1,000 the DH work stays under a tenth of a core (about 80 µs each).
+/// Handshake messages with a valid MAC1 (initiations and responses) a node handles per second,
+/// sustained, before it demands MAC2 and answers the rest with cookies (see
+/// `engine/admission.rs`). A 64-node mesh coming up sends each node about 130 in its first
+/// second; at 100 the excess was cookied and retried 5 s later. At 1,000 a flood's admitted
+/// share costs about a tenth of a core (50–150 µs of Diffie-Hellman each).
 pub const HANDSHAKE_RATE_LIMIT: u64 = 1_000;
+
+/// How many of those may come at once (the token bucket's depth): a mesh's start-up burst
+/// fits. Under a flood the rest are spread (one a millisecond at 1,000 a second): when a
+/// whole second's allowance came at once (boringtun's count per second), the fast-lane thread
+/// had about 100 ms of Diffie-Hellmans in a row each second, and pings behind them were lost
+/// (`benches/handshake_flood.rs`: 4 of 251, p99 135 ms).
+pub const HANDSHAKE_BURST: u64 = 256;
+
+/// Under load, handshake messages with a valid MAC2 from one source address admitted per
+/// second, and at once: an address that receives its cookies must still not buy a
+/// Diffie-Hellman per packet. Kernel WireGuard and wireguard-go allow 20 a second, 5 at once.
+pub const HANDSHAKE_PER_SOURCE_RATE: u64 = 20;
+pub const HANDSHAKE_PER_SOURCE_BURST: u64 = 5;
+
+/// Source addresses admission keeps a bucket for; past this, addresses quiet for a second are
+/// forgotten, and with none such a new address is refused until one is.
+pub const HANDSHAKE_SOURCES: usize = 4_096;
 
 /// A session older than this is not used to pick between overlapping routes
 /// (WireGuard's REJECT_AFTER_TIME).

@@ -15,6 +15,8 @@ pub enum WgImpl {
     Boringtun,
     /// wireguard-go with TUN and UDP offloads (`/work/shared/tools/install-wireguard-go-offload`).
     WireguardGoOffload,
+    /// Debian's wireguard-go (`apt-get install wireguard-go`).
+    WireguardGo,
 }
 
 impl WgImpl {
@@ -22,6 +24,7 @@ impl WgImpl {
         match self {
             WgImpl::Boringtun => "boringtun-cli",
             WgImpl::WireguardGoOffload => "wireguard-go (offload)",
+            WgImpl::WireguardGo => "wireguard-go",
         }
     }
 
@@ -36,6 +39,7 @@ impl WgImpl {
                 "WG_GO_OFFLOAD",
                 "/opt/wiremesh-anchors/wireguard-go-offload",
             ),
+            WgImpl::WireguardGo => ("WG_GO", "/usr/bin/wireguard-go"),
         };
         std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
     }
@@ -114,6 +118,40 @@ pub fn stop_all(daemons: Vec<WgDaemon>) {
 
 pub fn socket(ifname: &str) -> PathBuf {
     PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"))
+}
+
+/// Configures a `wg`-style daemon running on a lab node as an operator would: `wiremesh plan
+/// --format wg` (by `wiremesh`), `wg setconf`, the private key, then addresses, MTU and routes
+/// with `ip`.
+pub fn configure(lab: &wiremesh::lab::Lab, node: &str, dir: &Path, wiremesh: &str) {
+    let ns = lab.node_ns(node).unwrap();
+    let ifname = lab.ifname(node).unwrap();
+    let conf = run(Command::new(wiremesh)
+        .args(["plan", "--format", "wg", "-n", node, "-t"])
+        .arg(lab.derived_topology_path()));
+    let path = dir.join(format!("{node}.wg.conf"));
+    std::fs::write(&path, conf).unwrap();
+    let key = lab.state_dir().join("keys").join(format!("{node}.key"));
+    run(Command::new("ip")
+        .args(["netns", "exec", ns, "wg", "setconf", ifname])
+        .arg(&path));
+    run(Command::new("ip")
+        .args(["netns", "exec", ns, "wg", "set", ifname, "private-key"])
+        .arg(&key));
+    let plan = wiremesh::core::plan::Plan::compute(lab.topology().unwrap(), node).unwrap();
+    let mut lines: Vec<String> = plan
+        .addresses
+        .iter()
+        .map(|a| {
+            let len = if a.is_ipv4() { 32 } else { 128 };
+            format!("address add {a}/{len} dev {ifname}")
+        })
+        .collect();
+    lines.push(format!("link set {ifname} mtu {} up", plan.mtu));
+    for r in &plan.routes {
+        lines.push(format!("route replace {} dev {ifname}", r.destination));
+    }
+    ip_batch(Some(ns), &lines);
 }
 
 /// Runs a command, panicking with its stderr when it fails.

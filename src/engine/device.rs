@@ -1,6 +1,7 @@
 //! The device: one node's identity, its peer table and its plan-derived settings. The packet
 //! paths are `outbound.rs` and `inbound.rs`; the clock-driven work is `timers.rs`.
 
+use super::admission::Admission;
 use super::drops::DropReason;
 use super::identity::{Identity, OwnKey};
 use super::lazy::Awake;
@@ -22,6 +23,8 @@ use std::time::Instant;
 
 pub struct Device {
     pub(super) identity: ArcSwap<Identity>,
+    /// The check handshake messages pass before any Diffie-Hellman (cookies under load).
+    pub(super) admission: Admission,
     /// This node's own key rotation; also serialises table rebuilds.
     pub(super) rotation: std::sync::Mutex<NodeRotation>,
     /// When the newest own key came into use.
@@ -102,6 +105,7 @@ impl Device {
             rotation: std::sync::Mutex::new(NodeRotation::new(own.public, timing)),
             key_since: std::sync::Mutex::new(Instant::now()),
             identity: ArcSwap::from_pointee(Identity { keys: vec![own] }),
+            admission: Admission::default(),
             table: ArcSwap::from_pointee(PeerTable::default()),
             local: ArcSwap::from_pointee(local_table(&plan.pod_cidrs)),
             next_slot: AtomicU32::new(1),
@@ -203,13 +207,6 @@ impl Device {
                 .store(Arc::new(PeerTable::new(peers, &plan.pod_cidrs)));
         }
         created
-    }
-
-    /// The handshake rate limiters count per second; their owner must reset them.
-    pub fn reset_rate_limiter(&self) {
-        for own in &self.identity.load().keys {
-            own.limiter.reset_count();
-        }
     }
 
     /// Drop counters by reason.

@@ -29,10 +29,13 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         // the clock is read only if a control message needs it, never per data packet
-        self.receive(None, from, datagram, true, scratch, sink)
+        if self.admit(None, from, datagram, sink) {
+            self.receive(None, from, datagram, true, scratch, sink)
+        }
     }
 
-    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed).
+    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed,
+    /// and so is the admission of handshakes: see `admission.rs`).
     pub fn handle_datagram_at(
         &self,
         now: Instant,
@@ -41,7 +44,9 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        self.receive(Some(now), from, datagram, true, scratch, sink)
+        if self.admit(Some(now), from, datagram, sink) {
+            self.receive(Some(now), from, datagram, true, scratch, sink)
+        }
     }
 
     /// `hint`: an initiation may be tried first on the peer whose endpoint it came from.

@@ -7,8 +7,9 @@
 //! not of the engine; and two engines can be wired together in memory for tests.
 //!
 //! Call order per I/O event: `handle_*` (any number of times) → flush the sink. Call `tick`
-//! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
+//! every [`crate::constants::TIMER_TICK`].
 
+mod admission;
 mod confirm;
 mod control;
 mod device;
@@ -40,6 +41,8 @@ pub use session::{Session, SessionGuard, SessionKeys};
 pub use sink::{Batch, Run, Runs, Sink, MAX_GSO_BYTES};
 pub use table::PeerTable;
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod apply_tests;
 #[cfg(test)]

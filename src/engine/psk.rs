@@ -66,7 +66,7 @@ impl Device {
             psk,
             keepalive,
             slot,
-            Some(own.limiter.clone()),
+            Some(own.mac1_only.clone()),
         )
     }
 

@@ -43,6 +43,8 @@
 
 mod cli;
 mod daemons;
+mod echo;
+mod flood;
 mod harness;
 mod layout;
 mod links;
@@ -57,6 +59,8 @@ use std::path::PathBuf;
 
 pub use cli::{run, LabArgs, LabCommand};
 pub use daemons::{Signal, READY_TIMEOUT};
+pub use echo::{echo_server, echo_stream, EchoStats};
+pub use flood::{flood_packets, send_flood, FloodKind, FloodSent};
 pub use harness::{Lab, LabOptions, NodeStatus};
 pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_ABSENT, MAX_PREFIX};
 pub use links::LinkLimit;

@@ -13,7 +13,7 @@
 //! lands on the thread that does the work, with no reactor thread and no task hand-off in
 //! between (on two cores, those hops cost a quarter of the CPU).
 
-use crate::constants::{MAX_DATAGRAM, RATE_LIMITER_RESET, SMALL_PACKET, TIMER_TICK};
+use crate::constants::{MAX_DATAGRAM, SMALL_PACKET, TIMER_TICK};
 use crate::core::spin::Spin;
 use crate::engine::{Batch, Device, Scratch};
 use crate::io::ready;
@@ -222,21 +222,15 @@ impl Io {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Handshake retries, keepalives, rekeying, and the rate limiter's clock, until
+    /// Handshake retries, keepalives and rekeying, until
     /// [`Io::stop`].
     pub fn timers(&self) {
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
         let mut gro = GROTable::default();
-        let per_reset = (RATE_LIMITER_RESET.as_millis() / TIMER_TICK.as_millis()).max(1) as u32;
-        let mut n = 0u32;
         while !self.stopped() {
             std::thread::sleep(TIMER_TICK);
             self.device.tick(&mut scratch, &mut batch);
-            n += 1;
-            if n % per_reset == 0 {
-                self.device.reset_rate_limiter();
-            }
             self.flush(&mut batch, &mut gro);
         }
     }

@@ -133,7 +133,8 @@ impl Io {
                         .map(|m| m.len.div_ceil(m.stride.max(1)))
                         .max()
                         .unwrap_or(1);
-                    self.decrypt(iovs, &meta[..n], &mut w.scratch, &mut w.batch);
+                    let now = Instant::now();
+                    self.decrypt(now, iovs, &meta[..n], &mut w.scratch, &mut w.batch);
                     if lane == Lane::Fast {
                         break;
                     }
@@ -184,8 +185,11 @@ impl Io {
         }
     }
 
+    /// Hands each datagram to the engine; `now` (one clock read per receive call) times the
+    /// admission of handshakes and control messages.
     pub(super) fn decrypt(
         &self,
+        now: Instant,
         bufs: &[IoSliceMut<'_>],
         meta: &[RecvMeta],
         scratch: &mut Scratch,
@@ -195,7 +199,8 @@ impl Io {
             let from = Udp::from_wire(m.addr);
             let stride = m.stride.max(1);
             for datagram in buf[..m.len].chunks(stride) {
-                self.device.handle_datagram(from, datagram, scratch, batch);
+                self.device
+                    .handle_datagram_at(now, from, datagram, scratch, batch);
             }
         }
     }
@@ -213,7 +218,7 @@ impl Io {
         for _ in 0..64 {
             let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(b));
             match self.udp.try_recv_batch(&mut iovs, meta) {
-                Ok(n) => self.decrypt(&iovs, &meta[..n], &mut scratch, &mut batch),
+                Ok(n) => self.decrypt(Instant::now(), &iovs, &meta[..n], &mut scratch, &mut batch),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // an ICMP error queued on the socket: the next read goes on
                 Err(_) => continue,

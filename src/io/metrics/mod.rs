@@ -21,6 +21,7 @@
 //! | `wiremesh_forwarded_packets` | counter | | hub: relayed without the kernel |
 //! | `wiremesh_key_rotations` | counter | | own static-key rotations started since the daemon began |
 //! | `wiremesh_peer_releases` | counter | | idle peers whose session state was given back |
+//! | `wiremesh_cookie_replies` | counter | | handshake messages answered with a cookie under load |
 //! | `wiremesh_awake_peers` | gauge | | peers holding session state now (the rest are idle records) |
 //! | `wiremesh_build` | info | version | always 1 |
 //!
@@ -323,6 +324,11 @@ impl Collector for DeviceCollector {
                 "wiremesh_peer_releases",
                 "Idle peers whose session state was given back.",
                 dev.releases(),
+            ),
+            (
+                "wiremesh_cookie_replies",
+                "Handshake messages answered with a cookie reply under load (not handled).",
+                dev.cookie_replies(),
             ),
         ];
         for (name, help, v) in node_counters {
