@@ -51,6 +51,20 @@ fn assert_far_side_follows(lab: &Lab, hub: &str) {
     assert!(p.carries.contains(&cidr.to_string()), "{s:#?}");
 }
 
+/// Waits until eu-s1 sends through `hub` again: it answers, is held, and carries its share.
+fn wait_back_in_use(lab: &Lab, hub: &str, after: &str) {
+    let since = Instant::now();
+    while hub_in_use(lab) != hub {
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "{hub} never came back: {:?}",
+            health(lab, "eu-s1", hub)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("{hub} back in use {:?} after {after}", since.elapsed());
+}
+
 fn health(lab: &Lab, at: &str, peer: &str) -> (String, u64) {
     let s = daemon_status(lab, at);
     let p = s.peers.iter().find(|p| p.name == peer).unwrap();
@@ -147,16 +161,7 @@ fn killing_the_hub_in_use_moves_the_flow_within_five_seconds_and_a_transfer_comp
 
     // the hub restarts: it answers, is held for a while, and carries its share again
     lab.restart_daemon(&hub).unwrap();
-    let back = Instant::now();
-    while hub_in_use(&lab) != hub {
-        assert!(
-            back.elapsed() < Duration::from_secs(20),
-            "{hub} never came back: {:?}",
-            health(&lab, "eu-s1", &hub)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    println!("{hub} back in use {:?} after its restart", back.elapsed());
+    wait_back_in_use(&lab, &hub, "its restart");
     assert!(lab
         .ping("eu-s1", to, Duration::from_secs(2))
         .unwrap()
@@ -174,16 +179,7 @@ fn a_hub_frozen_for_thirty_seconds_is_left_and_used_again_after_it_continues() {
     assert_eq!(hub_in_use(&lab), other);
     assert_eq!(health(&lab, "eu-s1", &hub).0, "down");
     lab.kill_daemon(&hub, Signal::Cont).unwrap();
-    let resumed = Instant::now();
-    while hub_in_use(&lab) != hub {
-        assert!(
-            resumed.elapsed() < Duration::from_secs(20),
-            "{hub} never came back: {:?}",
-            health(&lab, "eu-s1", &hub)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    println!("{hub} back in use {:?} after SIGCONT", resumed.elapsed());
+    wait_back_in_use(&lab, &hub, "SIGCONT");
     std::thread::sleep(Duration::from_secs(2));
     let s = finish(stop, stream, &format!("SIGSTOP {hub} for 30 s"));
     assert!(s.lost < s.sent / 20, "{s:?}");
