@@ -10,7 +10,9 @@
 //! every [`crate::constants::TIMER_TICK`] and `reset_rate_limiter` every second.
 
 mod confirm;
-mod control;
+/// Public only for the fuzz targets (`fuzz/`), which check that what parses rebuilds.
+#[doc(hidden)]
+pub mod control;
 mod device;
 mod drops;
 mod identity;
