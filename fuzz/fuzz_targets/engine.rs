@@ -60,7 +60,7 @@ fn packet(src: IpAddr, dst: IpAddr, ttl: u8, syn: bool, dport: u16, body: &[u8])
         l4.extend_from_slice(&40000u16.to_be_bytes());
         l4.extend_from_slice(&dport.to_be_bytes());
         l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
-        l4.push(((20 + opts.len()) / 4 << 4) as u8);
+        l4.push((((20 + opts.len()) / 4) << 4) as u8);
         l4.extend_from_slice(&[0x02, 0xff, 0xff, 0, 0, 0, 0]);
         l4.extend_from_slice(opts);
     } else {
@@ -100,7 +100,7 @@ fn packet(src: IpAddr, dst: IpAddr, ttl: u8, syn: bool, dport: u16, body: &[u8])
 fn peer_packet(world: &mut World, arg: u8, bytes: &[u8]) {
     let node = spoke(arg);
     let other = if node == B { C } else { B };
-    let family = usize::from(arg >> 1 & 1);
+    let family = usize::from((arg >> 1) & 1);
     let [src_sel, dst_sel, ttl, port_sel] =
         [0, 1, 2, 3].map(|i| bytes.get(i).copied().unwrap_or(0));
     let body = bytes.get(4..).unwrap_or(&[]);

@@ -8,7 +8,7 @@ use std::path::Path;
 use wiremesh::engine::control::{self, Message};
 
 fn op(op: u8, arg: u8, bytes: Option<&[u8]>) -> Vec<u8> {
-    let mut rec = vec![op | arg << 4];
+    let mut rec = vec![op | (arg << 4)];
     if let Some(b) = bytes {
         rec.extend_from_slice(&(b.len() as u16).to_le_bytes());
         rec.extend_from_slice(b);
