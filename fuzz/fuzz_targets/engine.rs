@@ -205,6 +205,24 @@ fn run(world: &mut World, mut input: &[u8]) {
     }
 }
 
+/// What `a` did so far, to see which paths a corpus reaches (`-runs=0` over it).
+fn print_stats(world: &World) {
+    let a = &world.devices[A];
+    let drops: std::collections::BTreeMap<_, _> = a
+        .drop_counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (r.label(), n))
+        .collect();
+    eprintln!(
+        "a: tun writes {}, datagrams sent {}, forwarded {}, rotations {}, drops {drops:?}",
+        world.a_out.0,
+        world.a_out.1,
+        a.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        a.rotations(),
+    );
+}
+
 thread_local! {
     static WORLD: RefCell<Option<(World, u32)>> = const { RefCell::new(None) };
 }
@@ -234,6 +252,9 @@ fuzz_target!(
             world.recent.clear();
             world.log.clear();
             run(world, data);
+            if std::env::var_os("WIREMESH_FUZZ_STATS").is_some() {
+                print_stats(world);
+            }
         });
     }
 );

@@ -81,6 +81,8 @@ pub struct World {
     pub recent: Vec<(usize, Vec<u8>)>,
     /// Every datagram `a` received from a pump, for seed files.
     pub log: Vec<(usize, Vec<u8>)>,
+    /// Packets `a` wrote to its tun device and datagrams it sent, for `WIREMESH_FUZZ_STATS`.
+    pub a_out: (usize, usize),
 }
 
 pub fn private_key(node: usize) -> PrivateKey {
@@ -139,6 +141,7 @@ impl World {
             scratch: Scratch::new(),
             recent: Vec::new(),
             log: Vec::new(),
+            a_out: (0, 0),
         };
         world.initiate(B, A);
         assert!(
@@ -213,6 +216,10 @@ impl World {
 
     /// Carries what `from` produced, and everything it causes, until the network is quiet.
     fn pump(&mut self, from: usize, out: Out) {
+        if from == A {
+            self.a_out.0 += out.tun.len();
+            self.a_out.1 += out.datagrams.len();
+        }
         let mut queue = Vec::new();
         self.route(from, out, &mut queue);
         let mut deliveries = 0;
@@ -233,6 +240,10 @@ impl World {
             let now = self.now;
             let src = self.addrs[from];
             self.devices[to].handle_datagram_at(now, src, &d, &mut self.scratch, &mut out);
+            if to == A {
+                self.a_out.0 += out.tun.len();
+                self.a_out.1 += out.datagrams.len();
+            }
             self.route(to, out, &mut queue);
         }
     }
