@@ -11,7 +11,9 @@
 
 mod admission;
 mod confirm;
-mod control;
+/// Public only for the fuzz targets (`fuzz/`), which check that what parses rebuilds.
+#[doc(hidden)]
+pub mod control;
 mod device;
 mod drops;
 mod identity;

@@ -312,7 +312,15 @@ pub fn parse_get(text: &str) -> Result<UapiDevice, ProtocolError> {
             }
             "endpoint" => peer.endpoint = Some(value.parse().map_err(|_| bad(n, key, value))?),
             "last_handshake_time_sec" => {
-                handshake.0 = num(value).ok_or_else(|| bad(n, key, value))?
+                // `finish` adds it to the epoch: a time the system clock cannot hold would
+                // panic there (found while writing the fuzz/uapi target)
+                handshake.0 = num(value)
+                    .filter(|&s| {
+                        UNIX_EPOCH
+                            .checked_add(Duration::new(s, 999_999_999))
+                            .is_some()
+                    })
+                    .ok_or_else(|| bad(n, key, value))?
             }
             "last_handshake_time_nsec" => {
                 handshake.1 = num(value)

@@ -70,6 +70,21 @@ fn get_replies_round_trip_through_format_and_parse() {
 }
 
 #[test]
+fn a_handshake_time_past_what_the_clock_holds_is_a_bad_value_not_a_panic() {
+    let text = format!(
+        "public_key={}\nlast_handshake_time_sec=18446744073709551615\n\
+         last_handshake_time_nsec=999999999\n",
+        key(1).to_hex()
+    );
+    let e = parse_get(&text).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(
+        matches!(&e.kind, K::BadValue { key, .. } if key == "last_handshake_time_sec"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unknown_keys_in_a_get_reply_are_skipped() {
     let text = format!(
         "jc=4\nlisten_port=9\npublic_key={}\nfuture_key=x\nrx_bytes=5\n",
