@@ -39,7 +39,8 @@ pub const TICK: u8 = 4;
 pub const REPLAY: u8 = 5;
 pub const INITIATE: u8 = 6;
 pub const ROTATE: u8 = 7;
-pub const RESET_LIMITER: u8 = 8;
+/// A second passes: the handshake admission bucket refills (it is timed by the receive calls).
+pub const NEXT_SECOND: u8 = 8;
 pub const BURST: u8 = 9;
 
 /// Ops that carry bytes.
@@ -193,7 +194,7 @@ fn run(world: &mut World, mut input: &[u8]) {
                 let now = world.now;
                 let _ = world.devices[node].rotate(key, now);
             }
-            RESET_LIMITER => world.devices.iter().for_each(|d| d.reset_rate_limiter()),
+            NEXT_SECOND => world.tick(Duration::from_secs(1)),
             BURST => {
                 let from = spoke(arg);
                 for _ in 0..(usize::from(arg >> 1) + 1) * 8 {

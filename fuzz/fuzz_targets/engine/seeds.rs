@@ -91,7 +91,7 @@ pub fn write(dir: &Path) {
     script.extend(op(REPLAY, 1, Some(&[20, 0, 1])));
     script.extend(op(TICK, 5, None));
     script.extend(op(INITIATE, 2, None));
-    script.extend(op(RESET_LIMITER, 0, None));
+    script.extend(op(NEXT_SECOND, 0, None));
     seeds.push((String::from("timers-and-replays"), script));
     let mut script = op(ROTATE, 0, None);
     script.extend(op(TICK, 3, None));
