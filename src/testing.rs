@@ -45,22 +45,36 @@ pub fn require_root() -> bool {
     has_root("this test", UnderCi::Fail)
 }
 
-/// Polls `cond` every `every` until it holds; fails naming `what` if it still does not after
-/// `within`. `cond` runs at least once, and once more at the deadline.
-pub fn wait_every(within: Duration, every: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// Tries `attempt` every `every` until it gives `Ok`, and returns that; fails naming `what` and
+/// the last `Err` if none came within `within`. `attempt` runs at least once, and once more
+/// at the deadline.
+pub fn wait_for<T, E: std::fmt::Display>(
+    within: Duration,
+    every: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
-        if cond() {
-            return;
+        match attempt() {
+            Ok(done) => return done,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("no {what} within {within:?}: {last}")
+            }
+            Err(_) => std::thread::sleep(every),
         }
-        assert!(Instant::now() < deadline, "no {what} within {within:?}");
-        std::thread::sleep(every);
     }
 }
 
-/// [`wait_every`] polling every 100 ms.
-pub fn wait_until(within: Duration, what: &str, cond: impl FnMut() -> bool) {
-    wait_every(within, Duration::from_millis(100), what, cond)
+/// [`wait_for`] a condition, polling every 100 ms.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(within, Duration::from_millis(100), what, || {
+        if cond() {
+            Ok(())
+        } else {
+            Err("still false")
+        }
+    })
 }
 
 /// A minimal IPv4/UDP-protocol packet from `src` to `dst` carrying `payload` (no checksum: the

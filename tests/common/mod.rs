@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 #[allow(unused_imports)] // each test crate uses a different subset
-pub use wiremesh::testing::{require_root, wait_every, wait_until};
+pub use wiremesh::testing::{require_root, wait_for, wait_until};
 
 /// A lab prefix no other test of any concurrent run uses: `t<pid><n>` (at most 10 characters).
 pub fn unique_prefix() -> String {
