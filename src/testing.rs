@@ -182,3 +182,40 @@ pub fn promtool_check_metrics(text: &str) -> Option<std::process::Output> {
         .unwrap();
     Some(child.wait_with_output().unwrap())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_returns_the_first_ok_after_retrying() {
+        let mut tries = 0;
+        let got = wait_for(Duration::from_secs(5), Duration::ZERO, "third try", || {
+            tries += 1;
+            if tries == 3 {
+                Ok(tries)
+            } else {
+                Err("not yet")
+            }
+        });
+        assert_eq!(got, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "no answer within 0ns: still silent")]
+    fn wait_for_fails_naming_what_and_the_last_error() {
+        wait_for(Duration::ZERO, Duration::ZERO, "answer", || {
+            Err::<(), _>("still silent")
+        });
+    }
+
+    #[test]
+    fn a_packet_carries_its_length_addresses_and_payload() {
+        let p = ipv4([10, 0, 0, 1], [10, 0, 1, 1], b"hey");
+        assert_eq!((p[0], u16::from_be_bytes([p[2], p[3]])), (0x45, 23));
+        assert_eq!(
+            (&p[12..16], &p[16..20], &p[20..]),
+            (&[10, 0, 0, 1][..], &[10, 0, 1, 1][..], &b"hey"[..])
+        );
+    }
+}
