@@ -8,26 +8,11 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 use wiremesh::core::plan::Plan;
 use wiremesh::engine::{Batch, Device, Scratch};
+use wiremesh::testing;
 
+/// A packet from 10.0.0.1 to 10.0.1.1 with `payload` bytes.
 fn ipv4(payload: usize) -> Vec<u8> {
-    let len = 20 + payload;
-    let mut p = vec![
-        0x45,
-        0,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 1, 1]);
-    p.resize(len, 0xab);
-    p
+    testing::ipv4([10, 0, 0, 1], [10, 0, 1, 1], &vec![0xab; payload])
 }
 
 /// Two devices with an established session: a handshake crossed in memory.
@@ -39,19 +24,7 @@ fn pair() -> (Device, Device, SocketAddr, SocketAddr) {
         "198.18.0.1:51820".parse().unwrap(),
         "198.18.0.2:51820".parse().unwrap(),
     );
-    let mut scratch = Scratch::new();
-    let mut to_b = Batch::new();
-    a.handle_tun_packet(&ipv4(20), &mut scratch, &mut to_b);
-    for _ in 0..4 {
-        let mut to_a = Batch::new();
-        for (_, d) in to_b.datagrams() {
-            b.handle_datagram(a_addr, d, &mut scratch, &mut to_a);
-        }
-        to_b = Batch::new();
-        for (_, d) in to_a.datagrams() {
-            a.handle_datagram(b_addr, d, &mut scratch, &mut to_b);
-        }
-    }
+    testing::cross_handshake((&a, a_addr), (&b, b_addr), &ipv4(20), 4);
     (a, b, a_addr, b_addr)
 }
 

@@ -15,3 +15,5 @@ pub mod daemon;
 pub mod engine;
 pub mod io;
 pub mod lab;
+#[doc(hidden)]
+pub mod testing;

@@ -7,11 +7,11 @@ mod common;
 #[path = "common/ssh_bed.rs"]
 mod ssh_bed;
 
-use common::{exe, new_lab, require_root};
+use common::{check_args, exe, new_lab, require_root, text, wait_for};
 use ssh_bed::SshBed;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremesh::lab::Lab;
 
 const FIRST: [&str; 4] = ["eu-a", "eu-b", "us-a", "us-b"];
@@ -19,15 +19,6 @@ const FIFTH: &str = "eu-c";
 
 fn ansible_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("ansible")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The PLAY RECAP lines and the sum of their `changed=` counts; panics on failed/unreachable.
@@ -56,30 +47,20 @@ fn recap(out: &Output) -> (String, u32) {
 /// retried for a few seconds, since a freshly reloaded peer may still be handshaking.
 fn check(lab: &Lab, bed: &SshBed, node: &str) -> String {
     let h = bed.host(node);
-    let topo = h.dir.join("etc/mesh.toml");
-    let args = [
-        exe().display().to_string(),
-        "check".into(),
-        "--topology".into(),
-        topo.display().to_string(),
-        "--node".into(),
-        node.into(),
-        "--interface".into(),
-        h.ifname.clone(),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = lab.exec(node, &args).unwrap();
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "check from {node}: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let args = check_args(&h.dir.join("etc/mesh.toml"), node, &h.ifname);
+    wait_for(
+        Duration::from_secs(20),
+        Duration::from_secs(1),
+        &format!("passing check from {node}"),
+        || {
+            let out = lab.exec(node, &args).unwrap();
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(text(&out))
+            }
+        },
+    )
 }
 
 /// A stripped copy of the binary for Ansible to install: smaller to copy, and immune to another

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{exe, new_lab, require_root, running_lab};
+use common::{check_args, exe, new_lab, require_root, running_lab, text, wait_for};
 use std::process::Output;
 use std::time::{Duration, Instant};
 use wiremesh::lab::{Lab, LinkLimit, Signal};
@@ -22,27 +22,9 @@ const PLAN_ACROSS: u16 = 1460 - 60;
 /// Runs `wiremesh check` inside `node`'s namespace against the lab's derived topology.
 fn check(lab: &Lab, node: &str, extra: &[&str]) -> Output {
     let topo = lab.derived_topology_path();
-    let mut args = vec![
-        exe().display().to_string(),
-        "check".into(),
-        "--topology".into(),
-        topo.display().to_string(),
-        "--node".into(),
-        node.into(),
-        "--interface".into(),
-        lab.ifname(node).unwrap().into(),
-    ];
+    let mut args = check_args(&topo, node, lab.ifname(node).unwrap());
     args.extend(extra.iter().map(|s| s.to_string()));
     lab.exec(node, &args).unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -151,23 +133,25 @@ fn settled_behind_black_hole() -> Lab {
     lab.start_daemons().unwrap();
     let start = Instant::now();
     for node in lab.nodes() {
-        loop {
-            let paths = path_mtus(&lab, &node);
-            let across =
-                |peer: &str| matches!((node.as_str(), peer), ("a" | "b", "c") | ("c", "a" | "b"));
-            let settled = paths.len() == 3
-                && paths.iter().all(|(peer, mtu, confirmed)| {
-                    *confirmed && (!across(peer) || *mtu == Some(u64::from(ACROSS_BLACK_HOLE)))
-                });
-            if settled {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "discovery on {node} did not settle: {paths:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let across =
+            |peer: &str| matches!((node.as_str(), peer), ("a" | "b", "c") | ("c", "a" | "b"));
+        wait_for(
+            Duration::from_secs(30).saturating_sub(start.elapsed()),
+            Duration::from_millis(200),
+            &format!("settled discovery on {node}"),
+            || {
+                let paths = path_mtus(&lab, &node);
+                let settled = paths.len() == 3
+                    && paths.iter().all(|(peer, mtu, confirmed)| {
+                        *confirmed && (!across(peer) || *mtu == Some(u64::from(ACROSS_BLACK_HOLE)))
+                    });
+                if settled {
+                    Ok(())
+                } else {
+                    Err(format!("{paths:?}"))
+                }
+            },
+        );
     }
     println!("every path discovered {:?} after start", start.elapsed());
     lab

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{assert_all_pairs, daemon_status, new_lab, ping_stream, require_root, running_lab};
+use common::{
+    assert_all_pairs, daemon_status, new_lab, ping_stream, require_root, running_lab, wait_for,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,14 +56,21 @@ fn assert_far_side_follows(lab: &Lab, hub: &str) {
 /// Waits until eu-s1 sends through `hub` again: it answers, is held, and carries its share.
 fn wait_back_in_use(lab: &Lab, hub: &str, after: &str) {
     let since = Instant::now();
-    while hub_in_use(lab) != hub {
-        assert!(
-            since.elapsed() < Duration::from_secs(20),
-            "{hub} never came back: {:?}",
-            health(lab, "eu-s1", hub)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for(
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        &format!("{hub} back in use"),
+        || {
+            if hub_in_use(lab) == hub {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{hub} never came back: {:?}",
+                    health(lab, "eu-s1", hub)
+                ))
+            }
+        },
+    );
     println!("{hub} back in use {:?} after {after}", since.elapsed());
 }
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{require_root, running_lab};
-use std::time::{Duration, Instant};
+use common::{require_root, running_lab, wait_for};
+use std::time::Duration;
 use wiremesh::io::control::{self, ControlRequest};
 use wiremesh::lab::Lab;
 
@@ -40,18 +40,21 @@ fn quiet_peers_are_released_and_the_first_packet_after_reaches_them() {
 
     // path-MTU confirmations stop 10 s after the last data packet; 2 s of quiet later the
     // state goes
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let released = loop {
-        let counts: Vec<usize> = nodes.iter().map(|n| awake(&lab, n)).collect();
-        if counts.iter().all(|&c| c == 0) {
-            break Ok(());
-        }
-        if Instant::now() > deadline {
-            break Err(counts);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert_eq!(released, Ok(()), "awake peers per node after 40 s of quiet");
+    wait_for(
+        Duration::from_secs(40),
+        Duration::from_millis(500),
+        "release of every peer",
+        || {
+            let counts: Vec<usize> = nodes.iter().map(|n| awake(&lab, n)).collect();
+            if counts.iter().all(|&c| c == 0) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "awake peers per node after 40 s of quiet: {counts:?}"
+                ))
+            }
+        },
+    );
 
     // one echo each way, each the first packet towards a released peer: it waits for the
     // handshake instead of being lost

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{assert_all_pairs, exe, new_lab, require_root, wg_handshakes};
+use common::{assert_all_pairs, exe, new_lab, require_root, wait_for, wg_handshakes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremesh::core::plan::Plan;
 use wiremesh::lab::Lab;
 
@@ -48,15 +48,18 @@ fn start_wireguard_go(lab: &Lab, node: &str, state: &Path) -> WireguardGo {
         .expect("wireguard-go (apt-get install wireguard-go)");
     let guard = WireguardGo(child);
     let sock = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "wireguard-go never created {}",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "socket from wireguard-go",
+        || {
+            if sock.exists() {
+                Ok(())
+            } else {
+                Err(format!("wireguard-go never created {}", sock.display()))
+            }
+        },
+    );
     // configure it exactly as an operator would: from `wiremesh plan --format wg`
     let topo = lab.derived_topology_path();
     let out = Command::new(exe())

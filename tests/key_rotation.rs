@@ -6,7 +6,7 @@
 mod common;
 
 use boringtun::noise::{Tunn, TunnResult};
-use common::{daemon_status as status, exe, ping_stream, require_root, running_lab};
+use common::{daemon_status as status, exe, ping_stream, require_root, running_lab, wait_for};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ fn rotate(lab: &Lab, node: &str) -> String {
 /// holds a previous key any more (`retired`), or only the former (`!retired`).
 fn wait_converged(lab: &Lab, retired: bool, within: Duration) -> Duration {
     let t0 = Instant::now();
-    loop {
+    wait_for(within, Duration::from_millis(20), "convergence", || {
         let done = lab.nodes().iter().all(|n| {
             status(lab, n)
                 .peers
@@ -46,11 +46,12 @@ fn wait_converged(lab: &Lab, retired: bool, within: Duration) -> Duration {
                 .all(|p| p.on_newest_keys && (!retired || p.previous_key.is_none()))
         });
         if done {
-            return t0.elapsed();
+            Ok(())
+        } else {
+            Err("a peer is not on its newest keys yet")
         }
-        assert!(t0.elapsed() < within, "no convergence within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
+    t0.elapsed()
 }
 
 /// Sends a handshake initiation made with `private` to `peer`'s underlay from `node`'s

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_all_pairs, assert_transfer, require_root, running_lab};
+use common::{assert_all_pairs, assert_transfer, require_root, running_lab, wait_for};
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
@@ -70,14 +70,18 @@ fn an_ipv6_underlay_carries_the_mesh_and_its_paths_lose_80_bytes() {
         .unwrap()
         .pod_cidr
         .to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = lab.exec("a", &["ip", "route", "show", &dest]).unwrap();
-        let route = String::from_utf8_lossy(&out.stdout).to_string();
-        if route.contains("mtu 1420") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "route to b: {route}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        "route to b with mtu 1420",
+        || {
+            let out = lab.exec("a", &["ip", "route", "show", &dest]).unwrap();
+            let route = String::from_utf8_lossy(&out.stdout).to_string();
+            if route.contains("mtu 1420") {
+                Ok(())
+            } else {
+                Err(format!("route to b: {route}"))
+            }
+        },
+    );
 }

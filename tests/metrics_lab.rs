@@ -6,8 +6,8 @@ mod common;
 
 use common::{require_root, running_lab};
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use wiremesh::lab::in_netns;
+use wiremesh::testing::promtool_check_metrics;
 
 /// Every lab namespace has its own loopback, so all daemons can listen on the same address.
 const LISTEN: &str = "127.0.0.1:9586";
@@ -52,27 +52,9 @@ fn a_running_nodes_metrics_pass_promtool_and_count_a_transfer() {
     assert!(rx > 0.0);
     assert!(sample(body, "wiremesh_peer_mtu_bytes{peer=\"b\"").is_some());
 
-    let mut promtool = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(p) => p,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipped the promtool part: {e}");
-            return;
-        }
-        Err(e) => panic!("promtool is required under CI: {e}"),
+    let Some(out) = promtool_check_metrics(body) else {
+        return;
     };
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "promtool: {}{}",

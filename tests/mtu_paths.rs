@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{require_root, running_lab};
+use common::{require_root, running_lab, wait_for};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -38,17 +38,16 @@ fn route_mtu(lab: &Lab, from: &str, to: &str) -> Option<u16> {
 
 fn wait_route_mtu(lab: &Lab, from: &str, to: &str, want: u16, within: Duration) -> Duration {
     let start = Instant::now();
-    loop {
-        let got = route_mtu(lab, from, to);
-        if got == Some(want) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "{from} → {to}: route MTU {got:?}, want {want}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        within,
+        Duration::from_millis(100),
+        &format!("route MTU {want} from {from} to {to}"),
+        || match route_mtu(lab, from, to) {
+            Some(got) if got == want => Ok(()),
+            got => Err(format!("{from} → {to}: route MTU {got:?}, want {want}")),
+        },
+    );
+    start.elapsed()
 }
 
 fn setsockopt(fd: i32, level: i32, name: i32, val: i32) {

@@ -2,19 +2,14 @@
 //! errors reach stderr with the file name, `--format wg` output has the structure `wg setconf`
 //! reads, and `ipam --write` pins without losing comments.
 
+mod common;
+
+use common::wiremesh;
 use ipnet::IpNet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use wiremesh::core::key::PublicKey;
 use wiremesh::core::plan::Plan;
 use wiremesh::core::topology::{Endpoint, Topology};
-
-fn wiremesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wiremesh"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");

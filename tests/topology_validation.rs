@@ -352,10 +352,18 @@ impl XorShift {
 }
 
 fn must_not_panic(input: &[u8], what: &str) {
+    let _ = parse_without_panic(input, what);
+}
+
+/// What the loader answers for `input` (its error as text); fails the test if it panics.
+fn parse_without_panic(input: &[u8], what: &str) -> Result<(), String> {
     let text = String::from_utf8_lossy(input).into_owned();
-    let result =
-        std::panic::catch_unwind(|| Topology::parse(&text, Path::new("fuzz.toml")).map(|_| ()));
-    assert!(result.is_ok(), "the loader panicked on {what}:\n{text}");
+    let result = std::panic::catch_unwind(|| {
+        Topology::parse(&text, Path::new("fuzz.toml"))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    result.unwrap_or_else(|_| panic!("the loader panicked on {what}:\n{text}"))
 }
 
 #[test]
@@ -385,19 +393,31 @@ fn the_loader_never_panics_on_truncated_or_corrupted_files() {
     }
 }
 
+/// Prefix lengths out of range are errors naming the field; the widest legal clusters (every
+/// address, the longest node prefix) load, their node counts computed without overflow.
 #[test]
 fn extreme_prefixes_are_errors_not_overflows() {
-    let cases = [
-        "mode = \"full\"\ncluster-cidr = \"0.0.0.0/0\"\nnode-prefix = 30\n",
-        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\nnode-prefix = 255\n",
-        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\ncluster-cidr-v6 = \"::/0\"\nnode-prefix-v6 = 126\n",
-        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\ncluster-cidr-v6 = \"fd00::/8\"\nnode-prefix-v6 = 200\n",
-        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/30\"\nnode-prefix = 30\n",
+    let wrong = [
+        ("mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\nnode-prefix = 255\n", "field 'node-prefix'"),
+        ("mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\ncluster-cidr-v6 = \"fd00::/8\"\nnode-prefix-v6 = 200\n", "field 'node-prefix-v6'"),
+        ("mode = \"full\"\ncluster-cidr = \"10.0.0.0/30\"\nnode-prefix = 30\n", "field 'node-prefix'"),
     ];
-    for head in cases {
-        let text = format!(
+    let widest = [
+        "mode = \"full\"\ncluster-cidr = \"0.0.0.0/0\"\nnode-prefix = 30\n",
+        "mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\ncluster-cidr-v6 = \"::/0\"\nnode-prefix-v6 = 126\n",
+    ];
+    let with_node = |head: &str| {
+        format!(
             "{head}[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n"
-        );
-        must_not_panic(text.as_bytes(), head);
+        )
+    };
+    for (head, field) in wrong {
+        let err = parse_without_panic(with_node(head).as_bytes(), head)
+            .expect_err(&format!("accepted {head}"));
+        assert!(err.contains(field), "{head}: {err}");
+    }
+    for head in widest {
+        parse_without_panic(with_node(head).as_bytes(), head)
+            .unwrap_or_else(|e| panic!("{head}: {e}"));
     }
 }

@@ -2,29 +2,21 @@
 //! `wg set` work on a wiremesh interface exactly as on wireguard-go.
 //!
 //! `wg` only looks in /var/run/wireguard, so these tests need root. Without root they print
-//! "skipped: needs root" and pass, except under CI=true where they must run.
+//! "skipped: this test needs root" and pass, except under CI=true where they must run.
 
+mod common;
+
+use common::{require_root, wiremesh};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use wiremesh::core::key::{PrivateKey, PublicKey};
-use wiremesh::io::uapi::{
-    self, UapiDevice, UapiError, UapiHandler, UapiPeer, UapiPeerSet, UapiSet,
-};
+use wiremesh::io::uapi::{self, UapiDevice, UapiPeer, UapiPeerSet};
+use wiremesh::testing::FakeUapi;
 
 /// The handshake the first peer reports, fixed so that `wg show dump` output is exact.
 const HANDSHAKE_SECS: u64 = 1_700_000_000;
-
-fn must_run() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("skipped: needs root");
-        return false;
-    }
-    true
-}
 
 /// Removes the socket even when an assertion fails first (the server's own Drop covers the
 /// normal path; this covers a panic before the server value exists or after it moved).
@@ -36,22 +28,7 @@ impl Drop for SocketGuard {
     }
 }
 
-struct Fake {
-    dev: UapiDevice,
-    sets: Mutex<Vec<UapiSet>>,
-}
-
-impl UapiHandler for Fake {
-    fn get(&self) -> UapiDevice {
-        self.dev.clone()
-    }
-    fn set(&self, req: UapiSet) -> Result<(), UapiError> {
-        self.sets.lock().unwrap().push(req);
-        Ok(())
-    }
-}
-
-fn two_peers() -> Arc<Fake> {
+fn two_peers() -> Arc<FakeUapi> {
     let mut a = UapiPeer::new(PublicKey::from_bytes([0xa1; 32]));
     a.preshared_key = Some([0x55; 32]);
     a.endpoint = Some("192.0.2.1:51820".parse().unwrap());
@@ -72,10 +49,7 @@ fn two_peers() -> Arc<Fake> {
         fwmark: Some(0x57),
         peers: vec![a, b],
     };
-    Arc::new(Fake {
-        dev,
-        sets: Mutex::default(),
-    })
+    Arc::new(FakeUapi::new(dev))
 }
 
 /// An interface name no other test or daemon uses, within IFNAMSIZ.
@@ -98,7 +72,7 @@ async fn wg(args: &[&str]) -> String {
     stdout
 }
 
-async fn start(ifname: &str, handler: Arc<Fake>) -> (uapi::UapiServer, SocketGuard) {
+async fn start(ifname: &str, handler: Arc<FakeUapi>) -> (uapi::UapiServer, SocketGuard) {
     let path = uapi::socket_path(ifname);
     let guard = SocketGuard(path.clone());
     let server = uapi::serve(&path, handler).await.expect("serve");
@@ -107,7 +81,7 @@ async fn start(ifname: &str, handler: Arc<Fake>) -> (uapi::UapiServer, SocketGua
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wg_show_prints_the_peers_our_handler_reports() {
-    if !must_run() {
+    if !require_root() {
         return;
     }
     let name = ifname("s");
@@ -163,7 +137,7 @@ async fn wg_show_prints_the_peers_our_handler_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wg_set_reaches_the_handler_as_a_typed_request() {
-    if !must_run() {
+    if !require_root() {
         return;
     }
     let name = ifname("w");
@@ -197,7 +171,7 @@ async fn wg_set_reaches_the_handler_as_a_typed_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_reads_back_what_wg_would_show() {
-    if !must_run() {
+    if !require_root() {
         return;
     }
     let name = ifname("q");
@@ -210,16 +184,9 @@ async fn our_client_reads_back_what_wg_would_show() {
     assert_eq!(server.path(), uapi::socket_path(&name));
 }
 
-fn wiremesh(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wiremesh"))
-        .args(args)
-        .output()
-        .expect("run wiremesh")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiremesh_status_shows_the_same_peers_as_wg() {
-    if !must_run() {
+    if !require_root() {
         return;
     }
     let name = ifname("c");

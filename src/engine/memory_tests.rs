@@ -176,27 +176,7 @@ impl Net {
     }
 }
 
-pub(super) fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let len = 20 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
+pub(super) use crate::testing::ipv4;
 
 #[test]
 fn two_engines_handshake_and_deliver_the_first_packet() {

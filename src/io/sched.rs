@@ -70,19 +70,9 @@ pub fn threads(pid: u32) -> io::Result<Vec<(String, i32, u32)>> {
 mod tests {
     use super::*;
 
-    fn may_change_class() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if !root && std::env::var("CI").as_deref() != Ok("true") {
-            eprintln!("skipped: needs root");
-            return false;
-        }
-        true
-    }
-
     #[test]
     fn a_thread_enters_round_robin_and_its_own_stat_says_so() {
-        if !may_change_class() {
+        if !crate::testing::require_root() {
             return;
         }
         let pid = std::process::id();

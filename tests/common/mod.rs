@@ -4,20 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Whether this test may touch namespaces. Outside CI a non-root run skips (prints
-/// `skipped: needs root` and returns false); under `CI=true` a missing root is a failure, so a
-/// misconfigured runner cannot turn the real-kernel tests into silent passes.
-pub fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("this test needs root, and CI=true forbids skipping it");
-    }
-    eprintln!("skipped: needs root");
-    false
-}
+#[allow(unused_imports)] // each test crate uses a different subset
+pub use wiremesh::testing::{require_root, wait_for, wait_until};
 
 /// A lab prefix no other test of any concurrent run uses: `t<pid><n>` (at most 10 characters).
 pub fn unique_prefix() -> String {
@@ -39,6 +27,38 @@ pub fn topology(name: &str) -> PathBuf {
 /// The `wiremesh` binary built for this test run.
 pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wiremesh"))
+}
+
+/// Runs the `wiremesh` binary with `args` and waits for it.
+pub fn wiremesh(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(exe())
+        .args(args)
+        .output()
+        .expect("run wiremesh")
+}
+
+/// `wiremesh check` as an argv (binary first) against `topology`, for `node` on `ifname`.
+pub fn check_args(topology: &Path, node: &str, ifname: &str) -> Vec<String> {
+    vec![
+        exe().display().to_string(),
+        "check".into(),
+        "--topology".into(),
+        topology.display().to_string(),
+        "--node".into(),
+        node.into(),
+        "--interface".into(),
+        ifname.into(),
+    ]
+}
+
+/// A finished command's status, stdout and stderr, for failure messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Names of all network namespaces starting with `<prefix>-`.

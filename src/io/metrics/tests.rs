@@ -7,6 +7,7 @@ use crate::core::key::PrivateKey;
 use crate::core::plan::Plan;
 use crate::core::topology::Topology;
 use crate::engine::{Batch, Scratch};
+use crate::testing::{cross_handshake, ipv4, promtool_check_metrics};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,24 +35,10 @@ fn two_devices() -> (Arc<Device>, Arc<Device>) {
         "192.0.2.1:51820".parse().unwrap(),
         "192.0.2.2:51820".parse().unwrap(),
     );
-    let mut scratch = Scratch::new();
-    let mut pkt = vec![
-        0x45, 0, 0, 24, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 244, 1, 1, 10, 244, 2, 1,
-    ];
-    pkt.extend_from_slice(b"ping");
-    let mut to_b = Batch::new();
-    a.handle_tun_packet(&pkt, &mut scratch, &mut to_b);
     // init → response → (queued packet) → b
-    for _ in 0..3 {
-        let mut to_a = Batch::new();
-        for (_, d) in to_b.datagrams() {
-            b.handle_datagram(a_addr, d, &mut scratch, &mut to_a);
-        }
-        to_b = Batch::new();
-        for (_, d) in to_a.datagrams() {
-            a.handle_datagram(b_addr, d, &mut scratch, &mut to_b);
-        }
-    }
+    let ping = ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"ping");
+    cross_handshake((&a, a_addr), (&b, b_addr), &ping, 3);
+    let mut scratch = Scratch::new();
     b.handle_datagram(a_addr, b"garbage", &mut scratch, &mut Batch::new());
     (a, b)
 }
@@ -161,28 +148,9 @@ fn the_mtu_and_rotation_hooks_replace_the_plan_values() {
 fn promtool_accepts_the_prometheus_text() {
     let (_, b) = two_devices();
     let text = to_prometheus_text(&render_openmetrics(&registry(b)));
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: promtool not available ({e})");
-            return;
-        }
-        Err(e) => panic!("promtool is required under CI: {e}"),
+    let Some(out) = promtool_check_metrics(&text) else {
+        return;
     };
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
     let said =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,38 +1,21 @@
 use super::*;
 use crate::core::key::PublicKey;
-use crate::io::uapi::{query, UapiDevice, UapiPeer, UapiPeerSet, UapiSet};
+use crate::io::uapi::{query, UapiDevice, UapiPeer, UapiPeerSet};
+use crate::testing::FakeUapi;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Mutex;
 use tokio::net::UnixStream;
 
-struct Fake {
-    dev: UapiDevice,
-    sets: Mutex<Vec<UapiSet>>,
-}
-
-impl UapiHandler for Fake {
-    fn get(&self) -> UapiDevice {
-        self.dev.clone()
-    }
-    fn set(&self, req: UapiSet) -> Result<(), UapiError> {
-        if req.listen_port == Some(1) {
-            return Err(UapiError::PortInUse(1));
-        }
-        self.sets.lock().unwrap().push(req);
-        Ok(())
-    }
-}
-
-fn fake() -> Arc<Fake> {
+/// A device on port 7 with one peer; a `set` of port 1 fails as a port in use.
+fn fake() -> Arc<FakeUapi> {
     let mut peer = UapiPeer::new(PublicKey::from_bytes([9; 32]));
     peer.rx_bytes = 42;
-    Arc::new(Fake {
-        dev: UapiDevice {
+    Arc::new(FakeUapi {
+        refuse_port: Some(1),
+        ..FakeUapi::new(UapiDevice {
             listen_port: 7,
             peers: vec![peer],
             ..Default::default()
-        },
-        sets: Mutex::default(),
+        })
     })
 }
 
