@@ -10,14 +10,11 @@
 mod common;
 
 use common::{new_lab, require_root};
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wiremesh::lab::{
-    echo_server, echo_stream, flood_packets, in_netns, send_flood, FloodKind, Lab,
-};
+use wiremesh::lab::{echo_server, echo_stream, flood_packets, send_flood, FloodKind, Lab};
 
 /// Every lab namespace has its own loopback, so all daemons can listen on the same address.
 const LISTEN: &str = "127.0.0.1:9586";
@@ -34,17 +31,7 @@ const RSS_GROWTH_KIB: u64 = 4 * 1024;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn scrape(lab: &Lab, node: &str) -> String {
-    in_netns(lab.node_ns(node).unwrap(), || {
-        let mut s = std::net::TcpStream::connect(LISTEN).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    })
-    .join()
-    .unwrap()
-    .unwrap()
+    common::scrape_metrics(lab.node_ns(node).unwrap(), LISTEN)
 }
 
 /// A node's counters that the flood moves.

@@ -5,26 +5,10 @@
 mod common;
 
 use common::{require_root, running_lab};
-use std::io::{Read, Write};
-use wiremesh::lab::in_netns;
 use wiremesh::testing::promtool_check_metrics;
 
 /// Every lab namespace has its own loopback, so all daemons can listen on the same address.
 const LISTEN: &str = "127.0.0.1:9586";
-
-fn scrape(ns: &str) -> String {
-    in_netns(ns, || {
-        let mut s = std::net::TcpStream::connect(LISTEN).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-}
 
 fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -42,7 +26,7 @@ fn a_running_nodes_metrics_pass_promtool_and_count_a_transfer() {
     let b = lab.overlay_addrs("b").unwrap()[0];
     let t = lab.transfer("a", "b", b, 8 * 1024 * 1024).unwrap();
     assert!(t.intact());
-    let response = scrape(lab.node_ns("a").unwrap());
+    let response = common::scrape_metrics(lab.node_ns("a").unwrap(), LISTEN);
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let tx = sample(body, "wiremesh_peer_tx_bytes_total{peer=\"b\"").unwrap();

@@ -213,3 +213,21 @@ pub fn daemon_status(lab: &wiremesh::lab::Lab, node: &str) -> wiremesh::io::cont
         .status
         .unwrap()
 }
+
+/// The raw HTTP response of a daemon's metrics endpoint at `addr` inside namespace `ns` (every
+/// lab namespace has its own loopback, so each daemon may listen on the same address).
+pub fn scrape_metrics(ns: &str, addr: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = addr.to_string();
+    wiremesh::lab::in_netns(ns, move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
