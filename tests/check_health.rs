@@ -33,17 +33,8 @@ fn check_passes_from_every_node_of_a_healthy_mesh_and_reports_json() {
         return;
     }
     let lab = running_lab("three-regions.toml");
-    for node in lab.nodes() {
-        let out = check(&lab, &node, &[]);
-        println!("{}", text(&out));
-        assert!(out.status.success(), "check from {node}: {}", text(&out));
-        let table = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(table.matches(" ok").count(), 3, "{table}");
-    }
-    let out = check(&lab, "a", &["--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["ok"], true);
+    let nodes = lab.nodes();
+    let report = passes_from(&lab, &nodes.iter().map(String::as_str).collect::<Vec<_>>());
     let peers = report["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 3);
     for p in peers {
@@ -163,17 +154,7 @@ fn check_passes_behind_a_black_hole_at_the_discovered_mtu_and_reports_the_plans_
         return;
     }
     let lab = settled_behind_black_hole();
-    for node in ["a", "c"] {
-        let out = check(&lab, node, &[]);
-        println!("{}", text(&out));
-        assert!(out.status.success(), "check from {node}: {}", text(&out));
-        let table = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(table.matches(" ok").count(), 3, "{table}");
-    }
-    let out = check(&lab, "a", &["--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["ok"], true);
+    let report = passes_from(&lab, &["a", "c"]);
     assert_eq!(report["control_error"], serde_json::Value::Null);
     let peer = |name: &str| {
         report["peers"]
@@ -243,4 +224,21 @@ fn check_fails_when_a_path_no_longer_carries_its_discovered_mtu() {
         "{}",
         text(&out)
     );
+}
+
+/// `check` passes from each of `nodes` with its three peers ok; returns a's `--json` report,
+/// which passes too.
+fn passes_from(lab: &Lab, nodes: &[&str]) -> serde_json::Value {
+    for node in nodes {
+        let out = check(lab, node, &[]);
+        println!("{}", text(&out));
+        assert!(out.status.success(), "check from {node}: {}", text(&out));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(table.matches(" ok").count(), 3, "{table}");
+    }
+    let out = check(lab, "a", &["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    report
 }
