@@ -6,6 +6,7 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::time::Instant;
 use wiremesh::core::plan::Plan;
 use wiremesh::engine::{Batch, Device, Scratch};
 use wiremesh::testing;
@@ -18,8 +19,9 @@ fn ipv4(payload: usize) -> Vec<u8> {
 /// Two devices with an established session: a handshake crossed in memory.
 fn pair() -> (Device, Device, SocketAddr, SocketAddr) {
     let (topo, keys) = common::topology("full", 2, 1);
-    let a = Device::new(keys[0].clone(), &Plan::compute(&topo, "n0").unwrap());
-    let b = Device::new(keys[1].clone(), &Plan::compute(&topo, "n1").unwrap());
+    let now = Instant::now();
+    let a = Device::new(keys[0].clone(), &Plan::compute(&topo, "n0").unwrap(), now);
+    let b = Device::new(keys[1].clone(), &Plan::compute(&topo, "n1").unwrap(), now);
     let (a_addr, b_addr): (SocketAddr, SocketAddr) = (
         "198.18.0.1:51820".parse().unwrap(),
         "198.18.0.2:51820".parse().unwrap(),
@@ -30,6 +32,8 @@ fn pair() -> (Device, Device, SocketAddr, SocketAddr) {
 
 fn seal_and_open(c: &mut Criterion) {
     let (a, b, a_addr, _) = pair();
+    // one reading per batch, as the daemon's loops take it
+    let now = Instant::now();
     let mut scratch = Scratch::new();
     let mut sealed = Batch::new();
     let mut opened = Batch::new();
@@ -41,7 +45,7 @@ fn seal_and_open(c: &mut Criterion) {
             bench.iter(|| {
                 sealed.clear();
                 for p in &pkts {
-                    a.handle_tun_packet(p, &mut scratch, &mut sealed);
+                    a.handle_tun_packet(now, p, &mut scratch, &mut sealed);
                 }
                 black_box(sealed.datagram_runs(64).count())
             })
@@ -52,10 +56,10 @@ fn seal_and_open(c: &mut Criterion) {
                 sealed.clear();
                 opened.clear();
                 for p in &pkts {
-                    a.handle_tun_packet(p, &mut scratch, &mut sealed);
+                    a.handle_tun_packet(now, p, &mut scratch, &mut sealed);
                 }
                 for (_, d) in sealed.datagrams() {
-                    b.handle_datagram(a_addr, d, &mut scratch, &mut opened);
+                    b.handle_datagram(now, a_addr, d, &mut scratch, &mut opened);
                 }
                 assert_eq!(opened.len(), burst);
                 black_box(opened.len())

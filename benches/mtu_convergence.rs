@@ -17,7 +17,7 @@ fn topology() -> String {
     let mut t = String::from("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n");
     let regions = ["r1", "r2", "r3", "r4"];
     for i in 0..NODES {
-        let key = wiremesh::core::key::PrivateKey::generate().public_key();
+        let key = wiremesh::io::keyfile::generate().public_key();
         let _ = write!(
             t,
             "[[node]]\nname = \"n{i}\"\ncloud = \"c\"\nregion = \"{}\"\npublic-key = \"{key}\"\n",

@@ -260,9 +260,9 @@ fn main() {
     let ns = Netns::create(&ns_name);
     let dir = tempfile::tempdir().unwrap();
     let peers = Peers {
-        own: PrivateKey::generate(),
+        own: wiremesh::io::keyfile::generate(),
         keys: (0..*counts.iter().max().unwrap())
-            .map(|_| PrivateKey::generate().public_key())
+            .map(|_| wiremesh::io::keyfile::generate().public_key())
             .collect(),
     };
     wiremesh::io::keyfile::write_private(&dir.path().join("own.key"), &peers.own, false).unwrap();

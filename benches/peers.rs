@@ -6,7 +6,7 @@
 //!
 //! Admission answers with cookies past 1,000 initiations a second (`engine/admission.rs`), so
 //! the initiations are given times 1/900 s apart (simulated: nothing sleeps): only the time
-//! inside `handle_datagram_at` is measured, and every answer is checked to be a handshake
+//! inside `handle_datagram` is measured, and every answer is checked to be a handshake
 //! response.
 
 mod common;
@@ -28,7 +28,11 @@ fn handshake(c: &mut Criterion) {
         .measurement_time(Duration::from_millis(300));
     for n in [10usize, 1_000, 10_000] {
         let (topo, keys) = common::topology("full", n + 1, 1);
-        let node = Device::new(keys[0].clone(), &Plan::compute(&topo, "n0").unwrap());
+        let node = Device::new(
+            keys[0].clone(),
+            &Plan::compute(&topo, "n0").unwrap(),
+            Instant::now(),
+        );
         let node_pub = keys[0].public_key().to_x25519();
         // initiators spread over the table, each a stock `Tunn` holding the peer's key
         let mut initiators: Vec<(Tunn, SocketAddr)> = (1..=n)
@@ -66,7 +70,7 @@ fn handshake(c: &mut Criterion) {
                         };
                         let mut out = Batch::new();
                         let t = Instant::now();
-                        node.handle_datagram_at(clock, *from, &init, &mut scratch, &mut out);
+                        node.handle_datagram(clock, *from, &init, &mut scratch, &mut out);
                         spent += t.elapsed();
                         let kinds: Vec<u8> = out.datagrams().map(|(_, d)| d[0]).collect();
                         assert_eq!(kinds, [2], "one handshake response, never a cookie");

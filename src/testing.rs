@@ -111,15 +111,16 @@ pub fn cross_handshake(
 ) {
     let mut scratch = Scratch::new();
     let mut to_b = Batch::new();
-    a.handle_tun_packet(first, &mut scratch, &mut to_b);
+    let now = std::time::Instant::now();
+    a.handle_tun_packet(now, first, &mut scratch, &mut to_b);
     for _ in 0..rounds {
         let mut to_a = Batch::new();
         for (_, d) in to_b.datagrams() {
-            b.handle_datagram(a_addr, d, &mut scratch, &mut to_a);
+            b.handle_datagram(now, a_addr, d, &mut scratch, &mut to_a);
         }
         to_b = Batch::new();
         for (_, d) in to_a.datagrams() {
-            a.handle_datagram(b_addr, d, &mut scratch, &mut to_b);
+            a.handle_datagram(now, b_addr, d, &mut scratch, &mut to_b);
         }
     }
 }

@@ -25,7 +25,7 @@ fn topology(idle: usize) -> String {
         .map(|n| n.to_string())
         .chain((0..idle).map(|i| format!("idle{i}")));
     for (i, name) in nodes.enumerate() {
-        let key = wiremesh::core::key::PrivateKey::generate().public_key();
+        let key = wiremesh::io::keyfile::generate().public_key();
         let _ = write!(
             t,
             "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"r\"\nhub = {}\npublic-key = \"{key}\"\npod-cidr = \"10.{}.{}.0/24\"\n",

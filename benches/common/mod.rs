@@ -21,7 +21,7 @@ pub fn topology_text(
     regions: usize,
     pinned: bool,
 ) -> (String, Vec<PrivateKey>) {
-    let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate()).collect();
+    let keys: Vec<PrivateKey> = (0..n).map(|_| wiremesh::io::keyfile::generate()).collect();
     let mut text = format!("mode = \"{mode}\"\ncluster-cidr = \"10.0.0.0/8\"\n");
     for (i, key) in keys.iter().enumerate() {
         let region = i % regions.max(1);

@@ -223,7 +223,7 @@ pub fn settled_rss_kib(pid: u32, quiet: Duration, limit: Duration) -> u64 {
 pub fn full_mesh(n: usize, regions: usize) -> String {
     let mut t = String::from("mode = \"full\"\ncluster-cidr = \"10.0.0.0/8\"\n");
     for i in 0..n {
-        let key = wiremesh::core::key::PrivateKey::generate().public_key();
+        let key = wiremesh::io::keyfile::generate().public_key();
         let _ = write!(
             t,
             "[[node]]\nname = \"n{i}\"\ncloud = \"c\"\nregion = \"r{}\"\npublic-key = \"{key}\"\npod-cidr = \"10.{}.{}.0/24\"\n",

@@ -23,7 +23,7 @@ use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::Duration;
-use wiremesh::engine::control::CONTROL_PORT;
+use wiremesh::engine::control_message::CONTROL_PORT;
 use world::{World, A, B, C, D, STRANGER};
 
 /// Inputs served by one world before it is rebuilt (a few milliseconds of handshakes).
@@ -219,7 +219,7 @@ fn print_stats(world: &World) {
         "a: tun writes {}, datagrams sent {}, forwarded {}, rotations {}, drops {drops:?}",
         world.a_out.0,
         world.a_out.1,
-        a.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        a.forwarded(),
         a.rotations(),
     );
 }

@@ -1,7 +1,6 @@
 //! `wiremesh keygen`: a private key file (0600) and the matching public key, in the base64 form
 //! `wg pubkey` produces, so keys move freely between wiremesh and stock WireGuard.
 
-use crate::core::key::PrivateKey;
 use crate::io::keyfile;
 use std::path::PathBuf;
 
@@ -22,7 +21,7 @@ pub struct KeygenArgs {
 }
 
 pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
-    let key = PrivateKey::generate();
+    let key = crate::io::keyfile::generate();
     let private = match (&args.node, &args.out) {
         (Some(node), _) => {
             std::fs::create_dir_all(&args.dir)?;

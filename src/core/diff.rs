@@ -92,7 +92,6 @@ impl PlanDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::key::PrivateKey;
     use crate::core::topology::Topology;
     use std::path::Path;
 
@@ -109,7 +108,7 @@ mod tests {
     #[test]
     fn adding_a_node_adds_one_peer_and_its_routes_and_nothing_else() {
         let keys: Vec<String> = (0..4)
-            .map(|_| PrivateKey::generate().public_key().to_string())
+            .map(|_| crate::io::keyfile::generate().public_key().to_string())
             .collect();
         let old = Topology::parse(
             &text(&[("a", &keys[0], 1), ("b", &keys[1], 2), ("c", &keys[2], 3)]),
@@ -140,7 +139,7 @@ mod tests {
     #[test]
     fn a_moved_endpoint_is_a_change_not_a_new_peer() {
         let keys: Vec<String> = (0..2)
-            .map(|_| PrivateKey::generate().public_key().to_string())
+            .map(|_| crate::io::keyfile::generate().public_key().to_string())
             .collect();
         let old = Topology::parse(
             &text(&[("a", &keys[0], 1), ("b", &keys[1], 2)]),

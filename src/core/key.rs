@@ -148,9 +148,10 @@ impl fmt::Debug for PublicKey {
 pub struct PrivateKey(x25519::StaticSecret);
 
 impl PrivateKey {
-    /// A fresh key from the operating system's CSPRNG.
-    pub fn generate() -> Self {
-        Self(x25519::StaticSecret::random_from_rng(rand_core::OsRng))
+    /// A fresh key from `rng`. The caller brings the randomness, so the core draws none of
+    /// its own: the binary passes the operating system's (`io::keyfile::generate`).
+    pub fn from_rng(rng: &mut impl rand_core::CryptoRngCore) -> Self {
+        Self(x25519::StaticSecret::random_from_rng(rng))
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
@@ -210,7 +211,7 @@ mod tests {
 
     #[test]
     fn base64_round_trips_and_bad_keys_are_refused() {
-        let key = PrivateKey::generate();
+        let key = crate::io::keyfile::generate();
         let text = key.public_key().to_string();
         assert_eq!(text.len(), 44);
         assert_eq!(text.parse::<PublicKey>().unwrap(), key.public_key());
@@ -235,7 +236,7 @@ mod tests {
 
     #[test]
     fn every_low_order_point_is_refused_and_gives_a_zero_shared_secret() {
-        let ours = PrivateKey::generate();
+        let ours = crate::io::keyfile::generate();
         for key in low_order_keys() {
             let shared = ours.secret().diffie_hellman(&key.to_x25519());
             assert!(!shared.was_contributory(), "{key:?}: the table is wrong");
@@ -254,9 +255,9 @@ mod tests {
 
     #[test]
     fn the_check_agrees_with_a_real_diffie_hellman_on_real_keys_and_simple_patterns() {
-        let ours = PrivateKey::generate();
+        let ours = crate::io::keyfile::generate();
         let mut keys: Vec<PublicKey> = (0..200)
-            .map(|_| PrivateKey::generate().public_key())
+            .map(|_| crate::io::keyfile::generate().public_key())
             .collect();
         // keys tests and examples make up (some on the twist): repeated bytes and small numbers,
         // among which 0 and 1 are low order
@@ -289,7 +290,7 @@ mod tests {
 
     #[test]
     fn private_key_debug_never_shows_the_secret() {
-        let key = PrivateKey::generate();
+        let key = crate::io::keyfile::generate();
         let shown = format!("{key:?}");
         assert!(!shown.contains(&key.to_base64()));
         assert!(shown.contains("redacted"));

@@ -1,8 +1,7 @@
 use super::*;
-use crate::core::key::PrivateKey;
 
 fn key() -> PublicKey {
-    PrivateKey::generate().public_key()
+    crate::io::keyfile::generate().public_key()
 }
 
 fn timing() -> RotationTiming {

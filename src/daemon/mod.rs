@@ -102,8 +102,6 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Some(path) => Some(crate::engine::PskSettings {
             secret: keyfile::read_secret(path)?,
             epoch_len: crate::constants::PSK_EPOCH,
-            clock_offset: std::time::Duration::ZERO,
-            clock_behind: false,
         }),
         None => None,
     };
@@ -116,6 +114,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
             ..Default::default()
         },
         psk,
+        std::time::Instant::now(),
+        std::time::SystemTime::now(),
     ));
     device.set_release_after(settings.release_idle_after.map(|s| s.0));
     timing.applied();
@@ -287,7 +287,7 @@ async fn reload(r: &mut Running) -> Result<(PlanDiff, ApplyTiming), DaemonError>
     let created = if diff.touches_peers() || diff.own || diff.mtu.is_some() {
         // Device::apply takes the whole plan; it keeps every peer whose key is unchanged,
         // session included, and touches only the peers whose settings changed
-        r.io.device.apply(&plan)
+        r.io.device.apply(&plan, std::time::Instant::now())
     } else {
         Vec::new()
     };

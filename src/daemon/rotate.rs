@@ -4,7 +4,7 @@
 //! a key the peers accept: before the announcement, nobody uses the new key yet; after it, the
 //! peers accept both.
 
-use crate::core::key::{PrivateKey, PublicKey};
+use crate::core::key::PublicKey;
 use crate::core::rotation::{NodeState, RotationError};
 use crate::engine::Device;
 use crate::io::keyfile::{self, KeyFileError};
@@ -46,7 +46,7 @@ impl Rotator {
             return Err(RotationError::Busy { old, new }.into());
         }
         let old = keyfile::read_private(&self.key_path)?;
-        let new = PrivateKey::generate();
+        let new = crate::io::keyfile::generate();
         keyfile::write_private(&self.key_path, &new, true)?;
         if let Err(e) = self.set_topology_key(&new.public_key()) {
             // without the topology entry a restart would refuse the new key: keep the old one

@@ -11,7 +11,13 @@ pub struct EngineUapi(pub Arc<Device>);
 
 impl UapiHandler for EngineUapi {
     fn get(&self) -> UapiDevice {
-        let mut peers: Vec<_> = self.0.peers().iter().map(|p| p.snapshot()).collect();
+        let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        let mut peers: Vec<_> = self
+            .0
+            .peers()
+            .iter()
+            .map(|p| p.snapshot(now, wall))
+            .collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         UapiDevice {
             private_key: Some(self.0.private_key()),

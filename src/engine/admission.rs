@@ -27,11 +27,10 @@
 //! Data packets and cookie replies pass untouched: they carry no MAC1, and what they cost is a
 //! table lookup and one AEAD check.
 //!
-//! Time is an argument: the daemon's receive loops read the clock once per `recvmmsg`. Without
-//! one (`handle_datagram`), no bucket is refilled.
+//! Time is an argument: the daemon's receive loops read the clock once per `recvmmsg`.
 
-use super::drops::DropReason;
-use super::identity::OwnKey;
+use super::counters::DropReason;
+use super::own_keys::OwnKey;
 use super::sink::Sink;
 use crate::constants::{
     HANDSHAKE_BURST, HANDSHAKE_PER_SOURCE_BURST, HANDSHAKE_PER_SOURCE_RATE, HANDSHAKE_RATE_LIMIT,
@@ -78,14 +77,12 @@ impl Bucket {
 
     /// Refills for the time passed since the last call (`rate` a second, up to `depth`), then
     /// takes a token if one is left.
-    fn take(&mut self, now: Option<Instant>, rate: u64, depth: u64) -> bool {
-        if let Some(now) = now {
-            if let Some(at) = self.at.filter(|at| now > *at) {
-                let earned = now.duration_since(at).as_secs_f64() * rate as f64;
-                self.tokens = (self.tokens + earned).min(depth as f64);
-            }
-            self.at = Some(self.at.map_or(now, |at| at.max(now)));
+    fn take(&mut self, now: Instant, rate: u64, depth: u64) -> bool {
+        if let Some(at) = self.at.filter(|at| now > *at) {
+            let earned = now.duration_since(at).as_secs_f64() * rate as f64;
+            self.tokens = (self.tokens + earned).min(depth as f64);
         }
+        self.at = Some(self.at.map_or(now, |at| at.max(now)));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -112,7 +109,7 @@ impl Admission {
     pub fn check(
         &self,
         keys: &[Arc<OwnKey>],
-        now: Option<Instant>,
+        now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         sink: &mut impl Sink,
@@ -154,16 +151,13 @@ impl Admission {
     }
 
     /// Takes a token from `ip`'s own bucket (made full for a new address).
-    fn source_allows(&self, ip: IpAddr, now: Option<Instant>) -> bool {
+    fn source_allows(&self, ip: IpAddr, now: Instant) -> bool {
         let mut sources = lock(&self.sources);
         if !sources.contains_key(&ip) && sources.len() >= HANDSHAKE_SOURCES {
             // a bucket quiet for a second is full again: forgetting it changes nothing
             let full_after = HANDSHAKE_PER_SOURCE_BURST as f64 / HANDSHAKE_PER_SOURCE_RATE as f64;
-            sources.retain(|_, b| match (b.at, now) {
-                (Some(at), Some(now)) => {
-                    now.saturating_duration_since(at).as_secs_f64() < full_after
-                }
-                _ => true,
+            sources.retain(|_, b| {
+                b.at.is_none_or(|at| now.saturating_duration_since(at).as_secs_f64() < full_after)
             });
             if sources.len() >= HANDSHAKE_SOURCES {
                 return false;
@@ -178,31 +172,6 @@ impl Admission {
     /// Cookie replies sent since the device started.
     pub fn cookie_replies(&self) -> u64 {
         self.cookie_replies.load(Ordering::Relaxed)
-    }
-}
-
-impl super::device::Device {
-    /// [`Admission::check`] with this device's keys; a refused datagram is counted.
-    pub(super) fn admit(
-        &self,
-        now: Option<Instant>,
-        from: SocketAddr,
-        datagram: &[u8],
-        sink: &mut impl Sink,
-    ) -> bool {
-        let keys = &self.identity.load().keys;
-        match self.admission.check(keys, now, from, datagram, sink) {
-            Ok(()) => true,
-            Err(reason) => {
-                self.drop_packet(reason);
-                false
-            }
-        }
-    }
-
-    /// Handshake messages answered with a cookie reply instead of being handled (a flood).
-    pub fn cookie_replies(&self) -> u64 {
-        self.admission.cookie_replies()
     }
 }
 
@@ -251,14 +220,14 @@ mod tests {
         let t0 = Instant::now();
         let ip = |i: usize| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
         for i in 0..HANDSHAKE_SOURCES {
-            assert!(admission.source_allows(ip(i), Some(t0)));
+            assert!(admission.source_allows(ip(i), t0));
         }
         let newcomer = ip(HANDSHAKE_SOURCES);
         assert!(
-            !admission.source_allows(newcomer, Some(t0)),
+            !admission.source_allows(newcomer, t0),
             "a full table took a new address"
         );
-        assert!(admission.source_allows(newcomer, Some(t0 + Duration::from_secs(1))));
+        assert!(admission.source_allows(newcomer, t0 + Duration::from_secs(1)));
         assert_eq!(
             lock(&admission.sources).len(),
             1,
@@ -267,12 +236,10 @@ mod tests {
         // one address: its burst at once, then one per 1/rate
         let one = ip(0);
         let t1 = t0 + Duration::from_secs(2);
-        let allowed = (0..10)
-            .filter(|_| admission.source_allows(one, Some(t1)))
-            .count();
+        let allowed = (0..10).filter(|_| admission.source_allows(one, t1)).count();
         assert_eq!(allowed as u64, HANDSHAKE_PER_SOURCE_BURST);
         let next = t1 + Duration::from_secs(1) / HANDSHAKE_PER_SOURCE_RATE as u32;
-        assert!(admission.source_allows(one, Some(next)));
-        assert!(!admission.source_allows(one, Some(next)));
+        assert!(admission.source_allows(one, next));
+        assert!(!admission.source_allows(one, next));
     }
 }

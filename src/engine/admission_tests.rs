@@ -6,14 +6,14 @@
 use super::memory_tests::{ipv4, Net};
 use super::{Batch, DropReason, Scratch};
 use crate::constants::{HANDSHAKE_BURST, HANDSHAKE_PER_SOURCE_BURST};
-use crate::core::key::{PrivateKey, PublicKey};
+use crate::core::key::PublicKey;
 use boringtun::noise::{Tunn, TunnResult};
 use std::net::SocketAddr;
 
 /// An initiation to `to` from a key no node knows: its MAC1 is valid (MAC1 is keyed by the
 /// responder's public key), so before admission it cost the responder a Diffie-Hellman.
 fn stranger_initiation(to: PublicKey) -> Vec<u8> {
-    let key = PrivateKey::generate();
+    let key = crate::io::keyfile::generate();
     let mut tunn = Tunn::new(key.secret().clone(), to.to_x25519(), None, None, 7, None);
     let mut buf = [0u8; 256];
     match tunn.format_handshake_initiation(&mut buf, false) {
@@ -31,7 +31,7 @@ fn send_n(net: &Net, node: &str, from: SocketAddr, datagram: &[u8], n: u64) -> V
     let mut scratch = Scratch::new();
     let mut out = Batch::new();
     for _ in 0..n {
-        net.devices[node].handle_datagram(from, datagram, &mut scratch, &mut out);
+        net.devices[node].handle_datagram(net.now, from, datagram, &mut scratch, &mut out);
     }
     out.datagrams()
         .map(|(to, d)| {
@@ -96,7 +96,7 @@ fn under_load_the_bucket_lets_one_initiation_through_per_millisecond_of_time_giv
     let init = stranger_initiation(b.public_key());
     let at = |t: std::time::Instant| {
         let mut out = Batch::new();
-        b.handle_datagram_at(t, stranger(), &init, &mut Scratch::new(), &mut out);
+        b.handle_datagram(t, stranger(), &init, &mut Scratch::new(), &mut out);
         out.datagrams().count()
     };
     let t0 = net.now;
@@ -168,7 +168,12 @@ fn under_a_flood_a_peer_takes_the_cookie_and_its_retry_with_mac2_completes_the_h
         "the retry was refused"
     );
     assert_eq!(net.delivered["b"], vec![pkt], "the queued packet arrived");
-    let a_on_b = net.devices["b"].peers().iter().next().unwrap().snapshot();
+    let a_on_b = net.devices["b"]
+        .peers()
+        .iter()
+        .next()
+        .unwrap()
+        .snapshot(net.now, net.wall);
     assert!(a_on_b.last_handshake.is_some());
 }
 

@@ -9,6 +9,7 @@ use crate::core::topology::Topology;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 const NODES: usize = 300;
 
@@ -35,15 +36,17 @@ fn configs(dev: &Device) -> HashMap<String, Arc<super::PeerConfig>> {
 
 #[test]
 fn a_reload_that_moves_one_node_touches_only_that_peer() {
-    let keys: Vec<PrivateKey> = (0..=NODES).map(|_| PrivateKey::generate()).collect();
+    let keys: Vec<PrivateKey> = (0..=NODES)
+        .map(|_| crate::io::keyfile::generate())
+        .collect();
     let first = Plan::compute(&topology(&keys, "192.0.2.8:51820", false), "n0").unwrap();
-    let dev = Device::new(keys[0].clone(), &first);
+    let dev = Device::new(keys[0].clone(), &first, Instant::now());
     let table = dev.peers();
     let before = configs(&dev);
     assert_eq!(before.len(), NODES - 1);
 
     let moved = Plan::compute(&topology(&keys, "192.0.2.99:51820", false), "n0").unwrap();
-    assert!(dev.apply(&moved).is_empty());
+    assert!(dev.apply(&moved, Instant::now()).is_empty());
     assert!(
         Arc::ptr_eq(&table, &dev.peers()),
         "no AllowedIPs moved: the table stays"
@@ -65,7 +68,7 @@ fn a_reload_that_moves_one_node_touches_only_that_peer() {
 
     // one node more: one peer created, every existing record kept
     let grown = Plan::compute(&topology(&keys, "192.0.2.99:51820", true), "n0").unwrap();
-    let created = dev.apply(&grown);
+    let created = dev.apply(&grown, Instant::now());
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].name(), format!("n{NODES}"));
     let now = configs(&dev);

@@ -10,12 +10,6 @@
 //! On a 64-node mesh starting at once, answered handshakes per pair went from 3.5 to 1.5 with
 //! this alone (1.04 with the start-up order and the endpoint hint of `inbound.rs`).
 
-use super::device::Device;
-use super::peer::Peer;
-use super::session::Session;
-use super::sink::Sink;
-use boringtun::noise::TunnResult;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a responder waits for confirmation before it starts a handshake itself (the
@@ -36,78 +30,58 @@ pub struct Confirm {
     queued: bool,
 }
 
-impl Session {
-    /// This session answered an initiation now.
+impl Confirm {
+    /// The session answered an initiation at `now`.
     pub(super) fn responded(&mut self, now: Instant) {
-        self.confirm.responded = Some(now);
+        self.responded = Some(now);
     }
 
-    /// Holds `pkt` if the session is waiting for the initiator's confirmation and has no
-    /// confirmed keys to send it under; returns whether it did.
-    pub(super) fn hold(&mut self, pkt: &[u8]) -> bool {
-        let Some(at) = self.confirm.responded else {
+    /// Holds `pkt` if the session is waiting for the initiator's confirmation at `now` and has
+    /// no confirmed keys to send it under (`confirmed` asks the `Tunn`, only while waiting: it
+    /// reads a clock); returns whether it did.
+    pub(super) fn hold(
+        &mut self,
+        pkt: &[u8],
+        now: Instant,
+        confirmed: impl FnOnce() -> bool,
+    ) -> bool {
+        let Some(at) = self.responded else {
             return false;
         };
-        if at.elapsed() >= CONFIRM_WAIT || self.time_since_last_handshake().is_some() {
+        if now.saturating_duration_since(at) >= CONFIRM_WAIT || confirmed() {
             return false;
         }
-        if self.confirm.held.len() == HELD_MAX {
-            self.confirm.held.remove(0);
+        if self.held.len() == HELD_MAX {
+            self.held.remove(0);
         }
-        self.confirm.held.push(pkt.to_vec());
+        self.held.push(pkt.to_vec());
         true
     }
 
     /// `encapsulate` queued the packet inside the `Tunn` (and maybe wrote an initiation).
     pub(super) fn note_queued(&mut self) {
-        self.confirm.queued = true;
+        self.queued = true;
     }
 
     /// Whether packets wait (held here, or queued in the `Tunn`).
     pub(super) fn has_waiting(&self) -> bool {
-        self.confirm.queued || !self.confirm.held.is_empty()
+        self.queued || !self.held.is_empty()
     }
 
-    /// Whether the wait for confirmation ran out with packets still held.
+    /// Whether the wait for confirmation ran out at `now` with packets still held.
     pub(super) fn wait_expired(&self, now: Instant) -> bool {
-        !self.confirm.held.is_empty()
+        !self.held.is_empty()
             && self
-                .confirm
                 .responded
                 .is_none_or(|at| now.saturating_duration_since(at) >= CONFIRM_WAIT)
     }
-}
 
-impl Device {
-    /// Sends what waited for `session` (the `Tunn`'s queue first, then the held packets, in
-    /// the order they came) once it can carry data; held packets whose wait ran out go too,
-    /// starting a handshake as any packet without keys does.
-    pub(super) fn send_waiting(
-        &self,
-        peer: &Peer,
-        session: &mut Session,
-        out: &mut [u8],
-        sink: &mut impl Sink,
-    ) {
-        let Some(to) = peer.endpoint() else { return };
-        session.confirm.queued = false;
-        session.confirm.responded = None;
-        while let TunnResult::WriteToNetwork(d) = session.decapsulate(None, &[], out) {
-            sink.send(to, d);
-        }
-        for pkt in std::mem::take(&mut session.confirm.held) {
-            match session.encapsulate(&pkt, out) {
-                TunnResult::WriteToNetwork(d) => {
-                    if d.first() == Some(&DATA) {
-                        peer.tx_packets.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        session.confirm.queued = true;
-                    }
-                    sink.send(to, d);
-                }
-                _ => session.confirm.queued = true,
-            }
-        }
+    /// Ends the wait: the held packets, oldest first, for the caller to send now (the `Tunn`'s
+    /// own queue is asked first, by the caller).
+    pub(super) fn release(&mut self) -> Vec<Vec<u8>> {
+        self.queued = false;
+        self.responded = None;
+        std::mem::take(&mut self.held)
     }
 }
 

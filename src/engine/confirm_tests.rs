@@ -25,7 +25,7 @@ type Wire = Vec<(String, SocketAddr, Vec<u8>)>;
 
 fn from_tun(net: &Net, node: &str, pkt: &[u8]) -> Wire {
     let mut out = Batch::new();
-    net.devices[node].handle_tun_packet(pkt, &mut Scratch::new(), &mut out);
+    net.devices[node].handle_tun_packet(net.now, pkt, &mut Scratch::new(), &mut out);
     collect(net, node, &out)
 }
 
@@ -35,7 +35,7 @@ fn deliver(net: &Net, wire: Wire) -> (Wire, Vec<(String, Vec<u8>)>) {
     let mut tun = Vec::new();
     for (to, from, d) in wire {
         let mut out = Batch::new();
-        net.devices[&to].handle_datagram_at(net.now, from, &d, &mut Scratch::new(), &mut out);
+        net.devices[&to].handle_datagram(net.now, from, &d, &mut Scratch::new(), &mut out);
         sent.extend(collect(net, &to, &out));
         tun.extend(out.tun_packets().map(|p| (to.clone(), p.to_vec())));
     }

@@ -70,11 +70,7 @@ fn every_pair_reaches_every_other_with_one_to_three_hubs_per_region() {
 
 /// The hub of `candidates` that forwarded anything so far.
 fn forwarding_hub(net: &Net, candidates: &[&str]) -> String {
-    let forwarded = |h: &str| {
-        net.devices[h]
-            .forwarded
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let forwarded = |h: &str| net.devices[h].forwarded();
     let busy: Vec<&str> = candidates
         .iter()
         .copied()
@@ -136,9 +132,7 @@ fn traffic_leaves_a_silent_hub_within_three_seconds_and_returns_after_it_answers
     let gap = TICK * (first + 1);
     assert!(gap <= Duration::from_secs(3), "failover took {gap:?}");
     assert_eq!(ok.len() as u32, 40 - first, "no loss once moved: {ok:?}");
-    let before = net.devices[other]
-        .forwarded
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let before = net.devices[other].forwarded();
     assert!(before > 0, "{other} carries the flow now");
     let health_of = |net: &Net, at: &str, peer: &str| {
         let t = net.devices[at].peers();
@@ -154,15 +148,11 @@ fn traffic_leaves_a_silent_hub_within_three_seconds_and_returns_after_it_answers
     let ok = ping_both_ways(&mut net, &nodes, (spoke0, spoke1), 40, &mut seq);
     assert_eq!(ok.len(), 40, "no loss while traffic returns");
     assert_eq!(health_of(&net, "r0-spoke0", &hub), Health::Up);
-    let moved_back = net.devices[other]
-        .forwarded
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let moved_back = net.devices[other].forwarded();
     let settled = ping_both_ways(&mut net, &nodes, (spoke0, spoke1), 8, &mut seq);
     assert_eq!(settled.len(), 8);
     assert_eq!(
-        net.devices[other]
-            .forwarded
-            .load(std::sync::atomic::Ordering::Relaxed),
+        net.devices[other].forwarded(),
         moved_back,
         "back on the preferred hub: the standby forwards nothing more"
     );

@@ -2,9 +2,9 @@
 //! checked against the sender's AllowedIPs, then written to the tun device or, on a hub,
 //! encrypted again for the next peer without a trip through the kernel.
 
-use super::control;
+use super::control_message;
+use super::counters::DropReason;
 use super::device::Device;
-use super::drops::DropReason;
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::{epoch_bits, SessionKeys};
@@ -20,23 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Device {
-    /// A datagram from the underlay: find its peer, decrypt, check, deliver or forward.
+    /// A datagram from the underlay at `now`: admit it (handshakes: see `admission.rs`), find
+    /// its peer, decrypt, check, deliver or forward.
     pub fn handle_datagram(
-        &self,
-        from: SocketAddr,
-        datagram: &[u8],
-        scratch: &mut Scratch,
-        sink: &mut impl Sink,
-    ) {
-        // the clock is read only if a control message needs it, never per data packet
-        if self.admit(None, from, datagram, sink) {
-            self.receive(None, from, datagram, true, scratch, sink)
-        }
-    }
-
-    /// [`handle_datagram`](Self::handle_datagram) at a given time (control messages are timed,
-    /// and so is the admission of handshakes: see `admission.rs`).
-    pub fn handle_datagram_at(
         &self,
         now: Instant,
         from: SocketAddr,
@@ -44,22 +30,24 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        if self.admit(Some(now), from, datagram, sink) {
-            self.receive(Some(now), from, datagram, true, scratch, sink)
+        let keys = &self.keys.load().keys;
+        match self.admission.check(keys, now, from, datagram, sink) {
+            Ok(()) => self.receive(now, from, datagram, true, scratch, sink),
+            Err(reason) => self.drop_packet(reason),
         }
     }
 
     /// `hint`: an initiation may be tried first on the peer whose endpoint it came from.
     fn receive(
         &self,
-        now: Option<Instant>,
+        now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         hint: bool,
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        let table = self.table.load();
+        let table = self.peers.load();
         let parsed = Tunn::parse_incoming_packet(datagram);
         let handshake = matches!(
             parsed,
@@ -85,7 +73,7 @@ impl Device {
         let mut guessed: Option<(SessionKeys, bool)> = None;
         let peer = match parsed {
             Ok(Packet::HandshakeInit(init)) => {
-                let id = self.identity.load();
+                let id = self.keys.load();
                 // the initiator's PSK epoch, from the slot bits of its sender index
                 let sender =
                     u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
@@ -135,7 +123,7 @@ impl Device {
                 Target::Keys(keys) => peer.session_by_keys(keys),
             };
             let Some(mut session) = session else {
-                if first && data && self.release_after().is_some() && !peer.is_awake() {
+                if first && data && self.idle.release_after().is_some() && !peer.is_awake() {
                     // its session was released here early while the peer kept it: a new
                     // handshake moves the peer to a new one. (Released only when the keys
                     // were dead on both sides, no legitimate packet arrives for it: garbage
@@ -150,21 +138,21 @@ impl Device {
             };
             let slot = session.slot;
             let inactive = !session.is_active();
-            let result = session.decapsulate(Some(from.ip()), input, &mut scratch.a);
+            let result = session.decapsulate(Some(from.ip()), input, &mut scratch.packet);
             let ok = !matches!(result, TunnResult::Err(_));
             if first && ok {
                 peer.liveness.heard();
                 if init {
-                    session.responded(Instant::now());
+                    session.confirm.responded(now);
                 }
             }
             if first
                 && ok
                 && completes
-                && session.has_waiting()
+                && session.confirm.has_waiting()
                 && session.time_since_last_handshake().is_some()
             {
-                self.send_waiting(&peer, &mut session, &mut scratch.b, sink);
+                self.send_waiting(&peer, &mut session, &mut scratch.spare, sink);
             }
             drop(session);
             if let (true, false, Some((keys, made))) = (first, ok, guessed) {
@@ -220,7 +208,7 @@ impl Device {
             };
             if let Some((len, src)) = inner {
                 peer.set_endpoint(from);
-                let (pkt, out) = (&mut scratch.a[..len], &mut scratch.b);
+                let (pkt, out) = (&mut scratch.packet[..len], &mut scratch.spare);
                 self.deliver(now, &peer, src, pkt, out, sink);
                 // boringtun has nothing queued after delivering data
                 break;
@@ -233,14 +221,14 @@ impl Device {
     /// straight to the next peer without a trip through the kernel.
     fn deliver(
         &self,
-        now: Option<Instant>,
+        now: Instant,
         from_peer: &Arc<Peer>,
         src: IpAddr,
         pkt: &mut [u8],
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
-        let table = self.table.load();
+        let table = self.peers.load();
         if !table.allows(from_peer, src) {
             self.drop_packet(DropReason::SourceNotAllowed);
             return;
@@ -250,17 +238,17 @@ impl Device {
             self.drop_packet(DropReason::Decrypt);
             return;
         };
-        if let Some(payload) = control::payload(pkt) {
-            if self.own_addrs.load().contains(&dst) {
-                if let Some(msg) = control::Message::parse(payload) {
+        let node = self.node.load();
+        if let Some(payload) = control_message::payload(pkt) {
+            if node.own_addrs.contains(&dst) {
+                if let Some(msg) = control_message::Message::parse(payload) {
                     let len = pkt.len();
-                    let now = now.unwrap_or_else(Instant::now);
                     self.handle_control(from_peer, src, msg, len, now, out, sink);
                 }
                 return;
             }
         }
-        if self.local.load().lookup(dst).is_none() {
+        if node.local.lookup(dst).is_none() {
             if let Some(next) = table.route(dst) {
                 if Arc::ptr_eq(next, from_peer) {
                     self.drop_packet(DropReason::Ttl);
@@ -274,13 +262,13 @@ impl Device {
                 if icmp::needs_too_big(pkt, mtu) {
                     // tell the sender, back through the peer it came from
                     if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
-                        self.encapsulate_to(from_peer, &err, sink);
+                        self.encapsulate_to(from_peer, &err, now, sink);
                     }
                     return;
                 }
                 mss::clamp(pkt, mtu);
-                self.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.encapsulate_to(next, pkt, sink);
+                self.counters.forwarded_one();
+                self.encapsulate_to(next, pkt, now, sink);
                 return;
             }
         }
@@ -305,7 +293,7 @@ impl Device {
     fn hinted_initiator<'t>(
         &self,
         table: &'t super::table::PeerTable,
-        id: &super::identity::Identity,
+        id: &super::own_keys::Identity,
         from: SocketAddr,
         epoch: u32,
     ) -> Option<(&'t Arc<Peer>, SessionKeys, bool)> {

@@ -1,7 +1,8 @@
 //! The data plane: tun ⇄ `Tunn` ⇄ UDP.
 //!
-//! The engine itself does no I/O. [`Device::handle_tun_packet`], [`Device::handle_datagram`] and
-//! [`Device::tick`] take bytes in and push what must be sent into a [`Sink`]; the daemon's I/O
+//! The engine itself does no I/O and reads no clock. [`Device::handle_tun_packet`],
+//! [`Device::handle_datagram`] and [`Device::tick`] take bytes and the time in and push what
+//! must be sent into a [`Sink`]; the daemon's I/O
 //! loops own the tun device and the UDP socket, feed the engine and flush the sink. A sink is a
 //! batch, so sending many packets with one syscall (UDP GSO, tun GRO) is a change of the flush,
 //! not of the engine; and two engines can be wired together in memory for tests.
@@ -11,31 +12,35 @@
 
 mod admission;
 mod confirm;
+mod control_exchange;
 /// Public only for the fuzz targets (`fuzz/`), which check that what parses rebuilds.
 #[doc(hidden)]
-pub mod control;
+pub mod control_message;
+mod counters;
 mod device;
-mod drops;
-mod identity;
+mod idle;
 mod inbound;
-mod lazy;
 mod liveness;
+mod node;
 mod outbound;
-mod path;
+mod own_keys;
+mod path_mtu;
 mod peer;
-mod probing;
+mod peer_sessions;
+mod peers;
 mod psk;
 mod rotation;
 mod scratch;
 mod session;
+mod session_life;
 mod sink;
 mod table;
 mod timers;
 
+pub use counters::DropReason;
 pub use device::Device;
-pub use drops::DropReason;
 pub use liveness::PeerLiveness;
-pub use path::{MtuCause, PathEvent, IDLE_AFTER};
+pub use path_mtu::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
 pub use psk::PskSettings;
 pub use scratch::Scratch;
@@ -52,7 +57,7 @@ mod confirm_tests;
 #[cfg(test)]
 mod hub_tests;
 #[cfg(test)]
-mod lazy_tests;
+mod idle_tests;
 #[cfg(test)]
 mod memory_tests;
 #[cfg(test)]
@@ -65,7 +70,7 @@ mod rotation_tests;
 pub(crate) fn peer_for_tests(
     endpoint: Option<crate::core::topology::Endpoint>,
 ) -> std::sync::Arc<Peer> {
-    let their = crate::core::key::PrivateKey::generate().public_key();
+    let their = crate::io::keyfile::generate().public_key();
     let config = peer::PeerConfig {
         name: "test-peer".into(),
         endpoint,
@@ -74,5 +79,5 @@ pub(crate) fn peer_for_tests(
         overlay_addrs: vec![],
         mtu: 1420,
     };
-    std::sync::Arc::new(Peer::new(1, their, config))
+    std::sync::Arc::new(Peer::new(1, their, config, std::time::Instant::now()))
 }

@@ -2,15 +2,17 @@
 //! destination, straight into the send batch.
 
 use super::confirm::DATA;
+use super::counters::DropReason;
 use super::device::Device;
-use super::drops::DropReason;
 use super::peer::Peer;
 use super::scratch::Scratch;
+use super::session::Session;
 use super::sink::Sink;
 use crate::core::{icmp, mss, packet};
 use boringtun::noise::TunnResult;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// Room beyond the packet's length for the data header, the tag and padding; also fits a
 /// handshake initiation (148 bytes), which `encapsulate` writes instead while no session exists.
@@ -22,7 +24,7 @@ impl Device {
         let Some(to) = peer.endpoint() else { return };
         if let TunnResult::WriteToNetwork(d) = self
             .wake(peer)
-            .format_handshake_initiation(&mut scratch.a, false)
+            .format_handshake_initiation(&mut scratch.packet, false)
         {
             sink.send(to, d);
         }
@@ -36,13 +38,20 @@ impl Device {
         icmp::too_big(pkt, mtu, dst)
     }
 
-    /// A packet read from the tun device: encrypt it for the peer that carries its destination.
-    pub fn handle_tun_packet(&self, pkt: &[u8], scratch: &mut Scratch, sink: &mut impl Sink) {
+    /// A packet read from the tun device at `now`: encrypt it for the peer that carries its
+    /// destination.
+    pub fn handle_tun_packet(
+        &self,
+        now: Instant,
+        pkt: &[u8],
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
         let Some(dst) = packet::destination(pkt) else {
             self.drop_packet(DropReason::NoRoute);
             return;
         };
-        let table = self.table.load();
+        let table = self.peers.load();
         let Some(peer) = table.route(dst) else {
             self.drop_packet(DropReason::NoRoute);
             return;
@@ -57,18 +66,25 @@ impl Device {
         if is_tcp_syn(pkt) {
             // SYNs are rare: copy, so the common path keeps borrowing the caller's buffer
             let n = pkt.len();
-            scratch.b[..n].copy_from_slice(pkt);
-            mss::clamp(&mut scratch.b[..n], mtu);
-            self.encapsulate_to(peer, &scratch.b[..n], sink);
+            scratch.spare[..n].copy_from_slice(pkt);
+            mss::clamp(&mut scratch.spare[..n], mtu);
+            self.encapsulate_to(peer, &scratch.spare[..n], now, sink);
             return;
         }
-        self.encapsulate_to(peer, pkt, sink);
+        self.encapsulate_to(peer, pkt, now, sink);
     }
 
-    /// Encrypts straight into the sink's memory: the datagram is written once.
-    pub(super) fn encapsulate_to(&self, peer: &Peer, pkt: &[u8], sink: &mut impl Sink) {
+    /// Encrypts straight into the sink's memory: the datagram is written once. A session
+    /// waiting for its initiator's confirmation at `now` holds the packet instead.
+    pub(super) fn encapsulate_to(
+        &self,
+        peer: &Peer,
+        pkt: &[u8],
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
         let mut session = self.wake(peer);
-        if session.hold(pkt) {
+        if session.hold(pkt, now) {
             return;
         }
         let space = sink.datagram_space(pkt.len() + DATAGRAM_SPACE_EXTRA);
@@ -78,7 +94,7 @@ impl Device {
             TunnResult::WriteToNetwork(d) if d.as_ptr() == start => {
                 if d.first() != Some(&DATA) {
                     // an initiation went out instead; the packet waits in the Tunn
-                    session.note_queued();
+                    session.confirm.note_queued();
                 }
                 Some(d.len())
             }
@@ -89,7 +105,7 @@ impl Device {
             }
             // Queued inside the Tunn until a handshake completes.
             _ => {
-                session.note_queued();
+                session.confirm.note_queued();
                 None
             }
         };
@@ -101,6 +117,38 @@ impl Device {
                     sink.commit_datagram(to, len);
                 }
                 None => self.drop_packet(DropReason::NoEndpoint),
+            }
+        }
+    }
+}
+
+impl Device {
+    /// Sends what waited for `session` (the `Tunn`'s queue first, then the held packets, in
+    /// the order they came) once it can carry data; held packets whose wait ran out go too,
+    /// starting a handshake as any packet without keys does.
+    pub(super) fn send_waiting(
+        &self,
+        peer: &Peer,
+        session: &mut Session,
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
+        let Some(to) = peer.endpoint() else { return };
+        let held = session.confirm.release();
+        while let TunnResult::WriteToNetwork(d) = session.decapsulate(None, &[], out) {
+            sink.send(to, d);
+        }
+        for pkt in held {
+            match session.encapsulate(&pkt, out) {
+                TunnResult::WriteToNetwork(d) => {
+                    if d.first() == Some(&DATA) {
+                        peer.tx_packets.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        session.confirm.note_queued();
+                    }
+                    sink.send(to, d);
+                }
+                _ => session.confirm.note_queued(),
             }
         }
     }

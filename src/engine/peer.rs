@@ -1,8 +1,8 @@
 //! One configured peer: its sessions, where to reach it, what it may send from, and counters.
-//! An idle peer is this record alone; its `Tunn`s come and go (see `lazy.rs`).
+//! An idle peer is this record alone; its `Tunn`s come and go (see `idle.rs`).
 
 use super::liveness::PeerLiveness;
-use super::path::PeerPath;
+use super::path_mtu::PeerPath;
 use super::session::Sessions;
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
@@ -87,8 +87,9 @@ pub struct PeerSnapshot {
 }
 
 impl Peer {
-    /// An idle peer at base slot `slot`: no session until traffic or a handshake needs one.
-    pub fn new(slot: u32, public_key: PublicKey, config: PeerConfig) -> Self {
+    /// An idle peer at base slot `slot`, configured at `now`: no session until traffic or a
+    /// handshake needs one.
+    pub fn new(slot: u32, public_key: PublicKey, config: PeerConfig, now: Instant) -> Self {
         let start_mtu = config.mtu;
         let endpoint = match &config.endpoint {
             Some(Endpoint::Addr(a)) => Some(*a),
@@ -99,7 +100,7 @@ impl Peer {
             next_generation: AtomicU32::new(0),
             sessions: Mutex::new(Sessions::empty()),
             keys: Mutex::new(PeerKeys::new(public_key)),
-            key_since: Mutex::new(Instant::now()),
+            key_since: Mutex::new(now),
             retired_tx: AtomicU64::new(0),
             retired_rx: AtomicU64::new(0),
             config: ArcSwap::from_pointee(config),
@@ -183,7 +184,7 @@ impl Peer {
         true
     }
 
-    /// Time since the last completed handshake.
+    /// Time since the last completed handshake (by the `Tunn`'s own clock: see `session.rs`).
     pub fn handshake_age(&self) -> Option<Duration> {
         self.active()?.time_since_last_handshake()
     }
@@ -196,13 +197,15 @@ impl Peer {
             .unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
-    pub fn snapshot(&self) -> PeerSnapshot {
+    /// The peer as of `now`; `wall` is the same moment on the wall clock, for the handshake
+    /// time `wg show` prints.
+    pub fn snapshot(&self, now: Instant, wall: SystemTime) -> PeerSnapshot {
         let age = self.handshake_age().or_else(|| {
             let at = *self
                 .last_handshake
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            at.map(|t| t.elapsed())
+            at.map(|t| now.saturating_duration_since(t))
         });
         let (tx, rx) = self.transfer();
         let config = self.config();
@@ -214,14 +217,14 @@ impl Peer {
             configured_endpoint: config.endpoint.clone(),
             allowed_ips: config.allowed_ips.clone(),
             persistent_keepalive: config.persistent_keepalive,
-            last_handshake: age.and_then(|a| SystemTime::now().checked_sub(a)),
+            last_handshake: age.and_then(|a| wall.checked_sub(a)),
             tx_bytes: tx,
             rx_bytes: rx,
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),
             mtu: path.mtu,
-            mtu_confirmed_age: path.confirmed_at.map(|t| t.elapsed()),
+            mtu_confirmed_age: path.confirmed_at.map(|t| now.saturating_duration_since(t)),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
             health: self.liveness.health(),
             downs: self.liveness.downs(),

@@ -11,41 +11,34 @@
 //! The caller of `rotate` must have written the new private key to disk first, so a restart
 //! at any moment comes back with a key the peers accept.
 
-use super::control::Message;
+use super::control_message::Message;
+use super::counters::DropReason;
 use super::device::Device;
-use super::drops::DropReason;
-use super::identity::{Identity, OwnKey};
+use super::own_keys::OwnKey;
 use super::peer::Peer;
 use super::scratch::Scratch;
-use super::session::SessionKeys;
 use super::sink::Sink;
-use super::table::PeerTable;
 use crate::core::key::{PrivateKey, PublicKey};
-use crate::core::rotation::{AnnounceVerdict, NodeAction, NodeRotation, NodeState, RotationError};
+use crate::core::rotation::{AnnounceVerdict, NodeAction, NodeState, RotationError};
 use boringtun::noise::TunnResult;
 use std::net::IpAddr;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Device {
-    /// The own-rotation state machine; its lock also serialises peer-table rebuilds.
-    pub(super) fn rotation(&self) -> MutexGuard<'_, NodeRotation> {
-        self.rotation.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Where this node's own rotation stands.
     pub fn rotation_state(&self) -> NodeState {
-        self.rotation().state()
+        self.keys.rotation().state()
     }
 
     /// Own-key rotations started since this process began.
     pub fn rotations(&self) -> u64 {
-        self.rotation().rotations()
+        self.keys.rotation().rotations()
     }
 
     /// Time since the newest own key came into use (since start, or since the last rotation).
     pub fn key_age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(*self.key_since.lock().unwrap_or_else(|e| e.into_inner()))
+        self.keys.age(now)
     }
 
     /// Starts rotating this node's static key to `new`. The caller must have persisted `new`
@@ -56,35 +49,15 @@ impl Device {
         // the topology (as a peer that was down does).
         let awake = self.awake_peers();
         {
-            let mut rotation = self.rotation();
+            let mut rotation = self.keys.rotation();
             rotation.start(own.public, awake.iter().map(|p| p.name()), now)?;
-            let mut keys = vec![own.clone()];
-            keys.extend(self.identity.load().keys.iter().cloned());
-            self.identity.store(Arc::new(Identity { keys }));
+            self.keys.add_newest(own.clone(), now);
         }
-        *self.key_since.lock().unwrap_or_else(|e| e.into_inner()) = now;
         for peer in &awake {
             self.ensure_newest_session(peer);
         }
         tracing::info!(new_key = %own.public, "key rotation started");
         Ok(own.public)
-    }
-
-    /// Our newest key, the peer's newest key, the current PSK epoch.
-    pub(super) fn newest_keys(&self, peer: &Peer) -> (Arc<OwnKey>, SessionKeys) {
-        let own = self.identity.load().newest().clone();
-        let keys = SessionKeys {
-            ours: own.public,
-            theirs: peer.public_key(),
-            epoch: self.epoch(),
-        };
-        (own, keys)
-    }
-
-    /// A session between our newest key and the peer's newest key exists afterwards.
-    pub(super) fn ensure_newest_session(&self, peer: &Peer) -> bool {
-        let (own, keys) = self.newest_keys(peer);
-        self.ensure_session_for(peer, &own, keys)
     }
 
     /// Starts a handshake in the newest session of `peer`, unless it already has one.
@@ -102,16 +75,6 @@ impl Device {
         }
     }
 
-    /// Re-indexes the peers by their current keys.
-    fn rebuild_table(&self) {
-        let _writer = self.rotation();
-        let old = self.table.load_full();
-        self.table.store(Arc::new(PeerTable::new(
-            old.iter().cloned().collect(),
-            old.own_cidrs(),
-        )));
-    }
-
     /// Rotation timers: announcements, the switch, retiring old keys (ours and peers').
     pub(super) fn tick_rotation(
         &self,
@@ -121,7 +84,7 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         loop {
-            let action = self.rotation().poll(now);
+            let action = self.keys.rotation().poll(now);
             match action {
                 None => break,
                 Some(NodeAction::Announce {
@@ -134,7 +97,7 @@ impl Device {
                         effective_ms: u32::try_from(effective.as_millis()).unwrap_or(u32::MAX),
                     };
                     for peer in awake.iter().filter(|p| peers.contains(&p.name())) {
-                        self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
+                        self.send_control(peer, &msg, 0, scratch.packet_mut(), sink);
                     }
                 }
                 Some(NodeAction::Switch { new, grace, .. }) => {
@@ -145,15 +108,13 @@ impl Device {
                     };
                     for peer in awake {
                         self.ensure_newest_session(peer);
-                        self.initiate_newest(peer, scratch.a_mut(), sink);
-                        self.send_control(peer, &msg, 0, scratch.a_mut(), sink);
+                        self.initiate_newest(peer, scratch.packet_mut(), sink);
+                        self.send_control(peer, &msg, 0, scratch.packet_mut(), sink);
                     }
                 }
                 Some(NodeAction::Retire { old }) => {
                     tracing::info!(old_key = %old, "key rotation done: the old key is refused");
-                    let keys = self.identity.load().keys.clone();
-                    let keys = keys.into_iter().filter(|k| k.public != old).collect();
-                    self.identity.store(Arc::new(Identity { keys }));
+                    self.keys.forget(&old);
                     for peer in awake {
                         peer.retire_sessions(&old);
                     }
@@ -170,7 +131,7 @@ impl Device {
             }
         }
         if changed {
-            self.rebuild_table();
+            self.peers.reindex();
         }
     }
 
@@ -201,7 +162,7 @@ impl Device {
             AnnounceVerdict::Accepted => {
                 tracing::info!(peer = %peer.name(), new_key = %new, "peer announced a new key");
                 peer.key_changed(now);
-                self.rebuild_table();
+                self.peers.reindex();
                 self.ensure_newest_session(peer);
                 self.initiate_newest(peer, out, sink);
             }
@@ -217,6 +178,6 @@ impl Device {
 
     /// `KeyAnnounceAck` from `peer`.
     pub(super) fn handle_key_ack(&self, peer: &Peer, new: PublicKey) {
-        self.rotation().handle_ack(&peer.name(), new);
+        self.keys.rotation().handle_ack(&peer.name(), new);
     }
 }

@@ -1,6 +1,6 @@
 //! Static-key rotation between engines wired in memory: real handshakes, simulated timers.
 
-use super::control::{self, Message};
+use super::control_message::{self as control, Message};
 use super::memory_tests::{ipv4, Net};
 use super::{Batch, DropReason, Scratch};
 use crate::core::key::{PrivateKey, PublicKey};
@@ -71,7 +71,7 @@ fn handshake_answered(
     let init = init.to_vec();
     let mut out = Batch::new();
     let from = net.addr[from];
-    net.devices[to].handle_datagram_at(net.now, from, &init, &mut Scratch::new(), &mut out);
+    net.devices[to].handle_datagram(net.now, from, &init, &mut Scratch::new(), &mut out);
     let answered = out.datagrams().count() > 0;
     answered
 }
@@ -82,7 +82,7 @@ fn a_rotating_node_loses_no_packet_and_its_old_key_is_refused_after_the_grace_wi
     assert_eq!(all_pairs_lost(&mut net, 0), 0, "mesh forms");
     let old_a = net.devices["a"].private_key();
     let b_key = net.devices["b"].private_key();
-    let new_a = PrivateKey::generate();
+    let new_a = crate::io::keyfile::generate();
     net.devices["a"].rotate(new_a.clone(), net.now).unwrap();
     let mut lost = 0;
     for round in 1..=1300 {
@@ -134,7 +134,7 @@ fn every_node_rotating_at_once_converges_on_the_new_keys_without_loss() {
     assert_eq!(all_pairs_lost(&mut net, 0), 0);
     let mut new = std::collections::HashMap::new();
     for n in ["a", "b", "c", "d"] {
-        let k = PrivateKey::generate();
+        let k = crate::io::keyfile::generate();
         net.devices[n].rotate(k.clone(), net.now).unwrap();
         new.insert(n.to_string(), k.public_key());
     }
@@ -163,7 +163,7 @@ fn every_node_rotating_at_once_converges_on_the_new_keys_without_loss() {
 fn an_announcement_relayed_through_a_hub_is_ignored_and_counted() {
     let mut net = Net::two_hub_regions();
     net.send("s1", &ipv4(addr(2), addr(4), b"warm up"));
-    let mallory = PrivateKey::generate().public_key();
+    let mallory = crate::io::keyfile::generate().public_key();
     let forged = Message::KeyAnnounce {
         new_public: mallory,
         effective_ms: 60_000,

@@ -6,8 +6,10 @@ use crate::constants::MAX_DATAGRAM;
 /// decrypted into one and a rewritten copy (MSS clamp, control reply) built in the other
 /// without allocating. Data packets are encrypted straight into the sink.
 pub struct Scratch {
-    pub(super) a: Vec<u8>,
-    pub(super) b: Vec<u8>,
+    /// The packet being worked on: a decrypted inner packet, or a datagram a timer builds.
+    pub(super) packet: Vec<u8>,
+    /// Room for a second packet made while `packet` is still in use.
+    pub(super) spare: Vec<u8>,
 }
 
 impl Default for Scratch {
@@ -17,14 +19,14 @@ impl Default for Scratch {
 }
 
 impl Scratch {
-    pub(super) fn a_mut(&mut self) -> &mut [u8] {
-        &mut self.a
+    pub(super) fn packet_mut(&mut self) -> &mut [u8] {
+        &mut self.packet
     }
 
     pub fn new() -> Self {
         Self {
-            a: vec![0; MAX_DATAGRAM],
-            b: vec![0; MAX_DATAGRAM],
+            packet: vec![0; MAX_DATAGRAM],
+            spare: vec![0; MAX_DATAGRAM],
         }
     }
 }

@@ -10,14 +10,19 @@
 //! still in flight until a key they use is retired ([`Peer::retire_sessions`]).
 //!
 //! A peer may have no session at all: a `Tunn` is 11 KiB, so an idle peer holds none (see
-//! `lazy.rs`); the first packet or handshake either way makes one.
+//! `idle.rs`); the first packet or handshake either way makes one.
+//!
+//! The one clock the engine does not get from its caller is boringtun's: a `Tunn` reads
+//! `Instant::now()` itself for its handshake and session timers (`update_timers`,
+//! `time_since_last_handshake`, `is_expired`), and has no entry point that takes the time.
+//! Everything of the engine's own (confirmation waits, idle release, liveness, path probes,
+//! rotation, PSK epochs, admission buckets) runs on the time it is given, so simulated-time
+//! tests drive all of it; the `Tunn`'s timers run on real time even there.
 
 use super::confirm::Confirm;
-use super::peer::Peer;
 use crate::core::key::PublicKey;
 use boringtun::noise::Tunn;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 use std::time::Instant;
 
@@ -54,6 +59,13 @@ impl Session {
             epoch: keys.epoch,
             confirm: Confirm::default(),
         }
+    }
+
+    /// Holds `pkt` while the session waits for its initiator's confirmation (see
+    /// `confirm.rs`); whether it did.
+    pub(super) fn hold(&mut self, pkt: &[u8], now: Instant) -> bool {
+        let Session { confirm, tunn, .. } = self;
+        confirm.hold(pkt, now, || tunn.time_since_last_handshake().is_some())
     }
 
     pub(super) fn keys(&self) -> SessionKeys {
@@ -158,165 +170,15 @@ impl DerefMut for SessionGuard<'_> {
     }
 }
 
-impl SessionGuard<'_> {
+impl<'a> SessionGuard<'a> {
+    /// The active session under `guard` (checked present by the caller), or `others[i]`.
+    pub(super) fn new(guard: MutexGuard<'a, Sessions>, other: Option<usize>) -> Self {
+        debug_assert!(other.is_some() || guard.active.is_some());
+        Self { guard, other }
+    }
+
     /// Whether this is the session carrying outgoing traffic.
     pub fn is_active(&self) -> bool {
         self.other.is_none()
-    }
-}
-
-impl Peer {
-    /// The active session (derefs to its `Tunn`), if the peer is not idle. Held only for one
-    /// `Tunn` call: never across an await.
-    pub fn active(&self) -> Option<SessionGuard<'_>> {
-        let guard = self.sessions();
-        guard.active.as_ref()?;
-        Some(SessionGuard { guard, other: None })
-    }
-
-    /// The active session, made by `make` (from a fresh generation number) if the peer is idle;
-    /// also whether it was made, so the caller can start the peer's timers.
-    pub(super) fn active_or_make(
-        &self,
-        make: impl FnOnce(u32) -> Session,
-    ) -> (SessionGuard<'_>, bool) {
-        let mut guard = self.sessions();
-        let made = guard.active.is_none();
-        if made {
-            let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-            guard.active = Some(Box::new(make(generation)));
-            guard.quiet_since = None;
-        }
-        (SessionGuard { guard, other: None }, made)
-    }
-
-    /// The session whose slot is `slot`.
-    pub fn session_by_slot(&self, slot: u32) -> Option<SessionGuard<'_>> {
-        self.find_session(|s| s.slot == slot)
-    }
-
-    /// The session made for `keys`.
-    pub fn session_by_keys(&self, keys: SessionKeys) -> Option<SessionGuard<'_>> {
-        self.find_session(|s| s.keys() == keys)
-    }
-
-    fn find_session(&self, want: impl Fn(&Session) -> bool) -> Option<SessionGuard<'_>> {
-        let guard = self.sessions();
-        if guard.active.as_deref().is_some_and(&want) {
-            return Some(SessionGuard { guard, other: None });
-        }
-        let i = guard.others.iter().position(want)?;
-        Some(SessionGuard {
-            guard,
-            other: Some(i),
-        })
-    }
-
-    pub(super) fn sessions(&self) -> MutexGuard<'_, Sessions> {
-        // A panic while holding the lock leaves `Tunn` consistent enough to keep going:
-        // every method of it completes its own state change before returning.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adds a session for `keys` unless one exists; `make` builds its `Tunn` from the slot.
-    /// An idle peer gets it as its active session. Returns whether it was created.
-    pub fn ensure_session(&self, keys: SessionKeys, make: impl FnOnce(u32) -> Tunn) -> bool {
-        let mut guard = self.sessions();
-        if guard.iter().any(|s| s.keys() == keys) {
-            return false;
-        }
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let slot = slot_of(self.slot, generation, keys.epoch);
-        let session = Session::new(make(slot), self.slot, generation, keys);
-        if guard.active.is_none() {
-            guard.active = Some(Box::new(session));
-            guard.quiet_since = None;
-        } else {
-            guard.others.push(session);
-        }
-        true
-    }
-
-    /// The session `slot` completed a handshake: if it is newer than the active one, outgoing
-    /// traffic moves to it now.
-    pub fn on_established(&self, slot: u32) {
-        let mut guard = self.sessions();
-        let Sessions { active, others, .. } = &mut *guard;
-        let Some(active) = active.as_deref_mut() else {
-            return;
-        };
-        if active.slot == slot {
-            return;
-        }
-        let Some(i) = others.iter().position(|s| s.slot == slot) else {
-            return;
-        };
-        if others[i].generation > active.generation {
-            std::mem::swap(active, &mut others[i]);
-            tracing::debug!(peer = %self.name(), slot, "traffic moved to the new session");
-        }
-    }
-
-    /// Drops every session that uses a retired key (ours or theirs). If the active one goes,
-    /// the newest remaining session takes over even before its handshake completes: the old
-    /// key is refused from now on. Keeps at least one session.
-    pub fn retire_sessions(&self, retired: &PublicKey) {
-        self.retire_where(|s| s.ours == *retired || s.theirs == *retired);
-    }
-
-    /// Drops the sessions of PSK epochs before `epoch` (as [`retire_sessions`](Self::retire_sessions)).
-    pub fn retire_epochs_before(&self, epoch: u64) {
-        self.retire_where(|s| s.epoch < epoch);
-    }
-
-    fn retire_where(&self, uses: impl Fn(&Session) -> bool) {
-        let mut guard = self.sessions();
-        let Sessions { active, others, .. } = &mut *guard;
-        let Some(active) = active.as_deref_mut() else {
-            return;
-        };
-        if uses(active) {
-            let newest = others
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !uses(s))
-                .max_by_key(|(_, s)| s.generation)
-                .map(|(i, _)| i);
-            let Some(i) = newest else { return };
-            std::mem::swap(active, &mut others[i]);
-        }
-        others.retain(|s| {
-            if uses(s) {
-                self.retire_counters(s);
-            }
-            !uses(s)
-        });
-    }
-
-    /// Keeps a dropped session's byte counts in the peer's totals.
-    pub(super) fn retire_counters(&self, s: &Session) {
-        let (_, tx, rx, _, _) = s.stats();
-        self.retired_tx.fetch_add(tx as u64, Ordering::Relaxed);
-        self.retired_rx.fetch_add(rx as u64, Ordering::Relaxed);
-    }
-
-    /// Every session's slot and keys, active first.
-    pub fn session_keys(&self) -> Vec<(u32, PublicKey, PublicKey)> {
-        self.sessions()
-            .iter()
-            .map(|s| (s.slot, s.ours, s.theirs))
-            .collect()
-    }
-
-    /// Sum of a `Tunn` counter over live and retired sessions: (tx, rx) bytes.
-    pub(super) fn transfer(&self) -> (u64, u64) {
-        let mut tx = self.retired_tx.load(Ordering::Relaxed);
-        let mut rx = self.retired_rx.load(Ordering::Relaxed);
-        for s in self.sessions().iter() {
-            let (_, t, r, _, _) = s.stats();
-            tx += t as u64;
-            rx += r as u64;
-        }
-        (tx, rx)
     }
 }

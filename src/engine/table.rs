@@ -208,7 +208,6 @@ fn choose(carriers: &[Arc<Peer>]) -> Option<&Arc<Peer>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::key::PrivateKey;
     use crate::engine::peer::PeerConfig;
 
     fn peer(slot: u32, nets: &[&str]) -> Arc<Peer> {
@@ -220,7 +219,12 @@ mod tests {
             overlay_addrs: vec![],
             mtu: 1420,
         };
-        Arc::new(Peer::new(slot, PrivateKey::generate().public_key(), config))
+        Arc::new(Peer::new(
+            slot,
+            crate::io::keyfile::generate().public_key(),
+            config,
+            std::time::Instant::now(),
+        ))
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The device's clock-driven work, called every [`TIMER_TICK`](crate::constants::TIMER_TICK):
 //! path probes, liveness, rotations, PSK epochs, and the timers of awake peers' sessions.
 
+use super::counters::DropReason;
 use super::device::Device;
-use super::drops::DropReason;
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::sink::Sink;
@@ -10,27 +10,30 @@ use crate::core::liveness::{Answers, Health};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::TunnResult;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 impl Device {
-    /// Drives every peer's timers: handshake retries, keepalives, rekeying, session expiry,
-    /// and path-MTU probes.
-    pub fn tick(&self, scratch: &mut Scratch, sink: &mut impl Sink) {
-        self.tick_at(Instant::now(), scratch, sink)
-    }
-
-    /// [`tick`](Self::tick) at a given time. boringtun's own timers read the clock themselves.
-    pub fn tick_at(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
+    /// Drives every awake peer's timers at `now`: handshake retries, keepalives, rekeying,
+    /// session expiry, path-MTU and liveness probes, rotations. `wall` is the same moment on
+    /// the wall clock, which PSK epochs follow. (boringtun's own timers read the clock
+    /// themselves: see `session.rs`.)
+    pub fn tick(
+        &self,
+        now: Instant,
+        wall: SystemTime,
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
         // one look at the awake set per tick: idle peers hold no session to probe, announce
         // in or time out
         let awake = self.awake_peers();
         self.tick_paths(&awake, now, scratch, sink);
         tick_liveness(&awake, now, |peer, id| {
-            let probe = super::control::Message::Probe { id };
-            self.send_control(peer, &probe, 0, scratch.a_mut(), sink);
+            let probe = super::control_message::Message::Probe { id };
+            self.send_control(peer, &probe, 0, scratch.packet_mut(), sink);
         });
         self.tick_rotation(&awake, now, scratch, sink);
-        self.tick_psk(scratch, sink);
+        self.tick_psk(&awake, wall, scratch, sink);
         self.tick_sessions(&awake, now, scratch, sink);
     }
 

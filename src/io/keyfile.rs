@@ -28,6 +28,12 @@ pub enum KeyFileError {
     ShortSecret { path: PathBuf },
 }
 
+/// A fresh private key from the operating system's CSPRNG: the one place outside tests where
+/// the program draws randomness for keys (the core takes it from its caller).
+pub fn generate() -> PrivateKey {
+    PrivateKey::from_rng(&mut rand_core::OsRng)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
     move |source| KeyFileError::Io {
         path: path.to_path_buf(),
@@ -100,7 +106,7 @@ mod tests {
     fn a_written_key_reads_back_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.key");
-        let key = PrivateKey::generate();
+        let key = crate::io::keyfile::generate();
         write_private(&path, &key, false).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -115,7 +121,7 @@ mod tests {
     fn a_key_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.key");
-        write_private(&path, &PrivateKey::generate(), false).unwrap();
+        write_private(&path, &crate::io::keyfile::generate(), false).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_private(&path).unwrap_err();
         assert!(matches!(err, KeyFileError::Permissions { mode: 0o644, .. }));

@@ -184,7 +184,6 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), TopologyFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::key::PrivateKey;
 
     fn file(dual_stack: bool) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -200,8 +199,8 @@ mod tests {
              public-key = \"{}\" # rotated yearly\npod-cidr = \"10.244.7.0/24\"\n\n\
              # second node, left to IPAM\n[[node]]\nname = \"b\"\ncloud = \"c\"\nregion = \"r\"\n\
              public-key = \"{}\"\n",
-            PrivateKey::generate().public_key(),
-            PrivateKey::generate().public_key(),
+            crate::io::keyfile::generate().public_key(),
+            crate::io::keyfile::generate().public_key(),
         );
         std::fs::write(&path, text).unwrap();
         (dir, path)
@@ -266,7 +265,7 @@ mod tests {
     #[test]
     fn setting_a_public_key_replaces_only_that_value() {
         let (_dir, path) = file(false);
-        let key = PrivateKey::generate().public_key();
+        let key = crate::io::keyfile::generate().public_key();
         set_public_key(&path, "a", &key).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
@@ -292,7 +291,8 @@ mod tests {
     #[test]
     fn an_unknown_node_is_named_in_the_error() {
         let (_dir, path) = file(false);
-        let err = set_public_key(&path, "zz", &PrivateKey::generate().public_key()).unwrap_err();
+        let err =
+            set_public_key(&path, "zz", &crate::io::keyfile::generate().public_key()).unwrap_err();
         assert!(matches!(&err, TopologyFileError::NoSuchNode { node, .. } if node == "zz"));
         assert!(err.to_string().contains("mesh.toml"));
     }

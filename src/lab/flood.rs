@@ -11,7 +11,7 @@
 
 use super::netns::enter_netns;
 use super::LabError;
-use crate::core::key::{PrivateKey, PublicKey};
+use crate::core::key::PublicKey;
 use blake2::digest::consts::U16;
 use blake2::digest::{Digest, Mac};
 use blake2::{Blake2s256, Blake2sMac};
@@ -91,7 +91,7 @@ fn junk(i: usize) -> Vec<u8> {
 
 /// One real initiation to `to` from a throwaway key (MAC2 empty: no cookie).
 fn initiation(to: &PublicKey) -> Vec<u8> {
-    let key = PrivateKey::generate();
+    let key = crate::io::keyfile::generate();
     let mut tunn = Tunn::new(key.secret().clone(), to.to_x25519(), None, None, 1, None);
     let mut buf = [0u8; 256];
     match tunn.format_handshake_initiation(&mut buf, false) {
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn valid_mac1_initiations_pass_the_targets_mac1_check_and_bad_ones_fail_it() {
-        let target = PrivateKey::generate().public_key();
+        let target = crate::io::keyfile::generate().public_key();
         let limiter = RateLimiter::new(&target.to_x25519(), u64::MAX);
         let valid = flood_packets(FloodKind::ValidMac1, &target, 20);
         let bad = flood_packets(FloodKind::BadMac1, &target, 20);
@@ -286,7 +286,7 @@ mod tests {
                 Err(WireGuardError::InvalidMac)
             ));
         }
-        let other = RateLimiter::new(&PrivateKey::generate().public_key().to_x25519(), 9);
+        let other = RateLimiter::new(&crate::io::keyfile::generate().public_key().to_x25519(), 9);
         assert!(verdict(&other, &valid[0]).is_err(), "valid for any key");
         let indices: std::collections::HashSet<&[u8]> = valid.iter().map(|p| &p[4..8]).collect();
         assert_eq!(indices.len(), 20, "sender indices repeat");
@@ -294,7 +294,11 @@ mod tests {
 
     #[test]
     fn junk_has_every_length_up_to_256_and_some_of_it_is_shaped_as_data() {
-        let junk = flood_packets(FloodKind::Junk, &PrivateKey::generate().public_key(), 400);
+        let junk = flood_packets(
+            FloodKind::Junk,
+            &crate::io::keyfile::generate().public_key(),
+            400,
+        );
         assert!(junk.iter().all(|p| (1..=256).contains(&p.len())));
         assert!(junk.iter().filter(|p| p.starts_with(&[4, 0, 0, 0])).count() >= 90);
     }

@@ -10,7 +10,6 @@ use super::ping::{self, PingMatrix};
 use super::reach::{probe_all, Reached};
 use super::state::{derive_topology, LabState, StateDir};
 use super::{io_at, LabError};
-use crate::core::key::PrivateKey;
 use crate::core::topology::Topology;
 use crate::io::keyfile;
 use std::collections::{BTreeMap, HashMap};
@@ -119,7 +118,7 @@ impl Lab {
         }
         let mut public = BTreeMap::new();
         for node in &user.nodes {
-            let key = PrivateKey::generate();
+            let key = crate::io::keyfile::generate();
             // an absent node's private key is needed nowhere
             if lab.state.layout.node(&node.name).is_ok() {
                 keyfile::write_private(&lab.dir.key(&node.name), &key, false)?;

@@ -249,7 +249,7 @@ mod tests {
         let mut t = String::from("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n");
         t.push_str("[region.eu]\nunderlay-mtu = 1400\n");
         for (name, region) in nodes {
-            let key = crate::core::key::PrivateKey::generate().public_key();
+            let key = crate::io::keyfile::generate().public_key();
             t.push_str(&format!(
                 "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"{region}\"\npublic-key = \"{key}\"\n"
             ));

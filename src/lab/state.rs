@@ -172,7 +172,6 @@ pub fn derive_topology(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::key::PrivateKey;
 
     const TEXT: &str = r#"# my mesh
 mode = "full"
@@ -200,7 +199,7 @@ listen-port = 5000
         let layout = Layout::new("wml", &topo).unwrap();
         let keys: BTreeMap<String, PublicKey> = ["a", "b"]
             .iter()
-            .map(|n| (n.to_string(), PrivateKey::generate().public_key()))
+            .map(|n| (n.to_string(), crate::io::keyfile::generate().public_key()))
             .collect();
         let text = derive_topology(TEXT, path, &topo, &layout, &keys, false).unwrap();
         assert!(text.contains("# the first one"), "{text}");
@@ -221,7 +220,7 @@ listen-port = 5000
         let layout = Layout::with_nodes("wml", &topo, Some(&["a".to_string()])).unwrap();
         let keys: BTreeMap<String, PublicKey> = ["a", "b"]
             .iter()
-            .map(|n| (n.to_string(), PrivateKey::generate().public_key()))
+            .map(|n| (n.to_string(), crate::io::keyfile::generate().public_key()))
             .collect();
         let text = derive_topology(TEXT, path, &topo, &layout, &keys, false).unwrap();
         let derived = Topology::parse(&text, path).unwrap();

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use wiremesh::core::key::PrivateKey;
 use wiremesh::core::packet;
 use wiremesh::core::plan::Plan;
@@ -76,6 +76,8 @@ pub struct World {
     /// Overlay (tun) addresses of `a`, `b`, `c`, `d`: IPv4 then IPv6.
     pub overlay: [[IpAddr; 2]; 4],
     pub now: Instant,
+    /// The wall clock at `now` (PSK epochs would follow it).
+    pub wall: SystemTime,
     pub scratch: Scratch,
     /// Datagrams delivered to `a` lately (newest last), for replays.
     pub recent: Vec<(usize, Vec<u8>)>,
@@ -123,8 +125,9 @@ impl World {
             .iter()
             .map(|n| Plan::compute(&topo, n).expect("a plan for each node"))
             .collect();
+        let now = Instant::now();
         let devices = (A..=C)
-            .map(|i| Device::new(private_key(i), &plans[i]))
+            .map(|i| Device::new(private_key(i), &plans[i], now))
             .collect();
         let overlay = [0, 1, 2, 3].map(|i| [plans[i].addresses[0], plans[i].addresses[1]]);
         let mut world = World {
@@ -137,7 +140,8 @@ impl World {
                 "203.0.113.9:4444".parse().unwrap(),
             ],
             overlay,
-            now: Instant::now(),
+            now,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_001_800),
             scratch: Scratch::new(),
             recent: Vec::new(),
             log: Vec::new(),
@@ -145,7 +149,7 @@ impl World {
         };
         world.initiate(B, A);
         assert!(
-            world.peer(A, B).snapshot().last_handshake.is_some(),
+            world.peer(A, B).snapshot(world.now, world.wall).last_handshake.is_some(),
             "a and b completed their handshake"
         );
         world.recent.clear();
@@ -178,7 +182,8 @@ impl World {
     /// `node` reads `pkt` from its tun device.
     pub fn tun(&mut self, node: usize, pkt: &[u8]) {
         let mut out = Out::default();
-        self.devices[node].handle_tun_packet(pkt, &mut self.scratch, &mut out);
+        let now = self.now;
+        self.devices[node].handle_tun_packet(now, pkt, &mut self.scratch, &mut out);
         self.pump(node, out);
     }
 
@@ -190,10 +195,11 @@ impl World {
     /// Advances the clock by `by` and runs every device's timers.
     pub fn tick(&mut self, by: Duration) {
         self.now += by;
+        self.wall += by;
         for node in A..=C {
             let mut out = Out::default();
-            let now = self.now;
-            self.devices[node].tick_at(now, &mut self.scratch, &mut out);
+            let (now, wall) = (self.now, self.wall);
+            self.devices[node].tick(now, wall, &mut self.scratch, &mut out);
             self.pump(node, out);
         }
     }
@@ -201,7 +207,7 @@ impl World {
     fn deliver(&mut self, to: usize, from: SocketAddr, datagram: &[u8]) {
         let mut out = Out::default();
         let now = self.now;
-        self.devices[to].handle_datagram_at(now, from, datagram, &mut self.scratch, &mut out);
+        self.devices[to].handle_datagram(now, from, datagram, &mut self.scratch, &mut out);
         self.pump(to, out);
     }
 
@@ -239,7 +245,7 @@ impl World {
             let mut out = Out::default();
             let now = self.now;
             let src = self.addrs[from];
-            self.devices[to].handle_datagram_at(now, src, &d, &mut self.scratch, &mut out);
+            self.devices[to].handle_datagram(now, src, &d, &mut self.scratch, &mut out);
             if to == A {
                 self.a_out.0 += out.tun.len();
                 self.a_out.1 += out.datagrams.len();

@@ -343,7 +343,6 @@ fn route_mtu(topo: &Topology, hubs: &Hubs, me: &Node, dest: &Node) -> (u16, Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::key::PrivateKey;
     use std::path::Path;
 
     /// Builds a topology text from (name, region, hub) triples with fresh keys.
@@ -353,7 +352,7 @@ mod tests {
             text.push_str(&format!(
                 "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"{region}\"\nendpoint = \"192.0.2.{}:51820\"\npublic-key = \"{}\"\npod-cidr = \"10.244.{}.0/24\"\nhub = {hub}\n",
                 i + 1,
-                PrivateKey::generate().public_key(),
+                crate::io::keyfile::generate().public_key(),
                 i + 1
             ));
         }

@@ -230,7 +230,8 @@ impl Io {
         let mut gro = GROTable::default();
         while !self.stopped() {
             std::thread::sleep(TIMER_TICK);
-            self.device.tick(&mut scratch, &mut batch);
+            let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+            self.device.tick(now, wall, &mut scratch, &mut batch);
             self.flush(&mut batch, &mut gro);
         }
     }

@@ -200,7 +200,7 @@ impl Io {
             let stride = m.stride.max(1);
             for datagram in buf[..m.len].chunks(stride) {
                 self.device
-                    .handle_datagram_at(now, from, datagram, scratch, batch);
+                    .handle_datagram(now, from, datagram, scratch, batch);
             }
         }
     }

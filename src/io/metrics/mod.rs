@@ -163,8 +163,10 @@ fn gauge_family<T: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug>(
 impl Collector for DeviceCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let now = SystemTime::now();
+        let mono = std::time::Instant::now();
         let dev = &*self.device;
-        let mut peers: Vec<PeerSnapshot> = dev.peers().iter().map(|p| p.snapshot()).collect();
+        let mut peers: Vec<PeerSnapshot> =
+            dev.peers().iter().map(|p| p.snapshot(mono, now)).collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         let labels: Vec<PeerLabels> = peers
             .iter()
@@ -313,7 +315,7 @@ impl Collector for DeviceCollector {
             (
                 "wiremesh_forwarded_packets",
                 "Packets a hub relayed from one peer to another without the kernel.",
-                dev.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+                dev.forwarded(),
             ),
             (
                 "wiremesh_key_rotations",

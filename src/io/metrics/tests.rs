@@ -3,7 +3,6 @@
 
 use super::http::{route, Route};
 use super::*;
-use crate::core::key::PrivateKey;
 use crate::core::plan::Plan;
 use crate::core::topology::Topology;
 use crate::engine::{Batch, Scratch};
@@ -14,7 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Two devices, `hub-a.eu` and `b-1`, after one packet from a to b: b has a session with a,
 /// has received one packet, and saw one garbage datagram.
 fn two_devices() -> (Arc<Device>, Arc<Device>) {
-    let keys = [PrivateKey::generate(), PrivateKey::generate()];
+    let keys = [
+        crate::io::keyfile::generate(),
+        crate::io::keyfile::generate(),
+    ];
     let mut text = "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n".to_string();
     for (i, name) in ["hub-a.eu", "b-1"].iter().enumerate() {
         text.push_str(&format!(
@@ -28,6 +30,7 @@ fn two_devices() -> (Arc<Device>, Arc<Device>) {
         Arc::new(Device::new(
             keys[i].clone(),
             &Plan::compute(&topo, name).unwrap(),
+            std::time::Instant::now(),
         ))
     };
     let (a, b) = (dev(0, "hub-a.eu"), dev(1, "b-1"));
@@ -39,7 +42,13 @@ fn two_devices() -> (Arc<Device>, Arc<Device>) {
     let ping = ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"ping");
     cross_handshake((&a, a_addr), (&b, b_addr), &ping, 3);
     let mut scratch = Scratch::new();
-    b.handle_datagram(a_addr, b"garbage", &mut scratch, &mut Batch::new());
+    b.handle_datagram(
+        std::time::Instant::now(),
+        a_addr,
+        b"garbage",
+        &mut scratch,
+        &mut Batch::new(),
+    );
     (a, b)
 }
 
@@ -103,7 +112,10 @@ fn a_peer_without_a_handshake_has_no_age_sample_but_every_other_series() {
     let text = render_openmetrics(&registry(a));
     // a initiated and completed: it has an age. A fresh device has none.
     assert!(text.contains("wiremesh_peer_last_handshake_age_seconds{"));
-    let keys = [PrivateKey::generate(), PrivateKey::generate()];
+    let keys = [
+        crate::io::keyfile::generate(),
+        crate::io::keyfile::generate(),
+    ];
     let topo = format!(
         "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n[[node]]\nname = \"x\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{}\"\n[[node]]\nname = \"y\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{}\"\n",
         keys[0].public_key(),
@@ -113,6 +125,7 @@ fn a_peer_without_a_handshake_has_no_age_sample_but_every_other_series() {
     let fresh = Arc::new(Device::new(
         keys[0].clone(),
         &Plan::compute(&topo, "x").unwrap(),
+        std::time::Instant::now(),
     ));
     let text = render_openmetrics(&registry(fresh));
     assert!(

@@ -1,4 +1,8 @@
-//! Why the engine dropped a packet: one counter per reason, for metrics and `status`.
+//! The device's own counters: packets dropped, by reason, and packets forwarded between peers.
+//! Per-peer counters live on the peer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a packet was dropped; each has a counter (for metrics and `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,5 +56,37 @@ impl DropReason {
             DropReason::ForgedAnnouncement => "forged_key_announcement",
             DropReason::StaleSession => "stale_session",
         }
+    }
+}
+
+/// Counted on the data path with relaxed atomics: a counter is a tally, never a decision.
+#[derive(Default)]
+pub(super) struct Counters {
+    drops: [AtomicU64; DropReason::ALL.len()],
+    forwarded: AtomicU64,
+}
+
+impl Counters {
+    pub fn drop_packet(&self, reason: DropReason) {
+        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn drop_counts(&self) -> HashMap<DropReason, u64> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.drops(*r)))
+            .collect()
+    }
+
+    pub fn forwarded_one(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
     }
 }

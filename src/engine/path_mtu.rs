@@ -44,6 +44,20 @@ pub struct PathEvent {
     pub cause: MtuCause,
 }
 
+/// MTU changes waiting for the daemon (routes, logs), from every peer.
+#[derive(Default)]
+pub(super) struct PathEvents(Mutex<Vec<PathEvent>>);
+
+impl PathEvents {
+    pub fn push(&self, event: PathEvent) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+
+    pub fn take(&self) -> Vec<PathEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 struct State {
     speaks: bool,
     /// Hellos sent so far; only the first is padded (see [`PeerPath::hellos_sent`]).

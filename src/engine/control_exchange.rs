@@ -1,9 +1,10 @@
-//! The device's side of control messages and path-MTU discovery: hellos to find peers that
+//! Control messages exchanged inside the tunnel (their format is `control_message.rs`), and
+//! the path-MTU discovery they carry: hellos to find peers that
 //! speak wiremesh control, probes sized to test the underlay path, and their answers.
 
-use super::control::{self, Message};
+use super::control_message::{self, Message};
 use super::device::Device;
-use super::path::PathEvent;
+use super::path_mtu::PathEvent;
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::sink::Sink;
@@ -24,7 +25,8 @@ impl Device {
         sink: &mut impl Sink,
     ) {
         let dsts = peer.config().overlay_addrs.clone();
-        let own = self.own_addrs.load();
+        let node = self.node.load();
+        let own = &node.own_addrs;
         // prefer IPv4 inner packets: they are the ones every peer carries
         let Some((src, dst)) = dsts.iter().find_map(|d| {
             own.iter()
@@ -33,7 +35,7 @@ impl Device {
         }) else {
             return;
         };
-        let pkt = control::build(src, dst, msg, pad_to);
+        let pkt = control_message::build(src, dst, msg, pad_to);
         let Some(to) = peer.endpoint() else { return };
         // only inside a session that exists: control never wakes an idle peer
         let Some(mut session) = peer.active() else {
@@ -52,7 +54,7 @@ impl Device {
         scratch: &mut Scratch,
         sink: &mut impl Sink,
     ) {
-        let settings = **self.discovery.load();
+        let settings = self.node.load().discovery;
         if !settings.enabled {
             return;
         }
@@ -67,9 +69,9 @@ impl Device {
                 } else {
                     0
                 };
-                self.send_control(peer, &Message::Hello, pad, scratch.a_mut(), sink);
+                self.send_control(peer, &Message::Hello, pad, scratch.packet_mut(), sink);
             }
-            self.probe(peer, now, scratch.a_mut(), sink);
+            self.probe(peer, now, scratch.packet_mut(), sink);
         }
     }
 
@@ -79,8 +81,7 @@ impl Device {
             self.send_control(peer, &Message::Probe { id }, inner, out, sink);
         }
         if let Some((mtu, was, cause)) = peer.path.poll_change() {
-            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-            events.push(PathEvent {
+            self.path_events.push(PathEvent {
                 peer: peer.name(),
                 public_key: peer.public_key(),
                 mtu,
@@ -102,7 +103,7 @@ impl Device {
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
-        let settings = **self.discovery.load();
+        let settings = self.node.load().discovery;
         let start = |peer: &Peer| {
             if settings.enabled {
                 peer.path
@@ -147,11 +148,6 @@ impl Device {
             }
             Message::KeyAnnounceAck { new_public } => self.handle_key_ack(peer, new_public),
         }
-    }
-
-    /// MTU changes since the last call, for the daemon to apply to routes and log.
-    pub fn take_path_events(&self) -> Vec<PathEvent> {
-        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -69,7 +69,7 @@ fn an_idle_peer_is_released_and_the_next_packet_brings_it_back_without_loss() {
         .peers()
         .by_key(&b_key(&net))
         .unwrap()
-        .snapshot();
+        .snapshot(net.now, net.wall);
     assert!(snapshot.last_handshake.is_some());
 }
 
