@@ -168,12 +168,7 @@ fn under_a_flood_a_peer_takes_the_cookie_and_its_retry_with_mac2_completes_the_h
         "the retry was refused"
     );
     assert_eq!(net.delivered["b"], vec![pkt], "the queued packet arrived");
-    let a_on_b = net.devices["b"]
-        .peers()
-        .iter()
-        .next()
-        .unwrap()
-        .snapshot(net.now, net.wall);
+    let a_on_b = net.only_peer("b");
     assert!(a_on_b.last_handshake.is_some());
 }
 

@@ -194,6 +194,13 @@ impl Net {
         self.wall + self.ahead.get(node).copied().unwrap_or_default()
     }
 
+    /// `node`'s view now of its only peer (in a two-node mesh).
+    pub fn only_peer(&self, node: &str) -> crate::engine::PeerSnapshot {
+        let table = self.devices[node].peers();
+        let p = table.iter().next().expect("a peer").clone();
+        p.snapshot(self.now, self.wall)
+    }
+
     fn peer_mtu(&self, node: &str, peer: &str) -> u16 {
         let table = self.devices[node].peers();
         let p = table.iter().find(|p| p.name() == peer).unwrap().clone();
@@ -212,12 +219,7 @@ fn two_engines_handshake_and_deliver_the_first_packet() {
     // the session is up now: the next packet is one datagram, delivered directly
     net.send("a", &pkt);
     assert_eq!(net.delivered["b"].len(), 2);
-    let b_peer = net.devices["b"]
-        .peers()
-        .iter()
-        .next()
-        .unwrap()
-        .snapshot(net.now, net.wall);
+    let b_peer = net.only_peer("b");
     assert!(b_peer.last_handshake.is_some());
     assert_eq!(b_peer.rx_packets, 2);
 }
@@ -305,12 +307,7 @@ fn a_replayed_handshake_initiation_counts_as_a_handshake_failure_of_that_peer() 
         let mut out = Batch::new();
         net.devices["b"].handle_datagram(net.now, from, &datagram, &mut scratch, &mut out);
     }
-    let a_on_b = net.devices["b"]
-        .peers()
-        .iter()
-        .next()
-        .unwrap()
-        .snapshot(net.now, net.wall);
+    let a_on_b = net.only_peer("b");
     assert_eq!(a_on_b.handshake_failures, 1);
     assert_eq!(net.devices["b"].drops(DropReason::Decrypt), 1);
 }

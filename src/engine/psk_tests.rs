@@ -60,12 +60,7 @@ fn a_node_with_the_wrong_mesh_secret_or_none_never_completes_a_handshake() {
         // the answer, so no session ever carries a packet
         let mut refused = 0;
         for n in ["a", "b"] {
-            let snap = net.devices[n]
-                .peers()
-                .iter()
-                .next()
-                .unwrap()
-                .snapshot(net.now, net.wall);
+            let snap = net.only_peer(n);
             assert_eq!(snap.rx_packets, 0, "{n} received through a session");
             refused += snap.handshake_failures;
         }
