@@ -135,17 +135,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         None
     };
-    let io = Arc::new(DataPath {
-        device: device.clone(),
-        tun: loops::TunQueue::new(tun),
-        fast_tun,
-        udp,
-        stop: Default::default(),
-        udp_reader: Default::default(),
-        fast_reader: Default::default(),
-        received_at: Default::default(),
-        bulk_at: Default::default(),
-    });
+    let io = Arc::new(DataPath::new(device.clone(), tun, fast_tun, udp));
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {
         settings,

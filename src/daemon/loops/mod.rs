@@ -177,6 +177,22 @@ pub fn new_batch() -> Batch {
 }
 
 impl<T: Tun, U: Underlay> DataPath<T, U> {
+    /// The engine's `device` wired to the tun device's first queue `tun`, its small-packet
+    /// queue `fast_tun` where there is one, and the UDP port `udp`; loops not yet started.
+    pub fn new(device: Arc<Device>, tun: Arc<T>, fast_tun: Option<T>, udp: Arc<U>) -> Self {
+        Self {
+            device,
+            tun: TunQueue::new(tun),
+            fast_tun,
+            udp,
+            stop: AtomicBool::default(),
+            udp_reader: Mutex::default(),
+            fast_reader: Mutex::default(),
+            received_at: AtomicU64::default(),
+            bulk_at: AtomicU64::default(),
+        }
+    }
+
     /// Sends the batch's datagrams (GSO runs), then writes its tun packets (coalesced), and
     /// empties it.
     pub fn flush(&self, batch: &mut Batch, gro: &mut GROTable) {

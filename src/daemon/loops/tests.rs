@@ -17,17 +17,12 @@ struct Running {
 impl Running {
     fn start(device: Device, udp: MemoryUdp) -> Self {
         let (bulk, small, kernel) = memory_tun().unwrap();
-        let path = Arc::new(DataPath {
-            device: Arc::new(device),
-            tun: TunQueue::new(Arc::new(bulk)),
-            fast_tun: Some(small),
-            udp: Arc::new(udp),
-            stop: Default::default(),
-            udp_reader: Default::default(),
-            fast_reader: Default::default(),
-            received_at: Default::default(),
-            bulk_at: Default::default(),
-        });
+        let path = Arc::new(DataPath::new(
+            Arc::new(device),
+            Arc::new(bulk),
+            Some(small),
+            Arc::new(udp),
+        ));
         let threads = start(&path, 0);
         Self {
             path,
