@@ -1,8 +1,8 @@
 //! The I/O loops around the engine: one OS thread per direction ([`send`], [`receive`]), one
 //! for the fast receive lane (small datagrams, [`crate::io::lanes`]) and one for the timers.
-//! Each loop reads what is ready (up to a [`flush::BUDGET`]), lets the engine decide, then flushes the
-//! batch. Nothing here decides anything about packets. Every buffer is allocated once per
-//! loop; the per-packet path allocates nothing.
+//! Each loop reads what is ready (up to a [`flush::BUDGET`]), lets the engine decide, then
+//! flushes the batch. Nothing here decides anything about packets. Every buffer is allocated
+//! once per loop; the per-packet path allocates nothing.
 //!
 //! Small packets keep apart from bulk all the way: a tun queue of their own
 //! ([`crate::io::tun_lanes`]), read first; never in a GSO send with others; a receive lane and

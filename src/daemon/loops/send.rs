@@ -6,8 +6,8 @@ use super::*;
 use crate::core::flush::PollStep;
 
 impl<T: Tun, U: Underlay> DataPath<T, U> {
-    /// tun → encrypt → UDP, until [`DataPath::stop`]. After sending a request, polls for its answer
-    /// instead of sleeping, as [`Spin`] decides.
+    /// tun → encrypt → UDP, until [`DataPath::stop`]. After sending a request, polls for its
+    /// answer instead of sleeping, as [`Spin`] decides.
     pub fn outbound(&self) {
         let mut w = Work::new();
         let mut spin = Spin::default();
