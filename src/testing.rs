@@ -1,16 +1,29 @@
 //! Scaffolding shared by the unit tests, the integration tests (through `tests/common`) and the
-//! benches: the one root policy, one deadline-and-retry wait, an IPv4 packet, a handshake
-//! crossed in memory, a fake UAPI handler and the `promtool` pipe.
+//! benches: the one root policy, one deadline-and-retry wait, an IPv4 packet, devices of a
+//! mesh and a handshake crossed in memory, an in-memory tun device and UDP pair for the
+//! data-path loops, a fake UAPI handler and the `promtool` pipe.
 //!
 //! It is a public module rather than `#[cfg(test)]` because integration tests and benches link
 //! the library as built for them, without `cfg(test)`: only a public module reaches all three.
 //! It is hidden from the docs and holds nothing the daemon calls.
 
+use crate::constants::{SMALL_DATAGRAM, SMALL_PACKET};
+use crate::core::key::PrivateKey;
+use crate::core::plan::Plan;
+use crate::core::topology::Topology;
 use crate::engine::{Batch, Device, Scratch};
+use crate::io::ready;
+use crate::io::tun::Tun;
 use crate::io::uapi::{UapiDevice, UapiError, UapiHandler, UapiSet};
+use crate::io::udp::{Lane, RecvMeta, Underlay};
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tun_rs::GROTable;
 
 /// Whether this run is CI (`CI=true`), where nothing may be skipped for want of a tool or root.
 pub fn under_ci() -> bool {
@@ -101,6 +114,36 @@ pub fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The devices of a full mesh of `names`, keys generated: node `i` has the pod CIDR
+/// 10.244.(i+1).0/24 and the endpoint 192.0.2.(i+1):51820, returned with it.
+pub fn full_mesh(names: &[&str]) -> Vec<(Device, SocketAddr)> {
+    let keys: Vec<PrivateKey> = names
+        .iter()
+        .map(|_| crate::io::keyfile::generate())
+        .collect();
+    let mut text = "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n".to_string();
+    for (i, name) in names.iter().enumerate() {
+        text.push_str(&format!(
+            "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"r\"\nendpoint = \"192.0.2.{n}:51820\"\npublic-key = \"{}\"\npod-cidr = \"10.244.{n}.0/24\"\n",
+            keys[i].public_key(),
+            n = i + 1
+        ));
+    }
+    let topo = Topology::parse(&text, Path::new("mem.toml")).expect("a valid mesh");
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let plan = Plan::compute(&topo, name).expect("a plan for each node");
+            let addr = SocketAddr::from(([192, 0, 2, i as u8 + 1], 51820));
+            (
+                Device::new(keys[i].clone(), &plan, std::time::Instant::now()),
+                addr,
+            )
+        })
+        .collect()
+}
+
 /// Sends `first` from `a` to `b` in memory and crosses the datagrams `rounds` times each way
 /// (init → response → the queued packet takes three), so the two share a session.
 pub fn cross_handshake(
@@ -122,6 +165,188 @@ pub fn cross_handshake(
         for (_, d) in to_a.datagrams() {
             a.handle_datagram(now, b_addr, d, &mut scratch, &mut to_b);
         }
+    }
+}
+
+/// Sends `packet` on `sock`, waiting up to 1 s for room (a datagram socket pair queues only a
+/// few datagrams).
+fn send_waiting(sock: &UnixDatagram, packet: &[u8]) -> io::Result<()> {
+    loop {
+        match sock.send(packet) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !ready::wait(sock.as_fd(), true, Duration::from_secs(1))? {
+                    return Err(e);
+                }
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// A connected pair of non-blocking datagram sockets.
+fn socket_pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+    let (a, b) = UnixDatagram::pair()?;
+    a.set_nonblocking(true)?;
+    b.set_nonblocking(true)?;
+    Ok((a, b))
+}
+
+/// One queue of an in-memory tun device ([`memory_tun`]), as the data-path loops see it: a
+/// packet per datagram of a socket pair, so `poll` works on it as on the real device.
+#[derive(Debug)]
+pub struct MemoryTun(UnixDatagram);
+
+/// The kernel's side of an in-memory tun device: what it writes reaches the loops, steered to
+/// the small queue by size as [`crate::io::tun_lanes`] does; what the loops write to the first
+/// queue, it reads.
+#[derive(Debug)]
+pub struct MemoryKernel {
+    bulk: UnixDatagram,
+    small: UnixDatagram,
+}
+
+/// An in-memory tun device with two queues: (bulk, small, the kernel's side).
+pub fn memory_tun() -> io::Result<(MemoryTun, MemoryTun, MemoryKernel)> {
+    let (bulk, kernel_bulk) = socket_pair()?;
+    let (small, kernel_small) = socket_pair()?;
+    let kernel = MemoryKernel {
+        bulk: kernel_bulk,
+        small: kernel_small,
+    };
+    Ok((MemoryTun(bulk), MemoryTun(small), kernel))
+}
+
+impl MemoryKernel {
+    /// Routes `packet` into the tun device, as an application's send would.
+    pub fn write(&self, packet: &[u8]) -> io::Result<()> {
+        let queue = if packet.len() <= SMALL_PACKET {
+            &self.small
+        } else {
+            &self.bulk
+        };
+        send_waiting(queue, packet)
+    }
+
+    /// The next packet the loops wrote to the tun device, waiting up to `within`.
+    pub fn read(&self, within: Duration) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 65_536];
+        if !ready::wait(self.bulk.as_fd(), false, within)? {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let n = self.bulk.recv(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+impl Tun for MemoryTun {
+    fn recv_multiple(
+        &self,
+        _original: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        sizes[0] = self.0.recv(&mut bufs[0][offset..])?;
+        Ok(1)
+    }
+
+    fn send_multiple(
+        &self,
+        _gro: &mut GROTable,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+    ) -> io::Result<usize> {
+        for buf in bufs.iter() {
+            send_waiting(&self.0, &buf[offset..])?;
+        }
+        Ok(bufs.len())
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// One end of an in-memory UDP link ([`memory_udp_pair`]) with two receive lanes, steered by
+/// size as [`crate::io::lanes`] does. It delivers only to its peer's address, and keeps a copy
+/// of every datagram it sent, to check what crossed the wire.
+#[derive(Debug)]
+pub struct MemoryUdp {
+    peer: SocketAddr,
+    bulk: UnixDatagram,
+    fast: UnixDatagram,
+    pub sent: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Two ends of an in-memory UDP link between the underlay addresses `a` and `b`.
+pub fn memory_udp_pair(a: SocketAddr, b: SocketAddr) -> io::Result<(MemoryUdp, MemoryUdp)> {
+    let (a_bulk, b_bulk) = socket_pair()?;
+    let (a_fast, b_fast) = socket_pair()?;
+    let end = |peer, bulk, fast| MemoryUdp {
+        peer,
+        bulk,
+        fast,
+        sent: Mutex::default(),
+    };
+    Ok((end(b, a_bulk, a_fast), end(a, b_bulk, b_fast)))
+}
+
+impl Underlay for MemoryUdp {
+    fn has_fast_lane(&self) -> bool {
+        true
+    }
+
+    fn lane_fd(&self, lane: Lane) -> Option<BorrowedFd<'_>> {
+        Some(match lane {
+            Lane::Bulk => self.bulk.as_fd(),
+            Lane::Fast => self.fast.as_fd(),
+        })
+    }
+
+    fn try_recv(
+        &self,
+        lane: Lane,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let sock = match lane {
+            Lane::Bulk => &self.bulk,
+            Lane::Fast => &self.fast,
+        };
+        let mut n = 0;
+        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()) {
+            match sock.recv(buf) {
+                Ok(len) => {
+                    (m.addr, m.len, m.stride) = (self.peer, len, len);
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    fn send_batch(&self, batch: &Batch) {
+        for (to, datagram) in batch.datagrams() {
+            if to != self.peer {
+                continue;
+            }
+            let lane = if datagram.len() <= SMALL_DATAGRAM {
+                &self.fast
+            } else {
+                &self.bulk
+            };
+            self.sent.lock().unwrap().push(datagram.to_vec());
+            if let Err(e) = send_waiting(lane, datagram) {
+                tracing::debug!(error = %e, "in-memory send failed");
+            }
+        }
+    }
+
+    fn sender(&self, on_wire: SocketAddr) -> SocketAddr {
+        on_wire
     }
 }
 

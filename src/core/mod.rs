@@ -1,6 +1,7 @@
 //! The sans-IO core: everything that decides, nothing that touches the kernel or reads a clock.
 
 pub mod diff;
+pub mod flush;
 pub mod graph;
 pub mod health;
 pub mod icmp;

@@ -21,7 +21,7 @@ use crate::io::metrics;
 use crate::io::netlink::{NetlinkError, Routes};
 use crate::io::tun::{self, TunError};
 use crate::io::udp::{Udp, UdpError};
-use loops::Io;
+use loops::DataPath;
 use resolve::Resolvers;
 use settings::Settings;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub enum DaemonError {
 struct Running {
     settings: Settings,
     plan: Plan,
-    io: Arc<Io>,
+    io: Arc<DataPath>,
     routes: routes::RouteSync,
     resolver: Resolver,
     resolvers: Resolvers,
@@ -135,17 +135,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         None
     };
-    let io = Arc::new(Io {
-        device: device.clone(),
-        tun: loops::TunQueue::new(tun),
-        fast_tun,
-        udp,
-        stop: Default::default(),
-        udp_reader: Default::default(),
-        fast_reader: Default::default(),
-        received_at: Default::default(),
-        bulk_at: Default::default(),
-    });
+    let io = Arc::new(DataPath::new(device.clone(), tun, fast_tun, udp));
     let resolver = Resolver::new(&settings.dns_servers)?;
     let mut running = Running {
         settings,
@@ -242,7 +232,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
 /// instead of on the first packet; unless there are more than
 /// [`EAGER_HANDSHAKES`](crate::constants::EAGER_HANDSHAKES) of them (a hub with thousands of
 /// spokes): those wake on demand, and the spokes, each with a handful of peers, start theirs.
-fn start_handshakes(io: &Io, peers: &[Arc<crate::engine::Peer>]) {
+fn start_handshakes(io: &DataPath, peers: &[Arc<crate::engine::Peer>]) {
     if peers.len() > crate::constants::EAGER_HANDSHAKES {
         tracing::info!(
             peers = peers.len(),

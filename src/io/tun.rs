@@ -15,7 +15,62 @@
 
 use std::io;
 use std::net::IpAddr;
-use tun_rs::{DeviceBuilder, SyncDevice};
+use std::os::fd::{AsFd, BorrowedFd};
+use tun_rs::{DeviceBuilder, DeviceImpl, GROTable, SyncDevice};
+
+/// What the data-path loops need of one queue of the tun device: batched, non-blocking reads
+/// and writes, and a descriptor to wait on. [`SyncDevice`] is the real one; the loops are
+/// generic over it (no dynamic dispatch on the data path), so a unit test can run them over an
+/// in-memory device (`crate::testing`).
+pub trait Tun: Send + Sync {
+    /// Reads what is queued without waiting (`WouldBlock` when nothing is): one packet, or one
+    /// super-packet split into segments, into `bufs[i][offset..]`, `sizes[i]` bytes each;
+    /// returns how many. `original` is room for the whole read. `ErrorKind::Other`: a malformed
+    /// super-packet, skipped.
+    fn recv_multiple(
+        &self,
+        original: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize>;
+    /// Writes the packets in `bufs`, each after `offset` bytes of headroom (for the driver's
+    /// header), coalescing what `gro` can.
+    fn send_multiple(
+        &self,
+        gro: &mut GROTable,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+    ) -> io::Result<usize>;
+    /// The descriptor to wait on for readable packets.
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+impl Tun for SyncDevice {
+    #[inline]
+    fn recv_multiple(
+        &self,
+        original: &mut [u8],
+        bufs: &mut [Vec<u8>],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        DeviceImpl::recv_multiple(self, original, bufs, sizes, offset)
+    }
+    #[inline]
+    fn send_multiple(
+        &self,
+        gro: &mut GROTable,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+    ) -> io::Result<usize> {
+        DeviceImpl::send_multiple(self, gro, bufs, offset)
+    }
+    #[inline]
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create tun device '{name}': {source} (needs CAP_NET_ADMIN and /dev/net/tun)")]

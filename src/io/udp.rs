@@ -32,14 +32,53 @@ pub struct Udp {
     dual_stack: bool,
 }
 
-/// One of the port's receive sockets: small datagrams (handshakes, keepalives, pings, ACKs)
-/// have a lane of their own, read by a thread of its own, so they never queue behind bulk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lane {
-    /// Everything larger than [`crate::io::lanes::SMALL`]; everything, where there is one lane.
-    Bulk,
-    /// Datagrams of at most [`crate::io::lanes::SMALL`] bytes.
-    Fast,
+pub use crate::core::flush::Lane;
+
+/// What the data-path loops need of the UDP port: batched, non-blocking receives per lane, a
+/// descriptor per lane to wait on, and batched sends. [`Udp`] is the real one; the loops are
+/// generic over it (no dynamic dispatch on the data path), so a unit test can run them over
+/// an in-memory pair (`crate::testing`).
+pub trait Underlay: Send + Sync {
+    /// Whether small datagrams have a receive lane of their own.
+    fn has_fast_lane(&self) -> bool;
+    /// The descriptor of `lane`, to wait on with others; `None` for a lane it lacks.
+    fn lane_fd(&self, lane: Lane) -> Option<BorrowedFd<'_>>;
+    /// Receives as many datagrams as `bufs` hold from `lane` without waiting: `WouldBlock`
+    /// when nothing is queued (or the lane is missing). Each `meta[i]` tells how many bytes of
+    /// `bufs[i]` are filled, the sender (on the wire: map it with [`Underlay::sender`]) and
+    /// the `stride` between coalesced datagrams.
+    fn try_recv(
+        &self,
+        lane: Lane,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize>;
+    /// Sends every datagram of `batch`; errors are logged, not returned.
+    fn send_batch(&self, batch: &Batch);
+    /// A sender's address ([`RecvMeta::addr`]) as the engine knows it.
+    fn sender(&self, on_wire: SocketAddr) -> SocketAddr;
+
+    /// Waits up to `timeout` for a datagram (or an error) to be queued on `lane`; `Ok(false)`
+    /// on timeout, and at once for a lane this socket does not have.
+    fn wait_lane(&self, lane: Lane, timeout: Duration) -> io::Result<bool> {
+        match self.lane_fd(lane) {
+            Some(fd) => ready::wait(fd, false, timeout),
+            None => Ok(false),
+        }
+    }
+
+    /// [`Underlay::try_recv`] from either lane, the fast one first.
+    fn try_recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        match self.try_recv(Lane::Fast, bufs, meta) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        self.try_recv(Lane::Bulk, bufs, meta)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +330,46 @@ impl Udp {
                 other => return other,
             }
         }
+    }
+}
+
+impl Underlay for Udp {
+    #[inline]
+    fn has_fast_lane(&self) -> bool {
+        Udp::has_fast_lane(self)
+    }
+    #[inline]
+    fn lane_fd(&self, lane: Lane) -> Option<BorrowedFd<'_>> {
+        Udp::lane_fd(self, lane)
+    }
+    #[inline]
+    fn try_recv(
+        &self,
+        lane: Lane,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        Udp::try_recv(self, lane, bufs, meta)
+    }
+    #[inline]
+    fn send_batch(&self, batch: &Batch) {
+        Udp::send_batch(self, batch)
+    }
+    #[inline]
+    fn sender(&self, on_wire: SocketAddr) -> SocketAddr {
+        Udp::from_wire(on_wire)
+    }
+    #[inline]
+    fn wait_lane(&self, lane: Lane, timeout: Duration) -> io::Result<bool> {
+        Udp::wait_lane(self, lane, timeout)
+    }
+    #[inline]
+    fn try_recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        Udp::try_recv_batch(self, bufs, meta)
     }
 }
 

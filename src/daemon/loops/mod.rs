@@ -1,8 +1,8 @@
 //! The I/O loops around the engine: one OS thread per direction ([`send`], [`receive`]), one
 //! for the fast receive lane (small datagrams, [`crate::io::lanes`]) and one for the timers.
-//! Each loop reads what is ready (up to a BUDGET), lets the engine decide, then flushes the
-//! batch. Nothing here decides anything about packets. Every buffer is allocated once per
-//! loop; the per-packet path allocates nothing.
+//! Each loop reads what is ready (up to a [`flush::BUDGET`]), lets the engine decide, then
+//! flushes the batch. Nothing here decides anything about packets. Every buffer is allocated
+//! once per loop; the per-packet path allocates nothing.
 //!
 //! Small packets keep apart from bulk all the way: a tun queue of their own
 //! ([`crate::io::tun_lanes`]), read first; never in a GSO send with others; a receive lane and
@@ -12,14 +12,21 @@
 //! The loops own their threads and block in `poll` on their own descriptors: the wake-up
 //! lands on the thread that does the work, with no reactor thread and no task hand-off in
 //! between (on two cores, those hops cost a quarter of the CPU).
+//!
+//! When a batch leaves and what is read next, the loops ask [`crate::core::flush`]; they are
+//! generic over the tun device ([`Tun`]) and the UDP port ([`Underlay`]), monomorphised to
+//! [`SyncDevice`] and [`Udp`] in the daemon and to an in-memory pair in the unit tests.
+//! The engine is called in three places only: [`DataPath::encrypt`], [`DataPath::decrypt`] and
+//! [`DataPath::timers`].
 
 use crate::constants::{MAX_DATAGRAM, SMALL_PACKET, TIMER_TICK};
+use crate::core::flush::{self, AfterRead, Lane, TunDrain, TunQueueKind, TunRead, UDP_BUFFERS};
 use crate::core::spin::Spin;
 use crate::engine::{Batch, Device, Scratch};
 use crate::io::ready;
-use crate::io::udp::{Lane, RecvMeta, Udp};
+use crate::io::tun::Tun;
+use crate::io::udp::{RecvMeta, Udp, Underlay};
 use std::io::{ErrorKind, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -27,48 +34,31 @@ use tun_rs::{GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 mod receive;
 mod send;
+#[cfg(test)]
+mod tests;
 
 pub use receive::UdpReader;
-
-/// Packets gathered before a flush. It bounds how long a loop works before it looks at the
-/// fast lane again, so the wait of a ping that arrives behind a saturating flow: about this
-/// many decryptions (~1 µs each) and one tun write, in which the kernel's TCP receive path runs.
-/// Same-run A/B against 128: ping under load p99 1.36 against 1.52 ms (within the rounds'
-/// spread), throughput equal.
-const BUDGET: usize = 64;
-
-/// Early flushes for small packets per tun read: beyond this (a flood of small packets) they
-/// are batched like the rest.
-const EARLY_FLUSHES: usize = 8;
 
 /// One tun segment: room for any tun MTU up to jumbo frames.
 const TUN_SEGMENT: usize = 16 * 1024;
 
-/// UDP receive buffers per `recvmmsg`; each holds up to 64 KiB of GRO-coalesced datagrams.
-const UDP_BUFFERS: usize = 8;
-
-/// Nanoseconds without a bulk datagram after which the fast-lane thread reads the small tun
-/// queue too ([`Io::fast_lane`]).
-const BULK_QUIET: u64 = 1_000_000;
-
-/// More small packets than this in one read of the small tun queue make a flood, not requests.
-const INTERACTIVE: usize = 4;
-
 /// How often an idle loop looks at the stop flag.
 const IDLE_WAKE: Duration = Duration::from_millis(200);
 
-pub struct Io {
+/// Everything the data-path loops share: the engine's device, the tun queues and the UDP port
+/// it is wired to, the rights to read them, the stop flag and when datagrams last came in.
+pub struct DataPath<T: Tun = SyncDevice, U: Underlay = Udp> {
     pub device: Arc<Device>,
     /// The tun device's first queue: everything, or bulk where small packets have a queue of
     /// their own. All writes go here.
-    pub tun: TunQueue,
+    pub tun: TunQueue<T>,
     /// The queue for small outgoing packets ([`crate::io::tun_lanes`]), where there is one.
     /// Every loop reads it, each with buffers of its own and without taking turns: a thread
     /// that held the right to it and lost its core would keep an echo reply waiting (traced:
     /// up to 1.2 ms). Two readers may swap two small packets of one flow; the receiver's replay
     /// window takes that, and so do the flows small packets carry (pings, ACKs, queries).
-    pub fast_tun: Option<SyncDevice>,
-    pub udp: Arc<Udp>,
+    pub fast_tun: Option<T>,
+    pub udp: Arc<U>,
     /// Set on shutdown; the loops return within [`IDLE_WAKE`].
     pub stop: AtomicBool,
     /// The right to read the bulk receive lane (the only one, where the kernel refuses
@@ -91,27 +81,18 @@ pub struct Io {
 /// tun device: what the kernel answers to what it just received (an echo reply, a TCP ACK) is
 /// then already waiting, and leaves at once instead of after another thread wakes up. One
 /// reader at a time keeps each flow's packets in order.
-pub struct TunQueue {
-    pub dev: Arc<SyncDevice>,
+pub struct TunQueue<T: Tun = SyncDevice> {
+    pub dev: Arc<T>,
     pub reader: Mutex<TunReader>,
 }
 
-impl TunQueue {
-    pub fn new(dev: Arc<SyncDevice>) -> Self {
+impl<T: Tun> TunQueue<T> {
+    pub fn new(dev: Arc<T>) -> Self {
         Self {
             dev,
             reader: Mutex::default(),
         }
     }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        tun_fd(&self.dev)
-    }
-}
-
-fn tun_fd(dev: &SyncDevice) -> BorrowedFd<'_> {
-    // SAFETY: the descriptor lives as long as `dev`, which outlives the borrow.
-    unsafe { BorrowedFd::borrow_raw(dev.as_raw_fd()) }
 }
 
 /// What one loop works with, allocated once: scratch space, the batch it fills, the tun GRO
@@ -134,10 +115,21 @@ impl Work {
     }
 }
 
-/// Nanoseconds since the first call: a clock that fits an atomic.
-fn since_start() -> u64 {
+/// Time since the first call: the one origin of the loops' clock ([`DataPath::received_at`],
+/// [`DataPath::bulk_at`]) and of the times [`crate::core::flush`] compares.
+fn since_start() -> Duration {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// A time [`stamp`]ed into an atomic.
+fn at(clock: &AtomicU64) -> Duration {
+    Duration::from_nanos(clock.load(Ordering::Relaxed))
+}
+
+/// Stores `now` ([`since_start`]) in an atomic, in nanoseconds.
+fn stamp(clock: &AtomicU64, now: Duration) {
+    clock.store(now.as_nanos() as u64, Ordering::Relaxed);
 }
 
 /// Buffers for reading the tun device: a super-packet, and the segments it is split into.
@@ -168,28 +160,12 @@ impl TunReader {
     }
 }
 
-/// Which tun queue a read takes packets from, with whose buffers.
-enum TunSource<'a> {
+/// Which tun queue a read takes packets from ([`TunQueueKind`]), with whose buffers.
+enum TunSource<'a, T> {
     /// The first queue, with the buffers that come with the right to read it.
     Bulk(&'a mut TunReader),
-    /// The small-packet queue, with the loop's own buffers ([`Work::small`]). It holds small
-    /// packets only: they leave when it runs dry (at once for a lone ping), and a flood of
-    /// them is batched, with no early flushes (those halved a 100-byte UDP flood's rate).
-    Small(&'a SyncDevice),
-}
-
-/// How much of the tun device's queue one call reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TunRead {
-    /// Until it is empty: the outbound loop.
-    All,
-    /// One budget at most: the inbound loop, for the kernel's answers to what it delivered. A
-    /// bulk sender's tun never runs dry, and that is the outbound loop's work.
-    Budget,
-    /// Until a read brings no small packet: the fast lane, which must be back at its socket
-    /// soon. An echo reply or an ACK leaves at once; bulk, after the one read that found it, is
-    /// left to the outbound loop.
-    Answers,
+    /// The small-packet queue, with the loop's own buffers ([`Work::small`]).
+    Small(&'a T),
 }
 
 /// Why reading the tun device stopped for good.
@@ -200,7 +176,23 @@ pub fn new_batch() -> Batch {
     Batch::with_headroom(VIRTIO_NET_HDR_LEN)
 }
 
-impl Io {
+impl<T: Tun, U: Underlay> DataPath<T, U> {
+    /// The engine's `device` wired to the tun device's first queue `tun`, its small-packet
+    /// queue `fast_tun` where there is one, and the UDP port `udp`; loops not yet started.
+    pub fn new(device: Arc<Device>, tun: Arc<T>, fast_tun: Option<T>, udp: Arc<U>) -> Self {
+        Self {
+            device,
+            tun: TunQueue::new(tun),
+            fast_tun,
+            udp,
+            stop: AtomicBool::default(),
+            udp_reader: Mutex::default(),
+            fast_reader: Mutex::default(),
+            received_at: AtomicU64::default(),
+            bulk_at: AtomicU64::default(),
+        }
+    }
+
     /// Sends the batch's datagrams (GSO runs), then writes its tun packets (coalesced), and
     /// empties it.
     pub fn flush(&self, batch: &mut Batch, gro: &mut GROTable) {
@@ -223,7 +215,7 @@ impl Io {
     }
 
     /// Handshake retries, keepalives and rekeying, until
-    /// [`Io::stop`].
+    /// [`DataPath::stop`].
     pub fn timers(&self) {
         let mut scratch = Scratch::new();
         let mut batch = new_batch();
@@ -244,9 +236,13 @@ impl Io {
 /// port has one, runs above both: what it carries is small and waits for nothing (same-run
 /// A/B: p99 0.58 against 1.43 ms, throughput 1.00–1.03×). The timers stay in the normal class,
 /// since a tick over thousands of peers may run long and must not hold a core.
-pub fn start(io: &Arc<Io>, priority: u8) -> Vec<std::thread::JoinHandle<()>> {
+pub fn start<T, U>(io: &Arc<DataPath<T, U>>, priority: u8) -> Vec<std::thread::JoinHandle<()>>
+where
+    T: Tun + 'static,
+    U: Underlay + 'static,
+{
     let realtime = |above: u8| (priority > 0).then_some(priority + above);
-    let spawn = |name: &'static str, f: fn(&Io), realtime: Option<u8>| {
+    let spawn = |name: &'static str, f: fn(&DataPath<T, U>), realtime: Option<u8>| {
         let io = io.clone();
         std::thread::Builder::new()
             .name(name.into())
@@ -259,12 +255,12 @@ pub fn start(io: &Arc<Io>, priority: u8) -> Vec<std::thread::JoinHandle<()>> {
             .expect("spawning a data-path thread")
     };
     let mut threads = vec![
-        spawn("wm-outbound", Io::outbound, realtime(0)),
-        spawn("wm-inbound", Io::inbound, realtime(1)),
-        spawn("wm-timers", Io::timers, None),
+        spawn("wm-outbound", DataPath::outbound, realtime(0)),
+        spawn("wm-inbound", DataPath::inbound, realtime(1)),
+        spawn("wm-timers", DataPath::timers, None),
     ];
     if io.udp.has_fast_lane() {
-        threads.push(spawn("wm-fastlane", Io::fast_lane, realtime(2)));
+        threads.push(spawn("wm-fastlane", DataPath::fast_lane, realtime(2)));
     }
     threads
 }
@@ -282,7 +278,7 @@ fn enter_realtime(thread: &str, priority: u8) {
 }
 
 /// Stops the loops and waits for them (at most one [`IDLE_WAKE`] or [`TIMER_TICK`]).
-pub fn stop(io: &Io, threads: Vec<std::thread::JoinHandle<()>>) {
+pub fn stop<T: Tun, U: Underlay>(io: &DataPath<T, U>, threads: Vec<std::thread::JoinHandle<()>>) {
     io.stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();

@@ -23,16 +23,7 @@ impl Default for UdpReader {
     }
 }
 
-/// How many receive buffers one `recvmmsg` may fill when `room` datagrams are left in the
-/// budget and a buffer held up to `per_buffer` of them last time. With GRO one buffer holds up
-/// to ~45 datagrams, and all eight would pull ~350 off the socket at once: a ping arriving on
-/// the fast lane meanwhile waited for all of them to be decrypted and written (traced: 0.75 ms
-/// in one stretch of the inbound thread).
-fn receive_width(room: usize, per_buffer: usize) -> usize {
-    (room / per_buffer.max(1)).clamp(1, UDP_BUFFERS)
-}
-
-impl Io {
+impl<T: Tun, U: Underlay> DataPath<T, U> {
     /// Where the answer to a request arrives: the fast lane, where there is one.
     pub(super) fn answer_lane(&self) -> (Lane, &Mutex<UdpReader>) {
         if self.udp.has_fast_lane() {
@@ -42,7 +33,7 @@ impl Io {
         }
     }
 
-    /// Bulk lane: UDP → decrypt → tun (or the next peer, on a hub), until [`Io::stop`].
+    /// Bulk lane: UDP → decrypt → tun (or the next peer, on a hub), until [`DataPath::stop`].
     pub fn inbound(&self) {
         self.receive(Lane::Bulk, &self.udp_reader);
     }
@@ -65,15 +56,14 @@ impl Io {
         };
         let mut w = Work::new();
         let mut spin = Spin::default();
-        let mut flood_until = 0;
+        let mut small = flush::SmallQueue::default();
         while !self.stopped() {
             let got = {
                 let mut r = self.fast_reader.lock().unwrap_or_else(|e| e.into_inner());
                 self.read_udp(Lane::Fast, &mut r, &mut w)
             };
             let now = since_start();
-            let quiet = now.saturating_sub(self.bulk_at.load(Ordering::Relaxed)) > BULK_QUIET
-                && now >= flood_until;
+            let quiet = small.fast_lane_sends(now, at(&self.bulk_at));
             let mut sent = 0;
             if quiet {
                 match self.read_tun(TunSource::Small(queue), &mut w, TunRead::Budget) {
@@ -81,16 +71,14 @@ impl Io {
                     Err(TunGone) => return,
                 }
                 // a flood of small packets is the outbound loop's, batched
-                if sent > INTERACTIVE {
-                    flood_until = now + BULK_QUIET;
-                }
-                let answered = now.saturating_sub(self.received_at.load(Ordering::Relaxed));
-                if let Some(limit) = spin.after_send(sent, Duration::from_nanos(answered)) {
+                small.sent(now, sent);
+                let answered = now.saturating_sub(at(&self.received_at));
+                if let Some(limit) = spin.after_send(sent, answered) {
                     self.poll_for_answer(limit, &mut spin, &mut w);
                 }
             }
             if got == 0 && sent == 0 {
-                let both = [udp, tun_fd(queue)];
+                let both = [udp, queue.fd()];
                 let fds = if quiet { &both[..] } else { &both[..1] };
                 if let Err(e) = ready::wait_any(fds, false, IDLE_WAKE) {
                     tracing::error!(error = %e, "fast lane poll failed; its loop stops");
@@ -116,18 +104,19 @@ impl Io {
         }
     }
 
-    /// Receives and decrypts up to one [`BUDGET`] of datagrams from `lane` and delivers them;
-    /// the fast lane delivers what each `recvmmsg` brought at once. Returns how many receive
-    /// buffers were filled (0: the lane was empty).
+    /// Receives and decrypts up to one [`flush::BUDGET`] of datagrams from `lane` and delivers
+    /// them, as [`flush::receive_width`] says. Returns how many receive buffers were filled
+    /// (0: the lane was empty).
     pub(super) fn read_udp(&self, lane: Lane, r: &mut UdpReader, w: &mut Work) -> usize {
         let mut got = 0;
-        while w.batch.len() < BUDGET {
-            let width = receive_width(BUDGET - w.batch.len(), r.per_buffer);
+        let mut reads = 0;
+        while let Some(width) = flush::receive_width(lane, w.batch.len(), reads, r.per_buffer) {
             let mut iovs = r.bufs.each_mut().map(|b| IoSliceMut::new(b));
             let (iovs, meta) = (&mut iovs[..width], &mut r.meta[..width]);
             match self.udp.try_recv(lane, iovs, meta) {
                 Ok(n) => {
                     got += n;
+                    reads += 1;
                     r.per_buffer = meta[..n]
                         .iter()
                         .map(|m| m.len.div_ceil(m.stride.max(1)))
@@ -135,9 +124,6 @@ impl Io {
                         .unwrap_or(1);
                     let now = Instant::now();
                     self.decrypt(now, iovs, &meta[..n], &mut w.scratch, &mut w.batch);
-                    if lane == Lane::Fast {
-                        break;
-                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -150,9 +136,9 @@ impl Io {
         }
         if got > 0 {
             let now = since_start();
-            self.received_at.store(now, Ordering::Relaxed);
+            stamp(&self.received_at, now);
             if lane == Lane::Bulk {
-                self.bulk_at.store(now, Ordering::Relaxed);
+                stamp(&self.bulk_at, now);
             }
         }
         self.deliver(lane, w);
@@ -161,8 +147,8 @@ impl Io {
 
     /// Flushes the batch; then, if it wrote to the tun device, sends what the kernel answered
     /// meanwhile: the small-packet queue where there is one (an echo reply, ACKs); then, unless
-    /// the outbound loop is at it already, the first queue, as far as [`TunRead`] allows the
-    /// lane (bulk is the outbound loop's work).
+    /// the outbound loop is at it already, the first queue, as far as
+    /// [`flush::after_delivery`] allows the lane (bulk is the outbound loop's work).
     pub(super) fn deliver(&self, lane: Lane, w: &mut Work) {
         if w.batch.is_empty() {
             return;
@@ -175,10 +161,8 @@ impl Io {
         if let Some(fast) = &self.fast_tun {
             let _ = self.read_tun(TunSource::Small(fast), w, TunRead::Budget);
         }
-        let until = match (lane, &self.fast_tun) {
-            (Lane::Bulk, _) => TunRead::Budget,
-            (Lane::Fast, None) => TunRead::Answers,
-            (Lane::Fast, Some(_)) => return,
+        let Some(until) = flush::after_delivery(lane, self.fast_tun.is_some()) else {
+            return;
         };
         if let Ok(mut reader) = self.tun.reader.try_lock() {
             let _ = self.read_tun(TunSource::Bulk(&mut reader), w, until);
@@ -196,7 +180,7 @@ impl Io {
         batch: &mut Batch,
     ) {
         for (buf, m) in bufs.iter().zip(meta) {
-            let from = Udp::from_wire(m.addr);
+            let from = self.udp.sender(m.addr);
             let stride = m.stride.max(1);
             for datagram in buf[..m.len].chunks(stride) {
                 self.device
@@ -226,20 +210,5 @@ impl Io {
             self.flush(&mut batch, &mut gro);
         }
         self.flush(&mut batch, &mut gro);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_receive_takes_about_one_budget_of_coalesced_datagrams() {
-        // no GRO: all buffers; GRO (~45 per buffer): one, then as many as fit the rest
-        assert_eq!(receive_width(BUDGET, 1), UDP_BUFFERS);
-        assert_eq!(receive_width(BUDGET, 45), 1);
-        assert_eq!(receive_width(10, 45), 1);
-        assert_eq!(receive_width(BUDGET, 16), 4);
-        assert_eq!(receive_width(BUDGET, 0), UDP_BUFFERS);
     }
 }

@@ -3,10 +3,11 @@
 //! peer leave in one `sendmsg` (UDP GSO).
 
 use super::*;
+use crate::core::flush::PollStep;
 
-impl Io {
-    /// tun → encrypt → UDP, until [`Io::stop`]. After sending a request, polls for its answer
-    /// instead of sleeping, as [`Spin`] decides.
+impl<T: Tun, U: Underlay> DataPath<T, U> {
+    /// tun → encrypt → UDP, until [`DataPath::stop`]. After sending a request, polls for its
+    /// answer instead of sleeping, as [`Spin`] decides.
     pub fn outbound(&self) {
         let mut w = Work::new();
         let mut spin = Spin::default();
@@ -22,10 +23,7 @@ impl Io {
             }
             {
                 let mut reader = self.tun.reader.lock().unwrap_or_else(|e| e.into_inner());
-                let until = match self.fast_tun {
-                    Some(_) => TunRead::Budget,
-                    None => TunRead::All,
-                };
+                let until = flush::outbound_read(self.fast_tun.is_some());
                 match self.read_tun(TunSource::Bulk(&mut reader), &mut w, until) {
                     Ok((n, m)) => (sent, more) = (sent + n, more || m),
                     Err(TunGone) => return,
@@ -34,8 +32,8 @@ impl Io {
             if more {
                 continue;
             }
-            let quiet = since_start().saturating_sub(self.received_at.load(Ordering::Relaxed));
-            if let Some(limit) = spin.after_send(sent, Duration::from_nanos(quiet)) {
+            let quiet = since_start().saturating_sub(at(&self.received_at));
+            if let Some(limit) = spin.after_send(sent, quiet) {
                 self.poll_for_answer(limit, &mut spin, &mut w);
             }
             if let Err(e) = self.wait_tun(IDLE_WAKE) {
@@ -48,14 +46,15 @@ impl Io {
     /// Waits up to `timeout` for a packet on any queue of the tun device.
     pub(super) fn wait_tun(&self, timeout: Duration) -> std::io::Result<bool> {
         match &self.fast_tun {
-            Some(fast) => ready::wait_any(&[self.tun.fd(), tun_fd(fast)], false, timeout),
-            None => ready::wait(self.tun.fd(), false, timeout),
+            Some(fast) => ready::wait_any(&[self.tun.dev.fd(), fast.fd()], false, timeout),
+            None => ready::wait(self.tun.dev.fd(), false, timeout),
         }
     }
 
     /// Polls the UDP socket for up to `limit` for the answer to what was just sent, and
     /// handles it as a receive loop would. Stops early, with no verdict for [`Spin`], when the
-    /// receive loop is reading already or the tun device has more to send.
+    /// receive loop is reading already or, as [`flush::poll_step`] says, the tun device has
+    /// more to send.
     pub(super) fn poll_for_answer(&self, limit: Duration, spin: &mut Spin, w: &mut Work) {
         let start = Instant::now();
         let (lane, reader) = self.answer_lane();
@@ -63,28 +62,25 @@ impl Io {
             let Ok(mut r) = reader.try_lock() else {
                 return;
             };
-            if self.read_udp(lane, &mut r, w) > 0 {
-                spin.caught(start.elapsed());
-                return;
-            }
+            let got = self.read_udp(lane, &mut r, w);
             drop(r);
-            if matches!(self.wait_tun(Duration::ZERO), Ok(true)) {
-                return;
+            let tun_waiting = || matches!(self.wait_tun(Duration::ZERO), Ok(true));
+            let elapsed = start.elapsed();
+            match flush::poll_step(got, tun_waiting, elapsed, limit) {
+                PollStep::Caught => return spin.caught(elapsed),
+                PollStep::GiveWay => return,
+                PollStep::Missed => return spin.missed(),
+                PollStep::Again => std::hint::spin_loop(),
             }
-            if start.elapsed() >= limit {
-                spin.missed();
-                return;
-            }
-            std::hint::spin_loop();
         }
     }
 
-    /// Reads, encrypts and sends what the tun queue `from` holds, flushing every [`BUDGET`]
-    /// datagrams, as far as `until` says. Returns how many datagrams and packets it sent, and
+    /// Reads, encrypts and sends what the tun queue `from` holds, flushing as [`TunDrain`]
+    /// says, as far as `until` says. Returns how many datagrams and packets it sent, and
     /// whether it stopped with more to read.
     pub(super) fn read_tun(
         &self,
-        from: TunSource<'_>,
+        from: TunSource<'_, T>,
         w: &mut Work,
         until: TunRead,
     ) -> Result<(usize, bool), TunGone> {
@@ -94,27 +90,27 @@ impl Io {
             gro,
             small,
         } = w;
-        let (dev, r, early_flushes) = match from {
-            TunSource::Bulk(r) => (&*self.tun.dev, r, EARLY_FLUSHES),
-            TunSource::Small(dev) => (dev, small, 0),
+        let (dev, r, queue) = match from {
+            TunSource::Bulk(r) => (&*self.tun.dev, r, TunQueueKind::Bulk),
+            TunSource::Small(dev) => (dev, small, TunQueueKind::Small),
         };
+        let mut drain = TunDrain::new(queue, until);
         let mut sent = 0;
-        let mut early = 0;
         loop {
             match dev.recv_multiple(&mut r.original, &mut r.bufs, &mut r.sizes, 0) {
                 Ok(n) => {
                     let small = self.encrypt(&r.bufs, &r.sizes[..n], scratch, batch);
-                    let full = batch.len() >= BUDGET;
-                    if full || (!small && until == TunRead::Answers) {
-                        sent += batch.len();
-                        self.flush(batch, gro);
-                        if until != TunRead::All {
+                    match drain.after_read(batch.len(), small) {
+                        AfterRead::Gather => {}
+                        AfterRead::Flush => {
+                            sent += batch.len();
+                            self.flush(batch, gro);
+                        }
+                        AfterRead::FlushAndReturn => {
+                            sent += batch.len();
+                            self.flush(batch, gro);
                             return Ok((sent, true));
                         }
-                    } else if small && early < early_flushes {
-                        early += 1;
-                        sent += batch.len();
-                        self.flush(batch, gro);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {

@@ -6,38 +6,16 @@ use super::*;
 use crate::core::plan::Plan;
 use crate::core::topology::Topology;
 use crate::engine::{Batch, Scratch};
-use crate::testing::{cross_handshake, ipv4, promtool_check_metrics};
+use crate::testing::{cross_handshake, full_mesh, ipv4, promtool_check_metrics};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Two devices, `hub-a.eu` and `b-1`, after one packet from a to b: b has a session with a,
 /// has received one packet, and saw one garbage datagram.
 fn two_devices() -> (Arc<Device>, Arc<Device>) {
-    let keys = [
-        crate::io::keyfile::generate(),
-        crate::io::keyfile::generate(),
-    ];
-    let mut text = "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n".to_string();
-    for (i, name) in ["hub-a.eu", "b-1"].iter().enumerate() {
-        text.push_str(&format!(
-            "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"r\"\nendpoint = \"192.0.2.{n}:51820\"\npublic-key = \"{}\"\npod-cidr = \"10.244.{n}.0/24\"\n",
-            keys[i].public_key(),
-            n = i + 1
-        ));
-    }
-    let topo = Topology::parse(&text, Path::new("mem.toml")).unwrap();
-    let dev = |i: usize, name| {
-        Arc::new(Device::new(
-            keys[i].clone(),
-            &Plan::compute(&topo, name).unwrap(),
-            std::time::Instant::now(),
-        ))
-    };
-    let (a, b) = (dev(0, "hub-a.eu"), dev(1, "b-1"));
-    let (a_addr, b_addr) = (
-        "192.0.2.1:51820".parse().unwrap(),
-        "192.0.2.2:51820".parse().unwrap(),
-    );
+    let mut mesh = full_mesh(&["hub-a.eu", "b-1"]).into_iter();
+    let ((a, a_addr), (b, b_addr)) = (mesh.next().unwrap(), mesh.next().unwrap());
+    let (a, b) = (Arc::new(a), Arc::new(b));
     // init → response → (queued packet) → b
     let ping = ipv4([10, 244, 1, 1], [10, 244, 2, 1], b"ping");
     cross_handshake((&a, a_addr), (&b, b_addr), &ping, 3);
