@@ -3,7 +3,6 @@
 pub mod diff;
 pub mod graph;
 pub mod health;
-pub mod icmp;
 pub mod ipam;
 pub mod key;
 pub mod liveness;
@@ -16,4 +15,5 @@ pub mod psk;
 pub mod rotation;
 pub mod routing;
 pub mod spin;
+pub mod too_big;
 pub mod topology;

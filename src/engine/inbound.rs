@@ -10,7 +10,7 @@ use super::scratch::Scratch;
 use super::session::{epoch_bits, SessionKeys};
 use super::sink::Sink;
 use crate::core::key::PublicKey;
-use crate::core::{icmp, mss, packet};
+use crate::core::{mss, packet, too_big as icmp};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};

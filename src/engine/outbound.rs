@@ -7,7 +7,7 @@ use super::drops::DropReason;
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::sink::Sink;
-use crate::core::{icmp, mss, packet};
+use crate::core::{mss, packet, too_big as icmp};
 use boringtun::noise::TunnResult;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
