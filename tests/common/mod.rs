@@ -37,6 +37,27 @@ pub fn wiremesh(args: &[&str]) -> std::process::Output {
         .expect("run wiremesh")
 }
 
+/// Runs the `wiremesh` binary with `args`, writes `stdin` to it, and waits for it.
+pub fn wiremesh_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(exe())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wiremesh");
+    // Dropped right after the write, so the binary sees the end of its input.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write wiremesh's stdin");
+    child.wait_with_output().expect("wait for wiremesh")
+}
+
 /// `wiremesh check` as an argv (binary first) against `topology`, for `node` on `ifname`.
 pub fn check_args(topology: &Path, node: &str, ifname: &str) -> Vec<String> {
     vec![
