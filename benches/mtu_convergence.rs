@@ -7,7 +7,7 @@
 mod root;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use wiremesh::io::control::{self, ControlRequest, DaemonStatus};
+use wiremesh::io::control_socket::{self, ControlRequest, DaemonStatus};
 use wiremesh::lab::{Lab, LabOptions};
 
 const NODES: usize = 16;
@@ -35,8 +35,8 @@ fn statuses(lab: &Lab, rt: &tokio::runtime::Runtime) -> Vec<DaemonStatus> {
     lab.nodes()
         .iter()
         .filter_map(|n| {
-            let path = control::socket_path(lab.ifname(n).ok()?);
-            rt.block_on(control::request(&path, &ControlRequest::Status))
+            let path = control_socket::socket_path(lab.ifname(n).ok()?);
+            rt.block_on(control_socket::request(&path, &ControlRequest::Status))
                 .ok()?
                 .status
         })

@@ -350,13 +350,15 @@ impl Underlay for MemoryUdp {
     }
 }
 
-/// A [`UapiHandler`] that answers `get` with a fixed device and records every `set`; a `set`
-/// of `listen_port = refuse_port` fails as a port in use.
+/// A [`UapiHandler`] that answers `get` with a fixed device and records every `set` it accepts;
+/// a `set` of `listen_port = refuse_port` fails as a port in use, one of
+/// `listen_port = invalid_port` as an invalid request, so callers can reach both error replies.
 #[derive(Debug, Default)]
 pub struct FakeUapi {
     pub dev: UapiDevice,
     pub sets: Mutex<Vec<UapiSet>>,
     pub refuse_port: Option<u16>,
+    pub invalid_port: Option<u16>,
 }
 
 impl FakeUapi {
@@ -375,6 +377,11 @@ impl UapiHandler for FakeUapi {
     fn set(&self, req: UapiSet) -> Result<(), UapiError> {
         if let Some(port) = self.refuse_port.filter(|p| req.listen_port == Some(*p)) {
             return Err(UapiError::PortInUse(port));
+        }
+        if self.invalid_port.is_some() && req.listen_port == self.invalid_port {
+            return Err(UapiError::Invalid(
+                "refused by FakeUapi (invalid_port)".into(),
+            ));
         }
         self.sets.lock().unwrap().push(req);
         Ok(())

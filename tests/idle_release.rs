@@ -6,18 +6,18 @@ mod common;
 
 use common::{require_root, running_lab, wait_for};
 use std::time::Duration;
-use wiremesh::io::control::{self, ControlRequest};
+use wiremesh::io::control_socket::{self, ControlRequest};
 use wiremesh::lab::Lab;
 
 /// Peers holding session state in `node`'s daemon.
 fn awake(lab: &Lab, node: &str) -> usize {
-    let socket = control::socket_path(lab.ifname(node).unwrap());
+    let socket = control_socket::socket_path(lab.ifname(node).unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let resp = rt
-        .block_on(control::request(&socket, &ControlRequest::Status))
+        .block_on(control_socket::request(&socket, &ControlRequest::Status))
         .unwrap();
     resp.status.expect("a status answer").awake_peers
 }

@@ -1,10 +1,11 @@
 //! The `wiremesh` binary end to end on topology files: the shipped examples plan for every node,
 //! errors reach stderr with the file name, `--format wg` output has the structure `wg setconf`
-//! reads, and `ipam --write` pins without losing comments.
+//! reads, `ipam --write` pins without losing comments, and `ipam --json` (what the Ansible role
+//! asks) gives the library's own assignment.
 
 mod common;
 
-use common::wiremesh;
+use common::{text, wiremesh, wiremesh_with_stdin};
 use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 use wiremesh::core::key::PublicKey;
@@ -200,4 +201,118 @@ fn ipam_write_pins_every_node_keeps_comments_and_is_idempotent() {
             "second run changed the file"
         );
     }
+}
+
+/// Every example, including a dual-stack one, with pinned and unpinned nodes.
+fn ipam_examples() -> Vec<PathBuf> {
+    let mut files = examples();
+    files.push(common::topology("full-dual-stack.toml"));
+    files
+}
+
+#[test]
+fn ipam_json_gives_every_node_the_cidrs_the_library_assigns_from_a_file_or_stdin() {
+    for file in ipam_examples() {
+        let topo = Topology::load(&file).unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = wiremesh(&["ipam", "--topology", path, "--json"]);
+        assert!(from_file.status.success(), "{}", text(&from_file));
+        let body = std::fs::read_to_string(&file).unwrap();
+        let from_stdin = wiremesh_with_stdin(&["ipam", "--topology", "-", "--json"], &body);
+        assert!(from_stdin.status.success(), "{}", text(&from_stdin));
+        assert_eq!(from_stdin.stdout, from_file.stdout, "{path}");
+
+        let json: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
+        let nodes = json.as_array().unwrap();
+        assert_eq!(nodes.len(), topo.nodes.len(), "{path}");
+        let dual = topo.cluster_cidr_v6.is_some();
+        for (got, node) in nodes.iter().zip(&topo.nodes) {
+            assert_eq!(got["name"], node.name.as_str(), "{path}");
+            assert_eq!(got["pod-cidr"], node.pod_cidr.to_string(), "{path}");
+            assert_eq!(got["pinned"], node.pod_cidr_pinned, "{path}");
+            if dual {
+                let v6 = node.pod_cidr_v6.unwrap().to_string();
+                assert_eq!(got["pod-cidr-v6"], v6.as_str(), "{path}");
+                assert_eq!(got["pinned-v6"], node.pod_cidr_v6_pinned, "{path}");
+            } else {
+                assert!(got.get("pod-cidr-v6").is_none(), "{path}: {got}");
+            }
+        }
+        assert!(
+            from_file.stderr.is_empty(),
+            "--json prints no hint: {}",
+            text(&from_file)
+        );
+    }
+}
+
+#[test]
+fn ipam_json_keeps_pinned_cidrs_and_assigns_the_rest_around_them() {
+    let file = common::topology("ansible-two-regions.toml");
+    let unpinned = Topology::load(&file).unwrap();
+    // Pin the second node onto the slot IPAM would give the first: the first must move, the
+    // pinned one must stay, as the Ansible role relies on for recorded CIDRs.
+    let taken = unpinned.nodes[0].pod_cidr.to_string();
+    let body = std::fs::read_to_string(&file).unwrap().replace(
+        "name = \"eu-b\"\n",
+        &format!("name = \"eu-b\"\npod-cidr = \"{taken}\"\n"),
+    );
+    let out = wiremesh_with_stdin(&["ipam", "--topology", "-", "--json"], &body);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cidr = |name: &str| {
+        let node = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {json}"));
+        (
+            node["pod-cidr"].as_str().unwrap().to_string(),
+            node["pinned"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(cidr("eu-b"), (taken.clone(), true));
+    let (first, pinned) = cidr("eu-a");
+    assert!(!pinned);
+    assert_ne!(first, taken);
+    let all: Vec<String> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pod-cidr"].as_str().unwrap().to_string())
+        .collect();
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "a CIDR given twice: {all:?}");
+}
+
+#[test]
+fn ipam_on_bad_input_names_stdin_line_node_and_field() {
+    let file = common::topology("ansible-two-regions.toml");
+    let body = std::fs::read_to_string(&file).unwrap().replace(
+        "name = \"us-a\"\n",
+        "name = \"us-a\"\npod-cidr = \"10.244.300.0/24\"\n",
+    );
+    let line = body
+        .lines()
+        .position(|l| l.contains("10.244.300.0"))
+        .unwrap()
+        + 1;
+    let out = wiremesh_with_stdin(&["ipam", "--topology", "-", "--json"], &body);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in ["<stdin>", &format!("line {line}"), "'us-a'", "'pod-cidr'"] {
+        assert!(stderr.contains(want), "{want} missing from: {stderr}");
+    }
+
+    let out = wiremesh_with_stdin(&["ipam", "--topology", "-", "--write"], &body);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--write needs a topology file"),
+        "{}",
+        text(&out)
+    );
 }

@@ -14,26 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wiremesh::core::key::{PrivateKey, PublicKey};
 use wiremesh::io::uapi::protocol::{self, Request};
 use wiremesh::io::uapi::server::handle_connection;
-use wiremesh::io::uapi::{UapiDevice, UapiError, UapiHandler, UapiPeer, UapiSet};
+use wiremesh::io::uapi::{UapiDevice, UapiPeer, UapiSet};
+use wiremesh::testing::FakeUapi;
 
-/// A fixed device: a `get` reply with every kind of field, so replies are worth parsing back.
-struct Handler(UapiDevice);
-
-impl UapiHandler for Handler {
-    fn get(&self) -> UapiDevice {
-        self.0.clone()
-    }
-
-    fn set(&self, req: UapiSet) -> Result<(), UapiError> {
-        match req.listen_port {
-            Some(1) => Err(UapiError::PortInUse(1)),
-            Some(2) => Err(UapiError::Invalid("refused by the fuzz handler".into())),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn handler() -> Arc<Handler> {
+/// The shared fake handler with a fixed device that has every kind of field, so `get` replies
+/// are worth parsing back; a `set` of port 1 fails as a port in use, of port 2 as invalid.
+fn handler() -> Arc<FakeUapi> {
     let mut a = UapiPeer::new(PublicKey::from_bytes([1; 32]));
     a.preshared_key = Some([2; 32]);
     a.endpoint = Some("192.0.2.1:51820".parse().unwrap());
@@ -47,12 +33,16 @@ fn handler() -> Arc<Handler> {
     ];
     let mut b = UapiPeer::new(PublicKey::from_bytes([3; 32]));
     b.endpoint = Some("[2001:db8::1]:51821".parse().unwrap());
-    Arc::new(Handler(UapiDevice {
-        private_key: Some(PrivateKey::from_bytes([4; 32])),
-        listen_port: 51820,
-        fwmark: Some(0x51820),
-        peers: vec![a, b],
-    }))
+    Arc::new(FakeUapi {
+        refuse_port: Some(1),
+        invalid_port: Some(2),
+        ..FakeUapi::new(UapiDevice {
+            private_key: Some(PrivateKey::from_bytes([4; 32])),
+            listen_port: 51820,
+            fwmark: Some(0x51820),
+            peers: vec![a, b],
+        })
+    })
 }
 
 /// A connection whose client wrote `input` and then closed its side; replies are collected.

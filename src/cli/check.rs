@@ -17,8 +17,8 @@ use crate::core::health::{self, Observation, PathMtu, Probe, Report};
 use crate::core::key::PublicKey;
 use crate::core::plan::Plan;
 use crate::core::topology::Topology;
-use crate::io::control::{self, ControlRequest, DaemonStatus};
-use crate::io::icmp::{self, Echo, IcmpError};
+use crate::io::control_socket::{self, ControlRequest, DaemonStatus};
+use crate::io::icmp_echo::{self, Echo, IcmpError};
 use crate::io::uapi;
 use anyhow::Context as _;
 use std::net::IpAddr;
@@ -72,13 +72,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     let daemon = rt
-        .block_on(control::request(
-            &control::socket_path(&args.interface),
+        .block_on(control_socket::request(
+            &control_socket::socket_path(&args.interface),
             &ControlRequest::Status,
         ))
         .and_then(|resp| {
-            resp.status
-                .ok_or_else(|| control::ControlError::Refused("no status in the answer".into()))
+            resp.status.ok_or_else(|| {
+                control_socket::ControlError::Refused("no status in the answer".into())
+            })
         });
     let mut targets = Vec::new();
     for peer in &plan.peers {
@@ -228,8 +229,8 @@ fn probe_all(targets: &[Target], timeout: Duration) -> Vec<(Probe, Probe)> {
             .iter()
             .map(|t| {
                 s.spawn(move || {
-                    let small = probe(icmp::echo(&Echo::new(t.address, timeout)));
-                    let full = probe(icmp::echo(&Echo::full_size(t.address, timeout, t.mtu)));
+                    let small = probe(icmp_echo::echo(&Echo::new(t.address, timeout)));
+                    let full = probe(icmp_echo::echo(&Echo::full_size(t.address, timeout, t.mtu)));
                     (small, full)
                 })
             })
@@ -258,7 +259,7 @@ fn probe(result: Result<Option<Duration>, IcmpError>) -> Probe {
 mod tests {
     use super::*;
     use crate::core::plan::RoutePlan;
-    use crate::io::control::PeerPathStatus;
+    use crate::io::control_socket::PeerPathStatus;
 
     fn daemon(peers: &[(&str, u16, bool)]) -> DaemonStatus {
         DaemonStatus {

@@ -3,7 +3,7 @@
 //! inside their sessions, and refuses the old key once the grace window has passed.
 
 use crate::constants::DEFAULT_INTERFACE;
-use crate::io::control::{self, ControlRequest};
+use crate::io::control_socket::{self, ControlRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct RotateArgs {
@@ -19,8 +19,8 @@ pub fn run(args: RotateArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let resp = rt.block_on(control::request(
-        &control::socket_path(&name),
+    let resp = rt.block_on(control_socket::request(
+        &control_socket::socket_path(&name),
         &ControlRequest::Rotate,
     ))?;
     match resp.rotated {

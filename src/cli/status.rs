@@ -4,7 +4,7 @@
 use crate::constants::{DEFAULT_INTERFACE, UAPI_DIR};
 use crate::core::key::PublicKey;
 use crate::core::topology::Topology;
-use crate::io::control;
+use crate::io::control_socket;
 use crate::io::uapi::{self, UapiDevice};
 use anyhow::Context as _;
 use std::collections::HashMap;
@@ -106,8 +106,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         match rt.block_on(uapi::query(&uapi::socket_path(name))) {
             Ok(dev) => {
                 let mut status = summarize(name, &dev, &node_names);
-                let req = control::ControlRequest::Status;
-                if let Ok(resp) = rt.block_on(control::request(&control::socket_path(name), &req)) {
+                let req = control_socket::ControlRequest::Status;
+                if let Ok(resp) = rt.block_on(control_socket::request(
+                    &control_socket::socket_path(name),
+                    &req,
+                )) {
                     if let Some(daemon) = resp.status {
                         status.key_age_secs = Some(daemon.key_age_secs);
                         status.rotation = Some(daemon.rotation);
@@ -207,7 +210,7 @@ fn summarize(
 }
 
 /// Fills in each peer's MTU from the daemon's own view of its paths.
-fn add_paths(status: &mut InterfaceStatus, paths: Vec<control::PeerPathStatus>) {
+fn add_paths(status: &mut InterfaceStatus, paths: Vec<control_socket::PeerPathStatus>) {
     for p in &mut status.peers {
         if let Some(path) = paths.iter().find(|x| x.public_key == p.public_key) {
             p.mtu = Some(path.mtu);
@@ -447,7 +450,7 @@ mod tests {
         };
         let mut status = summarize("wm0", &dev, &HashMap::new());
         let path = |key: u8, health: &str, downs, carries: &[&str], standby: &[&str]| {
-            control::PeerPathStatus {
+            control_socket::PeerPathStatus {
                 public_key: PublicKey::from_bytes([key; 32]).to_string(),
                 health: health.into(),
                 downs,

@@ -22,7 +22,7 @@
 //!
 //! Nothing here reads a clock: times are offsets from one origin, passed in.
 
-use crate::core::spin::INTERACTIVE;
+use crate::core::spin::REQUEST_MAX_DATAGRAMS;
 use std::time::Duration;
 
 /// Packets gathered before a flush. It bounds how long a loop works before it looks at the
@@ -165,7 +165,7 @@ impl TunDrain {
 
 /// When the fast-lane thread sends the small tun queue's packets too: while no bulk datagram
 /// arrived for [`BULK_QUIET`] and no flood of small packets (more than
-/// [`INTERACTIVE`] in one read) was seen within as long. Under bulk, a receiver's ACKs would
+/// [`REQUEST_MAX_DATAGRAMS`] in one read) was seen within as long. Under bulk, a receiver's ACKs would
 /// wake it for each batch (measured: 30 % of a core); a flood is sent faster by one thread
 /// that batches than by two reading one at a time.
 #[derive(Debug, Clone, Default)]
@@ -182,7 +182,7 @@ impl SmallQueue {
 
     /// The fast-lane thread sent `sent` packets from the small queue `now`.
     pub fn sent(&mut self, now: Duration, sent: usize) {
-        if sent > INTERACTIVE {
+        if sent > REQUEST_MAX_DATAGRAMS {
             self.flood_until = now + BULK_QUIET;
         }
     }
@@ -355,9 +355,9 @@ mod tests {
             assert_eq!(q.fast_lane_sends(now, bulk_at), want, "{now:?} {bulk_at:?}");
         }
         // requests keep it sending; a flood hands the queue to the other loops for a while
-        q.sent(ms(10), INTERACTIVE);
+        q.sent(ms(10), REQUEST_MAX_DATAGRAMS);
         assert!(q.fast_lane_sends(ms(10), Duration::ZERO));
-        q.sent(ms(10), INTERACTIVE + 1);
+        q.sent(ms(10), REQUEST_MAX_DATAGRAMS + 1);
         assert!(!q.fast_lane_sends(ms(10), Duration::ZERO));
         assert!(!q.fast_lane_sends(ms(10) + BULK_QUIET / 2, Duration::ZERO));
         assert!(q.fast_lane_sends(ms(10) + BULK_QUIET, Duration::ZERO));

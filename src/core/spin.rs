@@ -8,8 +8,8 @@
 //! device already running. It is what the kernel's `busy_poll` does for sockets, decided here
 //! per exchange:
 //!
-//! - only after a send of at most [`INTERACTIVE`] datagrams: a bulk sender's loops are busy
-//!   anyway, and polling would take a core from the applications;
+//! - only after a send of at most [`REQUEST_MAX_DATAGRAMS`] datagrams: a bulk sender's loops
+//!   are busy anyway, and polling would take a core from the applications;
 //! - for about twice the answer delay seen lately, within [`MIN`]–[`MAX`];
 //! - only when nothing arrived for [`BUSY`]: with traffic coming in, the inbound thread is
 //!   awake anyway, and a second reader would only take turns with it (a bulk receiver's ACKs
@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 /// Most datagrams a send may carry and still count as a request worth waiting for.
-pub const INTERACTIVE: usize = 4;
+pub const REQUEST_MAX_DATAGRAMS: usize = 4;
 /// Inbound traffic more recent than this means the inbound thread is busy: no polling.
 pub const BUSY: Duration = Duration::from_millis(1);
 /// Shortest poll: below this, a wake-up is cheaper than the poll's own system calls.
@@ -59,7 +59,7 @@ impl Spin {
     /// After a send of `sent` datagrams, `quiet` after the last datagram came in: how long to
     /// poll for the answer, or `None` to sleep.
     pub fn after_send(&mut self, sent: usize, quiet: Duration) -> Option<Duration> {
-        if sent == 0 || sent > INTERACTIVE || quiet < BUSY {
+        if sent == 0 || sent > REQUEST_MAX_DATAGRAMS || quiet < BUSY {
             return None;
         }
         if self.misses >= MISSES {
@@ -106,7 +106,7 @@ mod tests {
     fn a_request_polls_and_a_bulk_send_or_nothing_does_not() {
         let mut s = Spin::default();
         assert_eq!(s.after_send_idle(0), None);
-        assert_eq!(s.after_send_idle(INTERACTIVE + 1), None);
+        assert_eq!(s.after_send_idle(REQUEST_MAX_DATAGRAMS + 1), None);
         assert_eq!(s.after_send_idle(1), Some(INITIAL));
     }
 

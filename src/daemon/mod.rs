@@ -2,7 +2,7 @@
 //! then waits for signals: SIGTERM/SIGINT remove what it created and exit, SIGHUP re-reads the
 //! topology and applies only the difference.
 
-mod control;
+mod control_handler;
 mod loops;
 mod resolve;
 mod rotate;
@@ -52,7 +52,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Uapi(#[from] crate::io::uapi::UapiError),
     #[error(transparent)]
-    Control(#[from] crate::io::control::ControlError),
+    Control(#[from] crate::io::control_socket::ControlError),
     #[error(transparent)]
     Metrics(#[from] crate::io::metrics::MetricsError),
     #[error("signal handler: {0}")]
@@ -156,9 +156,9 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         key_path: running.settings.private_key_path(),
         topology: running.settings.topology.clone(),
     });
-    let control = crate::io::control::serve(
+    let control = crate::io::control_socket::serve(
         &running.settings.control_socket(),
-        Arc::new(control::DaemonControl {
+        Arc::new(control_handler::DaemonControl {
             device: device.clone(),
             node: running.plan.node.clone(),
             interface: running.settings.interface.clone(),

@@ -221,7 +221,7 @@ impl Settings {
 
     /// The wiremesh control socket: beside the UAPI directory, named after the interface.
     pub fn control_socket(&self) -> PathBuf {
-        crate::io::control::socket_path(&self.interface)
+        crate::io::control_socket::socket_path(&self.interface)
     }
 
     pub fn uapi_socket(&self) -> PathBuf {

@@ -10,7 +10,7 @@ use super::scratch::Scratch;
 use super::session::{epoch_bits, SessionKeys};
 use super::sink::Sink;
 use crate::core::key::PublicKey;
-use crate::core::{icmp, mss, packet};
+use crate::core::{mss, packet, too_big};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
@@ -259,7 +259,7 @@ impl Device {
                     return;
                 }
                 let mtu = next.path.mtu();
-                if icmp::needs_too_big(pkt, mtu) {
+                if too_big::needed(pkt, mtu) {
                     // tell the sender, back through the peer it came from
                     if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
                         self.encapsulate_to(from_peer, &err, now, sink);

@@ -8,7 +8,7 @@ use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::Session;
 use super::sink::Sink;
-use crate::core::{icmp, mss, packet};
+use crate::core::{mss, packet, too_big};
 use boringtun::noise::TunnResult;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -35,7 +35,7 @@ impl Device {
     /// kernel as a martian.
     pub(super) fn refuse_too_big(&self, pkt: &[u8], mtu: u16, dst: IpAddr) -> Option<Vec<u8>> {
         self.drop_packet(DropReason::TooBig);
-        icmp::too_big(pkt, mtu, dst)
+        too_big::error(pkt, mtu, dst)
     }
 
     /// A packet read from the tun device at `now`: encrypt it for the peer that carries its
@@ -57,7 +57,7 @@ impl Device {
             return;
         };
         let mtu = peer.path.mtu();
-        if icmp::needs_too_big(pkt, mtu) {
+        if too_big::needed(pkt, mtu) {
             if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
                 sink.write_tun(&err);
             }

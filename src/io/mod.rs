@@ -1,8 +1,8 @@
 //! Thin drivers that touch the kernel. Each decides nothing; the core and the engine decide.
 
-pub mod control;
+pub mod control_socket;
 pub mod dns;
-pub mod icmp;
+pub mod icmp_echo;
 pub mod keyfile;
 pub mod lanes;
 pub mod memory;

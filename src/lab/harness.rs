@@ -460,7 +460,7 @@ impl Lab {
         // interfaces only
         for node in &self.state.layout.nodes {
             let _ = std::fs::remove_file(daemons::socket_path(&node.ifname));
-            let _ = std::fs::remove_file(crate::io::control::socket_path(&node.ifname));
+            let _ = std::fs::remove_file(crate::io::control_socket::socket_path(&node.ifname));
         }
         let mut first = network::teardown(&self.state.namespaces).err();
         if let Err(e) = self.dir.remove() {

@@ -1,22 +1,22 @@
 //! ICMP echo from inside a namespace, in-process: a short-lived thread joins the namespace with
 //! `setns(CLONE_NEWNET)` (which changes only that thread) and opens a raw socket there
-//! ([`crate::io::icmp`]). This needs no `ping` binary. The all-pairs [`PingMatrix`] is filled
+//! ([`crate::io::icmp_echo`]). This needs no `ping` binary. The all-pairs [`PingMatrix`] is filled
 //! by [`super::reach`], one thread per source namespace.
 
 use super::netns::enter_netns;
 use super::LabError;
-use crate::io::icmp::{self, Echo};
+use crate::io::icmp_echo::{self, Echo};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 /// How often the all-pairs matrix re-sends a request that got no reply yet (as
-/// [`crate::io::icmp`] does for one probe).
+/// [`crate::io::icmp_echo`] does for one probe).
 pub(crate) const RESEND: Duration = Duration::from_millis(200);
 
 /// A small echo from the current thread's namespace, its error as text for [`LabError::Ping`].
 fn echo(target: IpAddr, timeout: Duration) -> Result<Option<Duration>, String> {
-    icmp::echo(&Echo::new(target, timeout)).map_err(|e| e.to_string())
+    icmp_echo::echo(&Echo::new(target, timeout)).map_err(|e| e.to_string())
 }
 
 /// Pings `target` from namespace `ns`; `Ok(Some(rtt))` on a reply, `Ok(None)` on timeout.

@@ -24,7 +24,7 @@ const ATTEMPTS: usize = 64;
 /// Echo payload: small, as `ping` sends by default.
 const PAYLOAD: &[u8] = b"wiremesh-reach..";
 
-/// Echo identifiers of this module, apart from [`crate::io::icmp`]'s (which count up from 1).
+/// Echo identifiers of this module, apart from [`crate::io::icmp_echo`]'s (which count up from 1).
 static NEXT_ID: AtomicU16 = AtomicU16::new(0x8000);
 
 /// The first reply from one target.
@@ -186,7 +186,7 @@ fn request(target: IpAddr, id: u16, seq: u16) -> Vec<u8> {
     pkt.extend_from_slice(&seq.to_be_bytes());
     pkt.extend_from_slice(PAYLOAD);
     if target.is_ipv4() {
-        let c = crate::io::icmp::checksum(&pkt);
+        let c = crate::io::icmp_echo::checksum(&pkt);
         pkt[2..4].copy_from_slice(&c.to_be_bytes());
     }
     pkt
@@ -263,6 +263,6 @@ mod tests {
     #[test]
     fn an_ipv4_request_carries_a_valid_checksum() {
         let pkt = request("10.0.0.1".parse().unwrap(), 3, 9);
-        assert_eq!(crate::io::icmp::checksum(&pkt), 0);
+        assert_eq!(crate::io::icmp_echo::checksum(&pkt), 0);
     }
 }

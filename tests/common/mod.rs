@@ -37,6 +37,27 @@ pub fn wiremesh(args: &[&str]) -> std::process::Output {
         .expect("run wiremesh")
 }
 
+/// Runs the `wiremesh` binary with `args`, writes `stdin` to it, and waits for it.
+pub fn wiremesh_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(exe())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wiremesh");
+    // Dropped right after the write, so the binary sees the end of its input.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write wiremesh's stdin");
+    child.wait_with_output().expect("wait for wiremesh")
+}
+
 /// `wiremesh check` as an argv (binary first) against `topology`, for `node` on `ifname`.
 pub fn check_args(topology: &Path, node: &str, ifname: &str) -> Vec<String> {
     vec![
@@ -178,14 +199,14 @@ pub fn ping_stream(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Result<Stream, wiremesh::lab::LabError>> {
     use std::time::{Duration, Instant};
-    use wiremesh::io::icmp::{self, Echo};
+    use wiremesh::io::icmp_echo::{self, Echo};
     wiremesh::lab::in_netns(lab.node_ns(node).unwrap(), move || {
         let mut s = Stream::default();
         let mut last_ok = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             s.sent += 1;
-            match icmp::echo(&Echo::new(to, Duration::from_secs(1))) {
+            match icmp_echo::echo(&Echo::new(to, Duration::from_secs(1))) {
                 Ok(Some(_)) => {
                     s.longest_gap = s.longest_gap.max(last_ok.elapsed());
                     last_ok = Instant::now();
@@ -199,14 +220,17 @@ pub fn ping_stream(
 }
 
 /// The daemon's own view over its control socket: paths, keys, liveness.
-pub fn daemon_status(lab: &wiremesh::lab::Lab, node: &str) -> wiremesh::io::control::DaemonStatus {
-    use wiremesh::io::control::{self, ControlRequest};
+pub fn daemon_status(
+    lab: &wiremesh::lab::Lab,
+    node: &str,
+) -> wiremesh::io::control_socket::DaemonStatus {
+    use wiremesh::io::control_socket::{self, ControlRequest};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let path = control::socket_path(lab.ifname(node).unwrap());
-    let ask = control::request(&path, &ControlRequest::Status);
+    let path = control_socket::socket_path(lab.ifname(node).unwrap());
+    let ask = control_socket::request(&path, &ControlRequest::Status);
     rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), ask).await })
         .unwrap_or_else(|_| panic!("{node}: no status within 5 s"))
         .unwrap()

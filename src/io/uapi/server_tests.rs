@@ -5,12 +5,14 @@ use crate::testing::FakeUapi;
 use std::os::unix::fs::PermissionsExt;
 use tokio::net::UnixStream;
 
-/// A device on port 7 with one peer; a `set` of port 1 fails as a port in use.
+/// A device on port 7 with one peer; a `set` of port 1 fails as a port in use, of port 2 as
+/// invalid.
 fn fake() -> Arc<FakeUapi> {
     let mut peer = UapiPeer::new(PublicKey::from_bytes([9; 32]));
     peer.rx_bytes = 42;
     Arc::new(FakeUapi {
         refuse_port: Some(1),
+        invalid_port: Some(2),
         ..FakeUapi::new(UapiDevice {
             listen_port: 7,
             peers: vec![peer],
@@ -63,6 +65,10 @@ async fn one_connection_carries_several_requests_in_order() {
     assert_eq!(
         ask(&mut s, "set=1\nlisten_port=1\n\n").await,
         format!("errno={}\n", -libc::EADDRINUSE)
+    );
+    assert_eq!(
+        ask(&mut s, "set=1\nlisten_port=2\n\n").await,
+        format!("errno={}\n", -libc::EINVAL)
     );
     assert_eq!(ask(&mut s, "get=1\n\n").await, got);
     let sets = handler.sets.lock().unwrap();

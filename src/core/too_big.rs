@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::core::packet::{checksum_add as sum, checksum_fold as fold};
 
 /// Whether a packet is too big for `mtu` and asks not to be fragmented (IPv4 DF; IPv6 always).
-pub fn needs_too_big(pkt: &[u8], mtu: u16) -> bool {
+pub fn needed(pkt: &[u8], mtu: u16) -> bool {
     if pkt.len() <= usize::from(mtu) {
         return false;
     }
@@ -34,7 +34,7 @@ fn is_icmp_error(pkt: &[u8]) -> bool {
 /// The "too big" error for `pkt`, from `from` (the packet's own destination, so the error looks
 /// as if it came from the path, and is never mistaken for a local martian) to its source. `None` when no error may be sent (families differ, or the
 /// packet is an ICMP error itself).
-pub fn too_big(pkt: &[u8], mtu: u16, from: IpAddr) -> Option<Vec<u8>> {
+pub fn error(pkt: &[u8], mtu: u16, from: IpAddr) -> Option<Vec<u8>> {
     if is_icmp_error(pkt) {
         return None;
     }
@@ -106,8 +106,8 @@ mod tests {
     #[test]
     fn an_oversized_df_packet_gets_a_valid_fragmentation_needed_with_the_mtu() {
         let pkt = v4_packet(1400, true, 17);
-        assert!(needs_too_big(&pkt, 1340));
-        let icmp = too_big(&pkt, 1340, "10.244.1.1".parse().unwrap()).unwrap();
+        assert!(needed(&pkt, 1340));
+        let icmp = error(&pkt, 1340, "10.244.1.1".parse().unwrap()).unwrap();
         assert_eq!(fold(sum(&icmp[..20], 0)), 0, "IP header checksum");
         assert_eq!(fold(sum(&icmp[20..], 0)), 0, "ICMP checksum");
         assert_eq!((icmp[20], icmp[21]), (3, 4));
@@ -118,18 +118,18 @@ mod tests {
 
     #[test]
     fn fitting_packets_and_packets_allowed_to_fragment_are_left_alone() {
-        assert!(!needs_too_big(&v4_packet(1340, true, 17), 1340));
-        assert!(!needs_too_big(&v4_packet(1400, false, 17), 1340));
-        assert!(!needs_too_big(&[0xff; 3000], 1340));
+        assert!(!needed(&v4_packet(1340, true, 17), 1340));
+        assert!(!needed(&v4_packet(1400, false, 17), 1340));
+        assert!(!needed(&[0xff; 3000], 1340));
     }
 
     #[test]
     fn an_icmp_error_is_never_answered_with_another() {
         let mut pkt = v4_packet(1400, true, 1);
         pkt[20] = 3; // destination unreachable
-        assert!(too_big(&pkt, 1340, "10.244.1.1".parse().unwrap()).is_none());
+        assert!(error(&pkt, 1340, "10.244.1.1".parse().unwrap()).is_none());
         pkt[20] = 8; // echo request: answered
-        assert!(too_big(&pkt, 1340, "10.244.1.1".parse().unwrap()).is_some());
+        assert!(error(&pkt, 1340, "10.244.1.1".parse().unwrap()).is_some());
     }
 
     #[test]
@@ -140,10 +140,10 @@ mod tests {
         pkt[6] = 17;
         pkt[8..24].copy_from_slice(&"fd10:1::1".parse::<Ipv6Addr>().unwrap().octets());
         pkt[24..40].copy_from_slice(&"fd10:2::1".parse::<Ipv6Addr>().unwrap().octets());
-        assert!(needs_too_big(&pkt, 1420));
+        assert!(needed(&pkt, 1420));
         let from: Ipv6Addr = "fd10:2::1".parse().unwrap();
         let to: Ipv6Addr = "fd10:1::1".parse().unwrap();
-        let out = too_big(&pkt, 1420, IpAddr::V6(from)).unwrap();
+        let out = error(&pkt, 1420, IpAddr::V6(from)).unwrap();
         assert!(out.len() <= 1280);
         let icmp = &out[40..];
         assert_eq!(icmp[0], 2);

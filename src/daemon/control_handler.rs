@@ -3,7 +3,7 @@
 use super::rotate::Rotator;
 use crate::core::rotation::NodeState;
 use crate::engine::Device;
-use crate::io::control::{
+use crate::io::control_socket::{
     ControlHandler, ControlRequest, ControlResponse, DaemonStatus, PeerPathStatus,
 };
 use std::collections::HashMap;
