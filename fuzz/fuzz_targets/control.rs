@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 use wiremesh::core::packet;
-use wiremesh::engine::control_message::{self, Message};
+use wiremesh::engine::control_message::{self as control, Message};
 
 fn rebuilds_identically(msg: &Message, payload: &[u8]) {
     let v4: (IpAddr, IpAddr) = ([10, 244, 1, 1].into(), [10, 244, 2, 1].into());

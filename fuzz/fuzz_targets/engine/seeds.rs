@@ -5,7 +5,7 @@
 use crate::world::{private_key, Out, World, A, B, C};
 use crate::*;
 use std::path::Path;
-use wiremesh::engine::control_message::{self, Message};
+use wiremesh::engine::control_message::{self as control, Message};
 
 fn op(op: u8, arg: u8, bytes: Option<&[u8]>) -> Vec<u8> {
     let mut rec = vec![op | (arg << 4)];

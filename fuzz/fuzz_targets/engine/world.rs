@@ -149,7 +149,11 @@ impl World {
         };
         world.initiate(B, A);
         assert!(
-            world.peer(A, B).snapshot(world.now, world.wall).last_handshake.is_some(),
+            world
+                .peer(A, B)
+                .snapshot(world.now, world.wall)
+                .last_handshake
+                .is_some(),
             "a and b completed their handshake"
         );
         world.recent.clear();
