@@ -91,6 +91,13 @@ pub const MAX_DATAGRAM: usize = 65_535 + 32;
 /// Directory of the cross-platform WireGuard UAPI sockets that `wg` looks in.
 pub const UAPI_DIR: &str = "/var/run/wireguard";
 
+/// Where the daemon publishes each interface's node state for the CNI plugin:
+/// `<dir>/<interface>/subnet.json` (`core::node_state`).
+pub const CNI_STATE_DIR: &str = "/run/wiremesh";
+
+/// File name of the node state inside `<CNI_STATE_DIR>/<interface>/`.
+pub const NODE_STATE_FILE: &str = "subnet.json";
+
 /// Default tun interface name of a daemon.
 pub const DEFAULT_INTERFACE: &str = "wm0";
 

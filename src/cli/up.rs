@@ -20,6 +20,10 @@ pub struct UpArgs {
     /// Directory for the UAPI socket (default /var/run/wireguard).
     #[arg(long)]
     pub uapi_dir: Option<PathBuf>,
+    /// Directory of the node state for the CNI plugin, `<DIR>/<interface>/subnet.json`
+    /// (default /run/wiremesh).
+    #[arg(long, value_name = "DIR")]
+    pub cni_state_dir: Option<PathBuf>,
     /// Settings file (TOML); flags and WIREMESH_* variables override it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -39,6 +43,7 @@ pub fn run(a: UpArgs) -> anyhow::Result<()> {
         private_key: a.private_key,
         interface: a.interface,
         uapi_dir: a.uapi_dir,
+        cni_state_dir: a.cni_state_dir,
         log: a.log,
         metrics_listen: a.metrics_listen,
     };

@@ -25,8 +25,8 @@ pub struct PlanDiff {
     pub routes_changed: Vec<RoutePlan>,
     /// The tun MTU, when it changed.
     pub mtu: Option<u16>,
-    /// The node's own settings changed: listen port, addresses, pod CIDRs, underlay MTU or
-    /// whether paths are probed.
+    /// The node's own settings changed: listen port, addresses, pod CIDRs, cluster CIDRs,
+    /// underlay MTU or whether paths are probed.
     pub own: bool,
 }
 
@@ -75,6 +75,7 @@ impl PlanDiff {
         }
         diff.own = (old.listen_port, &old.addresses, &old.pod_cidrs)
             != (new.listen_port, &new.addresses, &new.pod_cidrs)
+            || old.cluster_cidrs != new.cluster_cidrs
             || (old.underlay_mtu, old.discover_mtu) != (new.underlay_mtu, new.discover_mtu);
         diff
     }

@@ -9,6 +9,7 @@ pub mod key;
 pub mod liveness;
 pub mod mss;
 pub mod mtu;
+pub mod node_state;
 pub mod packet;
 pub mod plan;
 pub mod preference;

@@ -4,6 +4,7 @@
 
 mod control_handler;
 mod loops;
+mod node_state;
 mod resolve;
 mod rotate;
 mod routes;
@@ -22,6 +23,7 @@ use crate::io::netlink::{NetlinkError, Routes};
 use crate::io::tun::{self, TunError};
 use crate::io::udp::{Udp, UdpError};
 use loops::DataPath;
+use node_state::NodeStatePublisher;
 use resolve::Resolvers;
 use settings::Settings;
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub enum DaemonError {
     Control(#[from] crate::io::control_socket::ControlError),
     #[error(transparent)]
     Metrics(#[from] crate::io::metrics::MetricsError),
+    #[error(transparent)]
+    NodeState(#[from] crate::io::node_state_file::NodeStateFileError),
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -67,6 +71,7 @@ struct Running {
     routes: routes::RouteSync,
     resolver: Resolver,
     resolvers: Resolvers,
+    node_state: NodeStatePublisher,
 }
 
 /// Loads the topology and checks the key, without touching the system: the part of `up` that
@@ -137,6 +142,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     let io = Arc::new(DataPath::new(device.clone(), tun, fast_tun, udp));
     let resolver = Resolver::new(&settings.dns_servers)?;
+    let node_state =
+        NodeStatePublisher::new(settings.cni_state_dir.clone(), settings.interface.clone());
     let mut running = Running {
         settings,
         plan,
@@ -144,6 +151,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         routes,
         resolver,
         resolvers: Resolvers::default(),
+        node_state,
     };
     let uapi = crate::io::uapi::serve(
         &running.settings.uapi_socket(),
@@ -180,6 +188,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     let threads = loops::start(&io, running.settings.realtime_priority);
     start_handshakes(&io, &peers);
     crate::io::memory::release_freed_heap();
+    // last: the file's presence tells the CNI plugin that the tun device and routes are there
+    running.node_state.publish(&running.plan, &device, true)?;
     tracing::info!(
         node = %running.plan.node,
         interface = %running.settings.interface,
@@ -215,6 +225,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     tracing::info!("shutting down");
+    running.node_state.remove();
     if let Some(t) = &scheduled {
         t.abort();
     }
@@ -252,7 +263,8 @@ fn start_handshakes(io: &DataPath, peers: &[Arc<crate::engine::Peer>]) {
     }
 }
 
-/// Logs each path-MTU change once, with its cause, and moves the routes' MTUs with it.
+/// Logs each path-MTU change once, with its cause, and moves the routes' MTUs and the
+/// containers' MTU (the node state) with it.
 async fn apply_path_events(r: &mut Running) {
     let events = r.io.device.take_path_events();
     if events.is_empty() {
@@ -264,6 +276,7 @@ async fn apply_path_events(r: &mut Running) {
     if let Err(e) = r.routes.follow_paths(&r.plan, &r.io.device, &events).await {
         tracing::warn!(error = %e, "could not update route MTUs");
     }
+    r.node_state.publish_or_warn(&r.plan, &r.io.device, false);
 }
 
 /// Re-plans and applies only the difference: routes and DNS resolvers are touched only for
@@ -288,6 +301,7 @@ async fn reload(r: &mut Running) -> Result<(PlanDiff, ApplyTiming), DaemonError>
         .update(&r.resolver, &diff, &r.io.device.peers(), true);
     start_handshakes(&r.io, &created);
     r.plan = plan;
+    r.node_state.publish_or_warn(&r.plan, &r.io.device, true);
     crate::io::memory::release_freed_heap();
     Ok((diff, timing))
 }

@@ -18,7 +18,7 @@ pub struct RouteSync {
 }
 
 /// Each peer's discovered path MTU, by name.
-fn path_mtus(device: &Device) -> HashMap<String, u16> {
+pub(super) fn path_mtus(device: &Device) -> HashMap<String, u16> {
     device
         .peers()
         .iter()

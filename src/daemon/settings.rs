@@ -1,7 +1,7 @@
 //! Daemon settings, layered: built-in defaults, then a settings file, then `WIREMESH_*`
 //! environment variables, then command-line flags (the `config` crate does the layering).
 
-use crate::constants::{DEFAULT_INTERFACE, UAPI_DIR};
+use crate::constants::{CNI_STATE_DIR, DEFAULT_INTERFACE, UAPI_DIR};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,10 @@ pub struct Settings {
     /// Where the UAPI socket goes; `wg` looks in /var/run/wireguard.
     #[serde(default = "default_uapi_dir", alias = "uapi-dir")]
     pub uapi_dir: PathBuf,
+    /// Where the node state for the CNI plugin goes: `<cni_state_dir>/<interface>/subnet.json`
+    /// (docs/cni.md).
+    #[serde(default = "default_cni_state_dir", alias = "cni-state-dir")]
+    pub cni_state_dir: PathBuf,
     /// DNS servers for endpoint names (`ip:port`); empty means the system's resolv.conf.
     #[serde(default, alias = "dns-servers")]
     pub dns_servers: Vec<SocketAddr>,
@@ -106,6 +110,9 @@ fn default_interface() -> String {
 fn default_uapi_dir() -> PathBuf {
     PathBuf::from(UAPI_DIR)
 }
+fn default_cni_state_dir() -> PathBuf {
+    PathBuf::from(CNI_STATE_DIR)
+}
 fn default_log() -> String {
     "info".to_string()
 }
@@ -142,6 +149,7 @@ pub struct Overrides {
     pub private_key: Option<PathBuf>,
     pub interface: Option<String>,
     pub uapi_dir: Option<PathBuf>,
+    pub cni_state_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -194,6 +202,7 @@ impl Settings {
         b = set(b, "private_key", path(&overrides.private_key))?;
         b = set(b, "interface", overrides.interface.clone())?;
         b = set(b, "uapi_dir", path(&overrides.uapi_dir))?;
+        b = set(b, "cni_state_dir", path(&overrides.cni_state_dir))?;
         b = set(b, "log", overrides.log.clone())?;
         b = set(
             b,
@@ -254,6 +263,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Settings::load(Some(&f), &o).unwrap().interface, "wm9");
+    }
+
+    #[test]
+    fn the_cni_state_dir_defaults_to_run_wiremesh_and_is_layered_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w.toml");
+        std::fs::write(&f, "topology = \"t\"\nnode = \"a\"\n").unwrap();
+        let dir_of = |o: &Overrides| Settings::load(Some(&f), o).unwrap().cni_state_dir;
+        assert_eq!(
+            dir_of(&Overrides::default()),
+            PathBuf::from("/run/wiremesh")
+        );
+        std::fs::write(
+            &f,
+            "topology = \"t\"\nnode = \"a\"\ncni-state-dir = \"/f\"\n",
+        )
+        .unwrap();
+        assert_eq!(dir_of(&Overrides::default()), PathBuf::from("/f"));
+        let o = Overrides {
+            cni_state_dir: Some("/flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(dir_of(&o), PathBuf::from("/flag"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod lanes;
 pub mod memory;
 pub mod metrics;
 pub mod netlink;
+pub mod node_state_file;
 pub mod private_socket;
 pub mod ready;
 pub mod sched;

@@ -461,6 +461,10 @@ impl Lab {
         for node in &self.state.layout.nodes {
             let _ = std::fs::remove_file(daemons::socket_path(&node.ifname));
             let _ = std::fs::remove_file(crate::io::control_socket::socket_path(&node.ifname));
+            let _ = crate::io::node_state_file::remove(
+                std::path::Path::new(crate::constants::CNI_STATE_DIR),
+                &node.ifname,
+            );
         }
         let mut first = network::teardown(&self.state.namespaces).err();
         if let Err(e) = self.dir.remove() {

@@ -80,6 +80,9 @@ pub struct Plan {
     /// prefix: the pod CIDR itself is left to the node's container network.
     pub addresses: Vec<IpAddr>,
     pub pod_cidrs: Vec<IpNet>,
+    /// The mesh's cluster CIDRs (IPv4, then IPv6 when dual stack): every node's pod CIDR lies
+    /// in them, so a container's traffic to them stays unmasqueraded (`core::node_state`).
+    pub cluster_cidrs: Vec<IpNet>,
     /// MTU of the tun device: the largest any peer could carry (own underlay minus IPv4
     /// overhead). Each route then carries the MTU of its own path.
     pub mtu: u16,
@@ -256,6 +259,9 @@ impl Plan {
             listen_port: me.listen_port,
             addresses: me.overlay_addrs(),
             pod_cidrs: me.pod_cidrs(),
+            cluster_cidrs: std::iter::once(IpNet::V4(topo.cluster_cidr))
+                .chain(topo.cluster_cidr_v6.map(IpNet::V6))
+                .collect(),
             mtu: topo.mtu.unwrap_or(
                 underlay_mtu
                     .saturating_sub(OVERHEAD_V4)
