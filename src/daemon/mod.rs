@@ -182,14 +182,15 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Some(addr) => Some(metrics::serve(addr, metrics::registry(device.clone())).await?),
         None => None,
     };
+    // once the tun device and routes are there: the file tells the CNI plugin the node is
+    // ready; written before the data-path threads start, so a failure leaves none to stop
+    running.node_state.publish(&running.plan, &device, true)?;
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
     io.drain_early();
     let threads = loops::start(&io, running.settings.realtime_priority);
     start_handshakes(&io, &peers);
     crate::io::memory::release_freed_heap();
-    // last: the file's presence tells the CNI plugin that the tun device and routes are there
-    running.node_state.publish(&running.plan, &device, true)?;
     tracing::info!(
         node = %running.plan.node,
         interface = %running.settings.interface,
