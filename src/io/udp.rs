@@ -241,32 +241,7 @@ impl Udp {
         self.lane(lane).map(|(s, _)| s.as_fd())
     }
 
-    /// Waits up to `timeout` for a datagram (or an error) to be queued on `lane`; `Ok(false)`
-    /// on timeout, and at once for a lane this socket does not have.
-    pub fn wait_lane(&self, lane: Lane, timeout: Duration) -> io::Result<bool> {
-        match self.lane(lane) {
-            Some((s, _)) => ready::wait(s.as_fd(), false, timeout),
-            None => Ok(false),
-        }
-    }
-
-    /// Receives as many datagrams as `bufs` hold (`recvmmsg`, GRO) from either lane, the fast
-    /// one first, without waiting: `WouldBlock` when nothing is queued. Each `meta[i]` tells how
-    /// many bytes of `bufs[i]` are filled, the sender (still on the wire: map it with
-    /// [`Udp::from_wire`]) and the `stride` between coalesced datagrams.
-    pub fn try_recv_batch(
-        &self,
-        bufs: &mut [IoSliceMut<'_>],
-        meta: &mut [RecvMeta],
-    ) -> io::Result<usize> {
-        match self.try_recv(Lane::Fast, bufs, meta) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return other,
-        }
-        self.try_recv(Lane::Bulk, bufs, meta)
-    }
-
-    /// Like [`Udp::try_recv_batch`], from `lane` only (`WouldBlock` for a lane it lacks).
+    /// Like [`Underlay::try_recv_batch`], from `lane` only (`WouldBlock` for a lane it lacks).
     pub fn try_recv(
         &self,
         lane: Lane,
@@ -358,18 +333,6 @@ impl Underlay for Udp {
     #[inline]
     fn sender(&self, on_wire: SocketAddr) -> SocketAddr {
         Udp::from_wire(on_wire)
-    }
-    #[inline]
-    fn wait_lane(&self, lane: Lane, timeout: Duration) -> io::Result<bool> {
-        Udp::wait_lane(self, lane, timeout)
-    }
-    #[inline]
-    fn try_recv_batch(
-        &self,
-        bufs: &mut [IoSliceMut<'_>],
-        meta: &mut [RecvMeta],
-    ) -> io::Result<usize> {
-        Udp::try_recv_batch(self, bufs, meta)
     }
 }
 
