@@ -364,7 +364,12 @@ fn del_succeeds_after_an_add_that_failed_and_nothing_is_left() {
     // A partial ADD: bridge fails inside the container (eth0 exists already); the plugin undoes
     // it before answering, and the runtime's DEL still succeeds.
     let c1 = node.container("c1");
-    let taken = c1.exec("ip", &["link", "add", "eth0", "type", "veth", "peer", "name", "other0"]);
+    let taken = c1.exec(
+        "ip",
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "other0",
+        ],
+    );
     assert!(taken.status.success(), "{}", text(&taken));
     let failed = node.attach("ADD", &c1.name, &c1.path(), &node.conf());
     let (code, msg) = failed.error();
@@ -420,6 +425,34 @@ fn status_fails_with_code_50_until_the_daemon_publishes_node_state() {
     assert!(r.out.stdout.is_empty());
 }
 
+/// One bad request: what it is, its variables and stdin, the code it must get, and what the
+/// message must name.
+struct BadInput {
+    what: &'static str,
+    env: Vec<(&'static str, String)>,
+    stdin: String,
+    want: u64,
+    names: String,
+}
+
+impl BadInput {
+    fn new(
+        what: &'static str,
+        env: Vec<(&'static str, String)>,
+        stdin: &str,
+        want: u64,
+        names: &str,
+    ) -> Self {
+        BadInput {
+            what,
+            env,
+            stdin: stdin.into(),
+            want,
+            names: names.into(),
+        }
+    }
+}
+
 #[test]
 fn each_bad_input_gets_the_specs_code_on_stdout_a_non_zero_exit_and_leaves_nothing() {
     let Some(node) = Node::new() else { return };
@@ -433,68 +466,54 @@ fn each_bad_input_gets_the_specs_code_on_stdout_a_non_zero_exit_and_leaves_nothi
     let no_daemon = no_daemon.to_string();
     let path = c1.path();
     let gone = format!("/run/netns/{}-gone", node.prefix);
-    let full = |netns: &'static str| -> Vec<(&'static str, String)> {
-        let mut v = vec![
-            ("CNI_COMMAND", "ADD".to_string()),
-            ("CNI_CONTAINERID", c1.name.clone()),
-            ("CNI_IFNAME", "eth0".to_string()),
-            ("CNI_PATH", CNI_PATH.to_string()),
+    // ADD's variables, with CNI_NETNS = `netns` (none if empty) and without `drop`.
+    let env = |netns: &str, drop: &str| -> Vec<(&'static str, String)> {
+        let all = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", c1.name.as_str()),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_PATH),
         ];
-        match netns {
-            "c1" => v.push(("CNI_NETNS", path.clone())),
-            "gone" => v.push(("CNI_NETNS", gone.clone())),
-            _ => {}
-        }
-        v
+        all.into_iter()
+            .filter(|(k, v)| *k != drop && !v.is_empty())
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
     };
-    let without = |var: &str| -> Vec<(&'static str, String)> {
-        full("c1").into_iter().filter(|(k, _)| *k != var).collect()
-    };
-    let cases: Vec<(&str, Vec<(&str, String)>, &str, u64, String)> = vec![
-        (
+    let cases = [
+        BadInput::new(
             "malformed JSON",
-            full("c1"),
+            env(&path, ""),
             "{\"cniVersion\": ",
             6,
-            "stdin".into(),
+            "stdin",
         ),
-        (
-            "unknown cniVersion",
-            full("c1"),
-            old.as_str(),
-            1,
-            "cniVersion".into(),
-        ),
-        (
+        BadInput::new("unknown cniVersion", env(&path, ""), &old, 1, "cniVersion"),
+        BadInput::new(
             "no CNI_NETNS",
-            without("CNI_NETNS"),
-            conf.as_str(),
+            env(&path, "CNI_NETNS"),
+            &conf,
             4,
-            "CNI_NETNS".into(),
+            "CNI_NETNS",
         ),
-        (
+        BadInput::new(
             "no CNI_CONTAINERID",
-            without("CNI_CONTAINERID"),
-            conf.as_str(),
+            env(&path, "CNI_CONTAINERID"),
+            &conf,
             4,
-            "CNI_CONTAINERID".into(),
+            "CNI_CONTAINERID",
         ),
-        (
-            "netns does not exist",
-            full("gone"),
-            conf.as_str(),
-            3,
-            gone.clone(),
-        ),
-        (
-            "no daemon",
-            full("c1"),
-            no_daemon.as_str(),
-            11,
-            "subnetFile".into(),
-        ),
+        BadInput::new("netns does not exist", env(&gone, ""), &conf, 3, &gone),
+        BadInput::new("no daemon", env(&path, ""), &no_daemon, 11, "subnetFile"),
     ];
-    for (what, env, stdin, want, names) in cases {
+    for BadInput {
+        what,
+        env,
+        stdin,
+        want,
+        names,
+    } in cases
+    {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = node.run(&env, stdin.as_bytes());
         let (code, msg) = r.error();
@@ -516,4 +535,74 @@ fn each_bad_input_gets_the_specs_code_on_stdout_a_non_zero_exit_and_leaves_nothi
         "{}",
         text(&inside)
     );
+}
+
+/// Runs `ip args…` in `ns` and fails the test naming the command if it fails.
+fn ip(ns: &Netns, args: &[&str]) {
+    let out = ns.exec("ip", args);
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        text(&out)
+    );
+}
+
+#[test]
+fn masquerade_rewrites_only_traffic_leaving_the_cluster() {
+    let Some(node) = Node::new() else { return };
+    let c1 = node.container("c1");
+    let (a1, _) = addresses(&node.add(&c1));
+
+    // Upstream of the node: 10.244.2.1 stands for another node's pod (the mesh routes it and
+    // routes this node's pods back), 192.0.2.2 for the internet. Its input filter lets a pod's
+    // address reach only the former and the node's own address only the latter, so each ping
+    // answers only if masquerade was applied exactly where it should be.
+    let up = node.container("up");
+    let node_side = format!("{}up", node.prefix);
+    ip(
+        &node.ns,
+        &[
+            "link", "add", &node_side, "type", "veth", "peer", "name", "eth0", "netns", &up.name,
+        ],
+    );
+    ip(
+        &node.ns,
+        &["addr", "add", "100.64.0.1/30", "dev", &node_side],
+    );
+    ip(&node.ns, &["link", "set", &node_side, "up"]);
+    ip(
+        &node.ns,
+        &["route", "add", "10.244.2.0/24", "via", "100.64.0.2"],
+    );
+    ip(
+        &node.ns,
+        &["route", "add", "192.0.2.0/24", "via", "100.64.0.2"],
+    );
+    ip(&up, &["addr", "add", "100.64.0.2/30", "dev", "eth0"]);
+    ip(&up, &["addr", "add", "10.244.2.1/32", "dev", "eth0"]);
+    ip(&up, &["addr", "add", "192.0.2.2/32", "dev", "eth0"]);
+    ip(&up, &["link", "set", "eth0", "up"]);
+    ip(&up, &["route", "add", "10.244.1.0/24", "via", "100.64.0.1"]);
+    let filter = "add table ip only { chain input { type filter hook input priority 0; \
+        ip daddr 10.244.2.1 ip saddr != 10.244.1.0/24 drop; \
+        ip daddr 192.0.2.2 ip saddr != 100.64.0.1 drop; }; }";
+    let nft = up.exec("nft", &[filter]);
+    assert!(nft.status.success(), "{}", text(&nft));
+
+    assert_pings(&c1, "10.244.2.1");
+    assert_pings(&c1, "192.0.2.2");
+    println!("{a1} reaches another node's pod unrewritten and the outside masqueraded");
+
+    // ipMasq off: the next ADD takes the network's masquerade away.
+    let mut off = node.conf();
+    off["ipMasq"] = json!(false);
+    let c2 = node.container("c2");
+    let r = node.attach("ADD", &c2.name, &c2.path(), &off);
+    assert!(r.ok(), "{}", text(&r.out));
+    assert!(
+        ping(&c1, "192.0.2.2").is_err(),
+        "no masquerade once ipMasq is false"
+    );
+    assert_pings(&c1, "10.244.2.1");
 }

@@ -87,3 +87,44 @@ impl Cache {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::config::{bridge_conf, NetConf};
+    use crate::cni::state::NodeState;
+
+    fn conf() -> BridgeConf {
+        let net =
+            NetConf::parse(br#"{"cniVersion":"1.0.0","name":"wm","type":"wiremesh-cni"}"#).unwrap();
+        let state = NodeState {
+            path: "/x".into(),
+            node: "n".into(),
+            pods: vec![(
+                "10.244.1.0/24".parse().unwrap(),
+                "10.244.1.1".parse().unwrap(),
+            )],
+            cluster_cidrs: vec![],
+            mtu: 1420,
+        };
+        bridge_conf(&net, &state, "1.0.0")
+    }
+
+    #[test]
+    fn a_saved_configuration_comes_back_until_removed_and_removing_twice_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path(), "wm");
+        let a = Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0.1".into(),
+        };
+        assert_eq!(cache.load(&a).unwrap(), None);
+        cache.save(&a, &conf()).unwrap();
+        assert_eq!(cache.load(&a).unwrap(), Some(conf()));
+        assert_eq!(cache.attachments(), vec![a.clone()]);
+        cache.remove(&a).unwrap();
+        cache.remove(&a).unwrap();
+        assert_eq!(cache.load(&a).unwrap(), None);
+        assert!(cache.attachments().is_empty());
+    }
+}
