@@ -113,12 +113,17 @@ impl Node {
         Netns::new(&format!("{}-{name}", self.prefix))
     }
 
-    /// Runs the plugin in the node's namespace with exactly `env` (and PATH) and `stdin`.
+    /// Runs our plugin in the node's namespace with exactly `env` (and PATH) and `stdin`.
     fn run(&self, env: &[(&str, &str)], stdin: &[u8]) -> Run {
+        self.run_plugin(PLUGIN, env, stdin)
+    }
+
+    /// Runs the plugin binary `plugin` as [`Node::run`] runs ours.
+    fn run_plugin(&self, plugin: &str, env: &[(&str, &str)], stdin: &[u8]) -> Run {
         use std::io::Write as _;
         let started = Instant::now();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, PLUGIN])
+            .args(["netns", "exec", &self.ns.name, plugin])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .envs(env.iter().copied())
@@ -137,6 +142,18 @@ impl Node {
 
     /// An attachment command for container `id` in `netns`, interface eth0.
     fn attach(&self, command: &str, id: &str, netns: &str, conf: &Value) -> Run {
+        self.attach_plugin(PLUGIN, command, id, netns, conf)
+    }
+
+    /// An attachment command of `plugin` (a chained plugin of the conflist, or ours).
+    fn attach_plugin(
+        &self,
+        plugin: &str,
+        command: &str,
+        id: &str,
+        netns: &str,
+        conf: &Value,
+    ) -> Run {
         let env = [
             ("CNI_COMMAND", command),
             ("CNI_CONTAINERID", id),
@@ -144,7 +161,7 @@ impl Node {
             ("CNI_IFNAME", "eth0"),
             ("CNI_PATH", CNI_PATH),
         ];
-        self.run(&env, conf.to_string().as_bytes())
+        self.run_plugin(plugin, &env, conf.to_string().as_bytes())
     }
 
     fn add(&self, c: &Netns) -> Value {
@@ -326,6 +343,14 @@ fn check_passes_until_the_tunnel_mtu_shrinks_below_the_containers() {
     // A container added now gets the new MTU, and passes.
     let c2 = node.container("c2");
     let r2 = node.add(&c2);
+    // The kernel keeps the bridge at its smallest port's MTU, so the node's own packets to the
+    // new container fit too.
+    let br = node.ns.exec("ip", &["-o", "link", "show", &node.bridge()]);
+    assert!(
+        String::from_utf8_lossy(&br.stdout).contains("mtu 1380 "),
+        "{}",
+        text(&br)
+    );
     assert!(
         String::from_utf8_lossy(&c2.exec("ip", &["-o", "link", "show", "eth0"]).stdout)
             .contains("mtu 1380 ")
@@ -605,4 +630,49 @@ fn masquerade_rewrites_only_traffic_leaving_the_cluster() {
         "no masquerade once ipMasq is false"
     );
     assert_pings(&c1, "10.244.2.1");
+}
+
+#[test]
+fn portmap_chained_after_the_plugin_maps_a_host_port_to_the_container() {
+    let Some(node) = Node::new() else { return };
+    let c1 = node.container("c1");
+    // Debian's portmap (1.1.1) speaks up to 1.0.0: a conflist chaining it says 1.0.0.
+    let mut conf = node.conf();
+    conf["cniVersion"] = json!("1.0.0");
+    let added = node.attach("ADD", &c1.name, &c1.path(), &conf);
+    assert!(added.ok(), "{}", text(&added.out));
+    let result = added.json();
+    assert_eq!(result["cniVersion"], "1.0.0");
+    let (a1, _) = addresses(&result);
+
+    // The runtime's next step in the chain: portmap, our result as prevResult.
+    let portmap = format!("{CNI_PATH}/portmap");
+    let pm = json!({"cniVersion": "1.0.0", "name": node.network(), "type": "portmap",
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+        "prevResult": result});
+    let r = node.attach_plugin(&portmap, "ADD", &c1.name, &c1.path(), &pm);
+    assert!(r.ok(), "portmap ADD: {}", text(&r.out));
+    assert_eq!(
+        r.json()["ips"],
+        result["ips"],
+        "portmap passes our result on"
+    );
+    let nat = node.ns.exec("iptables", &["-t", "nat", "-S"]);
+    let rules = String::from_utf8_lossy(&nat.stdout).into_owned();
+    assert!(
+        rules.contains(&format!("--to-destination {a1}:80")),
+        "{rules}"
+    );
+
+    // DEL in reverse order, as a runtime does.
+    let r = node.attach_plugin(&portmap, "DEL", &c1.name, &c1.path(), &pm);
+    assert!(r.ok(), "portmap DEL: {}", text(&r.out));
+    let r = node.attach("DEL", &c1.name, &c1.path(), &conf);
+    assert!(r.ok(), "DEL: {}", text(&r.out));
+    let nat = node.ns.exec("iptables", &["-t", "nat", "-S"]);
+    assert!(
+        !String::from_utf8_lossy(&nat.stdout).contains(&a1),
+        "{}",
+        text(&nat)
+    );
 }
