@@ -324,13 +324,31 @@ fn two_containers_get_pod_addresses_and_the_tunnel_mtu_and_reach_each_other_and_
 }
 
 #[test]
-fn check_passes_until_the_tunnel_mtu_shrinks_below_the_containers() {
+fn check_fails_naming_a_missing_masquerade_chain_or_a_container_mtu_above_the_tunnels() {
     let Some(node) = Node::new() else { return };
     let c1 = node.container("c1");
     let r1 = node.add(&c1);
     let ok = node.check(&c1, &r1);
     assert!(ok.ok(), "CHECK right after ADD: {}", text(&ok.out));
     println!("CHECK took {:?}", ok.elapsed);
+
+    // The masquerade chain is part of what CHECK confirms.
+    let chain = format!("masq_{}", node.network());
+    let del = node
+        .ns
+        .exec("nft", &["delete", "chain", "inet", "wiremesh_cni", &chain]);
+    assert!(del.status.success(), "{}", text(&del));
+    let (code, msg) = node.check(&c1, &r1).error();
+    assert_eq!(code, 101, "{msg}");
+    assert!(msg.contains(&chain), "{msg}");
+    let c0 = node.container("c0");
+    node.add(&c0);
+    let ok = node.check(&c1, &r1);
+    assert!(
+        ok.ok(),
+        "the next ADD restores the chain: {}",
+        text(&ok.out)
+    );
 
     node.write_state(1380);
     let (code, msg) = node.check(&c1, &r1).error();

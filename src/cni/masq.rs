@@ -94,6 +94,24 @@ pub fn apply(network: &str, state: &NodeState, enabled: bool) -> Result<(), CniE
     }
 }
 
+/// Whether the chain of `network` is installed in the current network namespace (CHECK: the
+/// spec counts firewall rules among what a plugin confirms).
+pub fn is_installed(network: &str) -> Result<bool, CniError> {
+    let out = Command::new("nft")
+        .args([
+            "list",
+            "chain",
+            "inet",
+            "wiremesh_cni",
+            &chain_name(network),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| CniError::Masquerade(format!("run nft: {e}")))?;
+    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("masquerade"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

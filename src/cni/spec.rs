@@ -30,7 +30,7 @@ pub mod code {
     pub const NOT_AVAILABLE: u32 = 50;
     /// Ours: a container's MTU is above the tunnel MTU the daemon now derives.
     pub const MTU_TOO_LARGE: u32 = 100;
-    /// Ours: the masquerade rules could not be installed.
+    /// Ours: the masquerade rules could not be installed (ADD) or are missing (CHECK).
     pub const MASQUERADE: u32 = 101;
     /// Ours: GC could not remove some stale resources (it removed the others).
     pub const GC_INCOMPLETE: u32 = 102;
