@@ -9,6 +9,7 @@
 //! - [`cli`] is the `wiremesh` command line.
 
 pub mod cli;
+pub mod cni;
 pub mod constants;
 pub mod core;
 pub mod daemon;

@@ -255,3 +255,43 @@ pub fn scrape_metrics(ns: &str, addr: &str) -> String {
     .unwrap()
     .unwrap()
 }
+
+/// A network namespace made for one test, deleted (with everything in it) when dropped, so it
+/// goes even when the test fails.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// `ip netns add <name>`; the name should start with the test's `unique_prefix()`.
+    pub fn new(name: &str) -> Netns {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .expect("run ip netns add");
+        assert!(out.status.success(), "ip netns add {name}: {}", text(&out));
+        Netns { name: name.into() }
+    }
+
+    /// The path a CNI runtime passes as `CNI_NETNS`.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs `cmd args…` inside the namespace and waits for it.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, cmd])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
