@@ -153,11 +153,6 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         resolvers: Resolvers::default(),
         node_state,
     };
-    let uapi = crate::io::uapi::serve(
-        &running.settings.uapi_socket(),
-        Arc::new(uapi::EngineUapi(device.clone())),
-    )
-    .await?;
     let rotator = Arc::new(rotate::Rotator {
         device: device.clone(),
         node: running.plan.node.clone(),
@@ -185,6 +180,13 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     // once the tun device and routes are there: the file tells the CNI plugin the node is
     // ready; written before the data-path threads start, so a failure leaves none to stop
     running.node_state.publish(&running.plan, &device, true)?;
+    // last: tools (and the lab) take the UAPI socket as the sign that the daemon is up, so the
+    // control socket and the node state must be there before it
+    let uapi = crate::io::uapi::serve(
+        &running.settings.uapi_socket(),
+        Arc::new(uapi::EngineUapi(device.clone())),
+    )
+    .await?;
     let peers: Vec<_> = device.peers().iter().cloned().collect();
     running.resolvers.sync(&running.resolver, &peers, true);
     io.drain_early();
