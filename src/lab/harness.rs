@@ -2,6 +2,7 @@
 //! everything down (daemons by pid, namespaces, state directory), also when a test panics;
 //! [`Lab::detach`] leaves it running for `wiremesh lab up`.
 
+use super::containers::{self, Attached, Container};
 use super::daemons::{self, Signal};
 use super::layout::{check_prefix, Layout, NodeLayout};
 use super::netns;
@@ -96,6 +97,8 @@ impl Lab {
             namespaces: Vec::new(),
             user_topology,
             daemons: BTreeMap::new(),
+            containers: Vec::new(),
+            cni_path: String::new(),
         };
         dir.save(&state)?;
         // From here on, an early return drops `lab`, which removes whatever was built.
@@ -306,8 +309,9 @@ impl Lab {
         ping::ping_in_ns(self.node_ns(from)?, to, timeout)
     }
 
-    /// Pings every ordered pair of nodes, A's namespace to B's first overlay address, all at
-    /// once (one prober thread per node, see [`super::reach`]).
+    /// Pings every ordered pair of endpoints (nodes, then containers, see
+    /// [`Lab::endpoints`]), A's namespace to B's first address, all at once (one prober thread
+    /// per endpoint, see [`super::reach`]).
     pub fn ping_matrix(&self, timeout: Duration) -> Result<PingMatrix, LabError> {
         let reached = self.reach_all(timeout, ping::RESEND)?;
         let rtt = reached
@@ -321,37 +325,228 @@ impl Lab {
             })
             .collect();
         Ok(PingMatrix {
-            nodes: self.nodes(),
+            nodes: self
+                .endpoints()?
+                .into_iter()
+                .map(|(name, ..)| name)
+                .collect(),
             rtt,
         })
     }
 
-    /// For every node, in topology order, the first echo reply from every other node's first
-    /// overlay address (the diagonal left out): who answered, how fast, and when, counted from
-    /// this call. Requests are re-sent every `resend` until `timeout`.
+    /// What the matrix pings between: every node (its namespace, its first overlay address),
+    /// then every container (its namespace, its first pod address), as (name, ns, address).
+    pub fn endpoints(&self) -> Result<Vec<(String, String, IpAddr)>, LabError> {
+        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
+            path: self.dir.topology(),
+            message: "the lab has no derived topology (half built?)".into(),
+        })?;
+        let mut out = Vec::new();
+        for n in &self.state.layout.nodes {
+            let addr = topology.node(&n.name)?.overlay_addrs()[0];
+            out.push((n.name.clone(), n.ns.clone(), addr));
+        }
+        for c in &self.state.containers {
+            if let Some(addr) = c.addrs.first() {
+                out.push((c.name.clone(), c.ns.clone(), *addr));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For every endpoint (nodes in topology order, then containers), the first echo reply
+    /// from every other endpoint's first address (the diagonal left out): who answered, how
+    /// fast, and when, counted from this call. Requests are re-sent every `resend` until
+    /// `timeout`.
     pub fn reach_all(
         &self,
         timeout: Duration,
         resend: Duration,
     ) -> Result<Vec<Vec<Option<Reached>>>, LabError> {
-        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
-            path: self.dir.topology(),
-            message: "the lab has no derived topology (half built?)".into(),
-        })?;
-        let nodes = &self.state.layout.nodes;
-        let mut addrs = Vec::with_capacity(nodes.len());
-        for n in nodes {
-            addrs.push(topology.node(&n.name)?.overlay_addrs()[0]);
-        }
-        let sources: Vec<(String, Vec<IpAddr>)> = nodes
+        let endpoints = self.endpoints()?;
+        let sources: Vec<(String, Vec<IpAddr>)> = endpoints
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                let others = (0..nodes.len()).filter(|j| *j != i).map(|j| addrs[j]);
-                (a.ns.clone(), others.collect())
+            .map(|(i, (_, ns, _))| {
+                let others = endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, (_, _, addr))| *addr);
+                (ns.clone(), others.collect())
             })
             .collect();
         probe_all(&sources, timeout, resend)
+    }
+
+    /// Attaches `per_node` containers to every node through its plugin chain (see
+    /// [`super::containers`]), each node once its daemon has published its node state.
+    pub fn attach_containers(&mut self, per_node: usize) -> Result<(), LabError> {
+        if per_node == 0 {
+            return Ok(());
+        }
+        for node in self.nodes() {
+            for _ in 0..per_node {
+                self.add_container(&node)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one container to `node`: a new namespace, then the conflist's ADD, as a runtime
+    /// runs it. The namespace is recorded before it is made, so teardown finds it.
+    pub fn add_container(&mut self, node: &str) -> Result<Attached, LabError> {
+        let idx = self.node_index(node)?;
+        let layout = self.state.layout.nodes[idx].clone();
+        let prefix = self.prefix().to_string();
+        if !self.dir.conflist(node).exists() {
+            containers::wait_node_state(&layout, self.ready_timeout)?;
+            containers::prepare_node(&self.dir, &prefix, idx, &layout)?;
+        }
+        if self.state.cni_path.is_empty() {
+            self.state.cni_path = containers::cni_path(&self.exe);
+        }
+        let n = (0..)
+            .find(|n| {
+                let ns = containers::container_ns(&prefix, idx, *n);
+                !self.state.namespaces.contains(&ns)
+            })
+            .expect("a free container number");
+        let ns = containers::container_ns(&prefix, idx, n);
+        let mut container = Container {
+            name: format!("{node}/c{n}"),
+            node: node.to_string(),
+            ns: ns.clone(),
+            addrs: Vec::new(),
+        };
+        self.state.namespaces.push(ns.clone());
+        self.state.containers.push(container.clone());
+        self.dir.save(&self.state)?;
+        netns::ip(&["netns", "add", &ns])?;
+        netns::ip_in(&ns, &["link", "set", "lo", "up"])?;
+        let started = std::time::Instant::now();
+        let result = containers::run_chain(
+            "ADD",
+            &self.dir.conflist(node),
+            &layout.ns,
+            &ns,
+            &self.state.cni_path,
+        )?;
+        let add_took = started.elapsed();
+        container.addrs = containers::sorted_addrs(containers::result_addrs(&result));
+        if container.addrs.is_empty() {
+            return Err(LabError::Cni {
+                container: ns,
+                message: format!("ADD result has no address: {result}"),
+            });
+        }
+        if let Some(c) = self.state.containers.iter_mut().find(|c| c.ns == ns) {
+            *c = container.clone();
+        }
+        self.dir.save(&self.state)?;
+        Ok(Attached {
+            container,
+            add_took,
+        })
+    }
+
+    /// Runs DEL for one container and deletes its namespace; both are tried even when the
+    /// other fails, and the container leaves the state either way (`lab down` deletes every
+    /// `P-*` namespace).
+    pub fn remove_container(&mut self, ns: &str) -> Result<(), LabError> {
+        let Some(pos) = self.state.containers.iter().position(|c| c.ns == ns) else {
+            return Err(LabError::UnknownNode(ns.into()));
+        };
+        let c = self.state.containers[pos].clone();
+        let node_ns = self.node_ns(&c.node)?.to_string();
+        let mut first = containers::run_chain(
+            "DEL",
+            &self.dir.conflist(&c.node),
+            &node_ns,
+            &c.ns,
+            &self.state.cni_path,
+        )
+        .err();
+        if netns::exists(&c.ns)? {
+            if let Err(e) = netns::ip(&["netns", "delete", &c.ns]) {
+                first.get_or_insert(e);
+            }
+        }
+        self.state.containers.remove(pos);
+        self.state.namespaces.retain(|n| *n != c.ns);
+        if let Err(e) = self.dir.save(&self.state) {
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Removes every container (newest first), then each node's container bridge, reporting the
+    /// first failure after trying them all.
+    pub fn remove_containers(&mut self) -> Result<(), LabError> {
+        let mut first = None;
+        let all: Vec<String> = self
+            .state
+            .containers
+            .iter()
+            .rev()
+            .map(|c| c.ns.clone())
+            .collect();
+        for ns in all {
+            if let Err(e) = self.remove_container(&ns) {
+                first.get_or_insert(e);
+            }
+        }
+        let prefix = self.prefix().to_string();
+        let existing = netns::list()?;
+        for (idx, node) in self.state.layout.nodes.iter().enumerate() {
+            if !self.dir.conflist(&node.name).exists() || !existing.contains(&node.ns) {
+                continue;
+            }
+            let bridge = containers::bridge_name(&prefix, idx);
+            let out = netns::exec_in(&node.ns, &["ip", "link", "del", &bridge])?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() && !stderr.contains("Cannot find device") {
+                first.get_or_insert(LabError::Command {
+                    command: format!("ip -n {} link del {bridge}", node.ns),
+                    stderr: stderr.trim().to_string(),
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The containers attached, in the order they were added.
+    pub fn containers(&self) -> &[Container] {
+        &self.state.containers
+    }
+
+    /// The addresses host-local still reserves on a node's network.
+    pub fn cni_reservations(&self, node: &str) -> Result<Vec<IpAddr>, LabError> {
+        let idx = self.node_index(node)?;
+        let layout = &self.state.layout.nodes[idx];
+        Ok(containers::reservations(
+            &self.dir,
+            self.prefix(),
+            idx,
+            layout,
+        ))
+    }
+
+    /// The bridge a node's containers hang on, in the node's namespace.
+    pub fn cni_bridge(&self, node: &str) -> Result<String, LabError> {
+        Ok(containers::bridge_name(
+            self.prefix(),
+            self.node_index(node)?,
+        ))
+    }
+
+    fn node_index(&self, node: &str) -> Result<usize, LabError> {
+        self.state
+            .layout
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| LabError::UnknownNode(node.into()))
     }
 
     /// The MTU of a link in one of the lab's namespaces (`eth0` in a node, `br1` in the core).
@@ -455,6 +650,8 @@ impl Lab {
     }
 
     fn teardown(&mut self) -> Result<(), LabError> {
+        // DEL while the nodes (and the plugins' stores) still exist
+        let mut first = self.remove_containers().err();
         self.stop_all();
         // a daemon killed with SIGKILL leaves its sockets behind; they name this lab's
         // interfaces only
@@ -466,7 +663,9 @@ impl Lab {
                 &node.ifname,
             );
         }
-        let mut first = network::teardown(&self.state.namespaces).err();
+        if let Err(e) = network::teardown(&self.state.namespaces) {
+            first.get_or_insert(e);
+        }
         if let Err(e) = self.dir.remove() {
             first.get_or_insert(e);
         }

@@ -42,6 +42,7 @@
 //! from another process removes exactly what a lab created, even one that was half built.
 
 mod cli;
+pub mod containers;
 mod daemons;
 mod echo;
 mod flood;
@@ -58,6 +59,7 @@ mod transfer;
 use std::path::PathBuf;
 
 pub use cli::{run, LabArgs, LabCommand};
+pub use containers::{Attached, Container};
 pub use daemons::{Signal, READY_TIMEOUT};
 pub use echo::{echo_server, echo_stream, EchoStats};
 pub use flood::{flood_packets, send_flood, FloodKind, FloodSent};
@@ -111,6 +113,9 @@ pub enum LabError {
         what: String,
         log_tail: String,
     },
+    /// A container's plugin chain (ADD or DEL) failed, or its node state never appeared.
+    #[error("container {container}: {message}")]
+    Cni { container: String, message: String },
     #[error("ping from namespace {ns}: {message}")]
     Ping { ns: String, message: String },
     /// The mesh is up but some ordered pairs got no reply: a lab that prints a failure fails.
