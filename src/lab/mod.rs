@@ -41,6 +41,7 @@
 //! Everything is recorded under `/run/wiremesh-lab/P/` (see [`state`]), so `wiremesh lab down`
 //! from another process removes exactly what a lab created, even one that was half built.
 
+mod attach;
 mod cli;
 pub mod containers;
 mod daemons;
