@@ -24,20 +24,6 @@ fn hub_in_use(lab: &wiremesh::lab::Lab) -> Option<String> {
         .map(|p| p.name)
 }
 
-fn host() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, kernel {}", kernel.trim())
-}
-
 fn main() {
     if !root::may_run("hub-failover") {
         return;
@@ -46,7 +32,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    println!("hub failover, {kills} kills, host: {}", host());
+    println!("hub failover, {kills} kills, host: {}", root::host());
     let mut lab = common::running_lab("hub-failover.toml");
     let to = lab.overlay_addrs("us-s1").unwrap()[0];
     assert!(lab

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{require_root, running_lab, wait_for};
+use common::{nft_count_from, nft_count_sources, require_root, run, running_lab, wait_for};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::Path;
@@ -58,18 +58,6 @@ fn nth(net: IpNet, n: u32) -> IpAddr {
         IpNet::V4(v4) => IpAddr::V4((u32::from(v4.network()) + n).into()),
         IpNet::V6(v6) => IpAddr::V6((u128::from(v6.network()) + u128::from(n)).into()),
     }
-}
-
-/// Runs a command and fails the test with its output when it fails.
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        common::text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A namespace of this test's own, deleted even when the test fails.
@@ -127,21 +115,6 @@ fn assert_published(lab: &Lab, node: &str) {
     // both regions carry 1500: 1440 inside the tunnel over IPv4
     assert_eq!(s.mtu, 1440);
     assert!(now_ms - s.written_unix_ms < 120_000, "{s:?}");
-}
-
-/// Packets counted by an nft rule in `ns` that matches `saddr` arriving on `ifname`.
-fn count_from(ns: &str, table: &str, ifname: &str, saddr: IpAddr) -> u64 {
-    let family = if saddr.is_ipv4() { "ip" } else { "ip6" };
-    let listing = run(&[
-        "ip", "netns", "exec", ns, "nft", "list", "table", "inet", table,
-    ]);
-    listing
-        .lines()
-        .find(|l| l.contains(&format!("iifname \"{ifname}\" {family} saddr {saddr} ")))
-        .and_then(|l| l.split("packets ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no counter for {saddr} in:\n{listing}"))
 }
 
 #[test]
@@ -203,26 +176,8 @@ fn a_container_behind_the_bridge_reaches_the_other_node_from_its_own_pod_address
     }
     // node b counts what arrives on its tun from the container's own addresses
     let table = format!("{}cni", lab.prefix());
-    let mut rules = format!(
-        "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n"
-    );
-    for (addr, _) in &ctr_addrs {
-        let family = if addr.is_ipv4() { "ip" } else { "ip6" };
-        rules += &format!("  iifname \"{b_tun}\" {family} saddr {addr} counter\n");
-    }
-    rules += " }\n}\n";
-    let nft_file = std::env::temp_dir().join(format!("{table}.nft"));
-    std::fs::write(&nft_file, rules).unwrap();
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        b_ns,
-        "nft",
-        "-f",
-        nft_file.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&nft_file);
+    let sources: Vec<IpAddr> = ctr_addrs.iter().map(|(addr, _)| *addr).collect();
+    nft_count_sources(b_ns, &table, "input", b_tun, &sources);
 
     for ((addr, _), b_addr) in ctr_addrs.iter().zip(&b_addrs) {
         let rtt = ping_in_ns(&ctr.0, *b_addr, Duration::from_secs(5)).unwrap();
@@ -233,7 +188,7 @@ fn a_container_behind_the_bridge_reaches_the_other_node_from_its_own_pod_address
         let back = lab.ping("b", *addr, Duration::from_secs(5)).unwrap();
         assert!(back.is_some(), "node b → container {addr}: no reply");
         println!("container {addr} ↔ node b {b_addr}: {rtt:?} there, {back:?} back");
-        let counted = count_from(b_ns, &table, b_tun, *addr);
+        let counted = nft_count_from(b_ns, &table, b_tun, *addr);
         assert!(
             counted >= 1,
             "node b saw nothing from {addr} on {b_tun}: the source was rewritten"

@@ -28,6 +28,10 @@ pub enum LabCommand {
         /// Build the network only (underlay), without daemons.
         #[arg(long)]
         no_daemons: bool,
+        /// Attach this many container namespaces to every node through the CNI plugin chain
+        /// (wiremesh-cni, portmap); the matrix then covers them too.
+        #[arg(long, default_value_t = 0, conflicts_with = "no_daemons")]
+        containers: usize,
     },
     /// Show namespaces, daemons and the ping matrix of a running lab.
     Status {
@@ -59,7 +63,8 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             topology,
             prefix,
             no_daemons,
-        } => up(topology, prefix, no_daemons),
+            containers,
+        } => up(topology, prefix, no_daemons, containers),
         LabCommand::Status { prefix } => status(&prefix),
         LabCommand::Link {
             region_a,
@@ -89,7 +94,12 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
     }
 }
 
-fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabError> {
+fn up(
+    topology: PathBuf,
+    prefix: String,
+    no_daemons: bool,
+    containers: usize,
+) -> Result<(), LabError> {
     let exe = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut lab = Lab::build(&topology, LabOptions::new(prefix.clone(), exe))?;
     let mut unreachable = None;
@@ -100,12 +110,15 @@ fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabErro
     );
     if !no_daemons {
         lab.start_daemons()?;
+        lab.attach_containers(containers)?;
         std::thread::sleep(SETTLE);
         let matrix = lab.ping_matrix(PING_TIMEOUT)?;
-        print!("\nall-pairs ping over the mesh (row pings column's overlay address):\n{matrix}");
+        print!("\nall-pairs ping over the mesh (row pings column's overlay or pod address):\n");
+        print_matrix(&matrix);
         unreachable = unreachable_pairs(&lab, &matrix);
     }
     print_nodes(&lab);
+    print_containers(&lab);
     let first = lab
         .layout()
         .nodes
@@ -126,6 +139,35 @@ fn up(topology: PathBuf, prefix: String, no_daemons: bool) -> Result<(), LabErro
     println!("remove:   wiremesh lab down --prefix {prefix}");
     lab.detach();
     unreachable.map_or(Ok(()), Err)
+}
+
+/// Endpoints up to which the whole matrix is printed; a bigger one is summed up.
+const MATRIX_PRINTED: usize = 16;
+
+fn print_matrix(matrix: &super::PingMatrix) {
+    let n = matrix.nodes.len();
+    if n <= MATRIX_PRINTED {
+        print!("{matrix}");
+        return;
+    }
+    let pairs = n * n.saturating_sub(1);
+    let failed = matrix.failures().len();
+    println!(
+        "{n} endpoints: {} of {pairs} ordered pairs answered",
+        pairs - failed
+    );
+}
+
+/// Each container: its node, namespace and pod addresses.
+fn print_containers(lab: &Lab) {
+    if lab.containers().is_empty() {
+        return;
+    }
+    println!("\n{:<16} {:<16} addresses", "container", "namespace");
+    for c in lab.containers() {
+        let addrs: Vec<String> = c.addrs.iter().map(ToString::to_string).collect();
+        println!("{:<16} {:<16} {}", c.name, c.ns, addrs.join(", "));
+    }
 }
 
 /// The error for a matrix with unanswered pairs, if it has any.
@@ -186,10 +228,12 @@ fn status(prefix: &str) -> Result<(), LabError> {
             lab.ifname(&s.name)?
         );
     }
+    print_containers(&lab);
     let mut unreachable = None;
     if lab.topology().is_some() {
         let matrix = lab.ping_matrix(PING_TIMEOUT)?;
-        println!("\n{matrix}");
+        println!();
+        print_matrix(&matrix);
         unreachable = unreachable_pairs(&lab, &matrix);
     }
     lab.detach();

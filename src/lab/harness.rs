@@ -62,12 +62,12 @@ pub struct NodeStatus {
 /// A mesh on this machine. See the module documentation for the layout.
 #[derive(Debug)]
 pub struct Lab {
-    dir: StateDir,
-    state: LabState,
+    pub(super) dir: StateDir,
+    pub(super) state: LabState,
     /// The derived topology, once written (absent in a half-built lab loaded from disk).
     topology: Option<Topology>,
-    exe: PathBuf,
-    ready_timeout: Duration,
+    pub(super) exe: PathBuf,
+    pub(super) ready_timeout: Duration,
     /// Daemons this process spawned, so they are reaped and not left as zombies.
     children: HashMap<String, Child>,
     /// Whether dropping this value tears the lab down: true for a lab this value built, false
@@ -96,6 +96,8 @@ impl Lab {
             namespaces: Vec::new(),
             user_topology,
             daemons: BTreeMap::new(),
+            containers: Vec::new(),
+            cni_path: String::new(),
         };
         dir.save(&state)?;
         // From here on, an early return drops `lab`, which removes whatever was built.
@@ -306,8 +308,9 @@ impl Lab {
         ping::ping_in_ns(self.node_ns(from)?, to, timeout)
     }
 
-    /// Pings every ordered pair of nodes, A's namespace to B's first overlay address, all at
-    /// once (one prober thread per node, see [`super::reach`]).
+    /// Pings every ordered pair of endpoints (nodes, then containers, see
+    /// [`Lab::endpoints`]), A's namespace to B's first address, all at once (one prober thread
+    /// per endpoint, see [`super::reach`]).
     pub fn ping_matrix(&self, timeout: Duration) -> Result<PingMatrix, LabError> {
         let reached = self.reach_all(timeout, ping::RESEND)?;
         let rtt = reached
@@ -321,34 +324,55 @@ impl Lab {
             })
             .collect();
         Ok(PingMatrix {
-            nodes: self.nodes(),
+            nodes: self
+                .endpoints()?
+                .into_iter()
+                .map(|(name, ..)| name)
+                .collect(),
             rtt,
         })
     }
 
-    /// For every node, in topology order, the first echo reply from every other node's first
-    /// overlay address (the diagonal left out): who answered, how fast, and when, counted from
-    /// this call. Requests are re-sent every `resend` until `timeout`.
+    /// What the matrix pings between: every node (its namespace, its first overlay address),
+    /// then every container (its namespace, its first pod address), as (name, ns, address).
+    pub fn endpoints(&self) -> Result<Vec<(String, String, IpAddr)>, LabError> {
+        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
+            path: self.dir.topology(),
+            message: "the lab has no derived topology (half built?)".into(),
+        })?;
+        let mut out = Vec::new();
+        for n in &self.state.layout.nodes {
+            let addr = topology.node(&n.name)?.overlay_addrs()[0];
+            out.push((n.name.clone(), n.ns.clone(), addr));
+        }
+        for c in &self.state.containers {
+            if let Some(addr) = c.addrs.first() {
+                out.push((c.name.clone(), c.ns.clone(), *addr));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For every endpoint (nodes in topology order, then containers), the first echo reply
+    /// from every other endpoint's first address (the diagonal left out): who answered, how
+    /// fast, and when, counted from this call. Requests are re-sent every `resend` until
+    /// `timeout`.
     pub fn reach_all(
         &self,
         timeout: Duration,
         resend: Duration,
     ) -> Result<Vec<Vec<Option<Reached>>>, LabError> {
-        let topology = self.topology.as_ref().ok_or_else(|| LabError::State {
-            path: self.dir.topology(),
-            message: "the lab has no derived topology (half built?)".into(),
-        })?;
-        let nodes = &self.state.layout.nodes;
-        let mut addrs = Vec::with_capacity(nodes.len());
-        for n in nodes {
-            addrs.push(topology.node(&n.name)?.overlay_addrs()[0]);
-        }
-        let sources: Vec<(String, Vec<IpAddr>)> = nodes
+        let endpoints = self.endpoints()?;
+        let sources: Vec<(String, Vec<IpAddr>)> = endpoints
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                let others = (0..nodes.len()).filter(|j| *j != i).map(|j| addrs[j]);
-                (a.ns.clone(), others.collect())
+            .map(|(i, (_, ns, _))| {
+                let others = endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, (_, _, addr))| *addr);
+                (ns.clone(), others.collect())
             })
             .collect();
         probe_all(&sources, timeout, resend)
@@ -455,6 +479,8 @@ impl Lab {
     }
 
     fn teardown(&mut self) -> Result<(), LabError> {
+        // DEL while the nodes (and the plugins' stores) still exist
+        let mut first = self.remove_containers().err();
         self.stop_all();
         // a daemon killed with SIGKILL leaves its sockets behind; they name this lab's
         // interfaces only
@@ -466,7 +492,9 @@ impl Lab {
                 &node.ifname,
             );
         }
-        let mut first = network::teardown(&self.state.namespaces).err();
+        if let Err(e) = network::teardown(&self.state.namespaces) {
+            first.get_or_insert(e);
+        }
         if let Err(e) = self.dir.remove() {
             first.get_or_insert(e);
         }

@@ -41,7 +41,9 @@
 //! Everything is recorded under `/run/wiremesh-lab/P/` (see [`state`]), so `wiremesh lab down`
 //! from another process removes exactly what a lab created, even one that was half built.
 
+mod attach;
 mod cli;
+pub mod containers;
 mod daemons;
 mod echo;
 mod flood;
@@ -58,6 +60,7 @@ mod transfer;
 use std::path::PathBuf;
 
 pub use cli::{run, LabArgs, LabCommand};
+pub use containers::{Attached, Container};
 pub use daemons::{Signal, READY_TIMEOUT};
 pub use echo::{echo_server, echo_stream, EchoStats};
 pub use flood::{flood_packets, send_flood, FloodKind, FloodSent};
@@ -111,6 +114,9 @@ pub enum LabError {
         what: String,
         log_tail: String,
     },
+    /// A container's plugin chain (ADD or DEL) failed, or its node state never appeared.
+    #[error("container {container}: {message}")]
+    Cni { container: String, message: String },
     #[error("ping from namespace {ns}: {message}")]
     Ping { ns: String, message: String },
     /// The mesh is up but some ordered pairs got no reply: a lab that prints a failure fails.

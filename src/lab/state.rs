@@ -6,6 +6,7 @@
 //! topology.toml    the derived topology the daemons read
 //! keys/<node>.key  private keys, 0600
 //! logs/<node>.log  each daemon's stdout and stderr
+//! cni/<node>/       the node's conflist and its plugins' stores (see [`super::containers`])
 //! ```
 
 use super::layout::{absent_endpoint, Layout};
@@ -37,6 +38,12 @@ pub struct LabState {
     pub user_topology: PathBuf,
     /// Daemon per node name, while it runs.
     pub daemons: BTreeMap<String, DaemonPid>,
+    /// Containers attached through the plugin chain, in the order they were added.
+    #[serde(default)]
+    pub containers: Vec<super::containers::Container>,
+    /// The `CNI_PATH` the containers were added with, which their DEL uses too.
+    #[serde(default)]
+    pub cni_path: String,
 }
 
 /// Paths inside one lab's state directory.
@@ -61,6 +68,13 @@ impl StateDir {
     }
     pub fn log(&self, node: &str) -> PathBuf {
         self.0.join("logs").join(format!("{node}.log"))
+    }
+    /// A node's CNI directory: its conflist and the plugins' stores.
+    pub fn cni(&self, node: &str) -> PathBuf {
+        self.0.join("cni").join(node)
+    }
+    pub fn conflist(&self, node: &str) -> PathBuf {
+        self.cni(node).join("net.conflist")
     }
 
     /// Creates the directory tree; `keys/` is 0700 like any directory of private keys.

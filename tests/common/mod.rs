@@ -137,6 +137,14 @@ pub fn new_lab(name: &str) -> wiremesh::lab::Lab {
     .unwrap()
 }
 
+/// A lab built from `tests/topologies/<name>` with every daemon started and ready and
+/// `per_node` containers attached to every node through the CNI plugin chain.
+pub fn running_lab_with_containers(name: &str, per_node: usize) -> wiremesh::lab::Lab {
+    let mut lab = running_lab(name);
+    lab.attach_containers(per_node).unwrap();
+    lab
+}
+
 /// A lab built from `tests/topologies/<name>` with every daemon started and ready.
 pub fn running_lab(name: &str) -> wiremesh::lab::Lab {
     let mut lab = new_lab(name);
@@ -294,4 +302,58 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .output();
     }
+}
+
+/// Runs a command and fails the test with its output when it fails.
+pub fn run(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", args.join(" "), text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Packets counted by an nft rule in `ns` that matches `saddr` arriving on `ifname`.
+pub fn nft_count_from(ns: &str, table: &str, ifname: &str, saddr: std::net::IpAddr) -> u64 {
+    let family = if saddr.is_ipv4() { "ip" } else { "ip6" };
+    let listing = run(&[
+        "ip", "netns", "exec", ns, "nft", "list", "table", "inet", table,
+    ]);
+    listing
+        .lines()
+        .find(|l| l.contains(&format!("iifname \"{ifname}\" {family} saddr {saddr} ")))
+        .and_then(|l| l.split("packets ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter for {saddr} in:\n{listing}"))
+}
+
+/// Installs, in `ns`, a table `table` with a chain on `hook` (`input`, `prerouting`, ...)
+/// that counts what arrives on `ifname` from each of `saddrs`; read with [`nft_count_from`].
+/// The table goes with the namespace.
+pub fn nft_count_sources(
+    ns: &str,
+    table: &str,
+    hook: &str,
+    ifname: &str,
+    saddrs: &[std::net::IpAddr],
+) {
+    let mut rules = format!(
+        "table inet {table} {{\n chain c {{\n  type filter hook {hook} priority 0; policy accept;\n"
+    );
+    for addr in saddrs {
+        let family = if addr.is_ipv4() { "ip" } else { "ip6" };
+        rules += &format!("  iifname \"{ifname}\" {family} saddr {addr} counter\n");
+    }
+    rules += " }\n}\n";
+    let file = std::env::temp_dir().join(format!("{table}-{ns}.nft"));
+    std::fs::write(&file, rules).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run nft");
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "nft -f in {ns}: {}", text(&out));
 }

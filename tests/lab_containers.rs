@@ -1,0 +1,163 @@
+//! Containers in the lab: `wiremesh lab up --containers N` attaches container namespaces to
+//! every node through the CNI plugin chain (wiremesh-cni, portmap) as a runtime does, and the
+//! all-pairs matrix covers them. Two nodes in two regions (`cni-two-regions.toml`), dual stack.
+//!
+//! ```text
+//!   P-a (node a, daemon, bridge Pb0)           P-b (node b, daemon, bridge Pb1)
+//!    ├── P-c0-0  a/c0  10.244.x.2               ├── P-c1-0  b/c0  10.244.y.2
+//!    └── P-c0-1  a/c1  10.244.x.3               └── P-c1-1  b/c1  10.244.y.3
+//! ```
+
+mod common;
+
+use common::{
+    namespaces_of, nft_count_from, nft_count_sources, require_root, running_lab_with_containers,
+    text, topology, unique_prefix, wiremesh,
+};
+use ipnet::IpNet;
+use std::time::Duration;
+use wiremesh::lab::{ping_in_ns, Lab};
+
+const TOPOLOGY: &str = "cni-two-regions.toml";
+
+/// Links in a namespace other than lo (`ip -o link` names, `@peer` cut off).
+fn links(ns: &str) -> Vec<String> {
+    let out = common::run(&["ip", "-n", ns, "-o", "link", "show"]);
+    out.lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n != "lo")
+        .collect()
+}
+
+#[test]
+fn containers_on_two_nodes_reach_each_other_and_every_node_from_their_pod_addresses() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = running_lab_with_containers(TOPOLOGY, 2);
+    let topo = lab.topology().unwrap().clone();
+    assert_eq!(lab.containers().len(), 4);
+    for c in lab.containers() {
+        let node = topo.node(&c.node).unwrap();
+        assert_eq!(c.addrs.len(), 2, "{c:?}: one address per family");
+        assert!(
+            IpNet::V4(node.pod_cidr).contains(&c.addrs[0]),
+            "{c:?} outside {node:?}"
+        );
+        assert!(
+            IpNet::V6(node.pod_cidr_v6.unwrap()).contains(&c.addrs[1]),
+            "{c:?}: IPv6 address outside the node's pod CIDR"
+        );
+    }
+
+    let matrix = lab.ping_matrix(Duration::from_secs(10)).unwrap();
+    println!("{matrix}");
+    assert_eq!(matrix.nodes, ["a", "b", "a/c0", "a/c1", "b/c0", "b/c1"]);
+    assert!(matrix.all_ok(), "failed {:?}\n{matrix}", matrix.failures());
+    let node_of = |name: &str| name.split('/').next().unwrap().to_string();
+    let mut across = 0;
+    for (i, from) in matrix.nodes.iter().enumerate() {
+        for (j, to) in matrix.nodes.iter().enumerate() {
+            if from.contains('/') && to.contains('/') && node_of(from) != node_of(to) {
+                assert!(matrix.rtt[i][j].is_some(), "{from} → {to}");
+                across += 1;
+            }
+        }
+    }
+    assert_eq!(
+        across, 8,
+        "every container pair across the nodes is in the matrix"
+    );
+
+    // a/c0's packets reach b/c0 from a/c0's own pod addresses, IPv4 and IPv6 (no masquerade)
+    let (from, to) = (lab.containers()[0].clone(), lab.containers()[2].clone());
+    assert_eq!((from.node.as_str(), to.node.as_str()), ("a", "b"));
+    let table = format!("{}ctr", lab.prefix());
+    nft_count_sources(&to.ns, &table, "input", "eth0", &from.addrs);
+    for (src, dst) in from.addrs.iter().zip(&to.addrs) {
+        let rtt = ping_in_ns(&from.ns, *dst, Duration::from_secs(5)).unwrap();
+        assert!(
+            rtt.is_some(),
+            "{} {src} → {} {dst}: no reply",
+            from.name,
+            to.name
+        );
+        let counted = nft_count_from(&to.ns, &table, "eth0", *src);
+        println!(
+            "{src} → {dst}: {rtt:?}, {counted} packets from {src} at {}",
+            to.name
+        );
+        assert!(counted >= 1, "{} saw nothing from {src}", to.name);
+    }
+
+    // removing the containers: DEL for each, namespaces, veths, bridges and reservations gone
+    let ctr_ns: Vec<String> = lab.containers().iter().map(|c| c.ns.clone()).collect();
+    lab.remove_containers().unwrap();
+    assert!(lab.containers().is_empty());
+    for node in ["a", "b"] {
+        assert!(lab.cni_reservations(node).unwrap().is_empty(), "{node}");
+        let left = links(lab.node_ns(node).unwrap());
+        assert_eq!(
+            left.len(),
+            2,
+            "{node}: only eth0 and the tun should stay: {left:?}"
+        );
+        assert!(!left.contains(&lab.cni_bridge(node).unwrap()), "{left:?}");
+    }
+    let prefix = lab.prefix().to_string();
+    let left: Vec<String> = namespaces_of(&prefix)
+        .into_iter()
+        .filter(|n| ctr_ns.contains(n))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    lab.down().unwrap();
+    assert_eq!(namespaces_of(&prefix), Vec::<String>::new());
+}
+
+/// Removes a lab the CLI made, even when the test fails halfway.
+struct CliLab(String);
+
+impl Drop for CliLab {
+    fn drop(&mut self) {
+        let _ = Lab::down_prefix(&self.0);
+    }
+}
+
+#[test]
+fn lab_up_with_containers_reports_them_and_lab_down_removes_them() {
+    if !require_root() {
+        return;
+    }
+    let lab = CliLab(unique_prefix());
+    let p = lab.0.as_str();
+    let topo = topology(TOPOLOGY);
+    let up = wiremesh(&[
+        "lab",
+        "up",
+        topo.to_str().unwrap(),
+        "--prefix",
+        p,
+        "--containers",
+        "2",
+    ]);
+    let up_text = text(&up);
+    println!("{up_text}");
+    assert!(up.status.success(), "{up_text}");
+    for name in ["a/c0", "a/c1", "b/c0", "b/c1"] {
+        assert!(up_text.contains(name), "{name} missing:\n{up_text}");
+    }
+    assert!(!up_text.contains('✗'), "{up_text}");
+    let ctr_ns = format!("{p}-c1-1");
+    assert!(namespaces_of(p).contains(&ctr_ns), "{:?}", namespaces_of(p));
+
+    let status = wiremesh(&["lab", "status", "--prefix", p]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains(&ctr_ns), "{}", text(&status));
+
+    let state = wiremesh::lab::state::StateDir::for_prefix(p);
+    let down = wiremesh(&["lab", "down", "--prefix", p]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(namespaces_of(p), Vec::<String>::new());
+    assert!(!state.root().exists(), "{}", state.root().display());
+}
