@@ -1,7 +1,7 @@
 //! The Ansible role against lab hosts reached over SSH (see `common/ssh_bed.rs` for the bed):
 //! `site.yml` deploys a four-host, two-region mesh that passes `wiremesh check` everywhere, a
 //! second run changes nothing, and a fifth host joins with a reload of the others, never a
-//! restart.
+//! restart. Every host gets the CNI conflist and plugin (`wiremesh cni install`).
 
 mod common;
 #[path = "common/ssh_bed.rs"]
@@ -63,20 +63,49 @@ fn check(lab: &Lab, bed: &SshBed, node: &str) -> String {
     )
 }
 
-/// A stripped copy of the binary for Ansible to install: smaller to copy, and immune to another
-/// build replacing the shared target's file between two runs (which would look like a change).
+/// Stripped copies of the binary and, beside it, the CNI plugin, for Ansible to install:
+/// smaller to copy, and immune to another build replacing the shared target's files between two
+/// runs (which would look like a change). Returns the binary's copy.
 fn binary_copy(bed: &SshBed) -> PathBuf {
-    let dst = bed.root().join("wiremesh");
-    let out = Command::new("strip")
-        .arg("-o")
-        .arg(&dst)
-        .arg(exe())
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        std::fs::copy(exe(), &dst).unwrap();
+    let plugin = PathBuf::from(env!("CARGO_BIN_EXE_wiremesh-cni"));
+    for src in [exe(), plugin] {
+        let dst = bed.root().join(src.file_name().unwrap());
+        let out = Command::new("strip")
+            .arg("-o")
+            .arg(&dst)
+            .arg(&src)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            std::fs::copy(&src, &dst).unwrap();
+        }
     }
-    dst
+    bed.root().join("wiremesh")
+}
+
+/// Where the role puts the CNI files on the lab hosts: under the per-host bind mounts, never
+/// the machine's own /etc/cni and /opt/cni.
+const CNI_CONF_DIR: &str = "/etc/wiremesh/cni/net.d";
+const CNI_BIN_DIR: &str = "/usr/local/bin/cni";
+
+/// The conflist and the plugin `wiremesh cni install` left on `node`, seen from outside its
+/// mount namespace (the bed's per-host directories).
+fn assert_cni_installed(bed: &SshBed, node: &str) {
+    let h = bed.host(node);
+    let conflist = h.dir.join("etc/cni/net.d/10-wiremesh.conflist");
+    let text = std::fs::read_to_string(&conflist)
+        .unwrap_or_else(|e| panic!("{node}: {}: {e}", conflist.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["cniVersion"], "1.0.0", "{node}: {text}");
+    assert_eq!(v["plugins"][0]["type"], "wiremesh-cni", "{node}: {text}");
+    assert_eq!(
+        v["plugins"][0]["subnetFile"],
+        format!("/run/wiremesh/{}/subnet.json", h.ifname),
+        "{node}: {text}"
+    );
+    assert_eq!(v["plugins"][1]["type"], "portmap", "{node}: {text}");
+    let plugin = h.dir.join("bin/cni/wiremesh-cni");
+    assert!(plugin.is_file(), "{node}: no {}", plugin.display());
 }
 
 fn inventory(lab: &Lab, bed: &SshBed, binary: &Path, nodes: &[&str]) -> PathBuf {
@@ -87,6 +116,8 @@ fn inventory(lab: &Lab, bed: &SshBed, binary: &Path, nodes: &[&str]) -> PathBuf 
         "wiremesh_log_file": "/run/wiremesh/wiremesh.log",
         "wiremesh_mode": "full",
         "wiremesh_region_mtu": { "us-east": 1460 },
+        "wiremesh_cni_conf_dir": CNI_CONF_DIR,
+        "wiremesh_cni_bin_dir": CNI_BIN_DIR,
     });
     let topo = lab.topology().unwrap();
     bed.write_inventory(nodes, vars, |h| {
@@ -125,6 +156,7 @@ fn site_yml_deploys_a_mesh_over_ssh_is_idempotent_and_adds_a_host_with_a_reload_
         let table = check(&lab, &bed, node);
         println!("{table}");
         assert_eq!(table.matches(" ok").count(), 3, "{table}");
+        assert_cni_installed(&bed, node);
     }
 
     let second = bed.playbook(&lab, &site, &inv);
@@ -160,4 +192,5 @@ fn site_yml_deploys_a_mesh_over_ssh_is_idempotent_and_adds_a_host_with_a_reload_
         println!("{table}");
         assert_eq!(table.matches(" ok").count(), 4, "{table}");
     }
+    assert_cni_installed(&bed, FIFTH);
 }

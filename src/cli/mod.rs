@@ -2,6 +2,7 @@
 //! `anyhow` is used here and nowhere below: this is the binary's edge.
 
 mod check;
+mod cni;
 mod graph;
 mod ipam;
 mod keygen;
@@ -44,6 +45,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Rotate a running daemon's static key without dropping a packet; prints the new key.
     Rotate(rotate::RotateArgs),
+    /// Containers: `cni install` writes the CNI conflist and places the wiremesh-cni plugin.
+    Cni(cni::CniArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Graph(a) => graph::run(a),
         Command::Check(a) => check::run(a),
         Command::Rotate(a) => rotate::run(a),
+        Command::Cni(a) => cni::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,7 +19,8 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/wiremesh";
 pub const DEFAULT_BRIDGE: &str = "wmcni0";
 
 /// Every key we accept: ours, the spec's well-known ones, and those the runtime inserts.
-/// `cni.dev/attachments` is the spec-v1.1.0 text's name for what libcni sends as
+/// Any other `cni.dev/` key is accepted too: the spec reserves the prefix for what runtimes
+/// add, and a plugin must not fail on one it does not know. `cni.dev/attachments` is the spec-v1.1.0 text's name for what libcni sends as
 /// `cni.dev/valid-attachments` (the spec's later text agrees with libcni); both are taken.
 const KNOWN_KEYS: &[&str] = &[
     "cniVersion",
@@ -41,6 +42,25 @@ const KNOWN_KEYS: &[&str] = &[
     "cni.dev/valid-attachments",
     "cni.dev/attachments",
 ];
+
+fn is_known_key(key: &str) -> bool {
+    KNOWN_KEYS.contains(&key) || key.starts_with(RUNTIME_KEY_PREFIX)
+}
+
+/// The prefix the spec reserves for keys a runtime inserts into a plugin's configuration.
+const RUNTIME_KEY_PREFIX: &str = "cni.dev/";
+
+/// The known key `key` is a misspelling of, when they differ only in case, `-` and `_`.
+fn spelt_like(key: &str) -> Option<&'static str> {
+    let fold = |k: &str| {
+        k.chars()
+            .filter(|c| !matches!(c, '-' | '_'))
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let folded = fold(key);
+    KNOWN_KEYS.iter().copied().find(|k| fold(k) == folded)
+}
 
 /// The configuration's fields, each decoded on its own so that a wrong type names its key.
 #[derive(Debug, Clone)]
@@ -158,13 +178,13 @@ impl NetConf {
                 supported: spec::SUPPORTED_VERSIONS.join(", "),
             });
         }
-        if let Some((key, value)) = object
-            .iter()
-            .find(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
-        {
+        if let Some((key, value)) = object.iter().find(|(k, _)| !is_known_key(k)) {
             return Err(CniError::UnsupportedField {
                 key: key.clone(),
                 value: value.to_string(),
+                hint: spelt_like(key)
+                    .map(|k| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default(),
             });
         }
         Self::check(RawNetConf::from_object(object)?)
@@ -400,6 +420,37 @@ mod tests {
             e.to_string().contains("42"),
             "code 2 names the value too: {e}"
         );
+    }
+
+    #[test]
+    fn every_key_the_spec_defines_and_any_runtime_key_is_accepted() {
+        let conf = br#"{
+            "cniVersion": "1.0.0", "name": "wm", "type": "wiremesh-cni",
+            "args": {"cni": {"ips": []}}, "ipMasq": true, "ipam": {"type": "host-local"},
+            "dns": {"nameservers": ["10.96.0.10"]},
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": {"portMappings": []},
+            "prevResult": {"cniVersion": "1.0.0", "interfaces": [], "ips": []},
+            "cni.dev/valid-attachments": [],
+            "cni.dev/some-future-key": {"anything": 1}
+        }"#;
+        let c = NetConf::parse(conf).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.ip_masq);
+        assert_eq!(c.valid_attachments.as_deref(), Some(&[][..]));
+    }
+
+    #[test]
+    fn a_misspelt_key_of_ours_is_refused_with_the_spelling_we_know() {
+        for (bad, good) in [("subnetfile", "subnetFile"), ("ip_masq", "ipMasq")] {
+            let conf = format!(r#"{{"cniVersion":"1.0.0","name":"wm","type":"t","{bad}":1}}"#);
+            let e = NetConf::parse(conf.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), 2, "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(bad) && msg.contains(&format!("did you mean `{good}`")),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

@@ -12,8 +12,13 @@ pub enum CniError {
     #[error("field cniVersion: version {version:?} is not supported (supported: {supported})")]
     IncompatibleVersion { version: String, supported: String },
 
-    #[error("field {key}: unsupported field in network configuration (value {value})")]
-    UnsupportedField { key: String, value: String },
+    #[error("field {key}: unsupported field in network configuration (value {value}){hint}")]
+    UnsupportedField {
+        key: String,
+        value: String,
+        /// `; did you mean …?` when the key is one of ours spelt another way, else empty.
+        hint: String,
+    },
 
     #[error("field {field}: {problem}")]
     InvalidConfig { field: String, problem: String },
