@@ -95,6 +95,10 @@ pub const UAPI_DIR: &str = "/var/run/wireguard";
 /// `<dir>/<interface>/subnet.json` (`core::node_state`).
 pub const CNI_STATE_DIR: &str = "/run/wiremesh";
 
+/// Where container runtimes read CNI network configurations (`wiremesh cni install` writes
+/// there; the daemon sweeps the networks it finds there that are its own).
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
+
 /// File name of the node state inside `<CNI_STATE_DIR>/<interface>/`.
 pub const NODE_STATE_FILE: &str = "subnet.json";
 

@@ -161,3 +161,50 @@ fn lab_up_with_containers_reports_them_and_lab_down_removes_them() {
     assert_eq!(namespaces_of(p), Vec::<String>::new());
     assert!(!state.root().exists(), "{}", state.root().display());
 }
+
+#[test]
+fn a_restarted_daemon_frees_the_addresses_of_containers_gone_without_a_del() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = running_lab_with_containers(TOPOLOGY, 2);
+    let (live, dead) = (lab.containers()[0].clone(), lab.containers()[1].clone());
+    assert_eq!((live.node.as_str(), dead.node.as_str()), ("a", "a"));
+    // the runtime lost a/c1 without a DEL (its namespace simply went), and an address is
+    // reserved by a container no cache entry knows (left from before a reboot)
+    common::run(&["ip", "netns", "delete", &dead.ns]);
+    let store = lab.cni_store("a").unwrap();
+    let std::net::IpAddr::V4(v4) = live.addrs[0] else {
+        panic!("{live:?}: IPv4 first")
+    };
+    let orphan = std::net::Ipv4Addr::from(u32::from(v4) & !0xff | 200);
+    std::fs::write(store.join(orphan.to_string()), "gone-before-reboot\r\neth0").unwrap();
+    assert_eq!(lab.cni_reservations("a").unwrap().len(), 5);
+
+    lab.restart_daemon("a").unwrap();
+    let mut left = lab.cni_reservations("a").unwrap();
+    left.sort();
+    let mut expected = live.addrs.clone();
+    expected.sort();
+    assert_eq!(
+        left, expected,
+        "only the live container's addresses stay reserved"
+    );
+    let log = std::fs::read_to_string(lab.log_path("a")).unwrap();
+    assert!(
+        log.contains("containers_gone=1") && log.contains("addresses_freed=3"),
+        "the sweep says what it freed:\n{log}"
+    );
+
+    // the live container still reaches node b's container; a new one gets an address; DEL of
+    // the swept container still succeeds (idempotent)
+    let other = lab.containers()[2].clone();
+    let rtt = ping_in_ns(&live.ns, other.addrs[0], Duration::from_secs(5)).unwrap();
+    assert!(rtt.is_some(), "{} → {}: no reply", live.name, other.name);
+    let added = lab.add_container("a").unwrap();
+    assert_eq!(added.container.addrs.len(), 2);
+    lab.remove_container(&dead.ns).unwrap();
+    lab.remove_containers().unwrap();
+    assert!(lab.cni_reservations("a").unwrap().is_empty());
+    lab.down().unwrap();
+}

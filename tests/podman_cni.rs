@@ -127,7 +127,7 @@ impl Podman {
         ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
             .args(["-c", "."])
@@ -136,9 +136,10 @@ impl Podman {
             .unwrap();
         let out = self
             .cmd(&["import", "-", &self.image])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs failed");
         assert!(out.status.success(), "podman import: {}", text(&out));
     }
 

@@ -4,7 +4,7 @@
 //! when their content or mode differs, so a second run changes nothing and says so: the Ansible
 //! role reports a change from the `written` lines.
 
-use crate::constants::{CNI_STATE_DIR, DEFAULT_INTERFACE};
+use crate::constants::{CNI_CONF_DIR, CNI_STATE_DIR, DEFAULT_INTERFACE};
 use anyhow::{bail, Context as _};
 use std::fs::{OpenOptions, Permissions};
 use std::io::Write as _;
@@ -32,7 +32,7 @@ pub enum CniCommand {
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
     /// The runtime's network configuration directory; the conflist is `<DIR>/10-<name>.conflist`.
-    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
+    #[arg(long, value_name = "DIR", default_value = CNI_CONF_DIR)]
     pub dir: PathBuf,
     /// The runtime's plugin directory; `wiremesh-cni` is copied into it (mode 0755).
     #[arg(long, value_name = "DIR", default_value = "/opt/cni/bin")]

@@ -24,6 +24,10 @@ pub struct UpArgs {
     /// (default /run/wiremesh).
     #[arg(long, value_name = "DIR")]
     pub cni_state_dir: Option<PathBuf>,
+    /// The runtime's CNI configuration directory, where the daemon looks at start for its own
+    /// networks to free the addresses of containers gone without a DEL (default /etc/cni/net.d).
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
     /// Settings file (TOML); flags and WIREMESH_* variables override it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -44,6 +48,7 @@ pub fn run(a: UpArgs) -> anyhow::Result<()> {
         interface: a.interface,
         uapi_dir: a.uapi_dir,
         cni_state_dir: a.cni_state_dir,
+        cni_conf_dir: a.cni_conf_dir,
         log: a.log,
         metrics_listen: a.metrics_listen,
     };

@@ -2,7 +2,7 @@
 //! cached, handed to `bridge`; masquerade follows. A failed ADD is undone before it returns
 //! (spec section 4), and DEL succeeds whatever is already gone.
 
-use super::cache::Cache;
+use super::cache::{Cache, Cached};
 use super::config::{bridge_conf, BridgeConf, NetConf};
 use super::delegate::{common_version, Delegate};
 use super::env::Invocation;
@@ -60,7 +60,12 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<AddResult, CniError> {
     let bconf = bridge_conf(conf, &state, &version);
     let cache = Cache::new(&conf.data_dir, &conf.name);
     let att = attachment(inv);
-    cache.save(&att, &bconf)?;
+    let entry = Cached {
+        delegate: bconf.clone(),
+        netns: inv.netns.clone(),
+        boot_id: super::stale::boot_id(),
+    };
+    cache.save(&att, &entry)?;
     let added = delegates
         .bridge
         .run(Command::Add, inv, &bconf)
@@ -92,7 +97,7 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<AddResult, CniError> {
 pub fn known_conf(inv: &Invocation, conf: &NetConf) -> Result<Option<BridgeConf>, CniError> {
     let cache = Cache::new(&conf.data_dir, &conf.name);
     if let Some(c) = cache.load(&attachment(inv))? {
-        return Ok(Some(c));
+        return Ok(Some(c.delegate));
     }
     match NodeState::load(&conf.subnet_file) {
         Ok(state) => {

@@ -3,12 +3,32 @@
 //! since changed its state or stopped; the file is written before the delegate runs, so an ADD
 //! that dies half-way can still be undone.
 //!
+//! Each entry also says where the container lived (its netns path and the boot it was added
+//! in), so the daemon's start-up sweep (`stale`) can tell an attachment whose container is gone
+//! without a DEL, after a reboot or a runtime's crash, from a live one.
+//!
 //! Layout: `<dataDir>/<network>/<containerID>@<ifname>` (a container ID cannot hold `@`).
 
 use super::config::BridgeConf;
 use super::error::CniError;
 use super::spec::Attachment;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// One cached attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cached {
+    /// What `bridge` was given.
+    pub delegate: BridgeConf,
+    /// `CNI_NETNS` of the ADD.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The kernel's boot ID at ADD (`/proc/sys/kernel/random/boot_id`): no namespace outlives
+    /// a reboot, so another boot's attachment is gone whatever its path says now.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
 
 pub struct Cache {
     dir: PathBuf,
@@ -25,8 +45,8 @@ impl Cache {
         self.dir.join(format!("{}@{}", a.container_id, a.ifname))
     }
 
-    /// Stores `conf` for `a`, atomically (a reader never sees half a file).
-    pub fn save(&self, a: &Attachment, conf: &BridgeConf) -> Result<(), CniError> {
+    /// Stores `entry` for `a`, atomically (a reader never sees half a file).
+    pub fn save(&self, a: &Attachment, entry: &Cached) -> Result<(), CniError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| CniError::io(format!("create {} (dataDir)", self.dir.display()), e))?;
         let file = self.file(a);
@@ -34,7 +54,7 @@ impl Cache {
         let tmp = self
             .dir
             .join(format!(".tmp-{}@{}", a.container_id, a.ifname));
-        let text = serde_json::to_vec(conf).map_err(|e| CniError::Decode {
+        let text = serde_json::to_vec(entry).map_err(|e| CniError::Decode {
             what: "cached delegate configuration".into(),
             source: e,
         })?;
@@ -44,7 +64,7 @@ impl Cache {
     }
 
     /// What `a` was added with, if it was (and not yet deleted).
-    pub fn load(&self, a: &Attachment) -> Result<Option<BridgeConf>, CniError> {
+    pub fn load(&self, a: &Attachment) -> Result<Option<Cached>, CniError> {
         let file = self.file(a);
         match std::fs::read(&file) {
             Ok(text) => serde_json::from_slice(&text)
@@ -94,7 +114,7 @@ mod tests {
     use crate::cni::config::{bridge_conf, NetConf};
     use crate::cni::state::NodeState;
 
-    fn conf() -> BridgeConf {
+    fn entry() -> Cached {
         let net =
             NetConf::parse(br#"{"cniVersion":"1.0.0","name":"wm","type":"wiremesh-cni"}"#).unwrap();
         let state = NodeState {
@@ -107,7 +127,11 @@ mod tests {
             cluster_cidrs: vec![],
             mtu: 1420,
         };
-        bridge_conf(&net, &state, "1.0.0")
+        Cached {
+            delegate: bridge_conf(&net, &state, "1.0.0"),
+            netns: Some("/run/netns/c1".into()),
+            boot_id: Some("b1".into()),
+        }
     }
 
     #[test]
@@ -119,8 +143,8 @@ mod tests {
             ifname: "eth0.1".into(),
         };
         assert_eq!(cache.load(&a).unwrap(), None);
-        cache.save(&a, &conf()).unwrap();
-        assert_eq!(cache.load(&a).unwrap(), Some(conf()));
+        cache.save(&a, &entry()).unwrap();
+        assert_eq!(cache.load(&a).unwrap(), Some(entry()));
         assert_eq!(cache.attachments(), vec![a.clone()]);
         cache.remove(&a).unwrap();
         cache.remove(&a).unwrap();

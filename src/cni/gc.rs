@@ -22,48 +22,74 @@ pub struct Sweep {
 /// Removes from host-local's store `dir` every reservation whose attachment is not in `valid`.
 /// A missing store is an empty one.
 pub fn sweep(dir: &Path, valid: &[Attachment]) -> Result<Sweep, CniError> {
-    let mut sweep = Sweep::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sweep),
-        Err(e) => return Err(CniError::io(format!("read {}", dir.display()), e)),
-    };
-    let _lock = lock(dir)?;
-    let valid: HashSet<(&str, &str)> = valid
-        .iter()
-        .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
-        .collect();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let is_reservation = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.parse::<IpAddr>().is_ok());
-        if !is_reservation {
-            continue; // `lock`, `last_reserved_ip.N`
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                sweep.errors.push(format!("read {}: {e}", path.display()));
-                continue;
-            }
-        };
-        let mut lines = text.lines().map(str::trim);
-        let id = lines.next().unwrap_or_default();
-        let keep = match lines.next() {
-            Some(ifname) => valid.contains(&(id, ifname)),
-            None => valid.iter().any(|(v, _)| *v == id),
-        };
-        if keep {
-            continue;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => sweep.removed.push(path),
-            Err(e) => sweep.errors.push(format!("remove {}: {e}", path.display())),
+    match Store::lock(dir)? {
+        Some(store) => store.remove_unlisted(valid),
+        None => Ok(Sweep::default()),
+    }
+}
+
+/// host-local's store, held with its own lock: while it is held, host-local reserves nothing, so
+/// the attachments a caller lists meanwhile are all there are.
+pub struct Store {
+    dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Store {
+    /// Locks the store at `dir`; `None` when there is no store.
+    pub fn lock(dir: &Path) -> Result<Option<Store>, CniError> {
+        match std::fs::metadata(dir) {
+            Ok(_) => Ok(Some(Store {
+                dir: dir.to_path_buf(),
+                _lock: lock(dir)?,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CniError::io(format!("read {}", dir.display()), e)),
         }
     }
-    Ok(sweep)
+
+    /// Removes every reservation whose attachment is not in `valid`.
+    pub fn remove_unlisted(&self, valid: &[Attachment]) -> Result<Sweep, CniError> {
+        let dir = &self.dir;
+        let mut sweep = Sweep::default();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| CniError::io(format!("read {}", dir.display()), e))?;
+        let valid: HashSet<(&str, &str)> = valid
+            .iter()
+            .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+            .collect();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_reservation = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<IpAddr>().is_ok());
+            if !is_reservation {
+                continue; // `lock`, `last_reserved_ip.N`
+            }
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    sweep.errors.push(format!("read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let mut lines = text.lines().map(str::trim);
+            let id = lines.next().unwrap_or_default();
+            let keep = match lines.next() {
+                Some(ifname) => valid.contains(&(id, ifname)),
+                None => valid.iter().any(|(v, _)| *v == id),
+            };
+            if keep {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => sweep.removed.push(path),
+                Err(e) => sweep.errors.push(format!("remove {}: {e}", path.display())),
+            }
+        }
+        Ok(sweep)
+    }
 }
 
 /// host-local's own lock on its store, held until dropped.

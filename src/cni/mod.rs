@@ -11,12 +11,15 @@
 //! state), `plugin` (dispatch, STATUS, GC), `attach` (ADD, DEL), `check` (CHECK, with
 //! `netns` for the MTU inside the container), `delegate` (running a reference plugin), `cache`
 //! (each attachment's delegate configuration), `masq` (nftables), `gc` (host-local's store),
-//! `spec` and `error` (the wire types and codes).
+//! `spec` and `error` (the wire types and codes). The daemon uses two more at start:
+//! `conflists` (which networks in the runtime's directory are its own) and `stale` (freeing
+//! the addresses of containers gone without a DEL).
 
 pub mod attach;
 pub mod cache;
 pub mod check;
 pub mod config;
+pub mod conflists;
 pub mod delegate;
 pub mod env;
 pub mod error;
@@ -25,6 +28,7 @@ pub mod masq;
 pub mod netns;
 pub mod plugin;
 pub mod spec;
+pub mod stale;
 pub mod state;
 
 pub use error::CniError;

@@ -2,6 +2,7 @@
 //! then waits for signals: SIGTERM/SIGINT remove what it created and exit, SIGHUP re-reads the
 //! topology and applies only the difference.
 
+mod cni_sweep;
 mod control_handler;
 mod loops;
 mod node_state;
@@ -177,6 +178,13 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Some(addr) => Some(metrics::serve(addr, metrics::registry(device.clone())).await?),
         None => None,
     };
+    cni_sweep::sweep(
+        &running.settings.cni_conf_dir,
+        &crate::io::node_state_file::path(
+            &running.settings.cni_state_dir,
+            &running.settings.interface,
+        ),
+    );
     // once the tun device and routes are there: the file tells the CNI plugin the node is
     // ready; written before the data-path threads start, so a failure leaves none to stop
     running.node_state.publish(&running.plan, &device, true)?;

@@ -1,7 +1,7 @@
 //! Daemon settings, layered: built-in defaults, then a settings file, then `WIREMESH_*`
 //! environment variables, then command-line flags (the `config` crate does the layering).
 
-use crate::constants::{CNI_STATE_DIR, DEFAULT_INTERFACE, UAPI_DIR};
+use crate::constants::{CNI_CONF_DIR, CNI_STATE_DIR, DEFAULT_INTERFACE, UAPI_DIR};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,11 @@ pub struct Settings {
     /// (docs/cni.md).
     #[serde(default = "default_cni_state_dir", alias = "cni-state-dir")]
     pub cni_state_dir: PathBuf,
+    /// The runtime's CNI configuration directory: at start, the daemon frees the addresses of
+    /// containers that went without a DEL in every network there whose `wiremesh-cni` reads
+    /// its node state (docs/cni.md).
+    #[serde(default = "default_cni_conf_dir", alias = "cni-conf-dir")]
+    pub cni_conf_dir: PathBuf,
     /// DNS servers for endpoint names (`ip:port`); empty means the system's resolv.conf.
     #[serde(default, alias = "dns-servers")]
     pub dns_servers: Vec<SocketAddr>,
@@ -113,6 +118,9 @@ fn default_uapi_dir() -> PathBuf {
 fn default_cni_state_dir() -> PathBuf {
     PathBuf::from(CNI_STATE_DIR)
 }
+fn default_cni_conf_dir() -> PathBuf {
+    PathBuf::from(CNI_CONF_DIR)
+}
 fn default_log() -> String {
     "info".to_string()
 }
@@ -150,6 +158,7 @@ pub struct Overrides {
     pub interface: Option<String>,
     pub uapi_dir: Option<PathBuf>,
     pub cni_state_dir: Option<PathBuf>,
+    pub cni_conf_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -203,6 +212,7 @@ impl Settings {
         b = set(b, "interface", overrides.interface.clone())?;
         b = set(b, "uapi_dir", path(&overrides.uapi_dir))?;
         b = set(b, "cni_state_dir", path(&overrides.cni_state_dir))?;
+        b = set(b, "cni_conf_dir", path(&overrides.cni_conf_dir))?;
         b = set(b, "log", overrides.log.clone())?;
         b = set(
             b,

@@ -162,6 +162,14 @@ impl Lab {
         ))
     }
 
+    /// host-local's reservation store of a node's network (a directory of files named by the
+    /// addresses they reserve).
+    pub fn cni_store(&self, node: &str) -> Result<std::path::PathBuf, LabError> {
+        let idx = self.node_index(node)?;
+        let layout = &self.state.layout.nodes[idx];
+        Ok(containers::store(&self.dir, self.prefix(), idx, layout))
+    }
+
     /// The bridge a node's containers hang on, in the node's namespace.
     pub fn cni_bridge(&self, node: &str) -> Result<String, LabError> {
         Ok(containers::bridge_name(

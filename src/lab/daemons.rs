@@ -106,6 +106,8 @@ pub fn spawn(
         .arg("--private-key")
         .arg(dir.key(&node.name))
         .args(["--interface", &node.ifname])
+        .arg("--cni-conf-dir")
+        .arg(dir.cni(&node.name))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log)
