@@ -139,7 +139,10 @@ impl Podman {
             .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
-        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs failed");
+        assert!(
+            tar.wait().unwrap().success(),
+            "tar of the busybox rootfs failed"
+        );
         assert!(out.status.success(), "podman import: {}", text(&out));
     }
 
