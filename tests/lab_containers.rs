@@ -16,9 +16,17 @@ use common::{
 };
 use ipnet::IpNet;
 use std::time::Duration;
-use wiremesh::lab::{ping_in_ns, Lab};
+use wiremesh::lab::{ping_in_ns, tcp_transfer_paced, Lab, LinkLimit};
 
 const TOPOLOGY: &str = "cni-two-regions.toml";
+
+/// The MTU of a container's eth0.
+fn eth0_mtu(ns: &str) -> u32 {
+    let out = common::run(&["ip", "-n", ns, "-o", "link", "show", "eth0"]);
+    let mtu = out.split_whitespace().skip_while(|w| *w != "mtu").nth(1);
+    mtu.and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no MTU in {out}"))
+}
 
 /// Links in a namespace other than lo (`ip -o link` names, `@peer` cut off).
 fn links(ns: &str) -> Vec<String> {
@@ -206,5 +214,96 @@ fn a_restarted_daemon_frees_the_addresses_of_containers_gone_without_a_del() {
     lab.remove_container(&dead.ns).unwrap();
     lab.remove_containers().unwrap();
     assert!(lab.cni_reservations("a").unwrap().is_empty());
+    lab.down().unwrap();
+}
+
+#[test]
+fn after_a_path_shrinks_an_old_container_is_told_the_new_mtu_and_a_new_one_gets_it() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = running_lab_with_containers(TOPOLOGY, 1);
+    let (old, far) = (lab.containers()[0].clone(), lab.containers()[1].clone());
+    assert_eq!((old.node.as_str(), far.node.as_str()), ("a", "b"));
+    assert_eq!(eth0_mtu(&old.ns), 1440);
+
+    // a silent black hole above 1360 bytes between the regions while a container-to-container
+    // transfer runs: the old container (MTU 1440) must learn the smaller path from the node
+    // ("fragmentation needed") for its TCP to get through
+    let (from_ns, to_ns, to) = (old.ns.clone(), far.ns.clone(), far.addrs[0]);
+    let transfer = std::thread::spawn(move || {
+        tcp_transfer_paced(
+            &from_ns,
+            &to_ns,
+            to,
+            5204,
+            24 << 20,
+            Some(4 << 20),
+            Duration::from_secs(60),
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let limit = LinkLimit {
+        mtu: None,
+        black_hole_above: Some(1360),
+    };
+    lab.set_link("r1", "r2", limit).unwrap();
+    let t = transfer.join().unwrap().unwrap();
+    assert!(
+        t.intact(),
+        "the container transfer across the shrink arrived damaged"
+    );
+
+    // a full-size DF ping from the old container is refused with the path's MTU, named by the
+    // node (ICMP) or, once learnt, by the container's own kernel; one that fits gets through
+    let ping = |size: &str| {
+        common::run_status(&[
+            "ip",
+            "netns",
+            "exec",
+            &old.ns,
+            "ping",
+            "-M",
+            "do",
+            "-c",
+            "2",
+            "-i",
+            "0.3",
+            "-W",
+            "2",
+            "-s",
+            size,
+            &far.addrs[0].to_string(),
+        ])
+    };
+    let (ok, out) = ping("1372");
+    println!("1400-byte DF ping: {out}");
+    assert!(
+        !ok,
+        "a 1400-byte DF ping crossed a 1360-byte black hole: {out}"
+    );
+    assert!(
+        out.contains("mtu = 1300") || out.contains("mtu=1300"),
+        "the old container was not told the path MTU 1300: {out}"
+    );
+    let (ok, out) = ping("1272");
+    assert!(ok, "a 1300-byte DF ping did not get through: {out}");
+
+    // the node state now says 1300, and a container added now starts there
+    let state = wiremesh::io::node_state_file::path(
+        std::path::Path::new(wiremesh::constants::CNI_STATE_DIR),
+        lab.ifname("a").unwrap(),
+    );
+    wiremesh::testing::wait_for(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        "a's container MTU 1300",
+        || match wiremesh::io::node_state_file::read(&state) {
+            Ok(s) if s.mtu == 1300 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let added = lab.add_container("a").unwrap();
+    assert_eq!(eth0_mtu(&added.container.ns), 1300);
     lab.down().unwrap();
 }

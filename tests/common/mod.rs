@@ -314,6 +314,15 @@ pub fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a command that may fail: whether it succeeded, and its stdout and stderr together.
+pub fn run_status(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    (out.status.success(), text(&out))
+}
+
 /// Packets counted by an nft rule in `ns` that matches `saddr` arriving on `ifname`.
 pub fn nft_count_from(ns: &str, table: &str, ifname: &str, saddr: std::net::IpAddr) -> u64 {
     let family = if saddr.is_ipv4() { "ip" } else { "ip6" };
