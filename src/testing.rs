@@ -90,6 +90,55 @@ pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
     })
 }
 
+/// An IPv4 TCP segment (ACK, no options) of one flow, 10.244.1.2:5201 → 10.244.2.2:40000, with
+/// `payload` bytes at sequence number `seq` and valid IP and TCP checksums: what a tun device's
+/// GRO must find to coalesce segments.
+pub fn tcp_segment(seq: u32, payload: usize) -> Vec<u8> {
+    let len = 40 + payload;
+    let mut p = vec![0u8; len];
+    p[..12].copy_from_slice(&[
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    p[12..20].copy_from_slice(&[10, 244, 1, 2, 10, 244, 2, 2]);
+    p[20..24].copy_from_slice(&[0x14, 0x51, 0x9c, 0x40]);
+    p[24..28].copy_from_slice(&seq.to_be_bytes());
+    p[32] = 0x50; // data offset: 5 words
+    p[33] = 0x10; // ACK
+    p[34..36].copy_from_slice(&[0xff, 0xff]);
+    for (i, b) in p[40..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let fold = |mut acc: u32, data: &[u8]| {
+        for c in data.chunks(2) {
+            acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        acc
+    };
+    let finish = |mut acc: u32| {
+        while acc >> 16 != 0 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    };
+    let ip = finish(fold(0, &p[..20]));
+    p[10..12].copy_from_slice(&ip.to_be_bytes());
+    let pseudo = fold(6 + (len as u32 - 20), &p[12..20]);
+    let tcp = finish(fold(pseudo, &p[20..]));
+    p[36..38].copy_from_slice(&tcp.to_be_bytes());
+    p
+}
+
 /// A minimal IPv4/UDP-protocol packet from `src` to `dst` carrying `payload` (no checksum: the
 /// engine routes on the header and never checks it).
 pub fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {

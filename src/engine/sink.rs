@@ -41,7 +41,14 @@ pub struct Batch {
     tun: Vec<Vec<u8>>,
     tun_len: usize,
     headroom: usize,
+    /// What each tun buffer can hold after its headroom: a driver that coalesces packets in
+    /// place (tun GRO) appends the next segments to the first one's buffer, and refuses to when
+    /// they do not fit, so a coalescing driver needs room for a whole super-packet.
+    tun_room: usize,
 }
+
+/// Room for one packet and some: what a tun buffer holds unless the driver coalesces.
+const PACKET_ROOM: usize = 2048;
 
 /// A run of datagrams to one address, back to back in memory, all `segment` bytes long except
 /// possibly the last (which may be shorter): what one UDP GSO send carries.
@@ -59,9 +66,18 @@ impl Batch {
 
     /// A batch whose tun packets have `headroom` free bytes in front (for a driver header).
     pub fn with_headroom(headroom: usize) -> Self {
+        Self::with_tun_room(headroom, PACKET_ROOM)
+    }
+
+    /// A batch whose tun buffers have `headroom` free bytes in front and room for `room` bytes
+    /// after it: a driver that coalesces in place needs a super-packet's worth (64 KiB). The
+    /// room is capacity, not memory in use: a buffer's pages are touched only as far as a
+    /// coalesced packet reaches.
+    pub fn with_tun_room(headroom: usize, room: usize) -> Self {
         Self {
             arena: Vec::with_capacity(256 * 1024),
             headroom,
+            tun_room: room,
             ..Self::default()
         }
     }
@@ -125,7 +141,9 @@ impl Sink for Batch {
 
     fn write_tun(&mut self, packet: &[u8]) {
         if self.tun_len == self.tun.len() {
-            self.tun.push(Vec::with_capacity(self.headroom + 2048));
+            self.tun.push(Vec::with_capacity(
+                self.headroom + self.tun_room.max(PACKET_ROOM),
+            ));
         }
         let buf = &mut self.tun[self.tun_len];
         buf.clear();

@@ -171,9 +171,13 @@ enum TunSource<'a, T> {
 /// Why reading the tun device stopped for good.
 struct TunGone;
 
-/// A batch whose tun packets leave room for the virtio-net header the tun driver writes.
+/// A batch whose tun packets leave room for the virtio-net header the tun driver writes, and
+/// room behind each for a whole coalesced super-packet: tun-rs's GRO appends a flow's next
+/// segments to the first one's buffer only when its capacity holds them, so with
+/// packet-sized buffers nothing coalesced and every decrypted segment cost a tun write (and
+/// the kernel a packet to route or forward).
 pub fn new_batch() -> Batch {
-    Batch::with_headroom(VIRTIO_NET_HDR_LEN)
+    Batch::with_tun_room(VIRTIO_NET_HDR_LEN, usize::from(u16::MAX))
 }
 
 impl<T: Tun, U: Underlay> DataPath<T, U> {

@@ -90,3 +90,38 @@ fn packets_cross_the_real_loops_of_two_nodes_encrypted_both_ways_and_on_both_lan
     };
     assert!(large(&a), "the large packet crossed as one large datagram");
 }
+
+/// The segments of one flow that one batch gathers leave as one tun write: tun-rs's GRO
+/// coalesces only into a buffer whose capacity holds the result, which `new_batch` gives.
+#[test]
+fn a_flows_segments_in_one_batch_coalesce_into_one_tun_write() {
+    use crate::engine::Sink as _;
+    use crate::testing::tcp_segment;
+    let gro = |mut batch: Batch| {
+        for i in 0..8u32 {
+            batch.write_tun(&tcp_segment(1000 + i * 1388, 1388));
+        }
+        let offset = batch.headroom();
+        let mut to_write = Vec::new();
+        tun_rs::handle_gro(
+            batch.tun_buffers_mut(),
+            offset,
+            &mut Default::default(),
+            &mut Default::default(),
+            false,
+            &mut to_write,
+        )
+        .unwrap();
+        let lens: Vec<usize> = to_write
+            .iter()
+            .map(|&i| batch.tun_buffers_mut()[i].len() - offset)
+            .collect();
+        lens
+    };
+    assert_eq!(gro(new_batch()), [40 + 8 * 1388]);
+    // packet-sized buffers: every segment alone, as before
+    assert_eq!(
+        gro(Batch::with_headroom(VIRTIO_NET_HDR_LEN)),
+        [1428; 8].to_vec()
+    );
+}
