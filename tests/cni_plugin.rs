@@ -208,9 +208,14 @@ impl Node {
             .collect()
     }
 
+    /// Cached attachments (hidden files are the delegates' remembered VERSION answers).
     fn cached(&self) -> usize {
         std::fs::read_dir(self.dir.path().join("cache").join(self.network()))
-            .map(|d| d.count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
             .unwrap_or(0)
     }
 }

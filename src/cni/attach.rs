@@ -26,9 +26,15 @@ impl Delegates {
         })
     }
 
-    /// The version both speak, preferring the request's.
-    pub fn version(&self, requested: &str) -> Result<String, CniError> {
-        common_version(requested, &[&self.bridge, &self.host_local])
+    /// The version both speak, preferring the request's; their answers are remembered in the
+    /// network's cache directory.
+    pub fn version(&self, requested: &str, conf: &NetConf) -> Result<String, CniError> {
+        let remembered = Cache::new(&conf.data_dir, &conf.name).dir().to_path_buf();
+        common_version(
+            requested,
+            &[&self.bridge, &self.host_local],
+            Some(&remembered),
+        )
     }
 }
 
@@ -56,7 +62,7 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<AddResult, CniError> {
     require_netns(inv)?;
     let state = NodeState::load(&conf.subnet_file)?;
     let delegates = Delegates::find(inv)?;
-    let version = delegates.version(&conf.cni_version)?;
+    let version = delegates.version(&conf.cni_version, conf)?;
     let bconf = bridge_conf(conf, &state, &version);
     let cache = Cache::new(&conf.data_dir, &conf.name);
     let att = attachment(inv);
@@ -101,7 +107,7 @@ pub fn known_conf(inv: &Invocation, conf: &NetConf) -> Result<Option<BridgeConf>
     }
     match NodeState::load(&conf.subnet_file) {
         Ok(state) => {
-            let version = Delegates::find(inv)?.version(&conf.cni_version)?;
+            let version = Delegates::find(inv)?.version(&conf.cni_version, conf)?;
             Ok(Some(bridge_conf(conf, &state, &version)))
         }
         Err(CniError::NoNodeState { .. }) => Ok(None),

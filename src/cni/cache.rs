@@ -41,6 +41,11 @@ impl Cache {
         }
     }
 
+    /// The directory of this network's entries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn file(&self, a: &Attachment) -> PathBuf {
         self.dir.join(format!("{}@{}", a.container_id, a.ifname))
     }

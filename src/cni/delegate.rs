@@ -129,10 +129,20 @@ impl Delegate {
 /// The version to speak to delegates when a request came in `requested`: that one if they all
 /// speak it, else 1.0.0, whose result shape is the same (1.1.0 only added route fields and
 /// commands). Debian's plugins 1.1.1 speak up to 1.0.0.
-pub fn common_version(requested: &str, delegates: &[&Delegate]) -> Result<String, CniError> {
+/// `remembered` is where the delegates' answers are kept between invocations
+/// (`version_cache`); `None` asks each delegate.
+pub fn common_version(
+    requested: &str,
+    delegates: &[&Delegate],
+    remembered: Option<&std::path::Path>,
+) -> Result<String, CniError> {
     let mut all = Vec::new();
     for d in delegates {
-        all.push((d.name.clone(), d.versions()?));
+        let versions = match remembered {
+            Some(dir) => super::version_cache::versions(d, dir)?,
+            None => d.versions()?,
+        };
+        all.push((d.name.clone(), versions));
     }
     for candidate in [requested, spec::BASE_VERSION] {
         if all.iter().all(|(_, v)| v.iter().any(|x| x == candidate)) {

@@ -9,7 +9,8 @@
 //! Files, in the order an invocation meets them: `env` (the `CNI_*` variables), `config` (the
 //! network configuration, and the delegate's built from it), `state` (the daemon's node
 //! state), `plugin` (dispatch, STATUS, GC), `attach` (ADD, DEL), `check` (CHECK, with
-//! `netns` for the MTU inside the container), `delegate` (running a reference plugin), `cache`
+//! `netns` for the MTU inside the container), `delegate` (running a reference plugin, with
+//! `version_cache` remembering what each one speaks), `cache`
 //! (each attachment's delegate configuration), `masq` (nftables), `gc` (host-local's store),
 //! `spec` and `error` (the wire types and codes). The daemon uses two more at start:
 //! `conflists` (which networks in the runtime's directory are its own) and `stale` (freeing
@@ -30,5 +31,6 @@ pub mod plugin;
 pub mod spec;
 pub mod stale;
 pub mod state;
+pub mod version_cache;
 
 pub use error::CniError;
