@@ -113,30 +113,37 @@ impl Cache {
     }
 }
 
+/// An entry for tests: a small network's delegate configuration, added from `netns` in boot
+/// `boot`.
+#[cfg(test)]
+pub(crate) fn sample(netns: Option<&Path>, boot: Option<&str>) -> Cached {
+    use super::config::{bridge_conf, NetConf};
+    use super::state::NodeState;
+    let net = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"wm","type":"wiremesh-cni"}"#)
+        .expect("a valid configuration");
+    let state = NodeState {
+        path: "/x".into(),
+        node: "n".into(),
+        pods: vec![(
+            "10.244.1.0/24".parse().expect("a CIDR"),
+            "10.244.1.1".parse().expect("an address"),
+        )],
+        cluster_cidrs: vec![],
+        mtu: 1420,
+    };
+    Cached {
+        delegate: bridge_conf(&net, &state, "1.0.0"),
+        netns: netns.map(Path::to_path_buf),
+        boot_id: boot.map(str::to_string),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cni::config::{bridge_conf, NetConf};
-    use crate::cni::state::NodeState;
 
     fn entry() -> Cached {
-        let net =
-            NetConf::parse(br#"{"cniVersion":"1.0.0","name":"wm","type":"wiremesh-cni"}"#).unwrap();
-        let state = NodeState {
-            path: "/x".into(),
-            node: "n".into(),
-            pods: vec![(
-                "10.244.1.0/24".parse().unwrap(),
-                "10.244.1.1".parse().unwrap(),
-            )],
-            cluster_cidrs: vec![],
-            mtu: 1420,
-        };
-        Cached {
-            delegate: bridge_conf(&net, &state, "1.0.0"),
-            netns: Some("/run/netns/c1".into()),
-            boot_id: Some("b1".into()),
-        }
+        sample(Some(Path::new("/run/netns/c1")), Some("b1"))
     }
 
     #[test]

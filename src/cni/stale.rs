@@ -81,8 +81,6 @@ pub fn sweep_network(conf: &NetConf, boot_id: Option<&str>) -> Result<Swept, Cni
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cni::config::bridge_conf;
-    use crate::cni::state::NodeState;
 
     fn conf(dir: &Path) -> NetConf {
         let text = serde_json::json!({
@@ -93,23 +91,7 @@ mod tests {
     }
 
     fn entry(netns: Option<&Path>, boot: Option<&str>) -> Cached {
-        let state = NodeState {
-            path: "/x".into(),
-            node: "n".into(),
-            pods: vec![(
-                "10.244.1.0/24".parse().unwrap(),
-                "10.244.1.1".parse().unwrap(),
-            )],
-            cluster_cidrs: vec![],
-            mtu: 1420,
-        };
-        let net =
-            NetConf::parse(br#"{"cniVersion":"1.0.0","name":"wm","type":"wiremesh-cni"}"#).unwrap();
-        Cached {
-            delegate: bridge_conf(&net, &state, "1.0.0"),
-            netns: netns.map(Path::to_path_buf),
-            boot_id: boot.map(str::to_string),
-        }
+        crate::cni::cache::sample(netns, boot)
     }
 
     #[test]
