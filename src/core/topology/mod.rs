@@ -9,7 +9,7 @@ mod nodes;
 mod shown;
 mod validate;
 
-pub(crate) use claims::Claims;
+pub(crate) use claims::{Cidr as ClaimedCidr, Claims};
 pub use error::{Problem, TopologyError};
 pub use file::{RawLab, RawLink, RawNode, RawRegion, RawTopology};
 
