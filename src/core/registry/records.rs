@@ -307,7 +307,7 @@ mod tests {
             (b"{\"v\":1}".to_vec(), None),
             (b"{\"v\":1} trailing".to_vec(), None),
             (huge.into_bytes(), None),
-            (deep[..4000].as_bytes().to_vec(), None),
+            (deep.as_bytes()[..4000].to_vec(), None),
             ("{\"v\":1,\"name\":\"\u{1b}[2J\"".as_bytes().to_vec(), None),
         ];
         for (value, field) in cases {
