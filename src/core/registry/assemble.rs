@@ -68,6 +68,9 @@ fn list(problems: &[Problem]) -> String {
 struct Values {
     records: BTreeMap<String, (Record, Revision, String)>,
     claims: Vec<(String, Claim, Revision, String)>,
+    /// Every node with a claim key, valid or not: a node whose claim was refused (or lost an
+    /// overlap) is reported by that claim, not listed as pending.
+    claimed: HashSet<String>,
 }
 
 /// Assembles `snapshot` of the mesh laid out by `layout`; `source` names it in messages.
@@ -95,7 +98,7 @@ pub fn assemble(
     for (name, (record, revision, key)) in &values.records {
         match (record.state, owned.get(name)) {
             (NodeState::Left, _) => left.push(name.clone()),
-            (NodeState::Active, None) if values.claims.iter().any(|c| &c.0 == name) => {}
+            (NodeState::Active, None) if values.claimed.contains(name) => {}
             (NodeState::Active, None) => pending.push(name.clone()),
             (NodeState::Active, Some(claim)) => candidates.push((record, *claim, *revision, key)),
         }
@@ -160,10 +163,13 @@ fn read_values(
                 }
                 Err(p) => problems.extend(skipped(p)),
             },
-            Ok(Key::Claim(name)) => match validate::claim(key, &kv.value, settings) {
-                Ok(c) => values.claims.push((name, c, kv.mod_revision, key.clone())),
-                Err(p) => problems.extend(skipped(p)),
-            },
+            Ok(Key::Claim(name)) => {
+                values.claimed.insert(name.clone());
+                match validate::claim(key, &kv.value, settings) {
+                    Ok(c) => values.claims.push((name, c, kv.mod_revision, key.clone())),
+                    Err(p) => problems.extend(skipped(p)),
+                }
+            }
             Ok(Key::Presence(_)) => {
                 if let Err(p) = validate::presence(key, &kv.value) {
                     problems.extend(p);
@@ -420,6 +426,22 @@ mod tests {
         assert_eq!(
             shown(&a),
             ["/wiremesh/prod/claims/orphan: a claim without a record; ignored"]
+        );
+    }
+
+    #[test]
+    fn a_node_whose_claim_is_refused_is_reported_by_its_claim_not_pending() {
+        let mut b = Builder::new();
+        b.settings(&settings_json(false))
+            .node("good", 1, "10.244.1.0/24")
+            .node("bad", 2, "10.245.0.0/24");
+        let a = run(&b).unwrap();
+        assert_eq!(names(&a), ["good"]);
+        assert!(a.pending.is_empty(), "{:?}", a.pending);
+        assert_eq!(
+            shown(&a),
+            ["/wiremesh/prod/claims/bad: field 'pod-cidr': 10.245.0.0/24 is outside the cluster \
+              CIDR 10.244.0.0/16; skipped"]
         );
     }
 
