@@ -124,3 +124,30 @@ pub const ROTATION_ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
 /// How long one pre-shared-key epoch lasts (with a mesh secret); clocks may disagree by up to
 /// one epoch.
 pub const PSK_EPOCH: Duration = Duration::from_secs(3600);
+
+/// How long the registry's event stream must be quiet before the mirror is assembled: a join's
+/// record, claim and presence arrive as one batch (docs/registry.md, section 2).
+pub const REGISTRY_DEBOUNCE_QUIET: Duration = Duration::from_millis(100);
+
+/// The longest an assembly waits behind a stream of events: a node churning its record cannot
+/// make any daemon plan more than twice a second, nor stop it planning.
+pub const REGISTRY_DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+
+/// The first wait after the registry connection breaks; doubled at each failure.
+pub const REGISTRY_BACKOFF_MIN: Duration = Duration::from_millis(500);
+
+/// The longest wait between reconnection attempts.
+pub const REGISTRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How many rounds a joiner tries to take a pod CIDR before it gives up with an error: each
+/// lost round means another joiner took the slot just chosen, so 64 losses in a row mean
+/// something other than a race.
+pub const REGISTRY_ALLOC_ROUNDS: u32 = 64;
+
+/// The largest registry value parsed; larger ones are refused unread. Every honest value is a
+/// few hundred bytes.
+pub const REGISTRY_VALUE_MAX: usize = 4096;
+
+/// The most operations of one kind (compares, or puts and deletes) in one transaction: etcd's
+/// default `--max-txn-ops`.
+pub const REGISTRY_TXN_OPS: usize = 128;

@@ -10,7 +10,7 @@
 //! 2. `wiremesh ipam --write` pins every node's CIDR into the file (`pod-cidr = ...`), after which
 //!    adding or removing any node never moves another. The lab and the Ansible role always pin.
 
-use super::topology::{Claims, Node, Problem};
+use super::topology::{ClaimedCidr as Cidr, Claims, Node, Problem};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -31,14 +31,78 @@ fn name_hash(name: &str) -> u64 {
     })
 }
 
-/// Picks a free slot for `name`, starting at its hashed preference. `taken(slot)` says whether
-/// a slot overlaps something already assigned.
-fn pick(name: &str, slot_count: u128, taken: impl Fn(u128) -> bool) -> Option<u128> {
-    let start = u128::from(name_hash(name)) % slot_count;
-    let probes = slot_count.min(1 << 20);
-    (0..probes)
-        .map(|i| (start + i) % slot_count)
-        .find(|&slot| !taken(slot))
+/// One address family's pool of pod CIDRs: the `node-prefix`-sized slots of a cluster CIDR, and
+/// the rule that picks one for a node. The file's IPAM ([`assign`]) and the registry's joins
+/// (`core/registry/alloc.rs`) both pick through it, so a node joining an empty registry gets the
+/// CIDR `wiremesh ipam` would give it in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pool {
+    /// The cluster's network address (IPv4 in the low 32 bits).
+    base: u128,
+    cluster_len: u8,
+    prefix: u8,
+    /// 32 or 128.
+    width: u8,
+}
+
+impl Pool {
+    /// The pool of `cluster` cut into `/prefix` slots; `prefix` was checked to be longer than
+    /// the cluster's and at most /30.
+    pub(crate) fn v4(cluster: Ipv4Net, prefix: u8) -> Self {
+        Pool {
+            base: u128::from(u32::from(cluster.network())),
+            cluster_len: cluster.prefix_len(),
+            prefix,
+            width: 32,
+        }
+    }
+
+    /// IPv6 counterpart of [`Pool::v4`] (prefix at most /126).
+    pub(crate) fn v6(cluster: Ipv6Net, prefix: u8) -> Self {
+        Pool {
+            base: u128::from(cluster.network()),
+            cluster_len: cluster.prefix_len(),
+            prefix,
+            width: 128,
+        }
+    }
+
+    /// How many slots the pool holds.
+    pub(crate) fn slots(&self) -> u128 {
+        1u128 << u32::from(self.prefix.saturating_sub(self.cluster_len)).min(127)
+    }
+
+    /// The slot's CIDR.
+    fn slot(&self, slot: u128) -> Cidr {
+        let shift = u32::from(self.width.saturating_sub(self.prefix));
+        Cidr {
+            start: self.base | slot.checked_shl(shift).unwrap_or(0),
+            len: self.prefix,
+        }
+    }
+
+    /// The free slot for `name`: the one its name's hash prefers, else the next upwards
+    /// (wrapping) that overlaps nothing `taken` holds; `None` when none is free.
+    pub(crate) fn pick<T>(&self, name: &str, taken: &Claims<T>) -> Option<Cidr> {
+        let slots = self.slots();
+        let start = u128::from(name_hash(name)) % slots;
+        let probes = slots.min(1 << 20);
+        (0..probes)
+            .map(|i| self.slot((start + i) % slots))
+            .find(|&c| !taken.overlaps(c))
+    }
+}
+
+impl Cidr {
+    /// The CIDR as IPv4; only for CIDRs of a v4 pool.
+    pub(crate) fn to_v4(self) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::from(self.start as u32), self.len.min(32)).expect("at most /32")
+    }
+
+    /// The CIDR as IPv6; only for CIDRs of a v6 pool.
+    pub(crate) fn to_v6(self) -> Ipv6Net {
+        Ipv6Net::new(Ipv6Addr::from(self.start), self.len.min(128)).expect("at most /128")
+    }
 }
 
 /// The error for a pool too small for its nodes. It names the pool's field rather than the
@@ -75,42 +139,29 @@ pub(crate) fn assign(
 ) -> Result<(), Problem> {
     let count = nodes.len();
     // v4: slots are prefix-sized subnets of the cluster.
-    let v4_slots = 1u128 << (prefix - cluster.prefix_len());
-    let base = u32::from(cluster.network());
-    let shift = 32 - u32::from(prefix);
-    let net_of = |slot: u128| {
-        let addr = base | ((slot as u32) << shift);
-        Ipv4Net::new(Ipv4Addr::from(addr), prefix).expect("prefix was checked")
-    };
+    let pool = Pool::v4(cluster, prefix);
     let mut held: Claims<()> = Claims::v4();
     for n in nodes.iter().filter(|n| n.pod_cidr_pinned) {
         held.insert(n.pod_cidr, ());
     }
     for node in nodes.iter_mut().filter(|n| !n.pod_cidr_pinned) {
-        let slot = pick(&node.name, v4_slots, |s| held.overlaps(net_of(s))).ok_or_else(|| {
+        let cidr = pool.pick(&node.name, &held).ok_or_else(|| {
             exhausted(
                 node,
                 "cluster-cidr",
                 cluster.to_string(),
                 prefix,
-                v4_slots,
+                pool.slots(),
                 count,
             )
         })?;
-        node.pod_cidr = net_of(slot);
-        held.insert(node.pod_cidr, ());
+        node.pod_cidr = cidr.to_v4();
+        held.insert(cidr, ());
     }
     // v6: only when the cluster is dual stack; same preference, so a node's v4 and v6 slots agree
     // whenever nothing collides.
     if let Some(cluster6) = cluster_v6 {
-        let bits = u32::from(prefix_v6 - cluster6.prefix_len()).min(127);
-        let slots = 1u128 << bits;
-        let base6 = u128::from(cluster6.network());
-        let shift6 = 128 - u32::from(prefix_v6);
-        let net6 = |slot: u128| {
-            Ipv6Net::new(Ipv6Addr::from(base6 | (slot << shift6)), prefix_v6)
-                .expect("prefix was checked")
-        };
+        let pool6 = Pool::v6(cluster6, prefix_v6);
         let mut held6: Claims<()> = Claims::v6();
         for n in nodes.iter() {
             if let Some(net) = n.pod_cidr_v6 {
@@ -118,18 +169,18 @@ pub(crate) fn assign(
             }
         }
         for node in nodes.iter_mut().filter(|n| !n.pod_cidr_v6_pinned) {
-            let slot = pick(&node.name, slots, |s| held6.overlaps(net6(s))).ok_or_else(|| {
+            let cidr = pool6.pick(&node.name, &held6).ok_or_else(|| {
                 exhausted(
                     node,
                     "cluster-cidr-v6",
                     cluster6.to_string(),
                     prefix_v6,
-                    slots,
+                    pool6.slots(),
                     count,
                 )
             })?;
-            node.pod_cidr_v6 = Some(net6(slot));
-            held6.insert(net6(slot), ());
+            node.pod_cidr_v6 = Some(cidr.to_v6());
+            held6.insert(cidr, ());
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ pub mod packet;
 pub mod plan;
 pub mod preference;
 pub mod psk;
+pub mod registry;
 pub mod rotation;
 pub mod routing;
 pub mod spin;

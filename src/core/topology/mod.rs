@@ -9,9 +9,14 @@ mod nodes;
 mod shown;
 mod validate;
 
-pub(crate) use claims::Claims;
+pub(crate) use claims::{Cidr as ClaimedCidr, Claims};
 pub use error::{Problem, TopologyError};
 pub use file::{RawLab, RawLink, RawNode, RawRegion, RawTopology};
+pub(crate) use nodes::{valid_name, NAME_RULE};
+pub(crate) use shown::{clip, shown};
+pub(crate) use validate::{
+    mtu_problem, node_prefix_problem, parse_cidr, underlay_mtu_problem, PORT_ZERO,
+};
 
 use crate::core::key::PublicKey;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};

@@ -3,7 +3,7 @@
 
 use super::claims::Claims;
 use super::shown::shown;
-use super::validate::{cidr_v4, cidr_v6, Collector};
+use super::validate::{cidr_v4, cidr_v6, Collector, PORT_ZERO};
 use super::{Endpoint, Node, RawTopology};
 use crate::core::key::PublicKey;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -32,12 +32,7 @@ pub(super) fn check_nodes(
         let name = n.name.get_ref().clone();
         let node_line = c.lines.at(&n.name);
         if !valid_name(&name) {
-            c.push(
-                node_line,
-                Some(&name),
-                "name",
-                "must be 1-63 letters, digits, '-', '_' or '.'".into(),
-            );
+            c.push(node_line, Some(&name), "name", NAME_RULE.into());
         }
         if let Some(first) = names.insert(name.clone(), node_line.unwrap_or(0)) {
             c.push(
@@ -50,24 +45,14 @@ pub(super) fn check_nodes(
         for (field, value) in [("cloud", &n.cloud), ("region", &n.region)] {
             if !valid_name(value.get_ref()) {
                 let line = c.lines.at(value);
-                c.push(
-                    line,
-                    Some(&name),
-                    field,
-                    "must be 1-63 letters, digits, '-', '_' or '.'".into(),
-                );
+                c.push(line, Some(&name), field, NAME_RULE.into());
             }
         }
         // a port inherited from the top level was checked there, once for all its nodes
         let node_port = n.listen_port.as_ref().map_or(listen_port, |p| *p.get_ref());
         if let Some(port) = n.listen_port.as_ref().filter(|p| *p.get_ref() == 0) {
             let line = c.lines.at(port);
-            c.push(
-                line,
-                Some(&name),
-                "listen-port",
-                "port 0 is not a port to listen on".into(),
-            );
+            c.push(line, Some(&name), "listen-port", PORT_ZERO.into());
         }
         let endpoint = n.endpoint.as_ref().and_then(|e| {
             Endpoint::parse(e.get_ref(), node_port)
@@ -184,7 +169,12 @@ pub(super) fn check_nodes(
     nodes
 }
 
-pub(super) fn valid_name(s: &str) -> bool {
+/// The rule [`valid_name`] checks, in the words of every message that refuses a name.
+pub(crate) const NAME_RULE: &str = "must be 1-63 letters, digits, '-', '_' or '.'";
+
+/// Whether `s` is a name by the rule of node, cloud and region names (and the registry's mesh
+/// names, which go into etcd keys, where `/` would be a separator).
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()

@@ -91,17 +91,9 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     let node_prefix = raw.node_prefix.as_ref().map(|p| *p.get_ref()).unwrap_or(24);
     let cluster = cidr_v4(c, &raw.cluster_cidr, None, "cluster-cidr");
     if let Some(cluster) = cluster {
-        if node_prefix <= cluster.prefix_len() || node_prefix > 30 {
+        if let Some(msg) = node_prefix_problem(node_prefix, cluster.prefix_len(), 30) {
             let line = raw.node_prefix.as_ref().and_then(|p| c.lines.at(p));
-            c.push(
-                line,
-                None,
-                "node-prefix",
-                format!(
-                    "/{node_prefix} must be longer than the cluster's /{} and at most /30",
-                    cluster.prefix_len()
-                ),
-            );
+            c.push(line, None, "node-prefix", msg);
         }
     }
     let node_prefix_v6 = raw
@@ -114,17 +106,9 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         .as_ref()
         .and_then(|s| cidr_v6(c, s, None, "cluster-cidr-v6"));
     if let Some(cluster) = cluster_v6 {
-        if node_prefix_v6 <= cluster.prefix_len() || node_prefix_v6 > 126 {
+        if let Some(msg) = node_prefix_problem(node_prefix_v6, cluster.prefix_len(), 126) {
             let line = raw.node_prefix_v6.as_ref().and_then(|p| c.lines.at(p));
-            c.push(
-                line,
-                None,
-                "node-prefix-v6",
-                format!(
-                    "/{node_prefix_v6} must be longer than the cluster's /{} and at most /126",
-                    cluster.prefix_len()
-                ),
-            );
+            c.push(line, None, "node-prefix-v6", msg);
         }
     }
     let listen_port = raw
@@ -133,35 +117,25 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         .map_or(DEFAULT_LISTEN_PORT, |p| *p.get_ref());
     if let Some(port) = raw.listen_port.as_ref().filter(|p| *p.get_ref() == 0) {
         let line = c.lines.at(port);
-        c.push(
-            line,
-            None,
-            "listen-port",
-            "port 0 is not a port to listen on".into(),
-        );
+        c.push(line, None, "listen-port", PORT_ZERO.into());
     }
     if let Some(mtu) = &raw.mtu {
-        if !(576..=65_455).contains(mtu.get_ref()) {
+        if let Some(msg) = mtu_problem(*mtu.get_ref()) {
             let line = c.lines.at(mtu);
-            c.push(
-                line,
-                None,
-                "mtu",
-                format!("{} is outside 576-65455", mtu.get_ref()),
-            );
+            c.push(line, None, "mtu", msg);
         }
     }
     let mut regions = BTreeMap::new();
     for (name, region) in &raw.region {
         let given = region.get_ref().underlay_mtu.as_ref();
         let mtu = given.map_or(DEFAULT_UNDERLAY_MTU, |m| *m.get_ref());
-        if let Some(given) = given.filter(|_| !(576..=65_535).contains(&mtu)) {
+        if let Some((given, msg)) = given.zip(underlay_mtu_problem(mtu)) {
             let line = c.lines.at(given);
             c.push(
                 line,
                 None,
                 &format!("region.{}.underlay-mtu", shown(name)),
-                format!("{mtu} is outside 576-65535"),
+                msg,
             );
         }
         regions.insert(name.clone(), Region { underlay_mtu: mtu });
@@ -292,7 +266,7 @@ fn check_lab_links(
 }
 
 /// The address families a CIDR field can hold, with the example its error message gives.
-pub(super) trait Cidr: std::str::FromStr + std::fmt::Display + Copy + PartialEq {
+pub(crate) trait Cidr: std::str::FromStr + std::fmt::Display + Copy + PartialEq {
     const EXAMPLE: &'static str;
     fn trunc(&self) -> Self;
 }
@@ -319,19 +293,43 @@ pub(super) fn cidr<N: Cidr>(
     field: &str,
 ) -> Option<N> {
     let line = c.lines.at(s);
-    match s.get_ref().trim().parse::<N>() {
-        Ok(net) if net.trunc() != net => {
-            let msg = format!("{net} has host bits set; did you mean {}?", net.trunc());
-            c.push(line, node, field, msg);
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) => {
-            let msg = format!("'{}' is not {}", shown(s.get_ref()), N::EXAMPLE);
-            c.push(line, node, field, msg);
-            None
-        }
+    parse_cidr(s.get_ref())
+        .map_err(|msg| c.push(line, node, field, msg))
+        .ok()
+}
+
+/// A CIDR text checked: of the right family and a network address. Shared with the registry
+/// (`core/registry/validate.rs`), so a CIDR is refused with the same words wherever it is written.
+pub(crate) fn parse_cidr<N: Cidr>(text: &str) -> Result<N, String> {
+    match text.trim().parse::<N>() {
+        Ok(net) if net.trunc() != net => Err(format!(
+            "{net} has host bits set; did you mean {}?",
+            net.trunc()
+        )),
+        Ok(net) => Ok(net),
+        Err(_) => Err(format!("'{}' is not {}", shown(text), N::EXAMPLE)),
     }
+}
+
+/// Why `prefix` cannot cut a cluster of `/cluster_len` into slots: it must be longer than the
+/// cluster's and at most `max` (30 for IPv4, 126 for IPv6). Shared with the registry's settings.
+pub(crate) fn node_prefix_problem(prefix: u8, cluster_len: u8, max: u8) -> Option<String> {
+    (prefix <= cluster_len || prefix > max).then(|| {
+        format!("/{prefix} must be longer than the cluster's /{cluster_len} and at most /{max}")
+    })
+}
+
+/// The words for a listen port of 0, in the file and in the registry.
+pub(crate) const PORT_ZERO: &str = "port 0 is not a port to listen on";
+
+/// Why a tunnel `mtu` is refused, if it is.
+pub(crate) fn mtu_problem(mtu: u16) -> Option<String> {
+    (!(576..=65_455).contains(&mtu)).then(|| format!("{mtu} is outside 576-65455"))
+}
+
+/// Why a region's `underlay-mtu` is refused, if it is.
+pub(crate) fn underlay_mtu_problem(mtu: u16) -> Option<String> {
+    (mtu < 576).then(|| format!("{mtu} is outside 576-65535"))
 }
 
 /// An IPv4 CIDR field.
