@@ -15,41 +15,22 @@
 
 mod common;
 
-use common::{nft_count_from, nft_count_sources, require_root, run, running_lab, wait_for};
+use common::{
+    nft_count_from, nft_count_sources, node_state_path, require_root, run, running_lab,
+    transfer_across_a_shrinking_path, wait_for, wait_node_state_mtu,
+};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremesh::core::node_state::NodeState;
 use wiremesh::io::node_state_file;
-use wiremesh::lab::{ping_in_ns, tcp_transfer_paced, Lab, LinkLimit, Signal};
+use wiremesh::lab::{ping_in_ns, Lab, Signal};
 
 const TOPOLOGY: &str = "cni-two-regions.toml";
 
-fn state_path(lab: &Lab, node: &str) -> std::path::PathBuf {
-    node_state_file::path(
-        Path::new(wiremesh::constants::CNI_STATE_DIR),
-        lab.ifname(node).unwrap(),
-    )
-}
-
 fn state(lab: &Lab, node: &str) -> NodeState {
-    node_state_file::read(&state_path(lab, node)).unwrap()
-}
-
-fn wait_state_mtu(lab: &Lab, node: &str, want: u16, within: Duration) -> (NodeState, Duration) {
-    let start = Instant::now();
-    wait_for(
-        within,
-        Duration::from_millis(100),
-        &format!("{node}'s container MTU {want}"),
-        || match node_state_file::read(&state_path(lab, node)) {
-            Ok(s) if s.mtu == want => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    );
-    (state(lab, node), start.elapsed())
+    node_state_file::read(&node_state_path(lab, node)).unwrap()
 }
 
 /// The `n`th address of a pod CIDR.
@@ -85,7 +66,7 @@ fn assert_published(lab: &Lab, node: &str) {
         Duration::from_millis(50),
         &format!("{node}'s node state"),
         || {
-            node_state_file::read(&state_path(lab, node))
+            node_state_file::read(&node_state_path(lab, node))
                 .map(drop)
                 .map_err(|e| {
                     let log = std::fs::read_to_string(lab.log_path(node)).unwrap_or_default();
@@ -204,8 +185,8 @@ fn the_container_mtu_follows_a_shrinking_path_and_a_reload_and_goes_at_shutdown(
     let mut lab = running_lab(TOPOLOGY);
     let m = lab.ping_matrix(Duration::from_secs(5)).unwrap();
     assert!(m.all_ok(), "{m}");
-    let (first, _) = wait_state_mtu(&lab, "a", 1440, Duration::from_secs(5));
-    wait_state_mtu(&lab, "b", 1440, Duration::from_secs(5));
+    let (first, _) = wait_node_state_mtu(&lab, "a", 1440, Duration::from_secs(5));
+    wait_node_state_mtu(&lab, "b", 1440, Duration::from_secs(5));
 
     // a silent black hole above 1360 bytes between the regions, found by discovery while
     // traffic flows: 1360 − 60 inside the tunnel
@@ -214,32 +195,12 @@ fn the_container_mtu_follows_a_shrinking_path_and_a_reload_and_goes_at_shutdown(
         lab.node_ns("a").unwrap().to_string(),
         lab.node_ns("b").unwrap().to_string(),
     );
-    let transfer = std::thread::spawn(move || {
-        tcp_transfer_paced(
-            &from_ns,
-            &to_ns,
-            b_addr,
-            5203,
-            24 << 20,
-            Some(4 << 20),
-            Duration::from_secs(60),
-        )
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    lab.set_link(
-        "r1",
-        "r2",
-        LinkLimit {
-            mtu: None,
-            black_hole_above: Some(1360),
-        },
-    )
-    .unwrap();
-    let (shrunk, took) = wait_state_mtu(&lab, "a", 1300, Duration::from_secs(15));
+    let transfer = transfer_across_a_shrinking_path(&lab, (from_ns, to_ns, b_addr), 5203, 1360);
+    let (shrunk, took) = wait_node_state_mtu(&lab, "a", 1300, Duration::from_secs(15));
     println!("a's container MTU 1300 published {took:?} after the path shrank");
     assert!(shrunk.written_unix_ms > first.written_unix_ms);
     assert_eq!(shrunk.pod_cidrs, first.pod_cidrs);
-    let (_, took) = wait_state_mtu(&lab, "b", 1300, Duration::from_secs(15));
+    let (_, took) = wait_node_state_mtu(&lab, "b", 1300, Duration::from_secs(15));
     println!("b's container MTU 1300 published {took:?} after the path shrank");
     let t = transfer.join().unwrap().unwrap();
     assert!(t.intact(), "the transfer across the shrink arrived damaged");
@@ -250,13 +211,13 @@ fn the_container_mtu_follows_a_shrinking_path_and_a_reload_and_goes_at_shutdown(
     text += "\n[region.r1]\nunderlay-mtu = 1340\n";
     std::fs::write(&topology, text).unwrap();
     lab.kill_daemon("a", Signal::Hup).unwrap();
-    let (reloaded, took) = wait_state_mtu(&lab, "a", 1280, Duration::from_secs(10));
+    let (reloaded, took) = wait_node_state_mtu(&lab, "a", 1280, Duration::from_secs(10));
     println!("a's container MTU 1280 published {took:?} after SIGHUP");
     assert!(reloaded.written_unix_ms > shrunk.written_unix_ms);
 
     lab.kill_daemon("a", Signal::Term).unwrap();
-    let path = state_path(&lab, "a");
+    let path = node_state_path(&lab, "a");
     assert!(!path.exists(), "{} outlived its daemon", path.display());
     assert!(!path.parent().unwrap().exists());
-    assert!(state_path(&lab, "b").exists());
+    assert!(node_state_path(&lab, "b").exists());
 }

@@ -12,11 +12,11 @@ mod common;
 
 use common::{
     namespaces_of, nft_count_from, nft_count_sources, require_root, running_lab_with_containers,
-    text, topology, unique_prefix, wiremesh,
+    text, topology, transfer_across_a_shrinking_path, unique_prefix, wait_node_state_mtu, wiremesh,
 };
 use ipnet::IpNet;
 use std::time::Duration;
-use wiremesh::lab::{ping_in_ns, tcp_transfer_paced, Lab, LinkLimit};
+use wiremesh::lab::{ping_in_ns, Lab};
 
 const TOPOLOGY: &str = "cni-two-regions.toml";
 
@@ -230,24 +230,8 @@ fn after_a_path_shrinks_an_old_container_is_told_the_new_mtu_and_a_new_one_gets_
     // a silent black hole above 1360 bytes between the regions while a container-to-container
     // transfer runs: the old container (MTU 1440) must learn the smaller path from the node
     // ("fragmentation needed") for its TCP to get through
-    let (from_ns, to_ns, to) = (old.ns.clone(), far.ns.clone(), far.addrs[0]);
-    let transfer = std::thread::spawn(move || {
-        tcp_transfer_paced(
-            &from_ns,
-            &to_ns,
-            to,
-            5204,
-            24 << 20,
-            Some(4 << 20),
-            Duration::from_secs(60),
-        )
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let limit = LinkLimit {
-        mtu: None,
-        black_hole_above: Some(1360),
-    };
-    lab.set_link("r1", "r2", limit).unwrap();
+    let to = (old.ns.clone(), far.ns.clone(), far.addrs[0]);
+    let transfer = transfer_across_a_shrinking_path(&lab, to, 5204, 1360);
     let t = transfer.join().unwrap().unwrap();
     assert!(
         t.intact(),
@@ -290,19 +274,7 @@ fn after_a_path_shrinks_an_old_container_is_told_the_new_mtu_and_a_new_one_gets_
     assert!(ok, "a 1300-byte DF ping did not get through: {out}");
 
     // the node state now says 1300, and a container added now starts there
-    let state = wiremesh::io::node_state_file::path(
-        std::path::Path::new(wiremesh::constants::CNI_STATE_DIR),
-        lab.ifname("a").unwrap(),
-    );
-    wiremesh::testing::wait_for(
-        Duration::from_secs(15),
-        Duration::from_millis(100),
-        "a's container MTU 1300",
-        || match wiremesh::io::node_state_file::read(&state) {
-            Ok(s) if s.mtu == 1300 => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    );
+    wait_node_state_mtu(&lab, "a", 1300, Duration::from_secs(15));
     let added = lab.add_container("a").unwrap();
     assert_eq!(eth0_mtu(&added.container.ns), 1300);
     lab.down().unwrap();

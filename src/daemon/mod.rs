@@ -178,13 +178,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         Some(addr) => Some(metrics::serve(addr, metrics::registry(device.clone())).await?),
         None => None,
     };
-    cni_sweep::sweep(
-        &running.settings.cni_conf_dir,
-        &crate::io::node_state_file::path(
-            &running.settings.cni_state_dir,
-            &running.settings.interface,
-        ),
-    );
+    cni_sweep::sweep(&running.settings.cni_conf_dir, &running.node_state.file());
     // once the tun device and routes are there: the file tells the CNI plugin the node is
     // ready; written before the data-path threads start, so a failure leaves none to stop
     running.node_state.publish(&running.plan, &device, true)?;

@@ -27,6 +27,11 @@ impl NodeStatePublisher {
         }
     }
 
+    /// The file this publisher writes (`<state_dir>/<interface>/subnet.json`).
+    pub fn file(&self) -> PathBuf {
+        node_state_file::path(&self.state_dir, &self.interface)
+    }
+
     /// Derives the state from `plan` and the peers' current path MTUs and writes it, unless it
     /// equals what the file already holds (`force` writes regardless: after a reload, so a file
     /// someone removed comes back).

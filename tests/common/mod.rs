@@ -366,3 +366,63 @@ pub fn nft_count_sources(
     let _ = std::fs::remove_file(&file);
     assert!(out.status.success(), "nft -f in {ns}: {}", text(&out));
 }
+
+/// Where a lab node's daemon publishes its CNI node state (the default `cni_state_dir`).
+pub fn node_state_path(lab: &wiremesh::lab::Lab, node: &str) -> PathBuf {
+    wiremesh::io::node_state_file::path(
+        Path::new(wiremesh::constants::CNI_STATE_DIR),
+        lab.ifname(node).unwrap(),
+    )
+}
+
+/// Waits until `node`'s published container MTU is `want`; the state then, and how long it took.
+pub fn wait_node_state_mtu(
+    lab: &wiremesh::lab::Lab,
+    node: &str,
+    want: u16,
+    within: std::time::Duration,
+) -> (wiremesh::core::node_state::NodeState, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let path = node_state_path(lab, node);
+    wait_for(
+        within,
+        std::time::Duration::from_millis(100),
+        &format!("{node}'s container MTU {want}"),
+        || match wiremesh::io::node_state_file::read(&path) {
+            Ok(s) if s.mtu == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let state = wiremesh::io::node_state_file::read(&path).unwrap();
+    (state, start.elapsed())
+}
+
+/// A paced 24 MiB TCP transfer from `from_ns` to `to` (in `to_ns`, port `port`) during which,
+/// one second in, the link between regions r1 and r2 silently drops everything above
+/// `black_hole_above` bytes: path-MTU discovery has to find the smaller path under load. The
+/// transfer's thread, for the caller to join once it has watched what it wants.
+pub fn transfer_across_a_shrinking_path(
+    lab: &wiremesh::lab::Lab,
+    (from_ns, to_ns, to): (String, String, std::net::IpAddr),
+    port: u16,
+    black_hole_above: u16,
+) -> std::thread::JoinHandle<Result<wiremesh::lab::Transfer, wiremesh::lab::LabError>> {
+    let transfer = std::thread::spawn(move || {
+        wiremesh::lab::tcp_transfer_paced(
+            &from_ns,
+            &to_ns,
+            to,
+            port,
+            24 << 20,
+            Some(4 << 20),
+            std::time::Duration::from_secs(60),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let limit = wiremesh::lab::LinkLimit {
+        mtu: None,
+        black_hole_above: Some(black_hole_above),
+    };
+    lab.set_link("r1", "r2", limit).unwrap();
+    transfer
+}
