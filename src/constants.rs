@@ -151,3 +151,27 @@ pub const REGISTRY_VALUE_MAX: usize = 4096;
 /// The most operations of one kind (compares, or puts and deletes) in one transaction: etcd's
 /// default `--max-txn-ops`.
 pub const REGISTRY_TXN_OPS: usize = 128;
+
+/// How long one attempt to connect to an etcd member may take: long enough for a TLS handshake
+/// across a continent, short enough that a dead member is passed over quickly.
+pub const REGISTRY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long one etcd request may take before it counts as a failure (a member without a leader
+/// does not answer).
+pub const REGISTRY_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keys per page of a list: pages keep each answer under gRPC's message limit at any mesh size.
+pub const REGISTRY_LIST_PAGE: i64 = 1000;
+
+/// The presence lease's TTL, in seconds: a node gone this long shows as absent in `status`.
+pub const REGISTRY_LEASE_TTL: i64 = 30;
+
+/// How often the presence lease is renewed: three chances before it expires.
+pub const REGISTRY_KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Where the daemon keeps its registry snapshot by default (`<interface>.registry.json`):
+/// persistent, because it is what a node starts from after a reboot while etcd is down.
+pub const REGISTRY_SNAPSHOT_DIR: &str = "/var/lib/wiremesh";
+
+/// How long a stopping daemon tries to mark itself `left` in the registry before it goes anyway.
+pub const REGISTRY_LEAVE_TIMEOUT: Duration = Duration::from_secs(2);

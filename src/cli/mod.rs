@@ -7,6 +7,8 @@ mod graph;
 mod ipam;
 mod keygen;
 mod plan;
+mod registry;
+mod registry_args;
 mod rotate;
 mod status;
 mod up;
@@ -32,7 +34,7 @@ pub enum Command {
     /// Show what a node would configure: peers, AllowedIPs, endpoints, routes.
     Plan(plan::PlanArgs),
     /// Run the daemon for one node: tun device, routes, WireGuard sessions.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Show each node's pod CIDRs and whether they are pinned; `--write` pins them all.
     Ipam(ipam::IpamArgs),
     /// Build a mesh on this machine in network namespaces (demo, tests, benchmarks).
@@ -47,6 +49,8 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     /// Containers: `cni install` writes the CNI conflist and places the wiremesh-cni plugin.
     Cni(cni::CniArgs),
+    /// The etcd registry: import, export, status, remove, gc (docs/registry.md).
+    Registry(registry::RegistryCmdArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -54,7 +58,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Plan(a) => plan::run(a),
-        Command::Up(a) => up::run(a),
+        Command::Up(a) => up::run(*a),
         Command::Ipam(a) => ipam::run(a),
         Command::Lab(a) => crate::lab::run(a).map_err(anyhow::Error::from),
         Command::Status(a) => status::run(a),
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Rotate(a) => rotate::run(a),
         Command::Cni(a) => cni::run(a),
+        Command::Registry(a) => registry::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,28 @@ pub struct UpArgs {
     /// or `metrics-listen` in the settings file, or WIREMESH_METRICS_LISTEN).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub registry: super::registry_args::RegistryArgs,
+    /// With an etcd registry: this node's region, for its record (needed at a first join).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// With an etcd registry: this node's cloud or site (needed at a first join).
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// With an etcd registry: an endpoint HOST:PORT peers reach this node at (repeatable,
+    /// best first; none means behind NAT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub endpoint: Vec<String>,
+    /// With an etcd registry: this node is a hub of its region.
+    #[arg(long)]
+    pub hub: bool,
+    /// With an etcd registry: a label key=value for the node's record (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// With an etcd registry: where the last good copy of the registry is kept, to start from
+    /// while etcd is unreachable (default /var/lib/wiremesh/<interface>.registry.json).
+    #[arg(long, value_name = "FILE")]
+    pub registry_snapshot: Option<PathBuf>,
 }
 
 pub fn run(a: UpArgs) -> anyhow::Result<()> {
@@ -51,6 +73,19 @@ pub fn run(a: UpArgs) -> anyhow::Result<()> {
         cni_conf_dir: a.cni_conf_dir,
         log: a.log,
         metrics_listen: a.metrics_listen,
+        registry: a.registry.registry,
+        mesh: a.registry.mesh,
+        registry_snapshot: a.registry_snapshot,
+        region: a.region,
+        cloud: a.cloud,
+        endpoint: a.endpoint,
+        hub: a.hub,
+        label: a.label,
+        etcd_ca: a.registry.etcd_ca,
+        etcd_cert: a.registry.etcd_cert,
+        etcd_key: a.registry.etcd_key,
+        etcd_user: a.registry.etcd_user,
+        etcd_password_file: a.registry.etcd_password_file,
     };
     let settings = Settings::load(a.config.as_deref(), &overrides)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -93,6 +93,13 @@ impl Pool {
     }
 }
 
+/// The pod CIDR `name` prefers in `cluster` cut into `/prefix` slots, when nothing is taken:
+/// what tests use to pick names that all want one slot.
+pub fn preferred_v4(cluster: Ipv4Net, prefix: u8, name: &str) -> Option<Ipv4Net> {
+    let pool = Pool::v4(cluster, prefix);
+    Some(pool.pick(name, &Claims::<()>::v4())?.to_v4())
+}
+
 impl Cidr {
     /// The CIDR as IPv4; only for CIDRs of a v4 pool.
     pub(crate) fn to_v4(self) -> Ipv4Net {

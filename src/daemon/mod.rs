@@ -6,10 +6,12 @@ mod cni_sweep;
 mod control_handler;
 mod loops;
 mod node_state;
+pub mod registry;
 mod resolve;
 mod rotate;
 mod routes;
 pub mod settings;
+mod source;
 mod timing;
 mod uapi;
 
@@ -62,6 +64,10 @@ pub enum DaemonError {
     NodeState(#[from] crate::io::node_state_file::NodeStateFileError),
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
 }
 
 /// The running pieces a reload touches.
@@ -75,11 +81,12 @@ struct Running {
     node_state: NodeStatePublisher,
 }
 
-/// Loads the topology and checks the key, without touching the system: the part of `up` that
-/// can fail on bad input, done before anything is created.
-fn prepare(settings: &Settings) -> Result<(Plan, crate::core::key::PrivateKey), DaemonError> {
-    let topo = Topology::load(&settings.topology)?;
-    let plan = Plan::compute(&topo, &settings.node)?;
+/// Plans `topo` for this node and checks that the key file holds the key it gives the node.
+fn prepare(
+    settings: &Settings,
+    topo: &Topology,
+) -> Result<(Plan, crate::core::key::PrivateKey), DaemonError> {
+    let plan = Plan::compute(topo, &settings.node)?;
     let key_path = settings.private_key_path();
     let key = keyfile::read_private(&key_path)?;
     if key.public_key() != plan.public_key {
@@ -96,7 +103,11 @@ fn prepare(settings: &Settings) -> Result<(Plan, crate::core::key::PrivateKey), 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     let mut timing = ApplyTiming::start();
-    let (plan, key) = prepare(&settings)?;
+    // The key first: a registry join publishes its public key. Nothing is created before the
+    // topology is known and planned, so bad input fails here with nothing to undo.
+    let own_key = keyfile::read_private(&settings.private_key_path())?.public_key();
+    let (topology, mut source) = source::Source::open(&settings, &own_key).await?;
+    let (plan, key) = prepare(&settings, &topology)?;
     timing.prepared();
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -158,7 +169,7 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         device: device.clone(),
         node: running.plan.node.clone(),
         key_path: running.settings.private_key_path(),
-        topology: running.settings.topology.clone(),
+        topology: source.file(),
     });
     let control = crate::io::control_socket::serve(
         &running.settings.control_socket(),
@@ -211,25 +222,26 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     let mut paths = tokio::time::interval(crate::constants::TIMER_TICK);
     loop {
         tokio::select! {
-            _ = paths.tick() => apply_path_events(&mut running).await,
+            _ = paths.tick() => {
+                apply_path_events(&mut running).await;
+                source.publish_key(rotate::settled_key(&device));
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Some(topology) = source.next() => {
+                log_reload(reload(&mut running, &topology).await);
+            }
             _ = hup.recv() => {
-                match reload(&mut running).await {
-                    Ok((diff, timing)) => tracing::info!(
-                        added = diff.added.len(), removed = diff.removed.len(), changed = diff.changed.len(),
-                        routes_added = diff.routes_added.len(), routes_removed = diff.routes_removed.len(),
-                        routes_changed = diff.routes_changed.len(),
-                        apply_ms = timing.total_ms(), prepare_ms = timing.prepare_ms(),
-                        engine_ms = timing.engine_ms(), routes_ms = timing.routes_ms(),
-                        "topology reloaded"
-                    ),
+                match source.reread() {
+                    Ok(Some(topology)) => log_reload(reload(&mut running, &topology).await),
+                    Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "reload refused; still running the previous topology"),
                 }
             }
         }
     }
     tracing::info!("shutting down");
+    source.leave().await;
     running.node_state.remove();
     if let Some(t) = &scheduled {
         t.abort();
@@ -284,12 +296,36 @@ async fn apply_path_events(r: &mut Running) {
     r.node_state.publish_or_warn(&r.plan, &r.io.device, false);
 }
 
+fn log_reload(result: Result<(PlanDiff, ApplyTiming), DaemonError>) {
+    match result {
+        Ok((diff, timing)) => tracing::info!(
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            changed = diff.changed.len(),
+            routes_added = diff.routes_added.len(),
+            routes_removed = diff.routes_removed.len(),
+            routes_changed = diff.routes_changed.len(),
+            apply_ms = timing.total_ms(),
+            prepare_ms = timing.prepare_ms(),
+            engine_ms = timing.engine_ms(),
+            routes_ms = timing.routes_ms(),
+            "topology reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; still running the previous topology")
+        }
+    }
+}
+
 /// Re-plans and applies only the difference: routes and DNS resolvers are touched only for
 /// what the diff names, and the engine is not called at all when no peer and none of the
 /// node's own settings changed (a route-only change, or an edit elsewhere in a hub mesh).
-async fn reload(r: &mut Running) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
+async fn reload(
+    r: &mut Running,
+    topology: &Topology,
+) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
     let mut timing = ApplyTiming::start();
-    let (plan, _) = prepare(&r.settings)?;
+    let (plan, _) = prepare(&r.settings, topology)?;
     let diff = PlanDiff::between(&r.plan, &plan);
     timing.prepared();
     let created = if diff.touches_peers() || diff.own || diff.mtu.is_some() {

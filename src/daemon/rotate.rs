@@ -1,5 +1,7 @@
 //! Rotating this node's static key from the daemon: make a key, persist it where a restart
-//! will find it (the key file first, then the topology file), and only then hand it to the
+//! will find it (the key file first, then the topology file, when the mesh is a file; a
+//! registry node publishes its record's key once the rotation settles, see [`settled_key`]),
+//! and only then hand it to the
 //! engine, which announces it to every peer. A restart at any moment afterwards comes back with
 //! a key the peers accept: before the announcement, nobody uses the new key yet; after it, the
 //! peers accept both.
@@ -34,7 +36,8 @@ pub struct Rotator {
     pub device: Arc<Device>,
     pub node: String,
     pub key_path: PathBuf,
-    pub topology: PathBuf,
+    /// The topology file to edit; `None` when the mesh lives in a registry.
+    pub topology: Option<PathBuf>,
 }
 
 impl Rotator {
@@ -67,7 +70,10 @@ impl Rotator {
     /// sharing one file (the lab, a mounted volume) may rotate at the same moment, and each
     /// edit is a read-modify-write.
     fn set_topology_key(&self, key: &PublicKey) -> Result<(), RotateError> {
-        let lock_path = self.topology.with_extension("lock");
+        let Some(topology) = &self.topology else {
+            return Ok(());
+        };
+        let lock_path = topology.with_extension("lock");
         let lock_err = |source| RotateError::Lock {
             path: lock_path.clone(),
             source,
@@ -83,9 +89,21 @@ impl Rotator {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(lock_err(std::io::Error::last_os_error()));
         }
-        let result = topology_file::set_public_key(&self.topology, &self.node, key);
+        let result = topology_file::set_public_key(topology, &self.node, key);
         drop(lock);
         Ok(result?)
+    }
+}
+
+/// The key the node's registry record should carry: the old one while the new one is only
+/// announced (a peer that read the new key from the registry before the announcement reached
+/// it would start a session the node cannot yet answer under that key), the new one from
+/// *Switched* on, when every peer accepts it.
+pub fn settled_key(device: &Device) -> PublicKey {
+    match device.rotation_state() {
+        NodeState::Stable { key } => key,
+        NodeState::Announced { old, .. } => old,
+        NodeState::Switched { new, .. } => new,
     }
 }
 

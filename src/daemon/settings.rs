@@ -2,6 +2,7 @@
 //! environment variables, then command-line flags (the `config` crate does the layering).
 
 use crate::constants::{CNI_CONF_DIR, CNI_STATE_DIR, DEFAULT_INTERFACE, UAPI_DIR};
+use crate::core::registry::addr::RegistryAddr;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,8 +12,51 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Topology file describing the whole mesh.
-    pub topology: PathBuf,
+    /// Topology file describing the whole mesh; not needed with an etcd `registry`.
+    #[serde(default)]
+    pub topology: Option<PathBuf>,
+    /// Where the mesh is described: `file:PATH` (the same as `topology`) or
+    /// `etcd://HOST:PORT[,HOST:PORT...]`, where nodes join without a file (docs/registry.md).
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// The mesh's name in etcd: its keys live under `/wiremesh/<mesh>/`.
+    #[serde(default = "default_mesh")]
+    pub mesh: String,
+    // The registry's connection and this node's record (docs/registry.md, section 2). Every
+    // field is optional: a node imported with the topology already has a record, and a value
+    // given here overrides that record's field.
+    /// CA that signed etcd's certificate: with it the client speaks TLS.
+    #[serde(default, alias = "etcd-ca")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (its CN is the etcd user when etcd checks client certificates).
+    #[serde(default, alias = "etcd-cert")]
+    pub etcd_cert: Option<PathBuf>,
+    #[serde(default, alias = "etcd-key")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user; the password comes from `etcd-password-file` or WIREMESH_ETCD_PASSWORD, never
+    /// from a flag (a command line is visible to every local user).
+    #[serde(default, alias = "etcd-user")]
+    pub etcd_user: Option<String>,
+    #[serde(default, alias = "etcd-password-file")]
+    pub etcd_password_file: Option<PathBuf>,
+    #[serde(default, alias = "etcd-password")]
+    pub etcd_password: Option<String>,
+    /// The last good copy of the registry, started from when etcd is unreachable (default
+    /// `/var/lib/wiremesh/<interface>.registry.json`).
+    #[serde(default, alias = "registry-snapshot")]
+    pub registry_snapshot: Option<PathBuf>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// This node's endpoints (`HOST:PORT`), best first; none means behind NAT.
+    #[serde(default)]
+    pub endpoint: Vec<String>,
+    #[serde(default)]
+    pub hub: Option<bool>,
+    /// `key=value` labels for the node's record.
+    #[serde(default)]
+    pub label: Vec<String>,
     /// This node's name in the topology.
     pub node: String,
     /// Private key file (mode 0600). Default: `keys/<node>.key`.
@@ -109,6 +153,10 @@ fn default_realtime() -> u8 {
     crate::constants::DATA_PATH_PRIORITY
 }
 
+fn default_mesh() -> String {
+    "default".to_string()
+}
+
 fn default_interface() -> String {
     DEFAULT_INTERFACE.to_string()
 }
@@ -147,6 +195,14 @@ pub enum SettingsError {
     Interface(String),
     #[error("settings: realtime-priority {0} is out of range: 0 (off) or 1-97")]
     Priority(u8),
+    #[error(
+        "settings: no topology: give --topology FILE, or --registry file:PATH or etcd://HOST:PORT"
+    )]
+    NoTopology,
+    #[error("settings: {0}")]
+    Registry(#[from] crate::core::registry::addr::AddrError),
+    #[error("settings: topology {} and registry {} disagree; give one", .topology.display(), .registry)]
+    TwoSources { topology: PathBuf, registry: String },
 }
 
 /// Command-line values that override every other layer when given.
@@ -161,6 +217,19 @@ pub struct Overrides {
     pub cni_conf_dir: Option<PathBuf>,
     pub log: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    pub registry: Option<String>,
+    pub mesh: Option<String>,
+    pub registry_snapshot: Option<PathBuf>,
+    pub region: Option<String>,
+    pub cloud: Option<String>,
+    pub endpoint: Vec<String>,
+    pub hub: bool,
+    pub label: Vec<String>,
+    pub etcd_ca: Option<PathBuf>,
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
+    pub etcd_user: Option<String>,
+    pub etcd_password_file: Option<PathBuf>,
 }
 
 /// The settings file with every top-level key in `snake_case`. The `config` crate matches keys
@@ -199,7 +268,9 @@ impl Settings {
             config::Environment::with_prefix("WIREMESH")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("dns_servers"),
+                .with_list_parse_key("dns_servers")
+                .with_list_parse_key("endpoint")
+                .with_list_parse_key("label"),
         );
         let set = |b: config::ConfigBuilder<_>, k: &str, v: Option<String>| match v {
             Some(v) => b.set_override(k, v),
@@ -219,6 +290,25 @@ impl Settings {
             "metrics_listen",
             overrides.metrics_listen.map(|a| a.to_string()),
         )?;
+        b = set(b, "registry", overrides.registry.clone())?;
+        b = set(b, "mesh", overrides.mesh.clone())?;
+        b = set(b, "registry_snapshot", path(&overrides.registry_snapshot))?;
+        b = set(b, "region", overrides.region.clone())?;
+        b = set(b, "cloud", overrides.cloud.clone())?;
+        b = set(b, "etcd_ca", path(&overrides.etcd_ca))?;
+        b = set(b, "etcd_cert", path(&overrides.etcd_cert))?;
+        b = set(b, "etcd_key", path(&overrides.etcd_key))?;
+        b = set(b, "etcd_user", overrides.etcd_user.clone())?;
+        b = set(b, "etcd_password_file", path(&overrides.etcd_password_file))?;
+        if overrides.hub {
+            b = b.set_override("hub", true)?;
+        }
+        if !overrides.endpoint.is_empty() {
+            b = b.set_override("endpoint", overrides.endpoint.clone())?;
+        }
+        if !overrides.label.is_empty() {
+            b = b.set_override("label", overrides.label.clone())?;
+        }
         let s: Settings = b.build()?.try_deserialize()?;
         let bad_if = s.interface.is_empty()
             || s.interface.len() > 15
@@ -230,6 +320,40 @@ impl Settings {
             return Err(SettingsError::Priority(s.realtime_priority));
         }
         Ok(s)
+    }
+
+    /// Where the topology comes from: the registry setting, else the topology file.
+    pub fn source(&self) -> Result<RegistryAddr, SettingsError> {
+        match (&self.registry, &self.topology) {
+            (Some(r), topology) => {
+                let addr = RegistryAddr::parse(r)?;
+                match (&addr, topology) {
+                    (RegistryAddr::File(a), Some(t)) if a != t => Err(SettingsError::TwoSources {
+                        topology: t.clone(),
+                        registry: r.clone(),
+                    }),
+                    _ => Ok(addr),
+                }
+            }
+            (None, Some(t)) => Ok(RegistryAddr::File(t.clone())),
+            (None, None) => Err(SettingsError::NoTopology),
+        }
+    }
+
+    /// The topology file, when the mesh is described by one.
+    pub fn topology_file(&self) -> Option<PathBuf> {
+        match self.source() {
+            Ok(RegistryAddr::File(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Where the registry snapshot goes.
+    pub fn registry_snapshot_path(&self) -> PathBuf {
+        self.registry_snapshot.clone().unwrap_or_else(|| {
+            PathBuf::from(crate::constants::REGISTRY_SNAPSHOT_DIR)
+                .join(format!("{}.registry.json", self.interface))
+        })
     }
 
     pub fn private_key_path(&self) -> PathBuf {

@@ -2,6 +2,7 @@
 
 pub mod control_socket;
 pub mod dns;
+pub mod etcd;
 pub mod icmp_echo;
 pub mod keyfile;
 pub mod lanes;
@@ -11,6 +12,7 @@ pub mod netlink;
 pub mod node_state_file;
 pub mod private_socket;
 pub mod ready;
+pub mod registry_snapshot;
 pub mod sched;
 pub mod topology_file;
 pub mod tun;

@@ -32,6 +32,13 @@ pub enum LabCommand {
         /// (wiremesh-cni, portmap); the matrix then covers them too.
         #[arg(long, default_value_t = 0, conflicts_with = "no_daemons")]
         containers: usize,
+        /// Run the mesh on a registry: `etcd` starts real etcd members in the lab, imports the
+        /// topology and starts every daemon with --registry instead of the file.
+        #[arg(long, value_parser = ["etcd"])]
+        registry: Option<String>,
+        /// With --registry etcd: how many members (1, 3 or 5).
+        #[arg(long, default_value_t = 1, requires = "registry")]
+        etcd_members: usize,
     },
     /// Show namespaces, daemons and the ping matrix of a running lab.
     Status {
@@ -50,6 +57,33 @@ pub enum LabCommand {
         #[arg(long, default_value = DEFAULT_PREFIX)]
         prefix: String,
     },
+    /// Add a node to a lab running on a registry while the mesh runs: namespace, link, key and
+    /// a daemon given only the registry; then the all-pairs ping matrix.
+    Join {
+        name: String,
+        #[arg(long)]
+        region: String,
+        /// Cloud or site of the node (default: the region's name).
+        #[arg(long)]
+        cloud: Option<String>,
+        /// The node is a hub of its region.
+        #[arg(long)]
+        hub: bool,
+        /// Underlay MTU of a new region (default 1500).
+        #[arg(long)]
+        region_mtu: Option<u16>,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Stop a node with SIGTERM (it leaves the registry, keeping its CIDR) and remove its
+    /// namespace; --remove also removes it from the registry, freeing its CIDR.
+    Leave {
+        name: String,
+        #[arg(long)]
+        remove: bool,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
     /// Remove everything a lab created (idempotent; works on a half-built lab).
     Down {
         #[arg(long, default_value = DEFAULT_PREFIX)]
@@ -64,7 +98,15 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             prefix,
             no_daemons,
             containers,
-        } => up(topology, prefix, no_daemons, containers),
+            registry,
+            etcd_members,
+        } => up(
+            topology,
+            prefix,
+            no_daemons,
+            containers,
+            registry.map(|_| etcd_members),
+        ),
         LabCommand::Status { prefix } => status(&prefix),
         LabCommand::Link {
             region_a,
@@ -86,6 +128,45 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
             );
             Ok(())
         }
+        LabCommand::Join {
+            name,
+            region,
+            cloud,
+            hub,
+            region_mtu,
+            prefix,
+        } => {
+            let mut lab = Lab::load(&prefix)?;
+            let opts = super::JoinOptions {
+                region,
+                cloud,
+                hub,
+                region_mtu,
+            };
+            lab.join(&name, &opts)?;
+            println!("node '{name}' joined lab '{prefix}'");
+            std::thread::sleep(SETTLE);
+            let matrix = lab.ping_matrix(PING_TIMEOUT)?;
+            print_matrix(&matrix);
+            unreachable_pairs(&lab, &matrix).map_or(Ok(()), Err)
+        }
+        LabCommand::Leave {
+            name,
+            remove,
+            prefix,
+        } => {
+            let mut lab = Lab::load(&prefix)?;
+            lab.leave(&name, remove)?;
+            println!(
+                "node '{name}' left lab '{prefix}'{}",
+                if remove {
+                    " and the registry (its CIDR is free)"
+                } else {
+                    " (its CIDR is kept)"
+                }
+            );
+            Ok(())
+        }
         LabCommand::Down { prefix } => {
             Lab::down_prefix(&prefix)?;
             println!("lab '{prefix}' removed");
@@ -99,9 +180,15 @@ fn up(
     prefix: String,
     no_daemons: bool,
     containers: usize,
+    etcd_members: Option<usize>,
 ) -> Result<(), LabError> {
     let exe = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
-    let mut lab = Lab::build(&topology, LabOptions::new(prefix.clone(), exe))?;
+    let mut opts = LabOptions::new(prefix.clone(), exe);
+    opts.etcd_members = etcd_members;
+    let mut lab = Lab::build(&topology, opts)?;
+    if let Some(url) = lab.registry_url() {
+        println!("registry: {url} (mesh '{prefix}')");
+    }
     let mut unreachable = None;
     println!(
         "lab '{prefix}': {} nodes, state in {}",

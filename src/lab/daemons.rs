@@ -80,11 +80,13 @@ pub fn signal(d: DaemonPid, sig: Signal) -> bool {
     unsafe { libc::kill(pid, sig.raw()) == 0 }
 }
 
-/// Spawns `exe up ...` inside the node's namespace, output appended to its log file.
+/// Spawns `exe up ...` inside the node's namespace, output appended to its log file; `source`
+/// says where the topology comes from (`--topology FILE`, or `--registry URL ...`).
 pub fn spawn(
     exe: &Path,
     node: &NodeLayout,
     dir: &StateDir,
+    source: &[String],
 ) -> Result<(Child, DaemonPid), LabError> {
     let socket = socket_path(&node.ifname);
     // A socket left by a crashed daemon of this lab would look like readiness.
@@ -100,8 +102,7 @@ pub fn spawn(
     cmd.args(["netns", "exec", &node.ns])
         .arg(exe)
         .arg("up")
-        .arg("--topology")
-        .arg(dir.topology())
+        .args(source)
         .args(["--node", &node.name])
         .arg("--private-key")
         .arg(dir.key(&node.name))

@@ -83,7 +83,7 @@ fn junk(i: usize) -> Vec<u8> {
     let len = 1 + (OsRng.next_u32() % 256) as usize;
     let mut p = vec![0u8; len];
     OsRng.fill_bytes(&mut p);
-    if i % 4 == 0 && len >= 4 {
+    if i.is_multiple_of(4) && len >= 4 {
         p[..4].copy_from_slice(&4u32.to_le_bytes());
     }
     p

@@ -35,6 +35,9 @@ pub struct LabOptions {
     /// How long a daemon has to come up ([`super::READY_TIMEOUT`] unless set): one that reads a
     /// topology of thousands of nodes needs longer, more so in a debug build.
     pub ready_timeout: Duration,
+    /// Run the mesh on an etcd registry of this many members (1, 3 or 5) instead of the
+    /// topology file: `lab up --registry etcd` (see [`super::registry`]).
+    pub etcd_members: Option<usize>,
 }
 
 impl LabOptions {
@@ -45,6 +48,7 @@ impl LabOptions {
             ipv6_underlay: false,
             nodes: None,
             ready_timeout: daemons::READY_TIMEOUT,
+            etcd_members: None,
         }
     }
 }
@@ -98,6 +102,7 @@ impl Lab {
             daemons: BTreeMap::new(),
             containers: Vec::new(),
             cni_path: String::new(),
+            registry: None,
         };
         dir.save(&state)?;
         // From here on, an early return drops `lab`, which removes whatever was built.
@@ -139,6 +144,9 @@ impl Lab {
         std::fs::write(&path, derived).map_err(io_at(&path))?;
         lab.topology = Some(Topology::load(&path)?);
         lab.dir.save(&lab.state)?;
+        if let Some(members) = opts.etcd_members {
+            lab.start_registry(members)?;
+        }
         Ok(lab)
     }
 
@@ -156,7 +164,7 @@ impl Lab {
         let state = dir.load()?;
         let topology = Topology::load(&dir.topology()).ok();
         let exe = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
-        Ok(Lab {
+        let mut lab = Lab {
             dir,
             state,
             topology,
@@ -164,7 +172,13 @@ impl Lab {
             ready_timeout: daemons::READY_TIMEOUT,
             children: HashMap::new(),
             owned: false,
-        })
+        };
+        // on a registry, nodes may have joined since the derived file was written; with etcd
+        // away, the file is the best there is
+        if lab.state.registry.is_some() {
+            let _ = lab.refresh_topology();
+        }
+        Ok(lab)
     }
 
     /// Removes the lab with this prefix, whatever state it is in; nothing to remove is success.
@@ -247,8 +261,33 @@ impl Lab {
         )
     }
 
-    fn spawn(&mut self, node: &NodeLayout) -> Result<super::state::DaemonPid, LabError> {
-        let (child, pid) = daemons::spawn(&self.exe, node, &self.dir)?;
+    pub(super) fn spawn(&mut self, node: &NodeLayout) -> Result<super::state::DaemonPid, LabError> {
+        self.spawn_with(node, &[])
+    }
+
+    /// Spawns a node's daemon on the lab's source (the derived topology, or the registry),
+    /// with `extra` arguments (a joiner's record fields).
+    pub(super) fn spawn_with(
+        &mut self,
+        node: &NodeLayout,
+        extra: &[String],
+    ) -> Result<super::state::DaemonPid, LabError> {
+        let mut args: Vec<String> = match self.registry_url() {
+            Some(url) => vec![
+                "--registry".into(),
+                url,
+                "--mesh".into(),
+                self.state.layout.prefix.clone(),
+                "--registry-snapshot".into(),
+                self.dir.registry_snapshot(&node.name).display().to_string(),
+            ],
+            None => vec![
+                "--topology".into(),
+                self.dir.topology().display().to_string(),
+            ],
+        };
+        args.extend_from_slice(extra);
+        let (child, pid) = daemons::spawn(&self.exe, node, &self.dir, &args)?;
         self.children.insert(node.name.clone(), child);
         self.state.daemons.insert(node.name.clone(), pid);
         self.dir.save(&self.state)?;
@@ -399,6 +438,10 @@ impl Lab {
         &self.state.layout
     }
     /// The derived topology the daemons read, when it has been written.
+    pub(super) fn set_topology(&mut self, topology: Topology) {
+        self.topology = Some(topology);
+    }
+
     pub fn topology(&self) -> Option<&Topology> {
         self.topology.as_ref()
     }
@@ -482,6 +525,7 @@ impl Lab {
         // DEL while the nodes (and the plugins' stores) still exist
         let mut first = self.remove_containers().err();
         self.stop_all();
+        self.stop_registry();
         // a daemon killed with SIGKILL leaves its sockets behind; they name this lab's
         // interfaces only
         for node in &self.state.layout.nodes {

@@ -208,6 +208,95 @@ impl Layout {
         })
     }
 
+    /// Plans one more node for a running lab (`lab join`): the next free host of `region`, or
+    /// a new region with the next free index and `mtu`; names from an index no node has used.
+    /// Returns the node and, when the region is new, the region to build.
+    pub fn add_node(
+        &mut self,
+        name: &str,
+        region: &str,
+        mtu: u16,
+        listen_port: u16,
+    ) -> Result<(NodeLayout, Option<RegionLayout>), LabError> {
+        if self.nodes.iter().any(|n| n.name == name) {
+            return Err(LabError::Layout(format!(
+                "node '{name}' is already in the lab"
+            )));
+        }
+        let new_region = match self.region(region) {
+            Some(_) => None,
+            None => {
+                let used: Vec<u8> = self.regions.iter().map(|r| r.index).collect();
+                let index = (1..=254u8)
+                    .find(|i| !used.contains(i))
+                    .ok_or_else(|| LabError::Layout("no room for another region".into()))?;
+                Some(RegionLayout {
+                    name: region.to_string(),
+                    index,
+                    bridge: format!("br{index}"),
+                    mtu,
+                    gateway_v4: Ipv4Addr::new(172, 31, index, 1),
+                    gateway_v6: Ipv6Addr::new(0xfd31, index.into(), 0, 0, 0, 0, 0, 1),
+                })
+            }
+        };
+        let r = new_region
+            .clone()
+            .or_else(|| self.region(region).cloned())
+            .expect("found or made above");
+        let taken: Vec<Ipv4Addr> = self.nodes.iter().map(|n| n.underlay_v4).collect();
+        let host = (FIRST_HOST..255)
+            .filter_map(|h| u8::try_from(h).ok())
+            .find(|h| !taken.contains(&Ipv4Addr::new(172, 31, r.index, *h)))
+            .ok_or_else(|| LabError::Layout(format!("region '{region}' is full")))?;
+        let prefix = &self.prefix;
+        // an index past every name used so far, so a left node's names are never reused
+        let idx = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                n.ifname
+                    .strip_prefix(prefix.as_str())?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1)
+            .max(self.nodes.len());
+        let node = NodeLayout {
+            name: name.to_string(),
+            ns: node_ns(prefix, name, idx),
+            region: r.name.clone(),
+            veth: format!("{prefix}{idx}v"),
+            ifname: format!("{prefix}{idx}"),
+            underlay_v4: Ipv4Addr::new(172, 31, r.index, host),
+            underlay_v6: Ipv6Addr::new(0xfd31, r.index.into(), 0, 0, 0, 0, 0, host.into()),
+            listen_port,
+            mtu: r.mtu,
+        };
+        if node.ifname.len() > IFNAME_MAX || self.namespaces().contains(&node.ns) {
+            return Err(LabError::Layout(format!(
+                "no room for node '{name}': names {} / {} taken or too long",
+                node.ns, node.ifname
+            )));
+        }
+        if let Some(r) = &new_region {
+            self.regions.push(r.clone());
+        }
+        self.nodes.push(node.clone());
+        Ok((node, new_region))
+    }
+
+    /// Forgets a node (`lab leave`); its names are not reused.
+    pub fn remove_node(&mut self, name: &str) -> Result<NodeLayout, LabError> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| LabError::UnknownNode(name.into()))?;
+        Ok(self.nodes.remove(i))
+    }
+
     /// Every namespace of the lab, the core first.
     pub fn namespaces(&self) -> Vec<String> {
         std::iter::once(self.core_ns.clone())
@@ -325,6 +414,25 @@ mod tests {
             absent_endpoint(MAX_ABSENT - 1, 1, false),
             "172.30.255.255:1"
         );
+    }
+
+    #[test]
+    fn a_joining_node_gets_the_next_free_host_and_fresh_names() {
+        let topo = topology(&[("a", "r1"), ("b", "r1"), ("c", "r2")]);
+        let mut layout = Layout::new("p", &topo).unwrap();
+        let (n, new) = layout.add_node("d", "r1", 1500, 51820).unwrap();
+        assert!(new.is_none());
+        assert_eq!(n.underlay_v4, Ipv4Addr::new(172, 31, 1, 12));
+        assert_eq!((n.ifname.as_str(), n.veth.as_str()), ("p3", "p3v"));
+        let (e, new) = layout.add_node("e", "r9", 1400, 51820).unwrap();
+        let new = new.expect("a new region");
+        assert_eq!((new.index, new.mtu, e.mtu), (3, 1400, 1400));
+        assert_eq!(e.underlay_v4, Ipv4Addr::new(172, 31, 3, 10));
+        layout.remove_node("d").unwrap();
+        let (f, _) = layout.add_node("f", "r1", 1500, 51820).unwrap();
+        assert_eq!(f.ifname, "p5", "a left node's names are not reused");
+        assert_eq!(f.underlay_v4, Ipv4Addr::new(172, 31, 1, 12), "its host is");
+        assert!(layout.add_node("a", "r1", 1500, 51820).is_err());
     }
 
     #[test]

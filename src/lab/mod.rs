@@ -46,14 +46,17 @@ mod cli;
 pub mod containers;
 mod daemons;
 mod echo;
+pub mod etcd;
 mod flood;
 mod harness;
+mod join;
 mod layout;
 mod links;
 mod netns;
 mod network;
 mod ping;
 mod reach;
+mod registry;
 pub mod state;
 mod transfer;
 
@@ -65,11 +68,13 @@ pub use daemons::{Signal, READY_TIMEOUT};
 pub use echo::{echo_server, echo_stream, EchoStats};
 pub use flood::{flood_packets, send_flood, FloodKind, FloodSent};
 pub use harness::{Lab, LabOptions, NodeStatus};
+pub use join::JoinOptions;
 pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_ABSENT, MAX_PREFIX};
 pub use links::LinkLimit;
 pub use netns::in_netns;
 pub use ping::{ping_in_ns, PingMatrix};
 pub use reach::{probe_all, Reached};
+pub use registry::{LabRegistry, MAX_MEMBERS};
 pub use transfer::{tcp_transfer, tcp_transfer_paced, Transfer};
 
 /// Prefix of the lab the CLI builds when none is given.

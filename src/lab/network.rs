@@ -56,29 +56,73 @@ pub fn build(state: &mut LabState, dir: &StateDir) -> Result<(), LabError> {
 fn core_router(layout: &Layout) -> Vec<String> {
     let mut lines = vec!["link set lo up".to_string()];
     for r in &layout.regions {
-        let b = &r.bridge;
-        lines.push(format!("link add {b} mtu {} type bridge", r.mtu));
-        lines.push(format!("addr add {}/24 dev {b}", r.gateway_v4));
-        lines.push(format!("addr add {}/64 dev {b} nodad", r.gateway_v6));
-        lines.push(format!("link set {b} up"));
+        lines.extend(region_bridge(r));
     }
     for node in &layout.nodes {
-        let bridge = &layout
+        let region = layout
             .region(&node.region)
-            .expect("layout regions cover every node")
-            .bridge;
-        let (v, mtu) = (&node.veth, node.mtu);
-        lines.push(format!(
-            "link add {v} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}",
-            node.ns
-        ));
-        lines.push(format!("link set {v} master {bridge} up"));
+            .expect("layout regions cover every node");
+        lines.extend(node_veth(region, node));
     }
     if layout.absent > 0 {
         lines.push(format!("route add local {VOID_V4} dev lo"));
         lines.push(format!("route add local {VOID_V6} dev lo"));
     }
     lines
+}
+
+/// A region's bridge in the core namespace, addressed as the region's gateway.
+fn region_bridge(r: &RegionLayout) -> Vec<String> {
+    let b = &r.bridge;
+    vec![
+        format!("link add {b} mtu {} type bridge", r.mtu),
+        format!("addr add {}/24 dev {b}", r.gateway_v4),
+        format!("addr add {}/64 dev {b} nodad", r.gateway_v6),
+        format!("link set {b} up"),
+    ]
+}
+
+/// A node's veth: the core end on its region's bridge, the other end (`eth0`) in the node.
+fn node_veth(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
+    let (v, mtu) = (&node.veth, node.mtu);
+    vec![
+        format!(
+            "link add {v} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}",
+            node.ns
+        ),
+        format!("link set {v} master {} up", region.bridge),
+    ]
+}
+
+/// Adds one node to a running lab (`lab join`): its namespace (recorded first, as in
+/// [`build`]), the region's bridge when the region is new, its veth, addresses and routes.
+pub fn add_node(
+    state: &mut LabState,
+    dir: &StateDir,
+    node: &NodeLayout,
+    new_region: Option<&RegionLayout>,
+) -> Result<(), LabError> {
+    if netns::exists(&node.ns)? {
+        return Err(LabError::Command {
+            command: format!("ip netns add {}", node.ns),
+            stderr: "namespace already exists (left by something else?)".into(),
+        });
+    }
+    state.namespaces.push(node.ns.clone());
+    dir.save(state)?;
+    netns::ip(&["netns", "add", &node.ns])?;
+    let region = state
+        .layout
+        .region(&node.region)
+        .expect("the layout has the node's region")
+        .clone();
+    let mut lines = Vec::new();
+    if new_region.is_some() {
+        lines.extend(region_bridge(&region));
+    }
+    lines.extend(node_veth(&region, node));
+    netns::ip_batch(Some(&state.layout.core_ns), &lines, false)?;
+    netns::ip_batch(Some(&node.ns), &node_side(&region, node), false)
 }
 
 /// Drops whatever reaches the void subnets (made local by [`core_router`]) before any socket

@@ -44,6 +44,9 @@ pub struct LabState {
     /// The `CNI_PATH` the containers were added with, which their DEL uses too.
     #[serde(default)]
     pub cni_path: String,
+    /// The etcd members of a lab on a registry (`lab up --registry etcd`).
+    #[serde(default)]
+    pub registry: Option<super::registry::LabRegistry>,
 }
 
 /// Paths inside one lab's state directory.
@@ -72,6 +75,13 @@ impl StateDir {
     /// A node's CNI directory: its conflist and the plugins' stores.
     pub fn cni(&self, node: &str) -> PathBuf {
         self.0.join("cni").join(node)
+    }
+    /// The etcd members' data and the daemons' registry snapshots.
+    pub fn etcd(&self) -> PathBuf {
+        self.0.join("etcd")
+    }
+    pub fn registry_snapshot(&self, node: &str) -> PathBuf {
+        self.0.join("snapshots").join(format!("{node}.json"))
     }
     pub fn conflist(&self, node: &str) -> PathBuf {
         self.cni(node).join("net.conflist")

@@ -150,10 +150,46 @@ fn node_step(
     if wall.saturating_sub(since) < gc_after.as_secs() {
         return None;
     }
-    let mut txn = TxnSpec {
-        compare_absent: vec![presence_key],
-        ..TxnSpec::default()
-    };
+    Some(step(
+        What::Remove,
+        removal(layout, name, keys, allocs, true),
+    ))
+}
+
+/// The transaction that removes `name` (`registry remove`): its record, claim, presence, mark
+/// and the `alloc/` locks of its claim, all only if unchanged since `snapshot`; unless `force`,
+/// also only while the node is absent. `None` when the registry holds nothing of the node.
+pub fn remove(layout: &Layout, snapshot: &Snapshot, name: &str, force: bool) -> Option<TxnSpec> {
+    let mut keys = NodeKeys::default();
+    let mut allocs = Vec::new();
+    for (key, kv) in &snapshot.kvs {
+        match layout.parse(key) {
+            Ok(Key::Record(n)) if n == name => keys.record = Some(kv),
+            Ok(Key::Presence(n)) if n == name => keys.presence = Some(kv),
+            Ok(Key::Claim(n)) if n == name => keys.claim = Some(kv),
+            Ok(Key::Absent(n)) if n == name => keys.absent = Some(kv),
+            Ok(Key::Alloc(net)) => allocs.push((net, kv)),
+            _ => {}
+        }
+    }
+    let any = keys.record.or(keys.claim).or(keys.presence).or(keys.absent);
+    any?;
+    Some(removal(layout, name, &keys, &allocs, !force))
+}
+
+fn removal(
+    layout: &Layout,
+    name: &str,
+    keys: &NodeKeys,
+    allocs: &[(IpNet, &Kv)],
+    require_absent: bool,
+) -> TxnSpec {
+    let mut txn = TxnSpec::default();
+    if require_absent {
+        txn.compare_absent.push(layout.presence(name));
+    } else if let Some(p) = keys.presence {
+        txn.deletes.push(p.key.clone());
+    }
     for kv in [keys.record, keys.claim, keys.absent].into_iter().flatten() {
         txn.compare_unchanged
             .push((kv.key.clone(), kv.mod_revision));
@@ -170,7 +206,7 @@ fn node_step(
             .push((kv.key.clone(), kv.mod_revision));
         txn.deletes.push(kv.key.clone());
     }
-    Some(step(What::Remove, txn))
+    txn
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@
 //! [`TxnOutcome`]; what leaves for the daemon is an [`assemble::Assembled`], whose `Topology`
 //! goes to `core/plan` exactly as a file's does.
 
+pub mod addr;
 pub mod alloc;
 pub mod assemble;
 pub mod gc;
 pub mod keys;
 pub mod mirror;
+pub mod own;
 pub mod records;
 pub mod sync;
 pub mod transfer;

@@ -1,0 +1,60 @@
+//! A real etcd member on loopback for one test: its own ports and a data directory on tmpfs
+//! (`/dev/shm`: every etcd write is an fsync), killed by pid and removed when dropped, also when
+//! the test panics. A missing `/usr/bin/etcd` fails the test (scripts/install-deps installs it).
+
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::path::PathBuf;
+use std::time::Duration;
+use wiremesh::io::etcd::EtcdConfig;
+use wiremesh::lab::etcd::{loopback_spec, Member, ETCD_BIN, ETCD_READY_TIMEOUT};
+
+pub struct TestEtcd {
+    pub member: Member,
+    dir: PathBuf,
+}
+
+impl TestEtcd {
+    /// Starts a one-member cluster and waits until it is healthy.
+    pub fn start() -> TestEtcd {
+        assert!(
+            std::path::Path::new(ETCD_BIN).exists(),
+            "{ETCD_BIN} is missing: run scripts/install-deps (Debian's etcd-server)"
+        );
+        let token = crate::common::unique_prefix();
+        let dir = PathBuf::from(format!("/dev/shm/wiremesh-test-etcd-{token}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = loopback_spec("e1", &dir, &token).unwrap();
+        let member = Member::start(spec).unwrap();
+        let mut etcd = TestEtcd { member, dir };
+        etcd.member.wait_healthy(ETCD_READY_TIMEOUT).unwrap();
+        etcd
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        self.member.spec.client.to_string()
+    }
+
+    pub fn config(&self) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: vec![self.endpoint()],
+            ..EtcdConfig::default()
+        }
+    }
+
+    /// Kills the member and starts it again on its data directory.
+    pub fn restart(&mut self) {
+        self.member.restart().unwrap();
+        self.member
+            .wait_healthy(ETCD_READY_TIMEOUT + Duration::from_secs(10))
+            .unwrap();
+    }
+}
+
+impl Drop for TestEtcd {
+    fn drop(&mut self) {
+        self.member.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
