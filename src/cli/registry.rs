@@ -6,7 +6,7 @@ use super::registry_args::RegistryArgs;
 use crate::core::registry::addr::RegistryAddr;
 use crate::core::registry::assemble::{assemble, Assembled};
 use crate::core::registry::keys::{Key, Layout};
-use crate::core::registry::records::{decode, RecordValue};
+use crate::core::registry::records::{decode, ClaimValue, RecordValue};
 use crate::core::registry::{gc, transfer, Snapshot, TxnOutcome, TxnSpec};
 use crate::core::topology::Topology;
 use crate::daemon::registry::etcd_config;
@@ -166,8 +166,15 @@ async fn run_txn(etcd: &mut Etcd, txn: &TxnSpec, what: &str) -> anyhow::Result<i
 fn status(layout: &Layout, snapshot: &Snapshot, shown: &str) -> anyhow::Result<()> {
     let mut present = std::collections::BTreeSet::new();
     let mut records = std::collections::BTreeMap::new();
+    let mut claims = std::collections::BTreeMap::new();
     for (key, kv) in &snapshot.kvs {
         match layout.parse(key) {
+            Ok(Key::Claim(n)) => {
+                if let Ok(c) = decode::<ClaimValue>(&kv.value) {
+                    let v6 = c.pod_cidr_v6.map(|v| format!(",{v}")).unwrap_or_default();
+                    claims.insert(n, format!("{}{v6}", c.pod_cidr));
+                }
+            }
             Ok(Key::Presence(n)) => {
                 present.insert(n);
             }
@@ -202,8 +209,9 @@ fn status(layout: &Layout, snapshot: &Snapshot, shown: &str) -> anyhow::Result<(
         })
         .unwrap_or_default();
     for (name, r) in &records {
+        // a planned node's CIDRs, else what its claim holds (a left node keeps its CIDR)
         let cidr = planned.get(name.as_str()).map_or_else(
-            || "-".to_string(),
+            || claims.get(name).cloned().unwrap_or_else(|| "-".to_string()),
             |n| match n.pod_cidr_v6 {
                 Some(v6) => format!("{},{v6}", n.pod_cidr),
                 None => n.pod_cidr.to_string(),

@@ -426,3 +426,93 @@ pub fn transfer_across_a_shrinking_path(
     lab.set_link("r1", "r2", limit).unwrap();
     transfer
 }
+
+/// A lab built from `tests/topologies/<name>` on a real etcd of `members` members (the
+/// topology imported, every daemon started with `--registry` and ready).
+pub fn running_registry_lab(name: &str, members: usize) -> wiremesh::lab::Lab {
+    let mut opts = wiremesh::lab::LabOptions::new(unique_prefix(), exe());
+    opts.etcd_members = Some(members);
+    let mut lab = wiremesh::lab::Lab::build(&topology(name), opts).unwrap();
+    lab.start_daemons().unwrap();
+    lab
+}
+
+/// `wiremesh registry ARGS` against a lab's registry; its stdout, after asserting success.
+pub fn registry_cli(lab: &wiremesh::lab::Lab, args: &[&str]) -> String {
+    let out = lab.registry_cli(args).unwrap();
+    assert!(
+        out.status.success(),
+        "wiremesh registry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until every running node's UAPI shows (`present`) or lacks the key; the time it took.
+pub fn wait_peer_everywhere(
+    lab: &wiremesh::lab::Lab,
+    key: &str,
+    present: bool,
+    within: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let nodes: Vec<String> = lab
+        .nodes()
+        .into_iter()
+        .filter(|n| lab.daemon_pid(n).is_some())
+        .collect();
+    wait_until(
+        within,
+        &format!("peer {key} present={present} everywhere"),
+        || {
+            nodes.iter().all(|n| {
+                let ifname = lab.ifname(n).unwrap();
+                let Some(own) = lab.topology().and_then(|t| t.node(n).ok()) else {
+                    return true;
+                };
+                own.public_key.to_string() == key
+                    || wg_peers(ifname).iter().any(|p| p == key) == present
+            })
+        },
+    );
+    started.elapsed()
+}
+
+/// `etcdctl ARGS` (Debian's etcd-client) against a lab's first etcd member, from the core
+/// namespace, with `stdin` as its input (the value of `put KEY`); its stdout, asserting success.
+pub fn etcdctl(lab: &wiremesh::lab::Lab, args: &[&str], stdin: &[u8]) -> String {
+    use std::io::Write;
+    let url = lab.registry_url().expect("a lab on etcd");
+    let first = url
+        .trim_start_matches("etcd://")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.layout().core_ns, "etcdctl"])
+        .arg(format!("--endpoints={first}"))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl (scripts/install-deps installs etcd-client)");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until a node's daemon log contains `needle`.
+pub fn wait_log(lab: &wiremesh::lab::Lab, node: &str, needle: &str, within: std::time::Duration) {
+    let path = lab.log_path(node);
+    wait_until(within, &format!("'{needle}' in {}", path.display()), || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.contains(needle))
+    });
+}

@@ -101,19 +101,47 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Connects and proves the connection with a read of `probe` (a key the caller may read), so
-    /// an unreachable member, a wrong password or a wrong CA is reported here, not at the first
-    /// real request.
+    /// Connects to one member and proves the connection with a read of `probe` (a key the
+    /// caller may read), so an unreachable member, a wrong password or a wrong CA is reported
+    /// here, not at the first real request. Members are tried in turn, starting at a different
+    /// one each time, and the first that answers carries every request of this client, as
+    /// etcd's own clients do: tonic's balancing keeps sending a share of requests to a dead
+    /// member, while a pinned connection fails over only when its member fails.
     pub async fn connect(config: &EtcdConfig, probe: &str) -> Result<Self, EtcdError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let shown = config.shown();
-        if config.endpoints.is_empty() {
+        let n = config.endpoints.len();
+        if n == 0 {
             return Err(EtcdError::NoEndpoints);
         }
         let options = config.options()?;
-        let client = Client::connect(config.urls(), Some(options))
+        let urls = config.urls();
+        let first = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..n {
+            let url = &urls[(first + i) % n];
+            match Self::connect_one(url, &options, &shown, probe).await {
+                Ok(etcd) => return Ok(etcd),
+                Err(e) if e.is_transient() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one member was tried"))
+    }
+
+    async fn connect_one(
+        url: &str,
+        options: &ConnectOptions,
+        shown: &str,
+        probe: &str,
+    ) -> Result<Self, EtcdError> {
+        let client = Client::connect([url], Some(options.clone()))
             .await
-            .map_err(|e| EtcdError::from_client(&shown, probe, e))?;
-        let mut etcd = Etcd { client, shown };
+            .map_err(|e| EtcdError::from_client(shown, probe, e))?;
+        let mut etcd = Etcd {
+            client,
+            shown: shown.to_string(),
+        };
         etcd.get(probe).await?;
         Ok(etcd)
     }
