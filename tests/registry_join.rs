@@ -126,3 +126,37 @@ fn a_rotated_key_reaches_the_registry_and_a_node_that_was_down_converges_from_it
     lab.refresh_topology().unwrap();
     assert_all_pairs(&lab, Duration::from_secs(3));
 }
+
+#[test]
+fn a_node_removed_by_the_administrator_while_running_stops_and_is_dropped_everywhere() {
+    if !require_root() {
+        return;
+    }
+    let lab = running_registry_lab("three-regions.toml", 1);
+    let key = lab
+        .topology()
+        .unwrap()
+        .node("d")
+        .unwrap()
+        .public_key
+        .to_string();
+    let pid = lab.daemon_pid("d").unwrap();
+    let out = registry_cli(&lab, &["remove", "d", "--force"]);
+    assert!(out.contains("removed node 'd'"), "{out}");
+    wait_log(
+        &lab,
+        "d",
+        "removed from the registry",
+        std::time::Duration::from_secs(10),
+    );
+    wiremesh::testing::wait_until(Duration::from_secs(10), "d's daemon to exit", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    for n in ["a", "b", "c"] {
+        wiremesh::testing::wait_until(Duration::from_secs(10), "d dropped", || {
+            !wg_peers(lab.ifname(n).unwrap()).contains(&key)
+        });
+    }
+}

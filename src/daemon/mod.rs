@@ -228,9 +228,11 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            Some(topology) = source.next() => {
-                log_reload(reload(&mut running, &topology).await);
-            }
+            next = source.next() => match next {
+                Some(topology) => log_reload(reload(&mut running, &topology).await),
+                // removed from the registry: stop as on SIGTERM
+                None => break,
+            },
             _ = hup.recv() => {
                 match source.reread() {
                     Ok(Some(topology)) => log_reload(reload(&mut running, &topology).await),

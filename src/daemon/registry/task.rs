@@ -65,7 +65,11 @@ impl Task {
         keepalive.reset();
         loop {
             self.drive().await;
-            self.publish();
+            if self.publish() == Published::Removed {
+                // the daemon sees the updates end and stops; it does not register again
+                tracing::warn!("removed from the registry by an administrator; stopping");
+                return;
+            }
             let timeout = self
                 .conn
                 .poll_timeout()
@@ -190,10 +194,16 @@ impl Task {
     }
 
     /// Assembles the mirror when the debounce allows, hands it to the daemon and saves it.
-    fn publish(&mut self) {
+    fn publish(&mut self) -> Published {
         let Some(snapshot) = self.conn.poll_publish(Instant::now()) else {
-            return;
+            return Published::Nothing;
         };
+        // Our record gone from a list or watch of etcd itself (not from the snapshot file, and
+        // not before we wrote it): an administrator removed this node.
+        let own = self.cfg.layout.record(&self.cfg.node);
+        if self.joined && !snapshot.kvs.contains_key(&own) {
+            return Published::Removed;
+        }
         match assembled(&self.cfg, &snapshot) {
             Ok(a) => {
                 self.report(&a.problems);
@@ -207,6 +217,7 @@ impl Task {
         if let Err(e) = registry_snapshot::write(&self.cfg.snapshot, &file) {
             tracing::warn!(error = %e, "could not save the registry snapshot");
         }
+        Published::Topology
     }
 
     fn report(&mut self, problems: &[Problem]) {
@@ -284,6 +295,13 @@ impl Task {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    Nothing,
+    Topology,
+    Removed,
 }
 
 fn gone() -> RegistryError {

@@ -1,0 +1,122 @@
+//! `wiremesh registry` against a real etcd on loopback: import then export gives back the
+//! file's mesh with the CIDRs `wiremesh ipam` gives; a second import changes nothing; a changed
+//! pool is refused naming the field; status and remove.
+
+mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
+
+use common::*;
+use std::path::Path;
+
+fn registry(e: &etcd::TestEtcd, mesh: &str, args: &[&str]) -> (bool, String, String) {
+    let url = format!("etcd://{}", e.endpoint());
+    let mut all = vec!["registry"];
+    all.extend_from_slice(args);
+    all.extend(["--registry", &url, "--mesh", mesh]);
+    let out = wiremesh(&all);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn shipped(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("topologies")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn import_then_export_gives_the_files_mesh_with_the_cidrs_ipam_gives() {
+    let e = etcd::TestEtcd::start();
+    let file = shipped("hub-2regions.toml");
+    let (ok, out, err) = registry(&e, "m1", &["import", "-t", &file]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported"), "{out}");
+    let (ok, exported, err) = registry(&e, "m1", &["export"]);
+    assert!(ok, "{err}");
+    let original = wiremesh::core::topology::Topology::load(Path::new(&file)).unwrap();
+    let back =
+        wiremesh::core::topology::Topology::parse(&exported, Path::new("export.toml")).unwrap();
+    let ipam = wiremesh(&["ipam", "-t", &file, "--json"]);
+    let ipam: Vec<serde_json::Value> = serde_json::from_slice(&ipam.stdout).unwrap();
+    assert_eq!(back.nodes.len(), original.nodes.len());
+    assert_eq!(back.mode, original.mode);
+    assert_eq!(back.cluster_cidr, original.cluster_cidr);
+    for a in &ipam {
+        let name = a["name"].as_str().unwrap();
+        let n = back.node(name).unwrap();
+        let o = original.node(name).unwrap();
+        assert_eq!(
+            n.pod_cidr.to_string(),
+            a["pod-cidr"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            (n.public_key, &n.region, &n.cloud, n.hub),
+            (o.public_key, &o.region, &o.cloud, o.hub),
+            "{name}"
+        );
+    }
+    // the same file again: nothing to change, no error
+    let (ok, _, err) = registry(&e, "m1", &["import", "-t", &file]);
+    assert!(ok, "{err}");
+    let (_, again, _) = registry(&e, "m1", &["export"]);
+    assert_eq!(again, exported);
+}
+
+#[test]
+fn a_changed_pool_is_refused_naming_the_field_and_nothing_is_written() {
+    let e = etcd::TestEtcd::start();
+    let file = shipped("full-3clouds.toml");
+    assert!(registry(&e, "m2", &["import", "-t", &file]).0);
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("changed.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("10.244.0.0/16", "10.244.0.0/15");
+    assert!(text.contains("10.244.0.0/15"));
+    std::fs::write(&changed, text).unwrap();
+    let (_, before, _) = registry(&e, "m2", &["export"]);
+    let (ok, _, err) = registry(&e, "m2", &["import", "-t", changed.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("field 'cluster-cidr'"), "{err}");
+    assert!(err.contains("pools are fixed once a claim exists"), "{err}");
+    let (_, after, _) = registry(&e, "m2", &["export"]);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn status_lists_every_node_and_remove_frees_one() {
+    let e = etcd::TestEtcd::start();
+    let file = shipped("full-3clouds.toml");
+    assert!(registry(&e, "m3", &["import", "-t", &file]).0);
+    let topo = wiremesh::core::topology::Topology::load(Path::new(&file)).unwrap();
+    let (ok, status, err) = registry(&e, "m3", &["status"]);
+    assert!(ok, "{err}");
+    for n in &topo.nodes {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", n.name)))
+            .unwrap_or_else(|| panic!("{} missing:\n{status}", n.name));
+        assert!(line.contains(" no "), "imported, never started: {line}");
+        assert!(line.contains(&n.public_key.to_string()), "{line}");
+    }
+    let gone = &topo.nodes[0].name;
+    let (ok, out, err) = registry(&e, "m3", &["remove", gone]);
+    assert!(ok, "{err}");
+    assert!(out.contains("its pod CIDRs are free"), "{out}");
+    let (_, status, _) = registry(&e, "m3", &["status"]);
+    assert!(!status.contains(&format!("\n{gone} ")), "{status}");
+    let (ok, _, err) = registry(&e, "m3", &["remove", gone]);
+    assert!(!ok);
+    assert!(err.contains("is not in"), "{err}");
+    // the registry commands need an etcd URL
+    let out = wiremesh(&["registry", "status", "--registry", "file:/x.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("work on etcd"));
+}
