@@ -45,8 +45,8 @@ fn import_then_export_gives_the_files_mesh_with_the_cidrs_ipam_gives() {
     let ipam = wiremesh(&["ipam", "-t", &file, "--json"]);
     let ipam: Vec<serde_json::Value> = serde_json::from_slice(&ipam.stdout).unwrap();
     assert_eq!(back.nodes.len(), original.nodes.len());
-    assert_eq!(back.mode, original.mode);
-    assert_eq!(back.cluster_cidr, original.cluster_cidr);
+    assert_eq!(back.mesh.mode, original.mesh.mode);
+    assert_eq!(back.mesh.cluster_cidr, original.mesh.cluster_cidr);
     for a in &ipam {
         let name = a["name"].as_str().unwrap();
         let n = back.node(name).unwrap();

@@ -225,7 +225,7 @@ fn ipam_json_gives_every_node_the_cidrs_the_library_assigns_from_a_file_or_stdin
         let json: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
         let nodes = json.as_array().unwrap();
         assert_eq!(nodes.len(), topo.nodes.len(), "{path}");
-        let dual = topo.cluster_cidr_v6.is_some();
+        let dual = topo.mesh.cluster_cidr_v6.is_some();
         for (got, node) in nodes.iter().zip(&topo.nodes) {
             assert_eq!(got["name"], node.name.as_str(), "{path}");
             assert_eq!(got["pod-cidr"], node.pod_cidr.to_string(), "{path}");

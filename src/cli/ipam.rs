@@ -65,7 +65,7 @@ pub fn run(args: IpamArgs) -> anyhow::Result<()> {
         }
         topo = Topology::load(&args.topology)?;
     }
-    let dual = topo.cluster_cidr_v6.is_some();
+    let dual = topo.mesh.cluster_cidr_v6.is_some();
     if args.json {
         let nodes: Vec<Assigned> = topo
             .nodes

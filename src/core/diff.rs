@@ -235,7 +235,7 @@ mod tests {
     fn a_region_mtu_change_moves_route_mtus_without_re_adding_routes() {
         let old = big(|_, n| n);
         let mut smaller = old.clone();
-        smaller.regions.insert(
+        smaller.mesh.regions.insert(
             "r3".into(),
             crate::core::topology::Region { underlay_mtu: 1400 },
         );

@@ -330,7 +330,7 @@ mod tests {
     fn a_full_mesh_has_one_edge_per_pair_of_nodes() {
         for file in ["full-3clouds.toml", "hybrid-onprem.toml"] {
             let topo = example(file);
-            if topo.mode != crate::core::topology::MeshMode::Full {
+            if topo.mesh.mode != crate::core::topology::MeshMode::Full {
                 continue;
             }
             let n = topo.nodes.len();

@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(cidrs.len(), 4);
         for n in &t.nodes {
             assert_eq!(n.pod_cidr.prefix_len(), 24);
-            assert!(t.cluster_cidr.contains(&n.pod_cidr));
+            assert!(t.mesh.cluster_cidr.contains(&n.pod_cidr));
         }
     }
 
@@ -295,7 +295,10 @@ mod tests {
         let t = Topology::parse(&many(10_000, "10.0.0.0/10"), Path::new("t.toml")).unwrap();
         let cidrs: std::collections::BTreeSet<_> = t.nodes.iter().map(|n| n.pod_cidr).collect();
         assert_eq!(cidrs.len(), 10_000);
-        assert!(t.nodes.iter().all(|n| t.cluster_cidr.contains(&n.pod_cidr)));
+        assert!(t
+            .nodes
+            .iter()
+            .all(|n| t.mesh.cluster_cidr.contains(&n.pod_cidr)));
     }
 
     #[test]

@@ -116,7 +116,7 @@ struct Hubs<'a>(HashMap<&'a str, Vec<&'a Node>>);
 impl<'a> Hubs<'a> {
     fn of(topo: &'a Topology) -> Self {
         let mut hubs: HashMap<&str, Vec<&Node>> = HashMap::new();
-        if topo.mode == MeshMode::Hub {
+        if topo.mesh.mode == MeshMode::Hub {
             for n in topo.nodes.iter().filter(|n| n.hub) {
                 hubs.entry(n.region.as_str()).or_default().push(n);
             }
@@ -164,7 +164,7 @@ impl Plan {
             public_key: n.public_key,
             endpoint: n.endpoint.clone(),
             allowed_ips: allowed,
-            persistent_keepalive: topo.persistent_keepalive,
+            persistent_keepalive: topo.mesh.persistent_keepalive,
             role,
             region: n.region.clone(),
             cloud: n.cloud.clone(),
@@ -174,7 +174,7 @@ impl Plan {
         let mut peers = Vec::new();
         // (destination node, first hop) for every other node
         let mut hops: Vec<(&Node, &Node)> = Vec::with_capacity(topo.nodes.len());
-        match topo.mode {
+        match topo.mesh.mode {
             MeshMode::Full => {
                 peers.reserve(topo.nodes.len());
                 for n in others() {
@@ -183,8 +183,8 @@ impl Plan {
                 }
             }
             MeshMode::Hub if !me.hub => {
-                let mut cluster = vec![IpNet::V4(topo.cluster_cidr)];
-                cluster.extend(topo.cluster_cidr_v6.map(IpNet::V6));
+                let mut cluster = vec![IpNet::V4(topo.mesh.cluster_cidr)];
+                cluster.extend(topo.mesh.cluster_cidr_v6.map(IpNet::V6));
                 let own_hubs = hubs.of_region(&me.region);
                 for h in own_hubs {
                     let mut allowed = h.pod_cidrs();
@@ -254,21 +254,21 @@ impl Plan {
         let underlay_mtu = topo.underlay_mtu(&me.region);
         Ok(Plan {
             node: me.name.clone(),
-            mode: topo.mode,
+            mode: topo.mesh.mode,
             public_key: me.public_key,
             listen_port: me.listen_port,
             addresses: me.overlay_addrs(),
             pod_cidrs: me.pod_cidrs(),
-            cluster_cidrs: std::iter::once(IpNet::V4(topo.cluster_cidr))
-                .chain(topo.cluster_cidr_v6.map(IpNet::V6))
+            cluster_cidrs: std::iter::once(IpNet::V4(topo.mesh.cluster_cidr))
+                .chain(topo.mesh.cluster_cidr_v6.map(IpNet::V6))
                 .collect(),
-            mtu: topo.mtu.unwrap_or(
+            mtu: topo.mesh.mtu.unwrap_or(
                 underlay_mtu
                     .saturating_sub(OVERHEAD_V4)
                     .max(MIN_TUNNEL_MTU.min(underlay_mtu)),
             ),
             underlay_mtu,
-            discover_mtu: topo.mtu.is_none(),
+            discover_mtu: topo.mesh.mtu.is_none(),
             peers,
             routes,
         })
@@ -294,7 +294,7 @@ fn overhead(a: &Node, b: &Node) -> u16 {
 
 /// Tunnel MTU of the direct path between two nodes, from the regions' underlay MTUs.
 fn pair_mtu(topo: &Topology, a: &Node, b: &Node) -> u16 {
-    if let Some(mtu) = topo.mtu {
+    if let Some(mtu) = topo.mesh.mtu {
         return mtu;
     }
     let underlay = topo
@@ -308,7 +308,7 @@ fn pair_mtu(topo: &Topology, a: &Node, b: &Node) -> u16 {
 /// The node `from` sends a packet for `dest` to: `dest` itself in a full mesh; in hub mode a
 /// spoke's hub, or another region's hub.
 fn next_hop<'a>(topo: &Topology, hubs: &Hubs<'a>, from: &'a Node, dest: &'a Node) -> &'a Node {
-    if topo.mode == MeshMode::Full {
+    if topo.mesh.mode == MeshMode::Full {
         return dest;
     }
     if !from.hub {
@@ -376,7 +376,7 @@ mod tests {
                 ("s2", "r2", false),
             ],
         );
-        t.regions.insert(
+        t.mesh.regions.insert(
             "r2".into(),
             crate::core::topology::Region { underlay_mtu: 1400 },
         );
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn a_fixed_mtu_turns_discovery_off_and_applies_everywhere() {
         let mut t = topo("full", &[("a", "r1", false), ("b", "r2", false)]);
-        t.mtu = Some(1380);
+        t.mesh.mtu = Some(1380);
         let p = Plan::compute(&t, "a").unwrap();
         assert!(!p.discover_mtu);
         assert_eq!((p.mtu, p.peers[0].mtu, p.routes[0].mtu), (1380, 1380, 1380));

@@ -96,10 +96,11 @@ impl Allocator {
             layout: layout.clone(),
             name: name.to_string(),
             record,
-            pool: Pool::v4(settings.cluster_cidr, settings.node_prefix),
+            pool: Pool::v4(settings.mesh.cluster_cidr, settings.mesh.node_prefix),
             pool_v6: settings
+                .mesh
                 .cluster_cidr_v6
-                .map(|c| Pool::v6(c, settings.node_prefix_v6)),
+                .map(|c| Pool::v6(c, settings.mesh.node_prefix_v6)),
             settings: settings.clone(),
             taken: Claims::v4(),
             taken_v6: Claims::v6(),
@@ -158,13 +159,13 @@ impl Allocator {
             .ok_or_else(|| {
                 full(
                     "cluster-cidr",
-                    s.cluster_cidr.to_string(),
+                    s.mesh.cluster_cidr.to_string(),
                     &self.pool,
-                    s.node_prefix,
+                    s.mesh.node_prefix,
                 )
             })?
             .to_v4();
-        let v6: Option<Ipv6Net> = match (&self.pool_v6, s.cluster_cidr_v6) {
+        let v6: Option<Ipv6Net> = match (&self.pool_v6, s.mesh.cluster_cidr_v6) {
             (Some(pool), Some(cluster)) => Some(
                 pool.pick(&self.name, &self.taken_v6)
                     .ok_or_else(|| {
@@ -172,7 +173,7 @@ impl Allocator {
                             "cluster-cidr-v6",
                             cluster.to_string(),
                             pool,
-                            s.node_prefix_v6,
+                            s.mesh.node_prefix_v6,
                         )
                     })?
                     .to_v6(),
@@ -313,7 +314,7 @@ mod tests {
             br#"{"v":1,"mode":"full","cluster-cidr":"10.244.0.0/19"}"#,
         )
         .unwrap();
-        let pool = Pool::v4(s.cluster_cidr, 24);
+        let pool = Pool::v4(s.mesh.cluster_cidr, 24);
         let empty: Claims<()> = Claims::v4();
         let want = pool.pick("n0", &empty).unwrap();
         let names: Vec<String> = (0..10_000)
@@ -373,7 +374,7 @@ mod tests {
     fn forged_locks_and_claims_only_remove_slots() {
         let s = settings(false);
         let mut b = Builder::new();
-        let n_slot = Pool::v4(s.cluster_cidr, 24)
+        let n_slot = Pool::v4(s.mesh.cluster_cidr, 24)
             .pick("n", &Claims::<()>::v4())
             .unwrap()
             .to_v4();

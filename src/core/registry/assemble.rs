@@ -115,15 +115,7 @@ pub fn assemble(
     }
     let candidate = Topology {
         source: source.to_path_buf(),
-        mode: settings.mode,
-        cluster_cidr: settings.cluster_cidr,
-        node_prefix: settings.node_prefix,
-        cluster_cidr_v6: settings.cluster_cidr_v6,
-        node_prefix_v6: settings.node_prefix_v6,
-        listen_port: settings.listen_port,
-        persistent_keepalive: settings.persistent_keepalive,
-        mtu: settings.mtu,
-        regions: settings.regions.clone(),
+        mesh: settings.mesh.clone(),
         nodes,
         lab_links: Vec::new(),
     };
@@ -301,7 +293,7 @@ fn nodes(
             (node, key)
         })
         .collect();
-    if settings.mode == MeshMode::Hub {
+    if settings.mesh.mode == MeshMode::Hub {
         let with_hub: HashSet<String> = nodes
             .iter()
             .filter(|(n, _)| n.hub)

@@ -43,18 +43,19 @@ pub enum TransferError {
 
 /// The file's settings as the registry stores them (lab links stay out of the registry).
 pub fn settings_value(t: &Topology) -> SettingsValue {
-    let dual = t.cluster_cidr_v6.is_some();
+    let dual = t.mesh.cluster_cidr_v6.is_some();
     SettingsValue {
         v: VERSION,
-        mode: mode_name(t.mode).into(),
-        cluster_cidr: t.cluster_cidr.to_string(),
-        node_prefix: Some(t.node_prefix),
-        cluster_cidr_v6: t.cluster_cidr_v6.map(|c| c.to_string()),
-        node_prefix_v6: dual.then_some(t.node_prefix_v6),
-        listen_port: Some(t.listen_port),
-        persistent_keepalive: t.persistent_keepalive,
-        mtu: t.mtu,
+        mode: mode_name(t.mesh.mode).into(),
+        cluster_cidr: t.mesh.cluster_cidr.to_string(),
+        node_prefix: Some(t.mesh.node_prefix),
+        cluster_cidr_v6: t.mesh.cluster_cidr_v6.map(|c| c.to_string()),
+        node_prefix_v6: dual.then_some(t.mesh.node_prefix_v6),
+        listen_port: Some(t.mesh.listen_port),
+        persistent_keepalive: t.mesh.persistent_keepalive,
+        mtu: t.mesh.mtu,
         regions: t
+            .mesh
             .regions
             .iter()
             .map(|(name, r)| {
@@ -132,7 +133,7 @@ pub fn import(
             (
                 "node-prefix",
                 &held.node_prefix.unwrap_or(24).to_string(),
-                &t.node_prefix.to_string(),
+                &t.mesh.node_prefix.to_string(),
             ),
             (
                 "cluster-cidr-v6",
@@ -254,15 +255,16 @@ struct NodeOut {
 /// (less lab links, which stay out of the registry, and with every CIDR marked pinned).
 pub fn export(t: &Topology) -> String {
     let file = FileOut {
-        mode: mode_name(t.mode),
-        cluster_cidr: t.cluster_cidr.to_string(),
-        node_prefix: t.node_prefix,
-        cluster_cidr_v6: t.cluster_cidr_v6.map(|c| c.to_string()),
-        node_prefix_v6: t.cluster_cidr_v6.map(|_| t.node_prefix_v6),
-        listen_port: t.listen_port,
-        persistent_keepalive: t.persistent_keepalive,
-        mtu: t.mtu,
+        mode: mode_name(t.mesh.mode),
+        cluster_cidr: t.mesh.cluster_cidr.to_string(),
+        node_prefix: t.mesh.node_prefix,
+        cluster_cidr_v6: t.mesh.cluster_cidr_v6.map(|c| c.to_string()),
+        node_prefix_v6: t.mesh.cluster_cidr_v6.map(|_| t.mesh.node_prefix_v6),
+        listen_port: t.mesh.listen_port,
+        persistent_keepalive: t.mesh.persistent_keepalive,
+        mtu: t.mesh.mtu,
         region: t
+            .mesh
             .regions
             .iter()
             .map(|(name, r)| {
@@ -282,7 +284,7 @@ pub fn export(t: &Topology) -> String {
                 pod_cidr: n.pod_cidr.to_string(),
                 pod_cidr_v6: n.pod_cidr_v6.map(|c| c.to_string()),
                 hub: n.hub,
-                listen_port: (n.listen_port != t.listen_port).then_some(n.listen_port),
+                listen_port: (n.listen_port != t.mesh.listen_port).then_some(n.listen_port),
             })
             .collect(),
     };

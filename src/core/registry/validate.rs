@@ -14,7 +14,7 @@ use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::key::PublicKey;
 use crate::core::topology::{
     mtu_problem, node_prefix_problem, parse_cidr, shown, underlay_mtu_problem, valid_name,
-    Endpoint, MeshMode, Region, NAME_RULE, PORT_ZERO,
+    Endpoint, MeshMode, MeshSettings, Region, NAME_RULE, PORT_ZERO,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,15 +28,8 @@ pub const MAX_LABELS: usize = 32;
 /// Checked settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    pub mode: MeshMode,
-    pub cluster_cidr: Ipv4Net,
-    pub node_prefix: u8,
-    pub cluster_cidr_v6: Option<Ipv6Net>,
-    pub node_prefix_v6: u8,
-    pub listen_port: u16,
-    pub persistent_keepalive: Option<u16>,
-    pub mtu: Option<u16>,
-    pub regions: BTreeMap<String, Region>,
+    /// What a topology file's top level says too.
+    pub mesh: MeshSettings,
     /// `None`: any node may be a hub.
     pub hubs: Option<BTreeSet<String>>,
     /// `None`: gc of nodes is off.
@@ -161,15 +154,17 @@ pub fn settings(key: &str, value: &[u8]) -> Result<Settings, Vec<Problem>> {
         return Err(p.list);
     };
     p.finish(Settings {
-        mode,
-        cluster_cidr,
-        node_prefix,
-        cluster_cidr_v6: cluster_v6,
-        node_prefix_v6,
-        listen_port: raw.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
-        persistent_keepalive: raw.persistent_keepalive.filter(|&k| k > 0),
-        mtu: raw.mtu,
-        regions,
+        mesh: MeshSettings {
+            mode,
+            cluster_cidr,
+            node_prefix,
+            cluster_cidr_v6: cluster_v6,
+            node_prefix_v6,
+            listen_port: raw.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+            persistent_keepalive: raw.persistent_keepalive.filter(|&k| k > 0),
+            mtu: raw.mtu,
+            regions,
+        },
         hubs,
         gc_after,
     })
@@ -221,7 +216,7 @@ pub fn record(
     if raw.listen_port == Some(0) {
         p.push("listen-port", PORT_ZERO);
     }
-    let listen_port = raw.listen_port.unwrap_or(settings.listen_port);
+    let listen_port = raw.listen_port.unwrap_or(settings.mesh.listen_port);
     if raw.endpoints.len() > MAX_ENDPOINTS {
         p.push(
             "endpoints",
@@ -301,15 +296,15 @@ pub fn claim(key: &str, value: &[u8], settings: &Settings) -> Result<Claim, Vec<
     if let Some(net) = v4 {
         if let Some(msg) = slot_problem(
             net,
-            settings.cluster_cidr,
-            settings.node_prefix,
+            settings.mesh.cluster_cidr,
+            settings.mesh.node_prefix,
             30,
             "cluster-cidr",
         ) {
             p.push("pod-cidr", msg);
         }
     }
-    let v6 = match (&raw.pod_cidr_v6, settings.cluster_cidr_v6) {
+    let v6 = match (&raw.pod_cidr_v6, settings.mesh.cluster_cidr_v6) {
         (None, None) => None,
         (Some(_), None) => {
             p.push("pod-cidr-v6", "set, but the mesh has no cluster-cidr-v6");
@@ -326,9 +321,13 @@ pub fn claim(key: &str, value: &[u8], settings: &Settings) -> Result<Claim, Vec<
             .map_err(|m| p.push("pod-cidr-v6", m))
             .ok()
             .inspect(|&net| {
-                if let Some(msg) =
-                    slot_problem(net, pool, settings.node_prefix_v6, 126, "cluster-cidr-v6")
-                {
+                if let Some(msg) = slot_problem(
+                    net,
+                    pool,
+                    settings.mesh.node_prefix_v6,
+                    126,
+                    "cluster-cidr-v6",
+                ) {
                     p.push("pod-cidr-v6", msg);
                 }
             }),

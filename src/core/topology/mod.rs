@@ -188,11 +188,10 @@ impl Node {
     }
 }
 
-/// A checked topology.
+/// What holds for the whole mesh: the top level of a topology file, and the settings of a
+/// registry (`core/registry/validate.rs` wraps it with what only the registry has).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    /// Where it was read from, for messages.
-    pub source: PathBuf,
+pub struct MeshSettings {
     pub mode: MeshMode,
     pub cluster_cidr: Ipv4Net,
     pub node_prefix: u8,
@@ -202,6 +201,14 @@ pub struct Topology {
     pub persistent_keepalive: Option<u16>,
     pub mtu: Option<u16>,
     pub regions: BTreeMap<String, Region>,
+}
+
+/// A checked topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Where it was read from, for messages.
+    pub source: PathBuf,
+    pub mesh: MeshSettings,
     pub nodes: Vec<Node>,
     /// Simulated inter-region links for `wiremesh lab`.
     pub lab_links: Vec<LabLink>,
@@ -239,7 +246,8 @@ impl Topology {
 
     /// Underlay MTU of a region (1500 unless the file says otherwise).
     pub fn underlay_mtu(&self, region: &str) -> u16 {
-        self.regions
+        self.mesh
+            .regions
             .get(region)
             .map(|r| r.underlay_mtu)
             .unwrap_or(crate::constants::DEFAULT_UNDERLAY_MTU)

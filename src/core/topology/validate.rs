@@ -4,7 +4,7 @@
 use super::locate::{place, Lines};
 use super::nodes::check_nodes;
 use super::shown::{clip, shown};
-use super::{MeshMode, Problem, RawTopology, Region, Topology, TopologyError};
+use super::{MeshMode, MeshSettings, Problem, RawTopology, Region, Topology, TopologyError};
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::ipam;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -186,18 +186,20 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
     }
     Some(Topology {
         source: path.to_path_buf(),
-        mode: mode?,
-        cluster_cidr: cluster,
-        node_prefix,
-        cluster_cidr_v6: cluster_v6,
-        node_prefix_v6,
-        listen_port,
-        persistent_keepalive: raw
-            .persistent_keepalive
-            .map(|k| *k.get_ref())
-            .filter(|&k| k > 0),
-        mtu: raw.mtu.map(|m| *m.get_ref()),
-        regions,
+        mesh: MeshSettings {
+            mode: mode?,
+            cluster_cidr: cluster,
+            node_prefix,
+            cluster_cidr_v6: cluster_v6,
+            node_prefix_v6,
+            listen_port,
+            persistent_keepalive: raw
+                .persistent_keepalive
+                .map(|k| *k.get_ref())
+                .filter(|&k| k > 0),
+            mtu: raw.mtu.map(|m| *m.get_ref()),
+            regions,
+        },
         nodes,
         lab_links,
     })
