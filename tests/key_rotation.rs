@@ -6,7 +6,7 @@
 mod common;
 
 use boringtun::noise::{Tunn, TunnResult};
-use common::{daemon_status as status, exe, ping_stream, require_root, running_lab, wait_for};
+use common::{daemon_status as status, ping_stream, require_root, rotate, running_lab, wait_for};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,20 +19,6 @@ use wiremesh::lab::{in_netns, Lab};
 /// Short, so the test sees the old key refused without waiting two minutes.
 const GRACE: &str = "4s";
 const PING_EVERY: Duration = Duration::from_millis(10);
-
-/// `wiremesh rotate -i IF` for `node`; the new public key it printed.
-fn rotate(lab: &Lab, node: &str) -> String {
-    let out = std::process::Command::new(exe())
-        .args(["rotate", "-i", lab.ifname(node).unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rotate {node}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// Waits until every daemon sends over sessions under everyone's newest keys and nobody
 /// holds a previous key any more (`retired`), or only the former (`!retired`).

@@ -72,6 +72,11 @@ async fn join_at_once(
     out
 }
 
+/// The CIDRs every joiner took; fails on the first that did not.
+fn all_taken(results: Vec<Result<Ipv4Net, JoinError>>) -> Vec<Ipv4Net> {
+    results.into_iter().map(Result::unwrap).collect()
+}
+
 async fn start_mesh(e: &TestEtcd, mesh: &str) -> (Etcd, Layout) {
     let layout = Layout::new(mesh).unwrap();
     let mut etcd = Etcd::connect(&e.config(), layout.prefix()).await.unwrap();
@@ -117,11 +122,7 @@ async fn twenty_nodes_registering_at_one_moment_get_twenty_distinct_cidrs() {
     let e = TestEtcd::start();
     let (mut etcd, layout) = start_mesh(&e, "alloc-plain").await;
     let names: Vec<String> = (0..20).map(|i| format!("node-{i}")).collect();
-    let told: Vec<Ipv4Net> = join_at_once(&e, &layout, &names)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let told = all_taken(join_at_once(&e, &layout, &names).await);
     assert_distinct(&mut etcd, &layout, &told).await;
 }
 
@@ -137,11 +138,7 @@ async fn twenty_joiners_that_all_prefer_one_slot_still_get_twenty_distinct_cidrs
         .take(20)
         .collect();
     assert_eq!(names.len(), 20);
-    let told: Vec<Ipv4Net> = join_at_once(&e, &layout, &names)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let told = all_taken(join_at_once(&e, &layout, &names).await);
     assert!(
         told.contains(&wanted),
         "one of them got the slot they all wanted"
@@ -154,11 +151,7 @@ async fn a_joiner_to_a_full_pool_is_refused_naming_cluster_cidr() {
     let e = TestEtcd::start();
     let (mut etcd, layout) = start_mesh(&e, "alloc-full").await;
     let names: Vec<String> = (0..32).map(|i| format!("f{i}")).collect();
-    let told: Vec<Ipv4Net> = join_at_once(&e, &layout, &names)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let told = all_taken(join_at_once(&e, &layout, &names).await);
     assert_distinct(&mut etcd, &layout, &told).await;
     let late = join_at_once(&e, &layout, &["late".to_string()]).await;
     let err = late.into_iter().next().unwrap().unwrap_err().to_string();

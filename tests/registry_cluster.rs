@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use wiremesh::lab::JoinOptions;
 
 #[test]
 fn a_join_converges_with_one_of_three_etcd_members_dead() {
@@ -16,22 +15,7 @@ fn a_join_converges_with_one_of_three_etcd_members_dead() {
     assert_eq!(lab.registry_url().unwrap().matches(':').count(), 4); // etcd:// + 3 members
     assert_all_pairs(&lab, Duration::from_secs(3));
     lab.kill_etcd(0).unwrap();
-    lab.join(
-        "e",
-        &JoinOptions {
-            region: "eu-west".into(),
-            ..JoinOptions::default()
-        },
-    )
-    .unwrap();
-    let key = lab
-        .topology()
-        .unwrap()
-        .node("e")
-        .unwrap()
-        .public_key
-        .to_string();
-    let took = wait_peer_everywhere(&lab, &key, true, Duration::from_secs(45));
+    let (_, took) = join_and_wait(&mut lab, "e", "eu-west", Duration::from_secs(45));
     println!("with member e1 dead, every node had peer e in {took:?}");
     assert_all_pairs(&lab, Duration::from_secs(3));
 }

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wiremesh::lab::JoinOptions;
 
 #[test]
 fn a_node_joins_a_running_mesh_and_leaves_it_without_disturbing_the_others() {
@@ -27,23 +26,7 @@ fn a_node_joins_a_running_mesh_and_leaves_it_without_disturbing_the_others() {
         })
         .collect();
 
-    lab.join(
-        "e",
-        &JoinOptions {
-            region: "us-east".into(),
-            cloud: Some("gcp".into()),
-            ..JoinOptions::default()
-        },
-    )
-    .unwrap();
-    let key = lab
-        .topology()
-        .unwrap()
-        .node("e")
-        .unwrap()
-        .public_key
-        .to_string();
-    let took = wait_peer_everywhere(&lab, &key, true, Duration::from_secs(10));
+    let (key, took) = join_and_wait(&mut lab, "e", "us-east", Duration::from_secs(10));
     println!("every node had peer e configured {took:?} after its daemon was up");
     assert_all_pairs(&lab, Duration::from_secs(3));
 
@@ -69,20 +52,6 @@ fn a_node_joins_a_running_mesh_and_leaves_it_without_disturbing_the_others() {
     assert!(!status.contains("\ne "), "{status}");
     let export = registry_cli(&lab, &["export"]);
     assert!(!export.contains("name = \"e\""), "{export}");
-}
-
-/// `wiremesh rotate -i IF` for `node`; the new public key it printed.
-fn rotate(lab: &wiremesh::lab::Lab, node: &str) -> String {
-    let out = std::process::Command::new(exe())
-        .args(["rotate", "-i", lab.ifname(node).unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wiremesh::lab::{JoinOptions, Signal};
+use wiremesh::lab::Signal;
 
 #[test]
 fn the_mesh_rides_out_a_minute_without_etcd_and_converges_after() {
@@ -50,23 +50,8 @@ fn the_mesh_rides_out_a_minute_without_etcd_and_converges_after() {
     assert_eq!(s.lost, 0, "{s:?}");
 
     lab.start_etcd(0).unwrap();
-    lab.join(
-        "e",
-        &JoinOptions {
-            region: "onprem".into(),
-            ..JoinOptions::default()
-        },
-    )
-    .unwrap();
-    let key = lab
-        .topology()
-        .unwrap()
-        .node("e")
-        .unwrap()
-        .public_key
-        .to_string();
     // the daemons reconnect within their backoff (at most 30 s)
-    let took = wait_peer_everywhere(&lab, &key, true, Duration::from_secs(45));
+    let (_, took) = join_and_wait(&mut lab, "e", "onprem", Duration::from_secs(45));
     println!("after etcd returned, every node had peer e in {took:?}");
     assert_all_pairs(&lab, Duration::from_secs(3));
     // b, which started from its snapshot, joined the registry when it came back

@@ -2,8 +2,7 @@
 //! can read them (as `wg` and OpenSSH do), never echoed.
 
 use crate::core::key::{KeyError, PrivateKey};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,18 +83,9 @@ pub fn write_private(path: &Path, key: &PrivateKey, overwrite: bool) -> Result<(
             path: path.to_path_buf(),
         });
     }
-    let tmp = path.with_extension("key.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    writeln!(f, "{}", key.to_base64()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    Ok(())
+    let text = format!("{}\n", key.to_base64());
+    crate::io::atomic_file::replace(path, text.as_bytes(), 0o600)
+        .map_err(|e| io_err(&e.path)(e.source))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Thin drivers that touch the kernel. Each decides nothing; the core and the engine decide.
 
+pub mod atomic_file;
 pub mod control_socket;
 pub mod dns;
 pub mod etcd;

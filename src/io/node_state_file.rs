@@ -5,9 +5,9 @@
 
 use crate::constants::NODE_STATE_FILE;
 use crate::core::node_state::{NodeState, NodeStateError};
-use std::fs::{DirBuilder, File, OpenOptions, Permissions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use crate::io::atomic_file;
+use std::fs::{DirBuilder, Permissions};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,30 +59,13 @@ pub fn write(state_dir: &Path, state: &NodeState) -> Result<PathBuf, NodeStateFi
     // the umask may have narrowed a directory made just now
     std::fs::set_permissions(&dir, Permissions::from_mode(0o755)).map_err(io_err(&dir))?;
     let file = dir.join(NODE_STATE_FILE);
-    let tmp = dir.join(format!(".{NODE_STATE_FILE}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.set_permissions(Permissions::from_mode(0o644))
-            .map_err(io_err(&tmp))?;
-        f.write_all(state.to_json().as_bytes())
-            .map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &file).map_err(io_err(&file))?;
-        // the rename itself is durable only once the directory is synced
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|()| file)
+    atomic_file::replace(&file, state.to_json().as_bytes(), 0o644).map_err(|e| {
+        NodeStateFileError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })?;
+    Ok(file)
 }
 
 /// Removes the state of `interface` and its directory (when nothing else is left in it). A

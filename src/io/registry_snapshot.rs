@@ -4,8 +4,7 @@
 //! the new one, never half of one.
 
 use crate::core::registry::mirror::{SnapshotError, SnapshotFile};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use crate::io::atomic_file;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,26 +45,16 @@ pub fn read(path: &Path) -> Result<Option<SnapshotFile>, SnapshotFileError> {
         })
 }
 
-/// Replaces the file with `file`, atomically.
+/// Replaces the file with `file`, atomically (creating its directory).
 pub fn write(path: &Path, file: &SnapshotFile) -> Result<(), SnapshotFileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(file.to_json().as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
+    atomic_file::replace(path, file.to_json().as_bytes(), 0o600).map_err(|e| {
+        SnapshotFileError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -95,7 +84,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!path.with_extension("json.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]

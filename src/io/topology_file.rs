@@ -9,7 +9,6 @@
 use crate::core::key::PublicKey;
 use crate::core::topology::{Topology, TopologyError};
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, Table, Value};
@@ -152,33 +151,11 @@ fn check(doc: &DocumentMut, path: &Path) -> Result<Topology, TopologyFileError> 
     Topology::parse(&doc.to_string(), path).map_err(TopologyFileError::WouldBreak)
 }
 
-/// Temp file in the same directory (so rename stays on one file system), same permissions as
-/// the original, synced before the rename.
+/// The file replaced atomically, keeping its permissions.
 fn write_atomically(path: &Path, text: &str) -> Result<(), TopologyFileError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o7777;
-            f.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(io_err(&tmp))?;
-        }
-        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    crate::io::atomic_file::replace(path, text.as_bytes(), mode)
+        .map_err(|e| io_err(&e.path)(e.source))
 }
 
 #[cfg(test)]

@@ -516,3 +516,44 @@ pub fn wait_log(lab: &wiremesh::lab::Lab, node: &str, needle: &str, within: std:
         std::fs::read_to_string(&path).is_ok_and(|t| t.contains(needle))
     });
 }
+
+/// `lab join NAME --region REGION` on a lab on etcd, then waits until every running node has
+/// the new peer configured; its public key and how long that took after its daemon was up.
+pub fn join_and_wait(
+    lab: &mut wiremesh::lab::Lab,
+    name: &str,
+    region: &str,
+    within: std::time::Duration,
+) -> (String, std::time::Duration) {
+    lab.join(
+        name,
+        &wiremesh::lab::JoinOptions {
+            region: region.into(),
+            ..wiremesh::lab::JoinOptions::default()
+        },
+    )
+    .unwrap();
+    let key = lab
+        .topology()
+        .unwrap()
+        .node(name)
+        .unwrap()
+        .public_key
+        .to_string();
+    let took = wait_peer_everywhere(lab, &key, true, within);
+    (key, took)
+}
+
+/// `wiremesh rotate -i IF` for `node`; the new public key it printed.
+pub fn rotate(lab: &wiremesh::lab::Lab, node: &str) -> String {
+    let out = std::process::Command::new(exe())
+        .args(["rotate", "-i", lab.ifname(node).unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rotate {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
