@@ -142,6 +142,7 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                 cloud,
                 hub,
                 region_mtu,
+                private_key: None,
             };
             lab.join(&name, &opts)?;
             println!("node '{name}' joined lab '{prefix}'");

@@ -18,6 +18,9 @@ pub struct JoinOptions {
     pub hub: bool,
     /// MTU of a new region's underlay (default 1500); an existing region keeps its own.
     pub region_mtu: Option<u16>,
+    /// The node's key; a fresh one when `None`. A caller that must know the public key before
+    /// the daemon runs (a benchmark timing the join) makes it first.
+    pub private_key: Option<crate::core::key::PrivateKey>,
 }
 
 impl Lab {
@@ -38,7 +41,7 @@ impl Lab {
         let (node, new_region) = self.state.layout.add_node(name, &opts.region, mtu, port)?;
         self.dir.save(&self.state)?;
         network::add_node(&mut self.state, &self.dir, &node, new_region.as_ref())?;
-        let key = keyfile::generate();
+        let key = opts.private_key.clone().unwrap_or_else(keyfile::generate);
         keyfile::write_private(&self.dir.key(name), &key, false)?;
         let mut extra = vec![
             "--region".to_string(),
