@@ -1,15 +1,35 @@
-//! A minimal HTTP/1.1 server for `GET /metrics`: one request per connection, then close.
+//! The `/metrics` endpoint: HTTP/1.1 on hyper, one request per connection, then close.
 //!
-//! A scrape endpoint needs one route, so a small hand-rolled server beats pulling in an HTTP
-//! stack. It is written to survive anything a port scanner sends: the request head is bounded
-//! in size and time, every parse failure is an answer (400, 404, 405, 431) rather than a panic,
-//! and the number of connections served at once is capped.
+//! hyper 1.x is already in the binary (etcd-client → tonic), so serving on it adds no crate and
+//! leaves one HTTP stack in the tree instead of a second, hand-written one: request parsing is
+//! the code every tonic channel already trusts. The server must still survive anything a port
+//! scanner sends, so each limit of the old server is kept (docs/registry.md, section 5):
+//!
+//! - the request head is at most [`MAX_HEAD`] bytes, else hyper answers 431;
+//! - the head arrives within [`Limits::header_read`] (5 s), else the connection is closed;
+//! - a whole connection (head, answer, linger) ends within [`Limits::connection`] (15 s);
+//! - one request per connection (`keep_alive(false)`), and the body is never read;
+//! - [`MAX_CONNECTIONS`] are served at once: a permit is taken *before* `accept`, so the rest
+//!   wait in the kernel's accept queue instead of costing a task each;
+//! - bad method, target, header or version: hyper answers 400; [`route`] answers 404 and 405.
+//!
+//! HTTP/1 only: an HTTP/2 preface is closed without an answer. A head cut off by end of input
+//! is closed without an answer too (the old server said 400): hyper counts it as a request
+//! never made, not a bad one.
 //!
 //! Content negotiation: a scraper whose `Accept` names `application/openmetrics-text` (Prometheus
 //! does) gets OpenMetrics; everyone else gets Prometheus text 0.0.4.
 
 use super::{render_openmetrics, to_prometheus_text, MetricsError};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +38,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-/// Largest request head accepted; a scrape request is a few hundred bytes.
+/// Largest request head accepted; a scrape request is a few hundred bytes. Also hyper's read
+/// buffer size (8192 is its minimum), so a connection never holds more than this unparsed.
 const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long writing the answer may take before the connection is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After answering, how much unread input is drained, and for how long, before closing.
 const LINGER_BYTES: usize = 256 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(1);
@@ -32,6 +49,24 @@ const MAX_CONNECTIONS: usize = 16;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS_TYPE: &[u8] = b"application/openmetrics-text";
+
+/// The time limits of one connection; a value so tests can shorten them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How long a client may take to send its request head.
+    pub header_read: Duration,
+    /// How long a whole connection may last: the head, writing the answer and the linger (the
+    /// hand-written server allowed 5 s for the head, then 10 s for the rest).
+    pub connection: Duration,
+}
+
+impl Limits {
+    pub(crate) const DEFAULT: Limits = Limits {
+        header_read: Duration::from_secs(5),
+        connection: Duration::from_secs(15),
+    };
+}
 
 /// A running metrics endpoint. Dropping it stops the server and closes the port.
 #[derive(Debug)]
@@ -55,16 +90,32 @@ impl Drop for MetricsServer {
 
 /// Binds `addr` and serves `registry` on it until the returned server is dropped.
 pub async fn serve(addr: SocketAddr, registry: Registry) -> Result<MetricsServer, MetricsError> {
+    serve_with(addr, registry, Limits::DEFAULT).await
+}
+
+/// [`serve`] with the given time limits.
+pub(crate) async fn serve_with(
+    addr: SocketAddr,
+    registry: Registry,
+    limits: Limits,
+) -> Result<MetricsServer, MetricsError> {
     let bind_err = |source| MetricsError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
-    let registry = Arc::new(registry);
-    let task = tokio::spawn(accept_loop(listener, registry));
+    let task = tokio::spawn(accept_loop(listener, Arc::new(registry), limits));
     tracing::info!(%local_addr, "metrics on http://{local_addr}/metrics");
     Ok(MetricsServer { local_addr, task })
 }
 
-async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
+async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, limits: Limits) {
+    let mut http = http1::Builder::new();
+    // Title case: the same bytes on the wire as the hand-written server, for whoever greps them.
+    http.keep_alive(false)
+        .title_case_headers(true)
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(MAX_HEAD)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -79,167 +130,126 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
                 continue;
             }
         };
-        let registry = registry.clone();
+        let (http, registry) = (http.clone(), registry.clone());
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, &registry).await {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
+            let served = handle(stream, &http, &registry);
+            if tokio::time::timeout(limits.connection, served)
+                .await
+                .is_err()
+            {
+                tracing::debug!("metrics connection cut off after {:?}", limits.connection);
             }
             drop(permit);
         });
     }
 }
 
-async fn handle(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
-        Err(_) => return Ok(()),
-    };
-    let reply = match head {
-        Head::Complete(bytes) => answer(&bytes, registry),
-        Head::TooLarge => status(431, "Request Header Fields Too Large"),
-        Head::Truncated => status(400, "Bad Request"),
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&reply).await?;
-        stream.shutdown().await?;
-        linger(&mut stream).await
-    })
-    .await
-    .unwrap_or(Ok(()))
+/// Serves one request, then closes. hyper gets the socket only by reference: on a parse error
+/// (400, 431) it returns an error instead of the socket, and the linger is needed then too.
+async fn handle(mut stream: TcpStream, http: &http1::Builder, registry: &Registry) {
+    let service = service_fn(|req| std::future::ready(Ok::<_, Infallible>(respond(req, registry))));
+    if let Err(e) = http
+        .serve_connection(TokioIo::new(&mut stream), service)
+        .await
+    {
+        tracing::debug!(error = %e, "metrics connection ended with an error");
+    }
+    // hyper shuts the write side down after an answer, not when it gives up without one
+    // (header timeout, a head cut off, an HTTP/2 preface).
+    let _ = stream.shutdown().await;
+    linger(&mut stream).await;
 }
 
 /// Reads and discards what the client still sends (bounded), so closing a socket with unread
 /// input does not reset the connection before the client has read our answer.
-async fn linger(stream: &mut TcpStream) -> std::io::Result<()> {
+async fn linger(stream: &mut TcpStream) {
     let mut chunk = [0u8; 4096];
     let mut left = LINGER_BYTES;
     let drain = async {
         while left > 0 {
-            match stream.read(&mut chunk).await? {
-                0 => break,
-                n => left = left.saturating_sub(n),
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
             }
         }
-        Ok(())
     };
-    tokio::time::timeout(LINGER_TIME, drain)
-        .await
-        .unwrap_or(Ok(()))
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
-enum Head {
-    Complete(Vec<u8>),
-    TooLarge,
-    Truncated,
-}
-
-/// Reads up to the blank line that ends the request head.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Head::Truncated);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head_end(&buf) {
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if buf.len() > MAX_HEAD {
-            return Ok(Head::TooLarge);
-        }
-    }
-}
-
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    crlf.into_iter().chain(lf).min()
-}
-
-/// What a request head asks for; pure, so every odd request can be tested without a socket.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    Metrics { openmetrics: bool, head_only: bool },
-    NotFound,
-    MethodNotAllowed,
-    BadRequest,
-}
-
-pub(crate) fn route(head: &[u8]) -> Route {
-    let Ok(text) = std::str::from_utf8(head) else {
-        return Route::BadRequest;
-    };
-    let mut lines = text.lines();
-    let mut parts = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return Route::BadRequest;
-    }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if path != "/metrics" {
-        return Route::NotFound;
-    }
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Route::MethodNotAllowed,
-    };
-    let openmetrics = lines.any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("accept") && v.contains("application/openmetrics-text")
-        })
-    });
-    Route::Metrics {
-        openmetrics,
-        head_only,
-    }
-}
-
-fn answer(head: &[u8], registry: &Registry) -> Vec<u8> {
-    match route(head) {
-        Route::Metrics {
-            openmetrics,
-            head_only,
-        } => {
+/// The answer to one request. The request, body unread, is dropped here.
+fn respond(req: Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    let accepts = req
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    match route(req.method().as_str(), req.uri().path(), accepts) {
+        // For HEAD, hyper sends the head with this body's Content-Length and leaves the body out.
+        Route::Metrics { openmetrics } => {
             let om = render_openmetrics(registry);
             let (body, ctype) = if openmetrics {
                 (om, OPENMETRICS)
             } else {
                 (to_prometheus_text(&om), PROMETHEUS_TEXT)
             };
-            let mut out = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            if !head_only {
-                out.extend_from_slice(body.as_bytes());
-            }
-            out
+            answer(StatusCode::OK, ctype, body)
         }
-        Route::NotFound => status(404, "Not Found"),
-        Route::MethodNotAllowed => status(405, "Method Not Allowed"),
-        Route::BadRequest => status(400, "Bad Request"),
+        Route::NotFound => status(StatusCode::NOT_FOUND),
+        Route::MethodNotAllowed => {
+            let mut res = status(StatusCode::METHOD_NOT_ALLOWED);
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            res
+        }
+        Route::BadRequest => status(StatusCode::BAD_REQUEST),
     }
 }
 
-fn status(code: u16, reason: &str) -> Vec<u8> {
-    let body = format!("{code} {reason}\n");
-    let allow = if code == 405 {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{allow}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+fn answer(code: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = code;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    res
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let reason = code.canonical_reason().unwrap_or("");
+    let body = format!("{} {reason}\n", code.as_u16());
+    answer(code, "text/plain; charset=utf-8", body)
+}
+
+/// What a request asks for; pure, so every odd request can be tested without a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Metrics {
+        openmetrics: bool,
+    },
+    NotFound,
+    MethodNotAllowed,
+    /// A target that is not a path (`GET metrics`, `OPTIONS *`): hyper lets these through.
+    BadRequest,
+}
+
+/// Routes by method, the target's path (query already split off) and the `Accept` values.
+pub(crate) fn route<'a>(
+    method: &str,
+    path: &str,
+    accepts: impl IntoIterator<Item = &'a [u8]>,
+) -> Route {
+    if !path.starts_with('/') {
+        return Route::BadRequest;
+    }
+    if path != "/metrics" {
+        return Route::NotFound;
+    }
+    if method != "GET" && method != "HEAD" {
+        return Route::MethodNotAllowed;
+    }
+    // Media types are case-insensitive; a substring is enough to tell Prometheus from curl.
+    let openmetrics = accepts.into_iter().any(|v| {
+        v.windows(OPENMETRICS_TYPE.len())
+            .any(|w| w.eq_ignore_ascii_case(OPENMETRICS_TYPE))
+    });
+    Route::Metrics { openmetrics }
 }
