@@ -2,6 +2,7 @@
 
 /// Whether a root-only benchmark should run: not without root (it says so, even under CI: a
 /// benchmark proves nothing), and not when cargo only lists the benchmarks.
+#[allow(dead_code)] // the benchmarks that need no root do not ask
 pub fn may_run(what: &str) -> bool {
     use wiremesh::testing::{has_root, UnderCi};
     has_root(&format!("the {what} benchmark"), UnderCi::Skip)
