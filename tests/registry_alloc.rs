@@ -59,7 +59,7 @@ async fn join_at_once(
                 &settings,
                 &snapshot,
                 &name,
-                record(&name, i as u32),
+                Some(record(&name, i as u32)),
             )
             .await?;
             Ok(taken.claim.pod_cidr)

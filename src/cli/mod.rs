@@ -9,6 +9,7 @@ mod keygen;
 mod plan;
 mod registry;
 mod registry_args;
+mod registry_grant;
 mod rotate;
 mod status;
 mod up;
@@ -49,7 +50,7 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     /// Containers: `cni install` writes the CNI conflist and places the wiremesh-cni plugin.
     Cni(cni::CniArgs),
-    /// The etcd registry: import, export, status, remove, gc (docs/registry.md).
+    /// The etcd registry: import, export, status, remove, gc, grant (docs/registry.md).
     Registry(registry::RegistryCmdArgs),
 }
 

@@ -1,8 +1,10 @@
 //! `wiremesh registry`: the administrator's view of an etcd registry (docs/registry.md).
 //! `import` loads a topology file, `export` prints the mesh as one, `status` lists nodes with
-//! presence, CIDRs and keys, `remove` frees a node's CIDR, `gc` removes long-absent nodes.
+//! presence, CIDRs and keys, `remove` frees a node's CIDR, `gc` removes long-absent nodes,
+//! `grant` gives a node its etcd user and role (`registry_grant.rs`).
 
 use super::registry_args::RegistryArgs;
+use super::registry_grant::{grant, GrantRequest};
 use crate::core::registry::addr::RegistryAddr;
 use crate::core::registry::assemble::{assemble, Assembled};
 use crate::core::registry::keys::{Key, Layout};
@@ -48,6 +50,20 @@ pub enum RegistryCommand {
         /// Show what would change without changing it.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Give NODE its etcd user and role (docs/registry.md, section 3): read on the mesh,
+    /// read-write on its record, presence and claim, and on alloc/ unless --no-allocate. Run
+    /// again, it brings the role back to exactly these permissions.
+    Grant {
+        node: String,
+        /// The node may not write alloc/, so it cannot take its own pod CIDR: the claim is
+        /// taken now, with this command's credential.
+        #[arg(long)]
+        no_allocate: bool,
+        /// The node user's password (the file, without its trailing newline). Without it the user has no
+        /// password and logs in by a client certificate whose CN is the node's name.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -110,6 +126,18 @@ async fn run_async(args: RegistryCmdArgs) -> anyhow::Result<()> {
             remove(&mut etcd, &layout, &snapshot, &node, force, &shown).await
         }
         RegistryCommand::Gc { dry_run } => gc(&mut etcd, &layout, &snapshot, dry_run).await,
+        RegistryCommand::Grant {
+            node,
+            no_allocate,
+            password_file,
+        } => {
+            let req = GrantRequest {
+                node,
+                allocate: !no_allocate,
+                password_file,
+            };
+            grant(&mut etcd, &layout, &snapshot, &req, &shown).await
+        }
     }
 }
 

@@ -35,6 +35,40 @@ pub struct MemberSpec {
     pub cluster: Vec<(String, SocketAddr)>,
     /// The cluster token: unique per lab, so members of two labs never join each other.
     pub token: String,
+    /// TLS on the client port; `None`: plain HTTP/2. Peers always speak plain HTTP (loopback, or
+    /// the lab's core namespace).
+    #[serde(default)]
+    pub tls: Option<MemberTls>,
+}
+
+/// A member's client TLS: its certificate, and the CA whose client certificates it demands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberTls {
+    /// Server certificate and key (PEM); the certificate names the client address as a SAN.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `--client-cert-auth --trusted-ca-file`: every client must show a certificate this CA
+    /// signed, and with auth enabled etcd takes its CN as the user (no password, no token).
+    pub client_ca: Option<PathBuf>,
+    /// Plain-HTTP `/health` (`--listen-metrics-urls`): the client port now demands TLS, and a
+    /// client certificate, which the readiness probe does not have.
+    pub health: SocketAddr,
+}
+
+impl MemberTls {
+    /// TLS for a loopback member, its `/health` on a free loopback port.
+    pub fn loopback(
+        cert: PathBuf,
+        key: PathBuf,
+        client_ca: Option<PathBuf>,
+    ) -> Result<Self, LabError> {
+        Ok(MemberTls {
+            cert,
+            key,
+            client_ca,
+            health: free_loopback_port()?,
+        })
+    }
 }
 
 impl MemberSpec {
@@ -55,14 +89,15 @@ impl MemberSpec {
             .iter()
             .map(|(name, peer)| format!("{name}=http://{peer}"))
             .collect();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         cmd.arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen-client-urls")
-            .arg(format!("http://{}", self.client))
+            .arg(format!("{scheme}://{}", self.client))
             .arg("--advertise-client-urls")
-            .arg(format!("http://{}", self.client))
+            .arg(format!("{scheme}://{}", self.client))
             .arg("--listen-peer-urls")
             .arg(format!("http://{}", self.peer))
             .arg("--initial-advertise-peer-urls")
@@ -74,9 +109,21 @@ impl MemberSpec {
             .arg("--initial-cluster-state")
             .arg("new")
             // Quiet the log to what an operator needs.
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+            .args(["--logger", "zap", "--log-level", "warn"]);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://{}", tls.health));
+            if let Some(ca) = &tls.client_ca {
+                cmd.arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(ca);
+            }
+        }
+        cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         cmd
     }
 }
@@ -196,7 +243,7 @@ impl Member {
 /// Whether the member answers `GET /health` with `"health":"true"`; connection failures are
 /// `false` (not up yet), a namespace that cannot be entered is an error.
 fn health(spec: &MemberSpec) -> Result<bool, LabError> {
-    let addr = spec.client;
+    let addr = spec.tls.as_ref().map_or(spec.client, |t| t.health);
     let probe = move || -> bool {
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
             return false;
@@ -232,6 +279,7 @@ pub fn loopback_spec(name: &str, dir: &Path, token: &str) -> Result<MemberSpec, 
         netns: None,
         cluster: vec![(name.to_string(), peer)],
         token: token.to_string(),
+        tls: None,
     })
 }
 
@@ -264,6 +312,7 @@ mod tests {
             netns: Some("p-core".into()),
             cluster: vec![("e1".into(), peer(1)), ("e2".into(), peer(2))],
             token: "p".into(),
+            tls: None,
         };
         let cmd = spec.command();
         assert_eq!(cmd.get_program(), "ip");
@@ -278,5 +327,30 @@ mod tests {
             "e1=http://172.29.0.1:2380,e2=http://172.29.0.2:2380"
         );
         assert_eq!(at("--listen-client-urls"), "http://172.29.0.1:2379");
+    }
+
+    #[test]
+    fn a_tls_member_serves_https_demands_client_certificates_and_answers_health_in_plain() {
+        let mut spec = loopback_spec("e1", Path::new("/dev/shm/x"), "t").unwrap();
+        spec.tls = Some(MemberTls {
+            cert: "/t/server.pem".into(),
+            key: "/t/server-key.pem".into(),
+            client_ca: Some("/t/ca.pem".into()),
+            health: "127.0.0.1:40001".parse().unwrap(),
+        });
+        let args: Vec<String> = spec
+            .command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |flag: &str| &args[args.iter().position(|a| a == flag).unwrap() + 1];
+        assert_eq!(
+            at("--listen-client-urls"),
+            &format!("https://{}", spec.client)
+        );
+        assert_eq!(at("--trusted-ca-file"), "/t/ca.pem");
+        assert_eq!(at("--listen-metrics-urls"), "http://127.0.0.1:40001");
+        assert!(args.iter().any(|a| a == "--client-cert-auth"));
+        assert!(at("--initial-cluster").starts_with("e1=http://"));
     }
 }

@@ -77,6 +77,7 @@ impl Lab {
                 netns: Some(core.clone()),
                 cluster: cluster.clone(),
                 token: self.state.layout.prefix.clone(),
+                tls: None,
             })
             .collect();
         self.state.registry = Some(LabRegistry {

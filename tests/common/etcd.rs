@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use wiremesh::io::etcd::EtcdConfig;
-use wiremesh::lab::etcd::{loopback_spec, Member, ETCD_BIN, ETCD_READY_TIMEOUT};
+use wiremesh::io::etcd::{EtcdConfig, TlsFiles};
+use wiremesh::lab::etcd::{loopback_spec, Member, MemberTls, ETCD_BIN, ETCD_READY_TIMEOUT};
 
 pub struct TestEtcd {
     pub member: Member,
@@ -17,6 +17,18 @@ pub struct TestEtcd {
 impl TestEtcd {
     /// Starts a one-member cluster and waits until it is healthy.
     pub fn start() -> TestEtcd {
+        Self::start_with(None)
+    }
+
+    /// A member that speaks TLS with `cert` and `key`, and demands client certificates signed
+    /// by `client_ca` (`--client-cert-auth`).
+    pub fn start_tls(cert: PathBuf, key: PathBuf, client_ca: PathBuf) -> TestEtcd {
+        Self::start_with(Some(
+            MemberTls::loopback(cert, key, Some(client_ca)).unwrap(),
+        ))
+    }
+
+    fn start_with(tls: Option<MemberTls>) -> TestEtcd {
         assert!(
             std::path::Path::new(ETCD_BIN).exists(),
             "{ETCD_BIN} is missing: run scripts/install-deps (Debian's etcd-server)"
@@ -24,7 +36,8 @@ impl TestEtcd {
         let token = crate::common::unique_prefix();
         let dir = PathBuf::from(format!("/dev/shm/wiremesh-test-etcd-{token}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let spec = loopback_spec("e1", &dir, &token).unwrap();
+        let mut spec = loopback_spec("e1", &dir, &token).unwrap();
+        spec.tls = tls;
         let member = Member::start(spec).unwrap();
         let mut etcd = TestEtcd { member, dir };
         etcd.member.wait_healthy(ETCD_READY_TIMEOUT).unwrap();
@@ -40,6 +53,19 @@ impl TestEtcd {
         EtcdConfig {
             endpoints: vec![self.endpoint()],
             ..EtcdConfig::default()
+        }
+    }
+
+    /// A TLS client trusting `ca`, showing the certificate `cert` with its `key` (both or none).
+    pub fn tls_config(
+        &self,
+        ca: PathBuf,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> EtcdConfig {
+        EtcdConfig {
+            tls: Some(TlsFiles { ca, cert, key }),
+            ..self.config()
         }
     }
 

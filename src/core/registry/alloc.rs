@@ -71,8 +71,9 @@ pub enum Decision {
 pub struct Allocator {
     layout: Layout,
     name: String,
-    /// The node's record, written in the same transaction.
-    record: Vec<u8>,
+    /// The node's record, written in the same transaction; `None` when an administrator takes
+    /// the claim for a node that has not joined (`registry grant --no-allocate`).
+    record: Option<Vec<u8>>,
     pool: Pool,
     pool_v6: Option<Pool>,
     settings: Settings,
@@ -84,13 +85,13 @@ pub struct Allocator {
 
 impl Allocator {
     /// An allocator for `name` over the mesh `snapshot` shows; `record` is the node's record
-    /// value, put in the same transaction as its claim.
+    /// value, put in the same transaction as its claim (none: the claim alone).
     pub fn new(
         layout: &Layout,
         settings: &Settings,
         snapshot: &Snapshot,
         name: &str,
-        record: Vec<u8>,
+        record: Option<Vec<u8>>,
     ) -> Self {
         let mut a = Allocator {
             layout: layout.clone(),
@@ -190,7 +191,8 @@ impl Allocator {
         })
     }
 
-    /// Claim, `alloc/` keys and record, if the claim and the `alloc/` keys are all absent.
+    /// Claim, `alloc/` keys and record (if any), if the claim and the `alloc/` keys are all
+    /// absent.
     fn txn(&self, claim: Claim) -> TxnSpec {
         let claim_key = self.layout.claim(&self.name);
         let value = encode(&ClaimValue {
@@ -214,8 +216,10 @@ impl Allocator {
         }
         txn.compare_absent.push(claim_key.clone());
         txn.puts.push((claim_key, value));
-        txn.puts
-            .push((self.layout.record(&self.name), self.record.clone()));
+        if let Some(record) = &self.record {
+            txn.puts
+                .push((self.layout.record(&self.name), record.clone()));
+        }
         txn.gets_on_failure = txn.compare_absent.clone();
         txn
     }
@@ -244,7 +248,7 @@ mod tests {
     /// Joins `name` into `etcd` the way the daemon does; returns its claim and the rounds.
     fn join(etcd: &mut Snapshot, s: &Settings, name: &str) -> Result<(Claim, u32), AllocError> {
         let layout = Layout::new("prod").unwrap();
-        let mut a = Allocator::new(&layout, s, etcd, name, b"{}".to_vec());
+        let mut a = Allocator::new(&layout, s, etcd, name, Some(b"{}".to_vec()));
         loop {
             match a.decide()? {
                 Decision::Adopt(c) => return Ok((c, a.rounds)),
@@ -286,7 +290,7 @@ mod tests {
             &settings(true),
             &Snapshot::default(),
             "n",
-            b"R".to_vec(),
+            Some(b"R".to_vec()),
         );
         let Decision::Try { claim, txn } = a.decide().unwrap() else {
             panic!("an empty registry holds no claim of n");
@@ -304,6 +308,18 @@ mod tests {
         assert_eq!(txn.compare_absent, keys[..3]);
         assert_eq!(txn.gets_on_failure, keys[..3]);
         assert_eq!(txn.puts[3].1, b"R");
+    }
+
+    #[test]
+    fn an_administrators_claim_for_a_node_not_yet_joined_writes_no_record() {
+        let layout = Layout::new("prod").unwrap();
+        let mut a = Allocator::new(&layout, &settings(false), &Snapshot::default(), "n", None);
+        let Decision::Try { txn, .. } = a.decide().unwrap() else {
+            panic!("an empty registry holds no claim of n");
+        };
+        let keys: Vec<&str> = txn.puts.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(keys[1], "/wiremesh/prod/claims/n");
     }
 
     #[test]
@@ -329,7 +345,7 @@ mod tests {
         let mut etcd = Snapshot::default();
         let mut joiners: Vec<Allocator> = names
             .iter()
-            .map(|n| Allocator::new(&layout, &s, &listed, n, b"{}".to_vec()))
+            .map(|n| Allocator::new(&layout, &s, &listed, n, Some(b"{}".to_vec())))
             .collect();
         let mut claims = Vec::new();
         for a in &mut joiners {
@@ -359,7 +375,7 @@ mod tests {
         assert_eq!((again, rounds), (first, 0));
         // or it did not list again: the conflict shows the claim
         let layout = Layout::new("prod").unwrap();
-        let mut a = Allocator::new(&layout, &s, &Snapshot::default(), "n", b"{}".to_vec());
+        let mut a = Allocator::new(&layout, &s, &Snapshot::default(), "n", Some(b"{}".to_vec()));
         let Decision::Try { txn, .. } = a.decide().unwrap() else {
             panic!("nothing listed");
         };
@@ -422,7 +438,7 @@ mod tests {
     fn a_joiner_gives_up_after_the_round_limit() {
         let s = settings(false);
         let layout = Layout::new("prod").unwrap();
-        let mut a = Allocator::new(&layout, &s, &Snapshot::default(), "n", b"{}".to_vec());
+        let mut a = Allocator::new(&layout, &s, &Snapshot::default(), "n", Some(b"{}".to_vec()));
         for _ in 0..REGISTRY_ALLOC_ROUNDS {
             assert!(matches!(a.decide(), Ok(Decision::Try { .. })));
             // an answer that shows nothing: the keys were deleted again meanwhile

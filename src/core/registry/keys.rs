@@ -54,6 +54,11 @@ impl Layout {
         })
     }
 
+    /// The mesh's name.
+    pub fn mesh(&self) -> &str {
+        self.prefix[ROOT.len()..].trim_end_matches('/')
+    }
+
     /// `/wiremesh/<mesh>/`: what a list or a watch covers.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -106,6 +111,19 @@ impl Layout {
     }
 }
 
+/// The first key after every key that starts with `prefix`: etcd's `range_end` of a prefix, in
+/// a range read, a watch and a role's permission alike.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 /// A node name from a key, by the node-name rules.
 fn name(s: &str) -> Result<String, KeyError> {
     valid_name(s)
@@ -139,6 +157,16 @@ mod tests {
 
     fn prod() -> Layout {
         Layout::new("prod").unwrap()
+    }
+
+    #[test]
+    fn the_end_of_a_prefix_is_its_last_byte_plus_one() {
+        assert_eq!(prefix_end("/wiremesh/p/"), b"/wiremesh/p0".to_vec());
+    }
+
+    #[test]
+    fn a_layout_knows_its_mesh_name() {
+        assert_eq!(prod().mesh(), "prod");
     }
 
     #[test]

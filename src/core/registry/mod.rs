@@ -11,6 +11,7 @@ pub mod addr;
 pub mod alloc;
 pub mod assemble;
 pub mod gc;
+pub mod grant;
 pub mod keys;
 pub mod mirror;
 pub mod own;

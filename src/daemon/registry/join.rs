@@ -24,15 +24,15 @@ pub struct Taken {
     pub rounds: u32,
 }
 
-/// Takes (or adopts) `name`'s claim over the mesh `snapshot` shows, writing `record` in the
-/// same transaction. A lost round waits a jittered moment so racers spread out.
+/// Takes (or adopts) `name`'s claim over the mesh `snapshot` shows, writing `record` (if any)
+/// in the same transaction. A lost round waits a jittered moment so racers spread out.
 pub async fn take_claim(
     etcd: &mut Etcd,
     layout: &Layout,
     settings: &Settings,
     snapshot: &Snapshot,
     name: &str,
-    record: Vec<u8>,
+    record: Option<Vec<u8>>,
 ) -> Result<Taken, JoinError> {
     let mut allocator = Allocator::new(layout, settings, snapshot, name, record);
     let mut rounds = 0;

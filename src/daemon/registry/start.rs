@@ -119,7 +119,15 @@ pub(super) async fn join(
             etcd.put(&record_key, value, 0).await?;
         }
     } else {
-        let taken = take_claim(&mut etcd, layout, &settings, &snapshot, &cfg.node, value).await?;
+        let taken = take_claim(
+            &mut etcd,
+            layout,
+            &settings,
+            &snapshot,
+            &cfg.node,
+            Some(value),
+        )
+        .await?;
         tracing::info!(
             pod_cidr = %taken.claim.pod_cidr,
             rounds = taken.rounds,

@@ -1,6 +1,7 @@
 //! What went wrong talking to etcd, sorted into the few cases an operator acts on differently:
 //! nothing answers (check the address, the daemon carries on from its snapshot), the credential is
-//! refused (fix it), a key is outside our role (fix the role), the history we asked for is gone
+//! refused (fix it), TLS fails (fix the CA or the certificate: not retried, like a refused
+//! credential), a key is outside our role (fix the role), the history we asked for is gone
 //! (relist), and anything else.
 
 use std::path::PathBuf;
@@ -21,6 +22,12 @@ pub enum EtcdError {
     },
     #[error("etcd at {endpoints} has compacted the revisions asked for: {reason}")]
     Compacted { endpoints: String, reason: String },
+    #[error(
+        "TLS with etcd at {endpoints} failed: {reason} (etcd-ca must be the CA that signed \
+         etcd's certificate, which must name the address dialled; etcd-cert and etcd-key a \
+         client certificate signed by etcd's --trusted-ca-file)"
+    )]
+    Tls { endpoints: String, reason: String },
     #[error("TLS file {}: {reason}", file.display())]
     TlsFile { file: PathBuf, reason: String },
     #[error("etcd at {endpoints} failed a request on {key}: {reason}")]
@@ -38,6 +45,14 @@ impl EtcdError {
         use tonic::Code;
         let endpoints = endpoints.to_string();
         let key = crate::core::registry::shown_key(key);
+        let tls = match &e {
+            E::GRpcStatus(status) => tls_failure(status),
+            E::TransportError(t) => tls_failure(t),
+            _ => None,
+        };
+        if let Some(reason) = tls {
+            return EtcdError::Tls { endpoints, reason };
+        }
         match e {
             E::GRpcStatus(status) => {
                 let reason = status_reason(&status);
@@ -105,6 +120,23 @@ fn status_reason(status: &tonic::Status) -> String {
         return reason;
     }
     deepest(status)
+}
+
+/// The TLS failure among `e`'s causes, if any. tokio-rustls reports every one (a server
+/// certificate we do not trust, the alert of a server that does not trust ours, a peer that
+/// does not speak TLS) as an `io::Error` of kind `InvalidData`, whatever tonic and hyper wrap
+/// it in: "invalid peer certificate: UnknownIssuer", "received fatal alert: BadCertificate".
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return Some(io.to_string());
+            }
+        }
+        next = cause.source();
+    }
+    None
 }
 
 /// The message of the innermost cause of `e`.

@@ -19,7 +19,7 @@ pub async fn grant(etcd: &Etcd, ttl: i64) -> Result<i64, EtcdError> {
         .client()
         .lease_grant(ttl, None)
         .await
-        .map_err(|e| etcd.error("", e))?;
+        .map_err(|e| etcd.error("a new lease", e))?;
     Ok(answer.id())
 }
 
@@ -28,7 +28,7 @@ pub async fn revoke(etcd: &Etcd, id: i64) -> Result<(), EtcdError> {
     etcd.client()
         .lease_revoke(id)
         .await
-        .map_err(|e| etcd.error("", e))?;
+        .map_err(|e| etcd.error(&format!("lease {id:x}"), e))?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! `core/registry`. It decides nothing: which CIDR to take, what a record means and when to
 //! retry are `core/registry`'s.
 
+mod auth;
 mod errors;
 pub mod lease;
 pub mod watch;
@@ -10,6 +11,7 @@ pub mod watch;
 pub use errors::EtcdError;
 
 use crate::constants::{REGISTRY_CONNECT_TIMEOUT, REGISTRY_LIST_PAGE, REGISTRY_REQUEST_TIMEOUT};
+pub(crate) use crate::core::registry::keys::prefix_end;
 use crate::core::registry::{Kv, Revision, TxnOutcome, TxnSpec};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
@@ -211,6 +213,7 @@ impl Etcd {
             .puts
             .first()
             .map(|(k, _)| k.as_str())
+            .or(spec.deletes.first().map(String::as_str))
             .or(spec.compare_absent.first().map(String::as_str))
             .unwrap_or("");
         let mut compares: Vec<Compare> = spec
@@ -284,18 +287,6 @@ impl Etcd {
     }
 }
 
-/// The first key after every key that starts with `prefix` (etcd's `range_end` of a prefix).
-pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 /// A key-value as `core/registry` sees it; a key that is not UTF-8 cannot be ours and is dropped.
 pub(crate) fn to_kv(kv: KeyValue) -> Option<Kv> {
     let (create_revision, mod_revision, lease) =
@@ -313,11 +304,6 @@ pub(crate) fn to_kv(kv: KeyValue) -> Option<Kv> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_end_of_a_prefix_is_its_last_byte_plus_one() {
-        assert_eq!(prefix_end("/wiremesh/p/"), b"/wiremesh/p0".to_vec());
-    }
 
     #[test]
     fn urls_take_the_scheme_of_the_tls_setting() {
