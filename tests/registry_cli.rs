@@ -120,3 +120,54 @@ fn status_lists_every_node_and_remove_frees_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("work on etcd"));
 }
+
+#[test]
+fn gc_marks_absent_nodes_and_removes_them_after_gc_after() {
+    let e = etcd::TestEtcd::start();
+    let file = shipped("full-3clouds.toml");
+    assert!(registry(&e, "m4", &["import", "-t", &file]).0);
+    // the administrator turns gc on: gc-after 2 s in the settings
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let key = "/wiremesh/m4/settings";
+        let mut etcd = wiremesh::io::etcd::Etcd::connect(&e.config(), key)
+            .await
+            .unwrap();
+        let held = etcd.get(key).await.unwrap().unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&held.value).unwrap();
+        v["gc-after"] = "2s".into();
+        etcd.put(key, serde_json::to_vec(&v).unwrap(), 0)
+            .await
+            .unwrap();
+    });
+    let nodes = wiremesh::core::topology::Topology::load(Path::new(&file))
+        .unwrap()
+        .nodes;
+    let (ok, out, err) = registry(&e, "m4", &["gc", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("would mark {}", nodes[0].name)),
+        "{out}"
+    );
+    let (ok, out, err) = registry(&e, "m4", &["gc"]);
+    assert!(ok, "{err}");
+    for n in &nodes {
+        assert!(out.contains(&format!("mark {}", n.name)), "{out}");
+    }
+    // marked, not yet gone: nothing absent for 2 s yet
+    let (_, out, _) = registry(&e, "m4", &["gc"]);
+    assert!(!out.contains("remove"), "{out}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (ok, out, err) = registry(&e, "m4", &["gc"]);
+    assert!(ok, "{err}");
+    for n in &nodes {
+        assert!(out.contains(&format!("remove {}", n.name)), "{out}");
+    }
+    let (_, status, _) = registry(&e, "m4", &["status"]);
+    for n in &nodes {
+        assert!(!status.contains(&format!("\n{} ", n.name)), "{status}");
+    }
+}

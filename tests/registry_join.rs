@@ -129,3 +129,58 @@ fn a_node_removed_by_the_administrator_while_running_stops_and_is_dropped_everyw
         });
     }
 }
+
+#[test]
+fn in_a_hub_mesh_a_joining_hub_and_a_joining_spoke_reach_everyone() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = running_registry_lab("hub-two-regions.toml", 1);
+    let hub = wiremesh::lab::JoinOptions {
+        region: "eu".into(),
+        hub: true,
+        ..wiremesh::lab::JoinOptions::default()
+    };
+    lab.join("eu-hub2", &hub).unwrap();
+    let key = lab
+        .topology()
+        .unwrap()
+        .node("eu-hub2")
+        .unwrap()
+        .public_key
+        .to_string();
+    // a hub peers with every node of the mesh; the others learn it through their watch
+    for n in ["eu-s1", "eu-s2", "us-hub"] {
+        wiremesh::testing::wait_until(Duration::from_secs(10), "the new hub configured", || {
+            wg_peers(lab.ifname(n).unwrap()).contains(&key)
+        });
+    }
+    // a spoke peers with its region's hub(s) and the hubs of other regions relay for it
+    let spoke = wiremesh::lab::JoinOptions {
+        region: "us".into(),
+        ..wiremesh::lab::JoinOptions::default()
+    };
+    lab.join("us-s3", &spoke).unwrap();
+    let key = lab
+        .topology()
+        .unwrap()
+        .node("us-s3")
+        .unwrap()
+        .public_key
+        .to_string();
+    wiremesh::testing::wait_until(Duration::from_secs(10), "us-hub has us-s3", || {
+        wg_peers(lab.ifname("us-hub").unwrap()).contains(&key)
+    });
+    assert!(!wg_peers(lab.ifname("eu-s1").unwrap()).contains(&key));
+    assert!(lab.topology().unwrap().node("eu-hub2").unwrap().hub);
+    assert_all_pairs(&lab, Duration::from_secs(5));
+    // a spoke of a region without a hub cannot be planned: its daemon says why and exits
+    let lonely = wiremesh::lab::JoinOptions {
+        region: "ap".into(),
+        ..wiremesh::lab::JoinOptions::default()
+    };
+    let err = lab.join("ap-s1", &lonely).unwrap_err().to_string();
+    assert!(err.contains("node 'ap-s1' is in etcd://"), "{err}");
+    assert!(err.contains("cannot be planned"), "{err}");
+    assert!(err.contains("region 'ap' has no hub"), "{err}");
+}

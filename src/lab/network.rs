@@ -71,11 +71,18 @@ fn core_router(layout: &Layout) -> Vec<String> {
     lines
 }
 
-/// A region's bridge in the core namespace, addressed as the region's gateway.
+/// A region's bridge in the core namespace, addressed as the region's gateway. Its MAC address
+/// is set, not inherited: a bridge takes the lowest MAC of its ports, so a node joining later
+/// (`lab join`) could change the gateway's MAC under the other nodes' ARP caches, and the node
+/// whose veth lent the old one would have its frames to the gateway dropped as another host's
+/// until its ARP entry expired (seen as a 20-second outage of one hub after a join).
 fn region_bridge(r: &RegionLayout) -> Vec<String> {
     let b = &r.bridge;
     vec![
-        format!("link add {b} mtu {} type bridge", r.mtu),
+        format!(
+            "link add {b} address 02:77:6d:00:00:{:02x} mtu {} type bridge",
+            r.index, r.mtu
+        ),
         format!("addr add {}/24 dev {b}", r.gateway_v4),
         format!("addr add {}/64 dev {b} nodad", r.gateway_v6),
         format!("link set {b} up"),

@@ -54,6 +54,12 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    #[error("node '{node}' is in {registry} but cannot be planned: {reasons}")]
+    NotPlanned {
+        node: String,
+        registry: String,
+        reasons: String,
+    },
     #[error("settings: etcd-user is set but no password: give etcd-password-file or WIREMESH_ETCD_PASSWORD")]
     NoPassword,
     #[error(

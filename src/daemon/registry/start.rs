@@ -45,6 +45,9 @@ pub async fn start(
         Err(e) => return Err(e),
     };
     let first = Arc::new(assembled(&cfg, connection.mirror().snapshot())?);
+    if first.topology.node(&cfg.node).is_err() {
+        return Err(not_planned(&cfg, &first));
+    }
     for p in &first.problems {
         tracing::warn!(problem = %p, "registry record skipped");
     }
@@ -165,6 +168,31 @@ fn from_snapshot(cfg: &RegistryConfig, cause: EtcdError) -> Result<Connection, R
         "etcd unreachable; starting from the registry snapshot, joining when etcd is back"
     );
     Ok(Connection::from_snapshot(mirror, Instant::now()))
+}
+
+/// Why this node is not in the assembled topology, from the problems that name its keys.
+fn not_planned(cfg: &RegistryConfig, a: &Assembled) -> RegistryError {
+    let own = [
+        format!("{}node/{}/", cfg.layout.prefix(), cfg.node),
+        cfg.layout.claim(&cfg.node),
+    ];
+    let mut reasons: Vec<String> = a
+        .problems
+        .iter()
+        .filter(|p| own.iter().any(|k| p.key.starts_with(k.as_str())))
+        .map(|p| p.to_string())
+        .collect();
+    if a.pending.contains(&cfg.node) {
+        reasons.push("its record has no claim yet (pending)".into());
+    }
+    if reasons.is_empty() {
+        reasons.push("no record of it".into());
+    }
+    RegistryError::NotPlanned {
+        node: cfg.node.clone(),
+        registry: cfg.shown.clone(),
+        reasons: reasons.join("; "),
+    }
 }
 
 pub(super) fn unix_now() -> u64 {
