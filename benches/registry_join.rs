@@ -13,7 +13,7 @@ mod root;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use wiremesh::lab::{JoinOptions, Lab, LabOptions};
+use wiremesh::lab::JoinOptions;
 
 /// Polls every socket until each lists `key`; the time each first did, from `t0`.
 fn poll_configured(
@@ -69,11 +69,7 @@ fn main() {
         root::host()
     );
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/full-64.toml");
-    let mut opts = LabOptions::new(common::unique_prefix(), common::exe());
-    opts.etcd_members = Some(1);
-    opts.ready_timeout = Duration::from_secs(60);
-    let mut lab = Lab::build(&topology, opts).unwrap();
-    lab.start_daemons().unwrap();
+    let mut lab = common::registry_lab_of(&topology, 1, Duration::from_secs(60));
     // let the 2,016 first handshakes settle before timing anything
     std::thread::sleep(Duration::from_secs(5));
     let socks: Vec<PathBuf> = lab

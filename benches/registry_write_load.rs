@@ -11,10 +11,9 @@ mod common;
 mod root;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
-use wiremesh::lab::{Lab, LabOptions};
+use wiremesh::lab::Lab;
 
 const COUNTERS: [&str; 5] = [
     "etcd_mvcc_put_total",
@@ -27,23 +26,8 @@ const COUNTERS: [&str; 5] = [
 /// etcd's counters of interest, read from its `/metrics` inside the lab's core namespace.
 fn counters(lab: &Lab) -> BTreeMap<&'static str, f64> {
     let url = lab.registry_url().unwrap();
-    let addr = url
-        .trim_start_matches("etcd://")
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
-    let text = wiremesh::lab::in_netns(&lab.layout().core_ns, move || {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    })
-    .join()
-    .unwrap()
-    .unwrap();
+    let addr = url.trim_start_matches("etcd://").split(',').next().unwrap();
+    let text = common::scrape_metrics(&lab.layout().core_ns, addr);
     COUNTERS
         .iter()
         .map(|name| {
@@ -70,11 +54,7 @@ fn main() {
         root::host()
     );
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/full-64.toml");
-    let mut opts = LabOptions::new(common::unique_prefix(), common::exe());
-    opts.etcd_members = Some(1);
-    opts.ready_timeout = Duration::from_secs(60);
-    let mut lab = Lab::build(&topology, opts).unwrap();
-    lab.start_daemons().unwrap();
+    let lab = common::registry_lab_of(&topology, 1, Duration::from_secs(60));
     // past the joins' writes and the first keep-alives
     std::thread::sleep(Duration::from_secs(15));
     let before = counters(&lab);

@@ -214,16 +214,7 @@ async fn a_closed_port_is_reported_as_unreachable_naming_the_endpoint() {
 async fn a_wrong_password_is_reported_as_refused_credentials() {
     let e = TestEtcd::start();
     let etcd = connect(&e).await;
-    let mut admin = etcd_client::Client::connect([format!("http://{}", e.endpoint())], None)
-        .await
-        .unwrap();
-    admin
-        .user_add("root", "right-password", None)
-        .await
-        .unwrap();
-    admin.role_add("root").await.unwrap();
-    admin.user_grant_role("root", "root").await.unwrap();
-    admin.auth_enable().await.unwrap();
+    e.enable_auth("right-password").await;
     drop(etcd);
     let mut config = e.config();
     config.user = Some(("root".into(), "wrong-password".into()));

@@ -467,13 +467,7 @@ async fn a_client_certificate_from_another_ca_gets_no_request_through() {
 #[tokio::test]
 async fn a_node_user_with_a_password_file_logs_in_and_its_old_password_is_refused_after_a_change() {
     let e = TestEtcd::start();
-    let mut admin = etcd_client::Client::connect([format!("http://{}", e.endpoint())], None)
-        .await
-        .unwrap();
-    admin.user_add("root", "rootpw", None).await.unwrap();
-    admin.role_add("root").await.unwrap();
-    admin.user_grant_role("root", "root").await.unwrap();
-    admin.auth_enable().await.unwrap();
+    e.enable_auth("rootpw").await;
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);

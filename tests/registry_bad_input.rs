@@ -73,15 +73,7 @@ fn refused_credentials_are_reported_as_such() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let mut admin = etcd_client::Client::connect([format!("http://{}", e.endpoint())], None)
-            .await
-            .unwrap();
-        admin.user_add("root", "right", None).await.unwrap();
-        admin.role_add("root").await.unwrap();
-        admin.user_grant_role("root", "root").await.unwrap();
-        admin.auth_enable().await.unwrap();
-    });
+    rt.block_on(e.enable_auth("right"));
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "wrong\n").unwrap();

@@ -69,6 +69,18 @@ impl TestEtcd {
         }
     }
 
+    /// Turns etcd's authentication on with user `root` (role `root`) and `password`, as an
+    /// administrator does before granting nodes their roles.
+    pub async fn enable_auth(&self, password: &str) {
+        let mut admin = etcd_client::Client::connect([format!("http://{}", self.endpoint())], None)
+            .await
+            .unwrap();
+        admin.user_add("root", password, None).await.unwrap();
+        admin.role_add("root").await.unwrap();
+        admin.user_grant_role("root", "root").await.unwrap();
+        admin.auth_enable().await.unwrap();
+    }
+
     /// Kills the member and starts it again on its data directory.
     pub fn restart(&mut self) {
         self.member.restart().unwrap();

@@ -430,9 +430,20 @@ pub fn transfer_across_a_shrinking_path(
 /// A lab built from `tests/topologies/<name>` on a real etcd of `members` members (the
 /// topology imported, every daemon started with `--registry` and ready).
 pub fn running_registry_lab(name: &str, members: usize) -> wiremesh::lab::Lab {
+    registry_lab_of(&topology(name), members, wiremesh::lab::READY_TIMEOUT)
+}
+
+/// [`running_registry_lab`] of any topology file, with daemons given `ready` to come up (the
+/// benches' 64-node mesh needs longer than the default).
+pub fn registry_lab_of(
+    topology: &Path,
+    members: usize,
+    ready: std::time::Duration,
+) -> wiremesh::lab::Lab {
     let mut opts = wiremesh::lab::LabOptions::new(unique_prefix(), exe());
     opts.etcd_members = Some(members);
-    let mut lab = wiremesh::lab::Lab::build(&topology(name), opts).unwrap();
+    opts.ready_timeout = ready;
+    let mut lab = wiremesh::lab::Lab::build(topology, opts).unwrap();
     lab.start_daemons().unwrap();
     lab
 }
