@@ -48,13 +48,21 @@ pub fn wiremesh_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run wiremesh");
-    // Dropped right after the write, so the binary sees the end of its input.
-    child
+    // Dropped right after the write, so the binary sees the end of its input. A binary that
+    // refuses its arguments exits without reading: its input then meets a closed pipe, which
+    // is its answer, not the test's failure.
+    let written = child
         .stdin
         .take()
         .expect("piped stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write wiremesh's stdin");
+        .write_all(stdin.as_bytes());
+    if let Err(e) = written {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write wiremesh's stdin: {e}"
+        );
+    }
     child.wait_with_output().expect("wait for wiremesh")
 }
 
