@@ -546,42 +546,29 @@ async fn up_with_the_etcd_tls_flags_joins_as_its_certificates_user_and_a_wrong_c
         .put(&l.settings(), settings.into_bytes(), 0)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("n1.key");
-    let private = wiremesh::io::keyfile::generate();
-    wiremesh::io::keyfile::write_private(&key_file, &private, false).unwrap();
-    let snapshot = dir.path().join("snap.json");
+    let joiner = common::Joiner::new();
     let url = format!("etcd://{}", s.etcd.endpoint());
     let path = |p: &Path| p.to_str().unwrap().to_string();
     let (cert, key) = (path(&s.pki.path("n1")), path(&s.pki.key_path("n1")));
     let up = |ca: &str| {
-        let out = common::wiremesh(&[
-            "up",
-            "--node",
-            "n1",
-            "--region",
-            "r1",
-            "--cloud",
-            "c1",
-            "--interface",
+        let ca = path(&s.pki.path(ca));
+        let (ok, err) = joiner.up(
             "wmauth0",
-            "--private-key",
-            &path(&key_file),
-            "--registry-snapshot",
-            &path(&snapshot),
-            "--registry",
-            &url,
-            "--mesh",
-            MESH,
-            "--etcd-ca",
-            &path(&s.pki.path(ca)),
-            "--etcd-cert",
-            &cert,
-            "--etcd-key",
-            &key,
-        ]);
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+            &[
+                "--registry",
+                &url,
+                "--mesh",
+                MESH,
+                "--etcd-ca",
+                &ca,
+                "--etcd-cert",
+                &cert,
+                "--etcd-key",
+                &key,
+            ],
+        );
+        assert!(!ok);
+        err
     };
     // A CA that did not sign etcd's certificate: refused as TLS, not as an unreachable etcd
     // (which would send it looking for a snapshot).
@@ -607,7 +594,7 @@ async fn up_with_the_etcd_tls_flags_joins_as_its_certificates_user_and_a_wrong_c
         .unwrap()
         .expect("n1's record");
     let text = String::from_utf8_lossy(&record.value);
-    assert!(text.contains(&private.public_key().to_string()), "{text}");
+    assert!(text.contains(&joiner.public_key.to_string()), "{text}");
     assert!(root.get(&l.claim("n1")).await.unwrap().is_some());
     assert!(root.get(&l.presence("n1")).await.unwrap().is_some());
 }

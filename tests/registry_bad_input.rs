@@ -12,31 +12,7 @@ use std::time::Duration;
 
 /// `wiremesh up` for node `n1` with a fresh key and `args`; its exit status and stderr.
 fn up(args: &[&str]) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("n1.key");
-    wiremesh::io::keyfile::write_private(&key, &wiremesh::io::keyfile::generate(), false).unwrap();
-    let snapshot = dir.path().join("snap.json");
-    let mut all = vec![
-        "up",
-        "--node",
-        "n1",
-        "--region",
-        "r1",
-        "--cloud",
-        "c1",
-        "--interface",
-        "wmbad0",
-        "--private-key",
-        key.to_str().unwrap(),
-        "--registry-snapshot",
-        snapshot.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let out = wiremesh(&all);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Joiner::new().up("wmbad0", args)
 }
 
 #[test]

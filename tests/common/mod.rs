@@ -576,3 +576,50 @@ pub fn rotate(lab: &wiremesh::lab::Lab, node: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A node about to join a registry from outside any lab: its own key and snapshot file in a
+/// temp dir, for tests that run `wiremesh up` only as far as the registry takes it.
+pub struct Joiner {
+    dir: tempfile::TempDir,
+    pub public_key: wiremesh::core::key::PublicKey,
+}
+
+impl Joiner {
+    pub fn new() -> Joiner {
+        let dir = tempfile::tempdir().unwrap();
+        let key = wiremesh::io::keyfile::generate();
+        wiremesh::io::keyfile::write_private(&dir.path().join("n1.key"), &key, false).unwrap();
+        Joiner {
+            dir,
+            public_key: key.public_key(),
+        }
+    }
+
+    /// `wiremesh up` for node `n1` of region `r1`, cloud `c1`, on interface `ifname`, with
+    /// `args`; its exit status and stderr.
+    pub fn up(&self, ifname: &str, args: &[&str]) -> (bool, String) {
+        let key = self.dir.path().join("n1.key");
+        let snapshot = self.dir.path().join("snap.json");
+        let mut all = vec![
+            "up",
+            "--node",
+            "n1",
+            "--region",
+            "r1",
+            "--cloud",
+            "c1",
+            "--interface",
+            ifname,
+            "--private-key",
+            key.to_str().unwrap(),
+            "--registry-snapshot",
+            snapshot.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let out = wiremesh(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
