@@ -340,14 +340,6 @@ impl Settings {
         }
     }
 
-    /// The topology file, when the mesh is described by one.
-    pub fn topology_file(&self) -> Option<PathBuf> {
-        match self.source() {
-            Ok(RegistryAddr::File(p)) => Some(p),
-            _ => None,
-        }
-    }
-
     /// Where the registry snapshot goes.
     pub fn registry_snapshot_path(&self) -> PathBuf {
         self.registry_snapshot.clone().unwrap_or_else(|| {

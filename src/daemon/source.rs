@@ -60,7 +60,7 @@ impl Source {
     }
 
     /// Publishes the node's current public key (registry only; a file is edited by the rotation).
-    pub(super) fn publish_key(&self, key: PublicKey) {
+    pub(super) fn publish_key(&mut self, key: PublicKey) {
         if let Source::Registry(r) = self {
             r.publish_key(key);
         }

@@ -173,9 +173,8 @@ impl Lab {
     pub(super) fn stop_registry(&mut self) {
         let n = self.state.registry.as_ref().map_or(0, |r| r.members.len());
         for i in 0..n {
-            if let Ok(m) = self.member(i) {
+            if let Ok(mut m) = self.member(i) {
                 if m.pid.pid != 0 {
-                    let mut m = m;
                     m.kill();
                 }
             }

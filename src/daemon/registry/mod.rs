@@ -84,6 +84,9 @@ pub struct Registry {
     updates: watch::Receiver<Arc<Assembled>>,
     commands: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<()>,
+    /// The key last handed to the task, so the main loop may offer the key at every tick and
+    /// the task hears only of a change.
+    published: PublicKey,
 }
 
 impl Registry {
@@ -94,8 +97,10 @@ impl Registry {
     }
 
     /// Publishes the node's public key when it differs from the last one published.
-    pub fn publish_key(&self, key: PublicKey) {
-        let _ = self.commands.try_send(Command::PublishKey(key));
+    pub fn publish_key(&mut self, key: PublicKey) {
+        if key != self.published && self.commands.try_send(Command::PublishKey(key)).is_ok() {
+            self.published = key;
+        }
     }
 
     pub fn relist(&self) {

@@ -61,6 +61,7 @@ pub async fn start(
             updates,
             commands,
             task,
+            published: public_key,
         },
     ))
 }

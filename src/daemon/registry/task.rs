@@ -150,14 +150,14 @@ impl Task {
     }
 
     async fn list(&mut self) -> Result<(), RegistryError> {
-        let etcd = self.etcd.as_mut().ok_or_else(gone)?;
+        let etcd = self.etcd.as_mut().ok_or_else(|| gone(&self.cfg))?;
         let (kvs, revision) = etcd.list(self.cfg.layout.prefix()).await?;
         self.conn.handle_list(Instant::now(), kvs, revision);
         Ok(())
     }
 
     async fn start_watch(&mut self, from: i64) -> Result<(), RegistryError> {
-        let etcd = self.etcd.as_ref().ok_or_else(gone)?;
+        let etcd = self.etcd.as_ref().ok_or_else(|| gone(&self.cfg))?;
         self.watch = Some(Watch::start(etcd, self.cfg.layout.prefix(), from).await?);
         Ok(())
     }
@@ -283,7 +283,7 @@ impl Task {
         edit: impl FnOnce(&mut RecordValue) -> bool,
     ) -> Result<(), RegistryError> {
         let key = self.cfg.layout.record(&self.cfg.node);
-        let etcd = self.etcd.as_mut().ok_or_else(gone)?;
+        let etcd = self.etcd.as_mut().ok_or_else(|| gone(&self.cfg))?;
         let Some(kv) = etcd.get(&key).await? else {
             return Ok(());
         };
@@ -304,9 +304,11 @@ enum Published {
     Removed,
 }
 
-fn gone() -> RegistryError {
+/// A request while the connection is down (the task reconnects first; this is the message if
+/// it ever does not).
+fn gone(cfg: &RegistryConfig) -> RegistryError {
     RegistryError::Etcd(EtcdError::Unreachable {
-        endpoints: String::new(),
+        endpoints: cfg.etcd.shown(),
         reason: "not connected".into(),
     })
 }
