@@ -175,3 +175,51 @@ pub const REGISTRY_SNAPSHOT_DIR: &str = "/var/lib/wiremesh";
 
 /// How long a stopping daemon tries to mark itself `left` in the registry before it goes anyway.
 pub const REGISTRY_LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+// Network policy (docs/policy.md).
+
+/// The most `[[policy]]` rules a topology may hold: the compiled index and the lints stay
+/// bounded for any file, hostile or generated.
+pub const POLICY_MAX_RULES: usize = 10_000;
+
+/// The most entries in one rule's `ports`.
+pub const POLICY_MAX_PORTS: usize = 64;
+
+/// The most CIDRs in one `[cidr-set]` or one selector's `cidrs`.
+pub const POLICY_MAX_CIDRS: usize = 4_096;
+
+/// The most labels one node may carry; the registry's records have the same bound.
+pub const POLICY_MAX_LABELS: usize = 32;
+
+/// The most rule references the compiled index may store (rule lists per destination and port
+/// interval, source-index entries): past it a policy is refused rather than take unbounded
+/// memory. Ordinary policies of 1,000 rules use a few tens of thousands.
+pub const POLICY_INDEX_BUDGET: usize = 4_000_000;
+
+/// Connection-tracking entries by default: 64 bytes each, 4 MiB, allocated once.
+pub const CONNTRACK_CAPACITY: usize = 65_536;
+
+/// A TCP flow opened but not answered yet: covers four SYN retransmissions (1, 3, 7, 15 s).
+pub const CONNTRACK_TCP_OPENING: Duration = Duration::from_secs(30);
+
+/// An answered TCP flow with no packet for this long is forgotten; its next segment is judged
+/// again by the rules in its own direction (and tracked again when they allow it).
+pub const CONNTRACK_TCP_ESTABLISHED: Duration = Duration::from_secs(3600);
+
+/// A TCP flow after a FIN: long enough for the other side's FIN and the last ACK.
+pub const CONNTRACK_TCP_CLOSING: Duration = Duration::from_secs(60);
+
+/// A TCP flow after a RST.
+pub const CONNTRACK_TCP_RESET: Duration = Duration::from_secs(10);
+
+/// A UDP (or other protocol's) flow not answered yet; also ICMP echo.
+pub const CONNTRACK_UNREPLIED: Duration = Duration::from_secs(30);
+
+/// A UDP (or other protocol's) flow that has been answered.
+pub const CONNTRACK_REPLIED: Duration = Duration::from_secs(180);
+
+/// The later fragments of an allowed datagram pass for this long after its first fragment.
+pub const CONNTRACK_FRAGMENTS: Duration = Duration::from_secs(10);
+
+/// A flow a reload denied stays denied, in both directions, until quiet for this long.
+pub const CONNTRACK_REVOKED: Duration = Duration::from_secs(60);

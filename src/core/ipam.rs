@@ -126,6 +126,7 @@ fn exhausted(
     Problem {
         line: None,
         node: Some(node.name.clone()),
+        policy: None,
         field: Some(pool.into()),
         message: format!(
             "no free pod CIDR left for this node: {cluster} holds {slots} /{prefix} slot(s) for \

@@ -12,6 +12,7 @@ pub mod mtu;
 pub mod node_state;
 pub mod packet;
 pub mod plan;
+pub mod policy;
 pub mod preference;
 pub mod psk;
 pub mod registry;

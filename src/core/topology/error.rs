@@ -11,6 +11,8 @@ pub struct Problem {
     /// The node concerned, if any. Like every user string in a problem, escaped and cut to a
     /// bounded length (see `shown.rs`): the name in a hostile file may be megabytes of escapes.
     pub node: Option<String>,
+    /// The `[[policy]]` concerned, if any; shown like `node`.
+    pub policy: Option<String>,
     /// The field concerned, in the file's spelling (`pod-cidr`).
     pub field: Option<String>,
     pub message: String,
@@ -23,6 +25,9 @@ impl fmt::Display for Problem {
         }
         if let Some(node) = &self.node {
             write!(f, "node '{node}': ")?;
+        }
+        if let Some(policy) = &self.policy {
+            write!(f, "policy '{policy}': ")?;
         }
         if let Some(field) = &self.field {
             write!(f, "field '{field}': ")?;

@@ -35,6 +35,65 @@ pub struct RawTopology {
     pub node: Vec<Spanned<RawNode>>,
     /// Settings only `wiremesh lab` uses (simulated links); daemons ignore them.
     pub lab: Option<RawLab>,
+    /// What a packet no `allow` or `deny` policy matches gets: `allow` (the default, so files
+    /// without policies keep working) or `deny`. See docs/policy.md.
+    pub default_action: Option<Spanned<String>>,
+    /// `enforce` (the default) or `audit`: count and log what would be denied, drop nothing.
+    pub policy_mode: Option<Spanned<String>>,
+    /// Named sets of CIDRs that policy selectors can name, keyed by set name.
+    #[serde(default)]
+    pub cidr_set: BTreeMap<String, Spanned<RawCidrSet>>,
+    /// Who may reach whom; the first matching policy by `order` decides.
+    #[serde(default)]
+    pub policy: Vec<Spanned<RawPolicy>>,
+}
+
+/// A named set of CIDRs (`[cidr-set.NAME]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCidrSet {
+    /// IPv4 or IPv6 network addresses.
+    pub cidrs: Vec<Spanned<String>>,
+}
+
+/// One `[[policy]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPolicy {
+    /// Unique name, by the node-name rule; counters and errors use it.
+    pub name: Spanned<String>,
+    /// Unique rank: the first matching rule by order (lowest first) decides.
+    pub order: Spanned<i64>,
+    /// `allow`, `deny`, or `log` (count and go on to the next rule).
+    pub action: Spanned<String>,
+    /// With `deny`: answer with ICMP administratively prohibited instead of dropping silently.
+    pub reject: Option<Spanned<bool>>,
+    /// Sources; absent means any address.
+    pub from: Option<Spanned<RawSelector>>,
+    /// Destinations; absent means any address.
+    pub to: Option<Spanned<RawSelector>>,
+    /// `tcp`, `udp` or `icmp`; absent means every protocol.
+    pub protocol: Option<Spanned<String>>,
+    /// Destination ports (tcp or udp): numbers, `"5432"` or ranges `"8000-8100"`.
+    pub ports: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+}
+
+/// Addresses a policy selects: nodes by attributes and labels, plus CIDRs, plus named sets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSelector {
+    /// Nodes with this name.
+    pub name: Option<Spanned<String>>,
+    /// Nodes in this cloud.
+    pub cloud: Option<Spanned<String>>,
+    /// Nodes in this region.
+    pub region: Option<Spanned<String>>,
+    /// Nodes that carry every one of these labels with these values.
+    pub labels: Option<BTreeMap<String, Spanned<String>>>,
+    /// Addresses by CIDR, IPv4 or IPv6.
+    pub cidrs: Option<Vec<Spanned<String>>>,
+    /// Names of `[cidr-set]`s.
+    pub cidr_sets: Option<Vec<Spanned<String>>>,
 }
 
 /// The lab's simulated network between regions.
@@ -92,4 +151,6 @@ pub struct RawNode {
     pub hub: bool,
     /// UDP port this node listens on, when it differs from the mesh's.
     pub listen_port: Option<Spanned<u16>>,
+    /// `key = "value"` pairs that policy selectors match (Kubernetes label rules).
+    pub labels: Option<BTreeMap<String, Spanned<String>>>,
 }

@@ -31,9 +31,18 @@ impl Lines {
     }
 }
 
-/// The node and field a serde error concerns, read from the text around it: serde knows only
-/// the offset, and naming the node (`unknown field `endpiont`` in node 'db-1') saves a search.
-pub(super) fn place(text: &str, offset: usize, message: &str) -> (Option<String>, Option<String>) {
+/// What a serde error concerns, read from the text around it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Place {
+    pub(super) node: Option<String>,
+    pub(super) policy: Option<String>,
+    pub(super) field: Option<String>,
+}
+
+/// The node or policy and the field a serde error concerns, read from the text around it: serde
+/// knows only the offset, and naming the node (`unknown field `endpiont`` in node 'db-1') or
+/// the policy saves a search.
+pub(super) fn place(text: &str, offset: usize, message: &str) -> Place {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let is_header = |l: &str| l.trim_start().starts_with('[');
@@ -51,8 +60,8 @@ pub(super) fn place(text: &str, offset: usize, message: &str) -> (Option<String>
     let before: Vec<&str> = text[..line_start].lines().collect();
     let own = text[line_start..].lines().next().filter(|l| is_header(l));
     let header = own.or_else(|| before.iter().rev().find(|l| is_header(l)).copied());
-    let in_node = header.is_some_and(|h| h.split('#').next().unwrap_or("").trim() == "[[node]]");
-    let node = in_node.then(|| {
+    let header = header.map(|h| h.split('#').next().unwrap_or("").trim());
+    let name = || {
         let header_at = if own.is_some() {
             before.len()
         } else {
@@ -63,6 +72,10 @@ pub(super) fn place(text: &str, offset: usize, message: &str) -> (Option<String>
             .take_while(|l| !is_header(l))
             .filter_map(|l| toml::from_str::<toml::Table>(l).ok())
             .find_map(|t| t.get("name")?.as_str().map(str::to_string))
-    });
-    (node.flatten(), field)
+    };
+    Place {
+        node: (header == Some("[[node]]")).then(name).flatten(),
+        policy: (header == Some("[[policy]]")).then(name).flatten(),
+        field,
+    }
 }

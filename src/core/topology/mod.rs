@@ -6,12 +6,15 @@ mod error;
 mod file;
 mod locate;
 mod nodes;
+mod policies;
 mod shown;
 mod validate;
 
 pub(crate) use claims::{Cidr as ClaimedCidr, Claims};
 pub use error::{Problem, TopologyError};
-pub use file::{RawLab, RawLink, RawNode, RawRegion, RawTopology};
+pub use file::{
+    RawCidrSet, RawLab, RawLink, RawNode, RawPolicy, RawRegion, RawSelector, RawTopology,
+};
 pub(crate) use nodes::{valid_name, NAME_RULE};
 pub(crate) use shown::{clip, shown};
 pub(crate) use validate::{
@@ -214,6 +217,15 @@ pub struct Topology {
     pub lab_links: Vec<LabLink>,
 }
 
+/// A topology file's whole content: the mesh, and the policy that says who may reach whom.
+/// The policy (with the nodes' labels) is kept beside the [`Topology`] rather than in it: the
+/// registry builds `Topology` and `Node` values of its own, without policy so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub topology: Topology,
+    pub policy: crate::core::policy::MeshPolicy,
+}
+
 /// A limit on the lab's link between two regions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabLink {
@@ -234,6 +246,21 @@ impl Topology {
 
     /// Checks topology text; `path` is used only in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, TopologyError> {
+        validate::parse(text, path).map(|d| d.topology)
+    }
+
+    /// Reads and checks a topology file with its policy (docs/policy.md).
+    pub fn load_with_policy(path: &Path) -> Result<Document, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_with_policy(&text, path)
+    }
+
+    /// Checks topology text with its policy; `path` is used only in messages. A file is valid
+    /// only with its policy valid, so [`Topology::parse`] refuses what this refuses.
+    pub fn parse_with_policy(text: &str, path: &Path) -> Result<Document, TopologyError> {
         validate::parse(text, path)
     }
 

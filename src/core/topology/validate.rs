@@ -3,11 +3,14 @@
 
 use super::locate::{place, Lines};
 use super::nodes::check_nodes;
+use super::policies::check_policy;
 use super::shown::{clip, shown};
-use super::{MeshMode, MeshSettings, Problem, RawTopology, Region, Topology, TopologyError};
+use super::{
+    Document, MeshMode, MeshSettings, Problem, RawTopology, Region, Topology, TopologyError,
+};
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::ipam;
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use toml::Spanned;
@@ -29,20 +32,33 @@ impl Collector {
         field: &str,
         message: String,
     ) {
+        self.problem(line, node, None, field, message);
+    }
+
+    /// A problem of a node or of a `[[policy]]` (or of neither: a top-level field).
+    pub(super) fn problem(
+        &mut self,
+        line: Option<usize>,
+        node: Option<&str>,
+        policy: Option<&str>,
+        field: &str,
+        message: String,
+    ) {
         self.problems.push(Problem {
             line,
             node: node.map(shown),
+            policy: policy.map(shown),
             field: Some(field.to_string()),
             message,
         });
     }
 }
 
-pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> {
+pub(super) fn parse(text: &str, path: &Path) -> Result<Document, TopologyError> {
     let lines = Lines::new(text);
     let raw: RawTopology = toml::from_str(text).map_err(|e| {
         let message = e.message().trim();
-        let (node, field) = e
+        let place = e
             .span()
             .map(|s| place(text, s.start, message))
             .unwrap_or_default();
@@ -50,8 +66,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             file: path.to_path_buf(),
             problem: Problem {
                 line: e.span().map(|s| lines.of(s.start)),
-                node: node.as_deref().map(shown),
-                field: field.as_deref().map(shown),
+                node: place.node.as_deref().map(shown),
+                policy: place.policy.as_deref().map(shown),
+                field: place.field.as_deref().map(shown),
                 // serde's messages quote what they refuse (an unknown field's whole name), and
                 // the list of expected fields after it is worth keeping: a longer cut
                 message: clip(message, MESSAGE_MAX),
@@ -62,9 +79,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         lines,
         problems: Vec::new(),
     };
-    let topology = check(raw, path, &mut c);
+    let document = check(raw, path, &mut c);
     if c.problems.is_empty() {
-        Ok(topology.expect("a topology is built whenever no problem was recorded"))
+        Ok(document.expect("a topology is built whenever no problem was recorded"))
     } else {
         Err(TopologyError::Invalid {
             file: path.to_path_buf(),
@@ -73,7 +90,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Topology, TopologyError> 
     }
 }
 
-fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
+fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Document> {
     let mode = match raw.mode.get_ref().as_str() {
         "full" => Some(MeshMode::Full),
         "hub" => Some(MeshMode::Hub),
@@ -161,6 +178,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         }
     }
     let lab_links = check_lab_links(&raw, &nodes, c);
+    let policy = check_policy(&raw, c);
     if raw.node.is_empty() {
         c.push(
             None,
@@ -184,7 +202,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         c.problems.push(p);
         return None;
     }
-    Some(Topology {
+    let topology = Topology {
         source: path.to_path_buf(),
         mesh: MeshSettings {
             mode: mode?,
@@ -202,7 +220,8 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Topology> {
         },
         nodes,
         lab_links,
-    })
+    };
+    Some(Document { topology, policy })
 }
 
 fn check_lab_links(
@@ -284,6 +303,13 @@ impl Cidr for Ipv6Net {
     const EXAMPLE: &'static str = "an IPv6 CIDR like fd00:10:244::/56";
     fn trunc(&self) -> Self {
         Ipv6Net::trunc(self)
+    }
+}
+
+impl Cidr for IpNet {
+    const EXAMPLE: &'static str = "a CIDR like 10.244.7.0/24 or fd10:244:0:7::/64";
+    fn trunc(&self) -> Self {
+        IpNet::trunc(self)
     }
 }
 
