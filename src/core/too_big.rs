@@ -20,7 +20,7 @@ pub fn needed(pkt: &[u8], mtu: u16) -> bool {
 }
 
 /// Whether the packet is itself an ICMP error, which must never be answered with another.
-fn is_icmp_error(pkt: &[u8]) -> bool {
+pub(crate) fn is_icmp_error(pkt: &[u8]) -> bool {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
             let ihl = usize::from(pkt[0] & 0x0f) * 4;
@@ -47,11 +47,29 @@ pub fn error(pkt: &[u8], mtu: u16, from: IpAddr) -> Option<Vec<u8>> {
 }
 
 fn too_big_v4(pkt: &[u8], mtu: u16, from: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
+    let [hi, lo] = mtu.to_be_bytes();
+    icmp_v4_error(pkt, (3, 4), [0, 0, hi, lo], from, to)
+}
+
+fn too_big_v6(pkt: &[u8], mtu: u16, from: Ipv6Addr, to: Ipv6Addr) -> Vec<u8> {
+    icmp_v6_error(pkt, (2, 0), u32::from(mtu).to_be_bytes(), from, to)
+}
+
+/// An ICMPv4 error (type, code), its four bytes after the checksum `rest`, quoting `pkt`'s
+/// header and the first 8 bytes of its payload, from `from` to `to`. Shared with the policy's
+/// reject answers (`core/policy/reject.rs`).
+pub(crate) fn icmp_v4_error(
+    pkt: &[u8],
+    (kind, code): (u8, u8),
+    rest: [u8; 4],
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+) -> Vec<u8> {
     // the offending header and the first 8 bytes of its payload
     let ihl = usize::from(pkt[0] & 0x0f) * 4;
     let quoted = &pkt[..(ihl + 8).min(pkt.len())];
-    let mut icmp = vec![3, 4, 0, 0, 0, 0];
-    icmp.extend_from_slice(&mtu.to_be_bytes());
+    let mut icmp = vec![kind, code, 0, 0];
+    icmp.extend_from_slice(&rest);
     icmp.extend_from_slice(quoted);
     let c = fold(sum(&icmp, 0));
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
@@ -67,11 +85,19 @@ fn too_big_v4(pkt: &[u8], mtu: u16, from: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
     out
 }
 
-fn too_big_v6(pkt: &[u8], mtu: u16, from: Ipv6Addr, to: Ipv6Addr) -> Vec<u8> {
+/// An ICMPv6 error (type, code) quoting as much of `pkt` as fits in the IPv6 minimum MTU;
+/// see [`icmp_v4_error`].
+pub(crate) fn icmp_v6_error(
+    pkt: &[u8],
+    (kind, code): (u8, u8),
+    rest: [u8; 4],
+    from: Ipv6Addr,
+    to: Ipv6Addr,
+) -> Vec<u8> {
     // as much of the packet as fits in the IPv6 minimum MTU (1280)
     let quoted = &pkt[..pkt.len().min(1280 - 48)];
-    let mut icmp = vec![2, 0, 0, 0];
-    icmp.extend_from_slice(&u32::from(mtu).to_be_bytes());
+    let mut icmp = vec![kind, code, 0, 0];
+    icmp.extend_from_slice(&rest);
     icmp.extend_from_slice(quoted);
     let mut acc = sum(&from.octets(), 0);
     acc = sum(&to.octets(), acc);

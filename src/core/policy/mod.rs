@@ -20,10 +20,13 @@ pub mod compile;
 pub mod conntrack;
 pub mod counters;
 pub mod decide;
+pub mod explain;
 pub mod flow;
 mod index;
 pub mod labels;
+pub mod lint;
 pub mod matcher;
+pub mod reject;
 pub mod spec;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -34,7 +37,13 @@ pub use decide::{Decision, Policy, Reason, Verdict};
 pub use spec::{Action, DefaultAction, MeshPolicy, Mode, Protocol, Rule, RuleId};
 
 #[cfg(test)]
+mod bad_policy_tests;
+#[cfg(test)]
 mod example_tests;
+#[cfg(test)]
+mod explain_tests;
+#[cfg(test)]
+mod lint_tests;
 #[cfg(test)]
 mod matcher_tests;
 #[cfg(test)]

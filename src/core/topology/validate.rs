@@ -16,7 +16,7 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The most characters of a parser's message an error shows: room for the longest list of
-/// expected fields (the top level's: 179 characters around the unknown name) and a mistyped name.
+/// expected fields (the top level's: 234 characters around the unknown name) and a mistyped name.
 const MESSAGE_MAX: usize = 400;
 
 pub(super) struct Collector {
