@@ -7,6 +7,7 @@ mod graph;
 mod ipam;
 mod keygen;
 mod plan;
+mod policy;
 mod registry;
 mod registry_args;
 mod registry_grant;
@@ -52,6 +53,8 @@ pub enum Command {
     Cni(cni::CniArgs),
     /// The etcd registry: import, export, status, remove, gc, grant (docs/registry.md).
     Registry(registry::RegistryCmdArgs),
+    /// Network policy: `explain` one packet's decision, `check` the rules (docs/policy.md).
+    Policy(policy::PolicyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Rotate(a) => rotate::run(a),
         Command::Cni(a) => cni::run(a),
         Command::Registry(a) => registry::run(a),
+        Command::Policy(a) => policy::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
