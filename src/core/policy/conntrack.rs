@@ -230,9 +230,9 @@ impl ConnTrack {
     }
 
     fn bucket(&self, key: &Key) -> std::ops::Range<usize> {
-        let ports = u64::from(key.lo_port) << 32
-            | u64::from(key.hi_port) << 16
-            | u64::from(key.proto) << 8
+        let ports = (u64::from(key.lo_port) << 32)
+            | (u64::from(key.hi_port) << 16)
+            | (u64::from(key.proto) << 8)
             | u64::from(key.tag);
         let h = fold(
             key.lo as u64 ^ self.seed[0],

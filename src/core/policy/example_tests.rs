@@ -9,11 +9,11 @@ use super::flow::{ACK, ICMP, SYN, UDP};
 use super::testing::{host, ping, policy, tcp_packet, udp_packet, Node};
 use std::sync::atomic::Ordering;
 
-fn pass(reason: Reason) -> (Verdict, Reason) {
+fn passes(reason: Reason) -> (Verdict, Reason) {
     (Verdict::Pass, reason)
 }
 
-fn drop(reason: Reason) -> (Verdict, Reason) {
+fn dropped(reason: Reason) -> (Verdict, Reason) {
     (Verdict::Drop, reason)
 }
 
@@ -59,42 +59,42 @@ fn frankfurt_may_not_reach_the_us_east_database_but_may_reach_https_and_get_repl
         (
             "fra → db:443 is allowed",
             tcp_packet(fra, 40001, db, 443, SYN),
-            pass(Reason::Rule(1)),
+            passes(Reason::Rule(1)),
         ),
         (
             "db:443 → fra answers through the tracked flow",
             tcp_packet(db, 443, fra, 40001, SYN | ACK),
-            pass(Reason::Tracked),
+            passes(Reason::Tracked),
         ),
         (
             "fra → db:443 goes on",
             tcp_packet(fra, 40001, db, 443, ACK),
-            pass(Reason::Tracked),
+            passes(Reason::Tracked),
         ),
         (
             "the refused flow left nothing to answer through",
             tcp_packet(db, 5432, fra, 40000, SYN | ACK),
-            drop(Reason::Default),
+            dropped(Reason::Default),
         ),
         (
             "fra → api:443 is allowed",
             tcp_packet(fra, 40002, api, 443, SYN),
-            pass(Reason::Rule(1)),
+            passes(Reason::Rule(1)),
         ),
         (
             "the database may not open a flow to Frankfurt",
             tcp_packet(db, 50000, fra, 443, SYN),
-            drop(Reason::Default),
+            dropped(Reason::Default),
         ),
         (
             "fra → db:22 gets the default",
             tcp_packet(fra, 40003, db, 22, SYN),
-            drop(Reason::Default),
+            dropped(Reason::Default),
         ),
         (
             "Singapore is not Frankfurt",
             tcp_packet(host(9, 1), 40004, db, 443, SYN),
-            drop(Reason::Default),
+            dropped(Reason::Default),
         ),
     ];
     for (what, pkt, want) in table {
@@ -113,22 +113,22 @@ fn sender_and_receiver_each_judge_and_each_let_the_reply_through() {
     let reply = tcp_packet(db, 443, fra, 40000, SYN | ACK);
     assert_eq!(
         seen(sender.check(&p, &syn)),
-        pass(Reason::Rule(1)),
+        passes(Reason::Rule(1)),
         "sender, early"
     );
     assert_eq!(
         seen(receiver.check(&p, &syn)),
-        pass(Reason::Rule(1)),
+        passes(Reason::Rule(1)),
         "receiver"
     );
     assert_eq!(
         seen(receiver.check(&p, &reply)),
-        pass(Reason::Tracked),
+        passes(Reason::Tracked),
         "answer out"
     );
     assert_eq!(
         seen(sender.check(&p, &reply)),
-        pass(Reason::Tracked),
+        passes(Reason::Tracked),
         "answer in"
     );
     let refused = tcp_packet(fra, 40001, db, 5432, SYN);
@@ -158,14 +158,14 @@ to = { region = "us-east-1" }
     );
     let mut n = Node::new(256);
     let cases = [
-        (host(7, 1), host(9, 1), drop(Reason::Rule(0))),
-        (host(8, 1), host(9, 1), drop(Reason::Rule(0))),
-        (host(9, 1), host(7, 1), pass(Reason::Default)),
-        (host(7, 1), host(1, 1), pass(Reason::Default)),
-        (host(2, 1), host(8, 1), drop(Reason::Rule(1))),
-        (host(2, 1), host(7, 1), drop(Reason::Rule(1))),
-        (host(1, 1), host(8, 1), pass(Reason::Default)),
-        (host(2, 1), host(9, 1), pass(Reason::Default)),
+        (host(7, 1), host(9, 1), dropped(Reason::Rule(0))),
+        (host(8, 1), host(9, 1), dropped(Reason::Rule(0))),
+        (host(9, 1), host(7, 1), passes(Reason::Default)),
+        (host(7, 1), host(1, 1), passes(Reason::Default)),
+        (host(2, 1), host(8, 1), dropped(Reason::Rule(1))),
+        (host(2, 1), host(7, 1), dropped(Reason::Rule(1))),
+        (host(1, 1), host(8, 1), passes(Reason::Default)),
+        (host(2, 1), host(9, 1), passes(Reason::Default)),
     ];
     for (i, (src, dst, want)) in cases.into_iter().enumerate() {
         let d = n.check(&p, &udp_packet(src, 1000 + i as u16, dst, 53));
@@ -191,11 +191,11 @@ to = { cidr-sets = ["partners"] }
     let mut n = Node::new(256);
     let from = host(1, 1);
     for (dst, want) in [
-        (host(2, 200), drop(Reason::Rule(0))),
-        (host(2, 128), drop(Reason::Rule(0))),
-        (host(2, 127), pass(Reason::Default)),
-        (host(9, 9), drop(Reason::Rule(0))),
-        (host(7, 9), pass(Reason::Default)),
+        (host(2, 200), dropped(Reason::Rule(0))),
+        (host(2, 128), dropped(Reason::Rule(0))),
+        (host(2, 127), passes(Reason::Default)),
+        (host(9, 9), dropped(Reason::Rule(0))),
+        (host(7, 9), passes(Reason::Default)),
     ] {
         assert_eq!(seen(n.check(&p, &ping(from, dst, 1))), want, "{dst:?}");
     }
@@ -230,7 +230,7 @@ ports = [443, "8000-8100"]
         assert_eq!(d.verdict == Verdict::Pass, allowed, "tcp {port}");
     }
     let d = n.check(&p, &udp_packet(host(1, 1), 1, api, 8050));
-    assert_eq!(seen(d), drop(Reason::Default), "udp is not tcp");
+    assert_eq!(seen(d), dropped(Reason::Default), "udp is not tcp");
 }
 
 #[test]
@@ -260,39 +260,42 @@ protocol = "icmp"
     let (web, sg, api, batch) = (host(1, 1), host(9, 1), host(8, 1), host(2, 1));
     assert_eq!(
         seen(n.check(&p, &tcp_packet(web, 1, api, 443, SYN))),
-        pass(Reason::Rule(0))
+        passes(Reason::Rule(0))
     );
     assert_eq!(
         seen(n.check(&p, &tcp_packet(sg, 1, api, 443, SYN))),
-        pass(Reason::Rule(0))
+        passes(Reason::Rule(0))
     );
     assert_eq!(
         seen(n.check(&p, &tcp_packet(api, 443, sg, 1, SYN | ACK))),
-        pass(Reason::Tracked)
+        passes(Reason::Tracked)
     );
     assert_eq!(
         seen(n.check(&p, &tcp_packet(batch, 1, api, 443, SYN))),
-        drop(Reason::Default)
+        dropped(Reason::Default)
     );
     assert_eq!(
         seen(n.check(&p, &udp_packet(web, 1, api, 443))),
-        drop(Reason::Default)
+        dropped(Reason::Default)
     );
     assert_eq!(
         seen(n.check(&p, &ping(web, batch, 7))),
-        pass(Reason::Rule(1))
+        passes(Reason::Rule(1))
     );
     let reply = v4(batch, web, ICMP, &[0, 0, 0, 0, 0, 7, 0, 1]);
     assert_eq!(
         seen(n.check(&p, &reply)),
-        pass(Reason::Tracked),
+        passes(Reason::Tracked),
         "echo reply"
     );
-    assert_eq!(seen(n.check(&p, &ping(web, api, 8))), drop(Reason::Default));
+    assert_eq!(
+        seen(n.check(&p, &ping(web, api, 8))),
+        dropped(Reason::Default)
+    );
     let stray = v4(api, web, ICMP, &[0, 0, 0, 0, 0, 9, 0, 1]);
     assert_eq!(
         seen(n.check(&p, &stray)),
-        drop(Reason::Default),
+        dropped(Reason::Default),
         "unasked echo reply"
     );
     let c = &p.counters.policy;
@@ -318,20 +321,20 @@ fn fragmentation_needed_for_an_allowed_flow_passes_and_for_any_other_does_not() 
     );
     // the path (or a hub on it) answers from the destination's address, as too_big.rs does
     let needed = icmp_error(api, fra, 3, 4, &big);
-    assert_eq!(seen(n.check(&p, &needed)), pass(Reason::Related));
+    assert_eq!(seen(n.check(&p, &needed)), passes(Reason::Related));
     let unreachable = icmp_error(api, fra, 3, 1, &big);
-    assert_eq!(seen(n.check(&p, &unreachable)), pass(Reason::Related));
+    assert_eq!(seen(n.check(&p, &unreachable)), passes(Reason::Related));
     let untracked = tcp_packet(fra, 40001, api, 443, ACK);
     let err = icmp_error(api, fra, 3, 4, &untracked);
     assert_eq!(
         seen(n.check(&p, &err)),
-        drop(Reason::Default),
+        dropped(Reason::Default),
         "no such flow"
     );
     let elsewhere = icmp_error(api, host(9, 1), 3, 4, &big);
     assert_eq!(
         seen(n.check(&p, &elsewhere)),
-        drop(Reason::Default),
+        dropped(Reason::Default),
         "not to its sender"
     );
     assert_eq!(p.counters.policy.related.load(Ordering::Relaxed), 2);
@@ -355,15 +358,15 @@ ports = [53]
     let (fra, api) = (host(1, 1), host(8, 1));
     let mut first = udp_packet(fra, 5000, api, 53);
     first[6] = 0x20; // more fragments, offset 0, id 0x1234
-    assert_eq!(seen(n.check(&p, &first)), pass(Reason::Rule(0)));
+    assert_eq!(seen(n.check(&p, &first)), passes(Reason::Rule(0)));
     let mut later = v4(fra, api, UDP, &[0xab; 32]);
     later[6] = 0x00;
     later[7] = 0x02;
-    assert_eq!(seen(n.check(&p, &later)), pass(Reason::Fragment));
+    assert_eq!(seen(n.check(&p, &later)), passes(Reason::Fragment));
     later[4] = 0x99; // another datagram
     assert_eq!(
         seen(n.check(&p, &later)),
-        drop(Reason::Default),
+        dropped(Reason::Default),
         "ports rules need a port"
     );
 }
@@ -388,11 +391,11 @@ to = { name = "use-db" }
     );
     let mut n = Node::new(64);
     let d = n.check(&p, &ping(host(1, 1), host(7, 1), 1));
-    assert_eq!((seen(d), d.logged), (drop(Reason::Rule(1)), Some(0)));
+    assert_eq!((seen(d), d.logged), (dropped(Reason::Rule(1)), Some(0)));
     let d = n.check(&p, &ping(host(1, 1), host(8, 1), 1));
-    assert_eq!((seen(d), d.logged), (pass(Reason::Default), Some(0)));
+    assert_eq!((seen(d), d.logged), (passes(Reason::Default), Some(0)));
     let d = n.check(&p, &ping(host(1, 1), host(9, 1), 1));
-    assert_eq!((seen(d), d.logged), (pass(Reason::Default), None));
+    assert_eq!((seen(d), d.logged), (passes(Reason::Default), None));
     assert_eq!(p.counters.rules[0].get(), 2);
 }
 
@@ -412,11 +415,11 @@ fn audit_mode_counts_what_it_would_deny_and_drops_nothing() {
     let d = n.check(&p, &tcp_packet(db, 5432, fra, 1, SYN | ACK));
     assert_eq!(
         (seen(d), d.would_deny),
-        (pass(Reason::Tracked), false),
+        (passes(Reason::Tracked), false),
         "counted once"
     );
     let d = n.check(&p, &tcp_packet(fra, 2, db, 443, SYN));
-    assert_eq!((seen(d), d.would_deny), (pass(Reason::Rule(1)), false));
+    assert_eq!((seen(d), d.would_deny), (passes(Reason::Rule(1)), false));
     assert!(n.check(&p, &[0x45, 0]).would_deny);
     assert_eq!(p.counters.policy.would_deny.load(Ordering::Relaxed), 2);
 }
@@ -429,10 +432,13 @@ fn unreadable_packets_are_denied_unless_the_policy_allows_everything() {
     let mut n = Node::new(64);
     assert_eq!(
         seen(n.check(&strict, &[0x45; 10])),
-        drop(Reason::Unreadable)
+        dropped(Reason::Unreadable)
     );
-    assert_eq!(seen(n.check(&open, &[0x45; 10])), pass(Reason::Permissive));
+    assert_eq!(
+        seen(n.check(&open, &[0x45; 10])),
+        passes(Reason::Permissive)
+    );
     let d = n.check(&open, &tcp_packet(host(1, 1), 1, host(7, 1), 5432, SYN));
-    assert_eq!(seen(d), pass(Reason::Permissive));
+    assert_eq!(seen(d), passes(Reason::Permissive));
     assert_eq!(n.ct.live(n.now), 0, "a permissive policy tracks nothing");
 }
