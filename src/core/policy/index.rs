@@ -245,7 +245,7 @@ impl Builder<'_> {
             let rule = self.rule(id);
             let decides = rule.action.decides();
             let ranges: Vec<std::ops::Range<usize>> = match &rule.src {
-                Addrs::Any => vec![0..targets.len()],
+                Addrs::Any => std::iter::once(0..targets.len()).collect(),
                 Addrs::Prefixes(p) => p.iter().map(|q| inside(&targets, q)).collect(),
             };
             self.spend(ranges.iter().map(|r| r.len()).sum())?;

@@ -114,13 +114,13 @@ fn address(rng: &mut XorShift) -> IpAddr {
 fn scan(rules: &[CompiledRule], q: &Query) -> (Option<RuleId>, Vec<RuleId>) {
     let mut logs = Vec::new();
     for (id, r) in rules.iter().enumerate() {
-        let proto = match (r.protocol, q.proto) {
-            (None, _) => true,
-            (Some(Protocol::Tcp), ProtoClass::Tcp)
-            | (Some(Protocol::Udp), ProtoClass::Udp)
-            | (Some(Protocol::Icmp), ProtoClass::Icmp) => true,
-            _ => false,
-        };
+        let proto = matches!(
+            (r.protocol, q.proto),
+            (None, _)
+                | (Some(Protocol::Tcp), ProtoClass::Tcp)
+                | (Some(Protocol::Udp), ProtoClass::Udp)
+                | (Some(Protocol::Icmp), ProtoClass::Icmp)
+        );
         let port = r.ports.is_empty()
             || q.port
                 .is_some_and(|p| r.ports.iter().any(|x| x.contains(p)));
@@ -136,7 +136,7 @@ fn scan(rules: &[CompiledRule], q: &Query) -> (Option<RuleId>, Vec<RuleId>) {
 
 #[test]
 fn the_index_answers_what_a_scan_in_order_answers_for_random_policies() {
-    let mut rng = XorShift(0x5eed_0f_9011_c1e5);
+    let mut rng = XorShift(0x005e_ed0f_9011_c1e5);
     let mut queries = 0;
     for round in 0..120 {
         let count = [1, 5, 9, 30, 80][round % 5];

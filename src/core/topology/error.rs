@@ -45,7 +45,12 @@ pub enum TopologyError {
         source: std::io::Error,
     },
     #[error("{}: {}", file.display(), problem)]
-    Syntax { file: PathBuf, problem: Problem },
+    Syntax {
+        file: PathBuf,
+        /// Boxed: a problem carries four strings, and every `Result` of the topology code
+        /// would otherwise be as large as this one rare variant.
+        problem: Box<Problem>,
+    },
     #[error("{}: {} problem(s):\n  {}", file.display(), problems.len(),
             problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
     Invalid {
@@ -60,7 +65,7 @@ impl TopologyError {
     /// All problems, for tests and tools that want them one by one.
     pub fn problems(&self) -> Vec<Problem> {
         match self {
-            TopologyError::Syntax { problem, .. } => vec![problem.clone()],
+            TopologyError::Syntax { problem, .. } => vec![(**problem).clone()],
             TopologyError::Invalid { problems, .. } => problems.clone(),
             _ => Vec::new(),
         }

@@ -64,7 +64,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Document, TopologyError> 
             .unwrap_or_default();
         TopologyError::Syntax {
             file: path.to_path_buf(),
-            problem: Problem {
+            problem: Box::new(Problem {
                 line: e.span().map(|s| lines.of(s.start)),
                 node: place.node.as_deref().map(shown),
                 policy: place.policy.as_deref().map(shown),
@@ -72,7 +72,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Document, TopologyError> 
                 // serde's messages quote what they refuse (an unknown field's whole name), and
                 // the list of expected fields after it is worth keeping: a longer cut
                 message: clip(message, MESSAGE_MAX),
-            },
+            }),
         }
     })?;
     let mut c = Collector {
