@@ -17,7 +17,7 @@ mod uapi;
 
 use crate::core::diff::PlanDiff;
 use crate::core::plan::Plan;
-use crate::core::topology::{Topology, TopologyError};
+use crate::core::topology::{Document, Topology, TopologyError};
 use crate::engine::{Device, Scratch};
 use crate::io::dns::{DnsError, Resolver};
 use crate::io::keyfile::{self, KeyFileError};
@@ -106,8 +106,8 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
     // The key first: a registry join publishes its public key. Nothing is created before the
     // topology is known and planned, so bad input fails here with nothing to undo.
     let own_key = keyfile::read_private(&settings.private_key_path())?.public_key();
-    let (topology, mut source) = source::Source::open(&settings, &own_key).await?;
-    let (plan, key) = prepare(&settings, &topology)?;
+    let (doc, mut source) = source::Source::open(&settings, &own_key).await?;
+    let (plan, key) = prepare(&settings, &doc.topology)?;
     timing.prepared();
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -229,13 +229,13 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             next = source.next() => match next {
-                Some(topology) => log_reload(reload(&mut running, &topology).await),
+                Some(doc) => log_reload(reload(&mut running, &doc).await),
                 // removed from the registry: stop as on SIGTERM
                 None => break,
             },
             _ = hup.recv() => {
                 match source.reread() {
-                    Ok(Some(topology)) => log_reload(reload(&mut running, &topology).await),
+                    Ok(Some(doc)) => log_reload(reload(&mut running, &doc).await),
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "reload refused; still running the previous topology"),
                 }
@@ -322,12 +322,9 @@ fn log_reload(result: Result<(PlanDiff, ApplyTiming), DaemonError>) {
 /// Re-plans and applies only the difference: routes and DNS resolvers are touched only for
 /// what the diff names, and the engine is not called at all when no peer and none of the
 /// node's own settings changed (a route-only change, or an edit elsewhere in a hub mesh).
-async fn reload(
-    r: &mut Running,
-    topology: &Topology,
-) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
+async fn reload(r: &mut Running, doc: &Document) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
     let mut timing = ApplyTiming::start();
-    let (plan, _) = prepare(&r.settings, topology)?;
+    let (plan, _) = prepare(&r.settings, &doc.topology)?;
     let diff = PlanDiff::between(&r.plan, &plan);
     timing.prepared();
     let created = if diff.touches_peers() || diff.own || diff.mtu.is_some() {

@@ -6,8 +6,9 @@ use super::registry::{self, Registry, RegistryConfig};
 use super::settings::Settings;
 use super::DaemonError;
 use crate::core::key::PublicKey;
+use crate::core::policy::MeshPolicy;
 use crate::core::registry::addr::RegistryAddr;
-use crate::core::topology::Topology;
+use crate::core::topology::{Document, Topology};
 use std::path::PathBuf;
 
 pub(super) enum Source {
@@ -16,34 +17,40 @@ pub(super) enum Source {
 }
 
 impl Source {
-    /// Opens the source named by the settings; its first topology.
+    /// Opens the source named by the settings; its first topology and policy.
     pub(super) async fn open(
         settings: &Settings,
         public_key: &PublicKey,
-    ) -> Result<(Topology, Source), DaemonError> {
+    ) -> Result<(Document, Source), DaemonError> {
         match settings.source()? {
-            RegistryAddr::File(path) => Ok((Topology::load(&path)?, Source::File(path))),
+            RegistryAddr::File(path) => {
+                Ok((Topology::load_with_policy(&path)?, Source::File(path)))
+            }
             RegistryAddr::Etcd(members) => {
                 let cfg = RegistryConfig::from_settings(settings, members)?;
                 let (first, registry) = registry::start(cfg, *public_key).await?;
-                Ok((first.topology.clone(), Source::Registry(registry)))
+                Ok((
+                    of_registry(first.topology.clone()),
+                    Source::Registry(registry),
+                ))
             }
         }
     }
 
-    /// The next topology from the registry; never returns for a file (SIGHUP reads that).
-    pub(super) async fn next(&mut self) -> Option<Topology> {
+    /// The next topology and policy from the registry; never returns for a file (SIGHUP reads
+    /// that).
+    pub(super) async fn next(&mut self) -> Option<Document> {
         match self {
             Source::File(_) => std::future::pending().await,
-            Source::Registry(r) => Some(r.next().await?.topology.clone()),
+            Source::Registry(r) => Some(of_registry(r.next().await?.topology.clone())),
         }
     }
 
     /// SIGHUP: the file is read again; the registry is listed again (its topology then comes
     /// through [`Source::next`]).
-    pub(super) fn reread(&mut self) -> Result<Option<Topology>, DaemonError> {
+    pub(super) fn reread(&mut self) -> Result<Option<Document>, DaemonError> {
         match self {
-            Source::File(path) => Ok(Some(Topology::load(path)?)),
+            Source::File(path) => Ok(Some(Topology::load_with_policy(path)?)),
             Source::Registry(r) => {
                 r.relist();
                 Ok(None)
@@ -71,5 +78,13 @@ impl Source {
         if let Source::Registry(r) = self {
             r.leave().await;
         }
+    }
+}
+
+/// The registry's document. The registry carries no policy yet: its mesh is permissive.
+fn of_registry(topology: Topology) -> Document {
+    Document {
+        topology,
+        policy: MeshPolicy::default(),
     }
 }
