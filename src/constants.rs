@@ -223,3 +223,10 @@ pub const CONNTRACK_FRAGMENTS: Duration = Duration::from_secs(10);
 
 /// A flow a reload denied stays denied, in both directions, until quiet for this long.
 pub const CONNTRACK_REVOKED: Duration = Duration::from_secs(60);
+
+/// Policy rejections answered with ICMP "administratively prohibited" per second, per node;
+/// beyond it a rejected packet is only dropped, so a flood of denied SYNs is not echoed.
+pub const POLICY_REJECTS_PER_SECOND: u32 = 100;
+
+/// Log lines of `log` rules and audit mode's "would deny" per second, per node.
+pub const POLICY_NOTICES_PER_SECOND: u32 = 20;

@@ -47,6 +47,10 @@ struct InterfaceStatus {
     /// Peers holding session state (from the control socket); the rest are idle.
     #[serde(skip_serializing_if = "Option::is_none")]
     awake_peers: Option<usize>,
+    /// The network policy in force, its hits and its connection table (from the control
+    /// socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<crate::io::policy_status::PolicyStatus>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -116,6 +120,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                         status.rotation = Some(daemon.rotation);
                         status.psk_epoch = daemon.psk_epoch;
                         status.awake_peers = Some(daemon.awake_peers);
+                        status.policy = daemon.policy;
                         add_paths(&mut status, daemon.peers);
                     }
                 }
@@ -206,6 +211,7 @@ fn summarize(
         rotation: None,
         psk_epoch: None,
         awake_peers: None,
+        policy: None,
     }
 }
 
@@ -365,6 +371,9 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
                 .map(|(cell, w)| format!("{cell:<w$}"))
                 .collect();
             out.push_str(&format!("  {}\n", line.join("  ").trim_end()));
+        }
+        if let Some(policy) = &s.policy {
+            out.push_str(&policy.render());
         }
     }
     out

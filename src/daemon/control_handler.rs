@@ -87,6 +87,7 @@ impl DaemonControl {
             rotations: self.device.rotations(),
             psk_epoch: self.device.psk_epoch(),
             awake_peers: self.device.awake_count(),
+            policy: Some(super::policy::status(&self.device, now)),
         }
     }
 }

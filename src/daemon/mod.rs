@@ -6,6 +6,7 @@ mod cni_sweep;
 mod control_handler;
 mod loops;
 mod node_state;
+mod policy;
 pub mod registry;
 mod resolve;
 mod rotate;
@@ -68,6 +69,8 @@ pub enum DaemonError {
     Settings(#[from] settings::SettingsError),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::core::policy::CompileError),
 }
 
 /// The running pieces a reload touches.
@@ -135,6 +138,9 @@ pub async fn run(settings: Settings) -> Result<(), DaemonError> {
         std::time::SystemTime::now(),
     ));
     device.set_release_after(settings.release_idle_after.map(|s| s.0));
+    if let Some(p) = policy::compiled(&device, &doc)? {
+        policy::put_in_force(&device, p);
+    }
     timing.applied();
     let mut routes = routes::RouteSync::new(Routes::for_interface(&settings.interface).await?);
     routes.sync(&plan, &device).await?;
@@ -325,8 +331,12 @@ fn log_reload(result: Result<(PlanDiff, ApplyTiming), DaemonError>) {
 async fn reload(r: &mut Running, doc: &Document) -> Result<(PlanDiff, ApplyTiming), DaemonError> {
     let mut timing = ApplyTiming::start();
     let (plan, _) = prepare(&r.settings, &doc.topology)?;
+    let policy = policy::compiled(&r.io.device, doc)?;
     let diff = PlanDiff::between(&r.plan, &plan);
     timing.prepared();
+    if let Some(p) = policy {
+        policy::put_in_force(&r.io.device, p);
+    }
     let created = if diff.touches_peers() || diff.own || diff.mtu.is_some() {
         // Device::apply takes the whole plan; it keeps every peer whose key is unchanged,
         // session included, and touches only the peers whose settings changed

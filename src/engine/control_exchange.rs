@@ -3,6 +3,7 @@
 //! speak wiremesh control, probes sized to test the underlay path, and their answers.
 
 use super::control_message::{self, Message};
+use super::counters::DropReason;
 use super::device::Device;
 use super::path_mtu::PathEvent;
 use super::peer::Peer;
@@ -103,6 +104,17 @@ impl Device {
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
+        if !peer.config().overlay_addrs.contains(&src) {
+            // relayed (a hub), or sent by a process rather than the peer's engine: neither
+            // speaks for the peer (the sender drops the latter too, see `outbound.rs`)
+            if let Message::KeyAnnounce { .. } = msg {
+                self.drop_packet(DropReason::ForgedAnnouncement);
+                tracing::warn!(via = %peer.name(), %src, "key announcement from another address than the peer's own ignored");
+            } else {
+                self.drop_packet(DropReason::ForgedControl);
+            }
+            return;
+        }
         let settings = self.node.load().discovery;
         let start = |peer: &Peer| {
             if settings.enabled {
@@ -144,7 +156,7 @@ impl Device {
                 effective_ms,
             } => {
                 let effective = std::time::Duration::from_millis(u64::from(effective_ms));
-                self.handle_key_announce(peer, src, new_public, effective, now, out, sink);
+                self.handle_key_announce(peer, new_public, effective, now, out, sink);
             }
             Message::KeyAnnounceAck { new_public } => self.handle_key_ack(peer, new_public),
         }

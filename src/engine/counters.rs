@@ -27,10 +27,16 @@ pub enum DropReason {
     ForgedAnnouncement,
     /// Data for a session this node had released as idle (a new handshake was started).
     StaleSession,
+    /// Denied by the network policy (docs/policy.md); its counters say which rule.
+    Policy,
+    /// A control message (port `CONTROL_PORT`) not made by the engine: from the tun device
+    /// with one of this node's own addresses as source, or arriving with a source other than
+    /// the sending peer's own address. Only engines speak control.
+    ForgedControl,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::NoRoute,
         DropReason::NoEndpoint,
         DropReason::SourceNotAllowed,
@@ -41,6 +47,8 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::ForgedAnnouncement,
         DropReason::StaleSession,
+        DropReason::Policy,
+        DropReason::ForgedControl,
     ];
 
     pub fn label(self) -> &'static str {
@@ -55,6 +63,8 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::ForgedAnnouncement => "forged_key_announcement",
             DropReason::StaleSession => "stale_session",
+            DropReason::Policy => "policy",
+            DropReason::ForgedControl => "forged_control",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use super::admission::Admission;
 use super::counters::{Counters, DropReason};
+use super::firewall::{Firewall, TableUse};
 use super::idle::Idle;
 use super::node::NodeSettings;
 use super::own_keys::OwnKeys;
@@ -18,6 +19,7 @@ use super::psk::{PskEpochs, PskSettings};
 use super::table::PeerTable;
 use crate::core::key::{PrivateKey, PublicKey};
 use crate::core::plan::Plan;
+use crate::core::policy::Policy;
 use crate::core::rotation::RotationTiming;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -38,6 +40,8 @@ pub struct Device {
     pub(super) path_events: PathEvents,
     /// Which peers hold session state, and when they give it back.
     pub(super) idle: Idle,
+    /// The network policy and its connection table.
+    pub(super) firewall: Firewall,
     pub(super) counters: Counters,
 }
 
@@ -74,6 +78,7 @@ impl Device {
             node: ArcSwap::from_pointee(NodeSettings::of(plan)),
             path_events: PathEvents::default(),
             idle: Idle::default(),
+            firewall: Firewall::new(firewall_seed(), now),
             counters: Counters::default(),
         };
         dev.apply(plan, now);
@@ -86,6 +91,23 @@ impl Device {
     pub fn apply(&self, plan: &Plan, now: Instant) -> Vec<Arc<Peer>> {
         self.node.store(Arc::new(NodeSettings::of(plan)));
         self.peers.apply(plan, now)
+    }
+
+    /// Puts a compiled network policy in force (docs/policy.md): packets judged after this
+    /// returns follow it; flows it still allows go on, flows it denies stop on their next
+    /// packet.
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        self.firewall.set(policy);
+    }
+
+    /// The policy in force, with its counters.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.firewall.policy()
+    }
+
+    /// How full the connection table is at `now` (a walk: for metrics and status).
+    pub fn conntrack(&self, now: Instant) -> TableUse {
+        self.firewall.table_use(now)
     }
 
     /// The pre-shared-key epoch in use, when a mesh secret is configured.
@@ -160,4 +182,11 @@ impl Device {
     pub fn take_path_events(&self) -> Vec<super::PathEvent> {
         self.path_events.take()
     }
+}
+
+/// The key of the connection table's hashes, from the OS: flows a sender picks must not be
+/// able to crowd one bucket.
+fn firewall_seed() -> [u64; 2] {
+    use rand_core::RngCore;
+    [rand_core::OsRng.next_u64(), rand_core::OsRng.next_u64()]
 }

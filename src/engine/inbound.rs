@@ -5,6 +5,7 @@
 use super::control_message;
 use super::counters::DropReason;
 use super::device::Device;
+use super::firewall::{Direction, Filtered};
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::{epoch_bits, SessionKeys};
@@ -269,6 +270,19 @@ impl Device {
                 mss::clamp(pkt, mtu);
                 self.counters.forwarded_one();
                 self.encapsulate_to(next, pkt, now, sink);
+                return;
+            }
+        }
+        match self.firewall.filter(pkt, now, Direction::In) {
+            Filtered::Pass => {}
+            Filtered::Drop => {
+                self.drop_packet(DropReason::Policy);
+                return;
+            }
+            Filtered::Reject(answer) => {
+                // back to the sender, through the peer it came from
+                self.drop_packet(DropReason::Policy);
+                self.encapsulate_to(from_peer, &answer, now, sink);
                 return;
             }
         }

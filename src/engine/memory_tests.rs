@@ -117,6 +117,13 @@ impl Net {
                 .datagrams()
                 .map(|(to, d)| (self.name_of(to), me, d.to_vec())),
         );
+        // answers the engine wrote back into the sender's own tun (too big, rejected)
+        for p in batch.tun_packets() {
+            self.delivered
+                .entry(from.to_string())
+                .or_default()
+                .push(p.to_vec());
+        }
         self.pump(pending);
     }
 

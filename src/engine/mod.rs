@@ -18,6 +18,7 @@ mod control_exchange;
 pub mod control_message;
 mod counters;
 mod device;
+mod firewall;
 mod idle;
 mod inbound;
 mod liveness;
@@ -39,6 +40,7 @@ mod timers;
 
 pub use counters::DropReason;
 pub use device::Device;
+pub use firewall::TableUse;
 pub use liveness::PeerLiveness;
 pub use path_mtu::{MtuCause, PathEvent, IDLE_AFTER};
 pub use peer::{Peer, PeerConfig, PeerSnapshot};
@@ -54,6 +56,8 @@ mod admission_tests;
 mod apply_tests;
 #[cfg(test)]
 mod confirm_tests;
+#[cfg(test)]
+mod firewall_tests;
 #[cfg(test)]
 mod hub_tests;
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! destination, straight into the send batch.
 
 use super::confirm::DATA;
+use super::control_message;
 use super::counters::DropReason;
 use super::device::Device;
+use super::firewall::{Direction, Filtered};
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::Session;
@@ -56,6 +58,22 @@ impl Device {
             self.drop_packet(DropReason::NoRoute);
             return;
         };
+        if self.is_forged_control(pkt) {
+            self.drop_packet(DropReason::ForgedControl);
+            return;
+        }
+        match self.firewall.filter(pkt, now, Direction::Out) {
+            Filtered::Pass => {}
+            Filtered::Drop => {
+                self.drop_packet(DropReason::Policy);
+                return;
+            }
+            Filtered::Reject(answer) => {
+                self.drop_packet(DropReason::Policy);
+                sink.write_tun(&answer);
+                return;
+            }
+        }
         let mtu = peer.path.mtu();
         if too_big::needed(pkt, mtu) {
             if let Some(err) = self.refuse_too_big(pkt, mtu, dst) {
@@ -72,6 +90,16 @@ impl Device {
             return;
         }
         self.encapsulate_to(peer, pkt, now, sink);
+    }
+
+    /// A control message some process on this node wrote with one of the node's own addresses
+    /// as its source: the peer would take it for this engine's (a key announcement among
+    /// them), so only the engine may send those, never through the tun device. Control
+    /// messages are not subject to policy; this is what keeps them the engine's.
+    fn is_forged_control(&self, pkt: &[u8]) -> bool {
+        control_message::payload(pkt).is_some()
+            && packet::addresses(pkt)
+                .is_some_and(|(src, _)| self.node.load().own_addrs.contains(&src))
     }
 
     /// Encrypts straight into the sink's memory: the datagram is written once. A session

@@ -21,7 +21,6 @@ use super::sink::Sink;
 use crate::core::key::{PrivateKey, PublicKey};
 use crate::core::rotation::{AnnounceVerdict, NodeAction, NodeState, RotationError};
 use boringtun::noise::TunnResult;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,25 +134,18 @@ impl Device {
         }
     }
 
-    /// `KeyAnnounce` from inside `peer`'s session, sent from the inner address `src`.
+    /// `KeyAnnounce` from inside `peer`'s session, from the peer's own address (checked by
+    /// `handle_control`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_key_announce(
         &self,
         peer: &Arc<Peer>,
-        src: IpAddr,
         new: PublicKey,
         effective: Duration,
         now: Instant,
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
-        if !peer.config().overlay_addrs.contains(&src) {
-            // relayed (a hub) or spoofed inside another node's allowed range: that session
-            // does not speak for the node `src` belongs to
-            self.drop_packet(DropReason::ForgedAnnouncement);
-            tracing::warn!(via = %peer.name(), %src, "key announcement from another node's session ignored");
-            return;
-        }
         let session_key = peer.public_key();
         let verdict = peer
             .keys()

@@ -168,9 +168,10 @@ fn an_announcement_relayed_through_a_hub_is_ignored_and_counted() {
         new_public: mallory,
         effective_ms: 60_000,
     };
-    // s2 claims, from its own address, that s1's hub h1 has a new key... but the packet
-    // reaches s1 inside h1's session with s2's source address
-    let pkt = control::build(addr(4).into(), addr(2).into(), &forged, 0);
+    // a pod behind s2 claims that s1's hub h1 has a new key... but the packet reaches s1
+    // inside h1's session with a source address other than h1's (s2's own address would be
+    // stopped before it left s2: see the firewall tests)
+    let pkt = control::build([10, 244, 4, 7].into(), addr(2).into(), &forged, 0);
     net.send("s2", &pkt);
     assert_eq!(net.devices["s1"].drops(DropReason::ForgedAnnouncement), 1);
     for p in net.devices["s1"].peers().iter() {

@@ -94,6 +94,9 @@ pub struct DaemonStatus {
     /// Peers holding session state now; the others are idle records.
     #[serde(default)]
     pub awake_peers: usize,
+    /// The network policy in force (absent from daemons before policy existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::policy_status::PolicyStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod memory;
 pub mod metrics;
 pub mod netlink;
 pub mod node_state_file;
+pub mod policy_status;
 pub mod private_socket;
 pub mod ready;
 pub mod registry_snapshot;

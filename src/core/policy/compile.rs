@@ -107,3 +107,19 @@ pub fn compile_with_budget(
         counters,
     })
 }
+
+impl Policy {
+    /// The policy of a mesh that has none: everything passes, nothing is tracked. A device
+    /// starts with it, before its first plan.
+    pub fn permissive() -> Policy {
+        Policy {
+            rules: Vec::new(),
+            matcher: index::build(&[], POLICY_INDEX_BUDGET).expect("no rule fits any budget"),
+            default_action: super::spec::DefaultAction::Allow,
+            mode: super::spec::Mode::Enforce,
+            generation: 0,
+            counters: Counters::default(),
+            permissive: true,
+        }
+    }
+}

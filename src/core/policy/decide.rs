@@ -227,11 +227,18 @@ impl Policy {
         }
         match Flow::parse(pkt) {
             Ok(flow) => self.check(ct, &flow, now),
-            Err(_) => {
-                PolicyCounters::add(&self.counters.policy.unreadable);
-                self.deny(Reason::Unreadable, false)
-            }
+            Err(_) => self.unreadable(),
         }
+    }
+
+    /// The decision for a packet that cannot be read: denied (in audit mode, passed and
+    /// counted), never tracked.
+    pub fn unreadable(&self) -> Decision {
+        if self.permissive {
+            return Self::pass(Reason::Permissive);
+        }
+        PolicyCounters::add(&self.counters.policy.unreadable);
+        self.deny(Reason::Unreadable, false)
     }
 
     /// The decision for a parsed packet at `now` (the order of questions: module doc).

@@ -24,12 +24,14 @@
 //! | `wiremesh_cookie_replies` | counter | | handshake messages answered with a cookie under load |
 //! | `wiremesh_awake_peers` | gauge | | peers holding session state now (the rest are idle records) |
 //! | `wiremesh_build` | info | version | always 1 |
+//! | `wiremesh_policy_*`, `wiremesh_conntrack_*` | | | the network policy: see `policy.rs` |
 //!
 //! Counters carry `_total` on their samples, as OpenMetrics and Prometheus both expect.
 //! The handshake age is left out, rather than NaN, before a first handshake: `absent()` and
 //! `unless` then work in alerts, and no dashboard draws a NaN as a gap that looks like data.
 
 mod http;
+mod policy;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -344,6 +346,7 @@ impl Collector for DeviceCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(dev.awake_count() as i64).encode(m)?;
+        policy::encode(&mut enc, dev)?;
         let info = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
         let m = enc.encode_descriptor(
             "wiremesh_build",

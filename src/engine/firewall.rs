@@ -1,0 +1,233 @@
+//! The device's network policy (docs/policy.md, section 9): the compiled [`Policy`], swapped
+//! whole on reload, and the connection table it keeps, which the inbound, fast-lane and
+//! outbound threads share.
+//!
+//! While the policy is permissive (no rule, default allow) a packet costs one atomic load here
+//! and no table exists: a mesh without policy pays nothing for the feature. The table is made
+//! when the first enforcing policy arrives and kept after, so a reload to a permissive policy
+//! and back does not forget the flows.
+//!
+//! The table is split in shards by the flow's two addresses, in either order, so both
+//! directions of a flow, its fragments and the ICMP errors about it meet in one shard, and the
+//! threads rarely wait for each other.
+
+use crate::constants::{CONNTRACK_CAPACITY, POLICY_NOTICES_PER_SECOND, POLICY_REJECTS_PER_SECOND};
+use crate::core::policy::flow::{Flow, Kind};
+use crate::core::policy::{reject, ConnTrack, Decision, Policy, Reason, Verdict};
+use arc_swap::ArcSwap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Shards of the connection table; a power of two.
+const SHARDS: usize = 8;
+
+/// What the data path does with a packet the policy judged.
+pub(super) enum Filtered {
+    Pass,
+    Drop,
+    /// Drop, and send this ICMP "administratively prohibited" to the packet's sender.
+    Reject(Vec<u8>),
+}
+
+/// Which way a packet crosses the node, for log lines.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Direction {
+    /// Read from the tun device, about to be encrypted (the sender's early check).
+    Out,
+    /// Decrypted, about to be written to the tun device (the receiver's authoritative check).
+    In,
+}
+
+pub(super) struct Firewall {
+    policy: ArcSwap<Policy>,
+    tables: OnceLock<Box<[Mutex<ConnTrack>]>>,
+    /// Keys the shard choice and the tables' hashes, so a sender cannot aim its flows.
+    seed: [u64; 2],
+    /// The tables' epoch: the first `now` the device saw.
+    epoch: Instant,
+    rejects: Budget,
+    notices: Budget,
+}
+
+impl Firewall {
+    /// A firewall with the permissive policy: nothing is judged until [`Firewall::set`].
+    pub(super) fn new(seed: [u64; 2], now: Instant) -> Firewall {
+        Firewall {
+            policy: ArcSwap::from_pointee(Policy::permissive()),
+            tables: OnceLock::new(),
+            seed,
+            epoch: now,
+            rejects: Budget::new(POLICY_REJECTS_PER_SECOND, now),
+            notices: Budget::new(POLICY_NOTICES_PER_SECOND, now),
+        }
+    }
+
+    /// Puts `policy` in force for every packet judged after this returns. Flows it no longer
+    /// allows are revoked on their next packet; flows it still allows go on untouched.
+    pub(super) fn set(&self, policy: Arc<Policy>) {
+        if !policy.is_permissive() {
+            self.tables.get_or_init(|| {
+                (0..SHARDS)
+                    .map(|i| {
+                        let seed = [self.seed[0] ^ i as u64, self.seed[1]];
+                        Mutex::new(ConnTrack::new(
+                            CONNTRACK_CAPACITY / SHARDS,
+                            seed,
+                            self.epoch,
+                        ))
+                    })
+                    .collect()
+            });
+        }
+        self.policy.store(policy);
+    }
+
+    pub(super) fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Entries alive at `now` and the tables' capacity (both 0 until a policy is enforced); a
+    /// walk over every table: for metrics and status, not per packet.
+    pub(super) fn table_use(&self, now: Instant) -> TableUse {
+        let Some(tables) = self.tables.get() else {
+            return TableUse::default();
+        };
+        tables.iter().fold(TableUse::default(), |mut u, t| {
+            let t = lock(t);
+            let stats = t.stats();
+            u.live += t.live(now);
+            u.capacity += t.capacity();
+            u.evicted += stats.evicted;
+            u.full += stats.full;
+            u
+        })
+    }
+
+    /// Judges `pkt` at `now`; `dir` only names the check in log lines.
+    pub(super) fn filter(&self, pkt: &[u8], now: Instant, dir: Direction) -> Filtered {
+        let policy = self.policy.load();
+        if policy.is_permissive() {
+            return Filtered::Pass;
+        }
+        let decision = match Flow::parse(pkt) {
+            Ok(flow) => {
+                let Some(tables) = self.tables.get() else {
+                    // set() makes the tables before it stores an enforcing policy
+                    return Filtered::Drop;
+                };
+                let mut table = lock(&tables[self.shard(&flow)]);
+                policy.check(&mut table, &flow, now)
+            }
+            Err(_) => policy.unreadable(),
+        };
+        self.note(&policy, &decision, pkt, now, dir);
+        match decision.verdict {
+            Verdict::Pass => Filtered::Pass,
+            Verdict::Drop => Filtered::Drop,
+            Verdict::Reject if self.rejects.take(now) => match reject::answer(pkt) {
+                Some(answer) => Filtered::Reject(answer),
+                None => Filtered::Drop,
+            },
+            Verdict::Reject => Filtered::Drop,
+        }
+    }
+
+    /// The shard of a flow: by its two addresses in either order (an ICMP error: those of the
+    /// packet it quotes).
+    fn shard(&self, flow: &Flow) -> usize {
+        let t = match flow.kind {
+            Kind::IcmpError { quoted } => quoted,
+            _ => flow.tuple,
+        };
+        let pair = number(t.src) ^ number(t.dst);
+        let h =
+            ((pair as u64) ^ ((pair >> 64) as u64) ^ self.seed[0]).wrapping_mul(self.seed[1] | 1);
+        (h >> 59) as usize & (SHARDS - 1)
+    }
+
+    /// Log lines for what an operator asked to see (a `log` rule) or should know (audit mode's
+    /// "would deny"), within a budget per second: a flood must not become a flood of lines.
+    fn note(&self, policy: &Policy, d: &Decision, pkt: &[u8], now: Instant, dir: Direction) {
+        if d.logged.is_none() && !d.would_deny {
+            return;
+        }
+        if !self.notices.take(now) {
+            return;
+        }
+        let Ok(flow) = Flow::parse(pkt) else { return };
+        let t = flow.tuple;
+        let name = |id: u32| policy.rules.get(id as usize).map(|r| r.name.as_str());
+        if let Some(id) = d.logged {
+            tracing::info!(
+                rule = name(id).unwrap_or("?"),
+                ?dir,
+                src = %t.src, dst = %t.dst, proto = t.proto, port = t.dst_port,
+                "policy log"
+            );
+        }
+        if d.would_deny {
+            let rule = match d.reason {
+                Reason::Rule(id) => name(id).unwrap_or("?"),
+                Reason::Default => "default-action",
+                _ => "",
+            };
+            tracing::info!(
+                rule, reason = ?d.reason, ?dir,
+                src = %t.src, dst = %t.dst, proto = t.proto, port = t.dst_port,
+                "policy would deny (audit mode)"
+            );
+        }
+    }
+}
+
+/// How full the connection tables are.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableUse {
+    pub live: usize,
+    pub capacity: usize,
+    /// Unanswered flows pushed out by new ones.
+    pub evicted: u64,
+    /// New flows refused for want of room (failed closed).
+    pub full: u64,
+}
+
+fn number(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// A table whose holder panicked is still a consistent table: every change to it is a few
+/// stores, none of which can panic halfway.
+fn lock(t: &Mutex<ConnTrack>) -> std::sync::MutexGuard<'_, ConnTrack> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// At most `per_second` events in each second.
+struct Budget {
+    per_second: u32,
+    window: Mutex<(Instant, u32)>,
+}
+
+impl Budget {
+    fn new(per_second: u32, now: Instant) -> Budget {
+        Budget {
+            per_second,
+            window: Mutex::new((now, 0)),
+        }
+    }
+
+    fn take(&self, now: Instant) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if now.saturating_duration_since(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0);
+        }
+        if w.1 >= self.per_second {
+            return false;
+        }
+        w.1 += 1;
+        true
+    }
+}
