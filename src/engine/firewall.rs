@@ -7,20 +7,18 @@
 //! when the first enforcing policy arrives and kept after, so a reload to a permissive policy
 //! and back does not forget the flows.
 //!
-//! The table is split in shards by the flow's two addresses, in either order, so both
-//! directions of a flow, its fragments and the ICMP errors about it meet in one shard, and the
-//! threads rarely wait for each other.
+//! The table is one, behind one lock, held for a lookup and an update (tens of nanoseconds).
+//! Shards chosen by address pair were tried and dropped: one busy pair of hosts could then use
+//! only its shard's share of the bound, and a flood between two hosts (the lab's) filled an
+//! eighth of the table and evicted from it. A packet's keys (its flow, its fragments, the flow
+//! an ICMP error quotes) must meet in one table, so finer locking would be per bucket.
 
 use crate::constants::{CONNTRACK_CAPACITY, POLICY_NOTICES_PER_SECOND, POLICY_REJECTS_PER_SECOND};
-use crate::core::policy::flow::{Flow, Kind};
+use crate::core::policy::flow::Flow;
 use crate::core::policy::{reject, ConnTrack, Decision, Policy, Reason, Verdict};
 use arc_swap::ArcSwap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-/// Shards of the connection table; a power of two.
-const SHARDS: usize = 8;
 
 /// What the data path does with a packet the policy judged.
 pub(super) enum Filtered {
@@ -41,10 +39,10 @@ pub(super) enum Direction {
 
 pub(super) struct Firewall {
     policy: ArcSwap<Policy>,
-    tables: OnceLock<Box<[Mutex<ConnTrack>]>>,
-    /// Keys the shard choice and the tables' hashes, so a sender cannot aim its flows.
+    table: OnceLock<Mutex<ConnTrack>>,
+    /// Keys the table's hash, so a sender cannot aim its flows at one bucket.
     seed: [u64; 2],
-    /// The tables' epoch: the first `now` the device saw.
+    /// The table's epoch: the first `now` the device saw.
     epoch: Instant,
     rejects: Budget,
     notices: Budget,
@@ -55,7 +53,7 @@ impl Firewall {
     pub(super) fn new(seed: [u64; 2], now: Instant) -> Firewall {
         Firewall {
             policy: ArcSwap::from_pointee(Policy::permissive()),
-            tables: OnceLock::new(),
+            table: OnceLock::new(),
             seed,
             epoch: now,
             rejects: Budget::new(POLICY_REJECTS_PER_SECOND, now),
@@ -67,17 +65,8 @@ impl Firewall {
     /// allows are revoked on their next packet; flows it still allows go on untouched.
     pub(super) fn set(&self, policy: Arc<Policy>) {
         if !policy.is_permissive() {
-            self.tables.get_or_init(|| {
-                (0..SHARDS)
-                    .map(|i| {
-                        let seed = [self.seed[0] ^ i as u64, self.seed[1]];
-                        Mutex::new(ConnTrack::new(
-                            CONNTRACK_CAPACITY / SHARDS,
-                            seed,
-                            self.epoch,
-                        ))
-                    })
-                    .collect()
+            self.table.get_or_init(|| {
+                Mutex::new(ConnTrack::new(CONNTRACK_CAPACITY, self.seed, self.epoch))
             });
         }
         self.policy.store(policy);
@@ -87,21 +76,20 @@ impl Firewall {
         self.policy.load_full()
     }
 
-    /// Entries alive at `now` and the tables' capacity (both 0 until a policy is enforced); a
-    /// walk over every table: for metrics and status, not per packet.
+    /// Entries alive at `now` and the table's capacity (both 0 until a policy is enforced); a
+    /// walk over the table: for metrics and status, not per packet.
     pub(super) fn table_use(&self, now: Instant) -> TableUse {
-        let Some(tables) = self.tables.get() else {
+        let Some(table) = self.table.get() else {
             return TableUse::default();
         };
-        tables.iter().fold(TableUse::default(), |mut u, t| {
-            let t = lock(t);
-            let stats = t.stats();
-            u.live += t.live(now);
-            u.capacity += t.capacity();
-            u.evicted += stats.evicted;
-            u.full += stats.full;
-            u
-        })
+        let t = lock(table);
+        let stats = t.stats();
+        TableUse {
+            live: t.live(now),
+            capacity: t.capacity(),
+            evicted: stats.evicted,
+            full: stats.full,
+        }
     }
 
     /// Judges `pkt` at `now`; `dir` only names the check in log lines.
@@ -112,12 +100,11 @@ impl Firewall {
         }
         let decision = match Flow::parse(pkt) {
             Ok(flow) => {
-                let Some(tables) = self.tables.get() else {
-                    // set() makes the tables before it stores an enforcing policy
+                let Some(table) = self.table.get() else {
+                    // set() makes the table before it stores an enforcing policy
                     return Filtered::Drop;
                 };
-                let mut table = lock(&tables[self.shard(&flow)]);
-                policy.check(&mut table, &flow, now)
+                policy.check(&mut lock(table), &flow, now)
             }
             Err(_) => policy.unreadable(),
         };
@@ -131,19 +118,6 @@ impl Firewall {
             },
             Verdict::Reject => Filtered::Drop,
         }
-    }
-
-    /// The shard of a flow: by its two addresses in either order (an ICMP error: those of the
-    /// packet it quotes).
-    fn shard(&self, flow: &Flow) -> usize {
-        let t = match flow.kind {
-            Kind::IcmpError { quoted } => quoted,
-            _ => flow.tuple,
-        };
-        let pair = number(t.src) ^ number(t.dst);
-        let h =
-            ((pair as u64) ^ ((pair >> 64) as u64) ^ self.seed[0]).wrapping_mul(self.seed[1] | 1);
-        (h >> 59) as usize & (SHARDS - 1)
     }
 
     /// Log lines for what an operator asked to see (a `log` rule) or should know (audit mode's
@@ -190,13 +164,6 @@ pub struct TableUse {
     pub evicted: u64,
     /// New flows refused for want of room (failed closed).
     pub full: u64,
-}
-
-fn number(a: IpAddr) -> u128 {
-    match a {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
 }
 
 /// A table whose holder panicked is still a consistent table: every change to it is a few
