@@ -47,6 +47,9 @@ pub enum TransferError {
          policy in the file, or trim it)"
     )]
     PolicyTooLarge { key: String, len: usize, max: usize },
+    /// The text cut out of a valid file failed the check alone: never written.
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyRefused),
 }
 
 /// The file's settings as the registry stores them (lab links stay out of the registry).
@@ -177,7 +180,10 @@ pub fn import(
                 max: REGISTRY_POLICY_MAX,
             })
         }
-        Some(text) => first.puts.push((policy_key, text.as_bytes().to_vec())),
+        Some(text) => {
+            super::policy::check(&policy_key, text.as_bytes())?;
+            first.puts.push((policy_key, text.as_bytes().to_vec()))
+        }
         None if existing.kvs.contains_key(&policy_key) => first.deletes.push(policy_key),
         None => {}
     }
@@ -342,6 +348,7 @@ fn export_nodes(t: &Topology, labels: &BTreeMap<String, Labels>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::policy::spec::DefaultAction;
     use crate::core::registry::assemble::assemble;
     use crate::core::registry::testing::run_all;
     use std::path::Path;
@@ -422,6 +429,33 @@ public-key = "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE="
         want.lab_links.clear();
         want.source = exported.source.clone();
         assert_eq!(exported, want);
+    }
+
+    #[test]
+    fn an_import_writes_the_policy_part_and_labels_and_a_file_without_one_removes_it() {
+        let part = "default-action = \"deny\"\n";
+        let with_labels = FILE.replace("hub = true\n", "hub = true\nlabels = { app = \"web\" }\n");
+        let doc = Topology::parse_with_policy(&with_labels, Path::new("mesh.toml")).unwrap();
+        let mut etcd = Snapshot::default();
+        let txns = import(&layout(), &doc, Some(part), &etcd).unwrap();
+        run_all(&mut etcd, &txns);
+        let a = assemble(&layout(), &etcd, Path::new("etcd")).unwrap();
+        let policy = a.policy.unwrap();
+        assert_eq!(policy.default_action, DefaultAction::Deny);
+        assert_eq!(policy.labels["hub-1"]["app"], "web");
+        let file = export_with_policy(&a.topology, &a.labels, Some(part)).unwrap();
+        let back = Topology::parse_with_policy(&file, Path::new("back.toml")).unwrap();
+        assert_eq!(back.policy, policy);
+
+        let txns = import(&layout(), &plain(&doc.topology), None, &etcd).unwrap();
+        assert_eq!(txns[0].deletes, [layout().policy()]);
+        run_all(&mut etcd, &txns);
+        let a = assemble(&layout(), &etcd, Path::new("etcd")).unwrap();
+        assert!(a.policy.unwrap().is_permissive());
+
+        let big = format!("{part}{}", "#".repeat(REGISTRY_POLICY_MAX));
+        let err = import(&layout(), &doc, Some(&big), &etcd).unwrap_err();
+        assert!(matches!(err, TransferError::PolicyTooLarge { .. }), "{err}");
     }
 
     #[test]
