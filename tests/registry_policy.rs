@@ -132,6 +132,8 @@ fn import_then_export_gives_back_the_files_policy_and_labels() {
     let (ok, out, err) = registry(&e, "p1", &["import", "-t", file.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("/wiremesh/p1/policy: 3 rule(s)"), "{out}");
+    let (_, status, _) = registry(&e, "p1", &["status"]);
+    assert!(status.contains("\npolicy: 3 rule(s)\n"), "{status}");
 
     let (ok, exported, err) = registry(&e, "p1", &["export"]);
     assert!(ok, "{err}");
@@ -253,6 +255,32 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
     let (ok, shown, _) = registry(&e, "p2", &["policy", "show"]);
     assert!(ok);
     assert_eq!(shown, PART);
+
+    // a bad policy written past the command (etcdctl, say): show prints it and fails naming the
+    // key, status reports it, export refuses rather than drop it
+    let file = write(dir.path(), "mesh.toml", MESH);
+    assert!(registry(&e, "p2", &["import", "-t", file.to_str().unwrap()]).0);
+    let bad = PART.replace("order = 5", "order = -5");
+    rt().block_on(async {
+        let mut etcd = Etcd::connect(&e.config(), &key).await.unwrap();
+        etcd.put(&key, bad.clone().into_bytes(), 0).await.unwrap();
+    });
+    let refusal = "/wiremesh/p2/policy: 1 problem(s):\n  line 5: policy 'db-closed': field \
+                   'order': -5 is outside 0-4294967295";
+    let (ok, shown, err) = registry(&e, "p2", &["policy", "show"]);
+    assert!(!ok);
+    assert_eq!(shown, bad);
+    assert!(err.contains(refusal), "{err}");
+    let (ok, status, err) = registry(&e, "p2", &["status"]);
+    assert!(ok, "{err}");
+    assert!(status.contains("policy refused"), "{status}");
+    assert!(status.contains(refusal), "{status}");
+    let (ok, exported, err) = registry(&e, "p2", &["export"]);
+    assert!(!ok, "{exported}");
+    assert!(
+        err.contains(refusal) && err.contains("not exported"),
+        "{err}"
+    );
 }
 
 /// The daemon's registry start for `node`, with a snapshot file in `dir`.
