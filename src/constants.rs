@@ -148,6 +148,11 @@ pub const REGISTRY_ALLOC_ROUNDS: u32 = 64;
 /// few hundred bytes.
 pub const REGISTRY_VALUE_MAX: usize = 4096;
 
+/// The largest policy value (`/wiremesh/<mesh>/policy`: TOML text) parsed; larger ones are
+/// refused unread. A rule is 100-200 bytes, so this holds 5,000 or more; it stays below etcd's
+/// default `--max-request-bytes` (1.5 MiB), so `registry policy set` can always write it.
+pub const REGISTRY_POLICY_MAX: usize = 1024 * 1024;
+
 /// The most operations of one kind (compares, or puts and deletes) in one transaction: etcd's
 /// default `--max-txn-ops`.
 pub const REGISTRY_TXN_OPS: usize = 128;

@@ -335,6 +335,46 @@ async fn a_node_with_its_certificate_cannot_write_other_nodes_keys_the_settings_
 }
 
 #[tokio::test]
+async fn a_node_reads_the_mesh_policy_but_cannot_write_replace_or_delete_it() {
+    let (s, mut n1, _n2, _) = n2_joined().await;
+    let l = &s.layout;
+    let policy = "default-action = \"deny\"\n\n[[policy]]\nname = \"web\"\norder = 1\n\
+                  action = \"allow\"\nprotocol = \"tcp\"\nports = [443]\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, policy).unwrap();
+    let (ok, _, err) = s.registry(MESH, &["policy", "set", file.to_str().unwrap()]);
+    assert!(ok, "root sets the policy: {err}");
+    // Can read it: its daemon plans with it.
+    let read = n1.get(&l.policy()).await.unwrap().unwrap();
+    assert_eq!(read.value, policy.as_bytes());
+    // Cannot write it, replace it in a transaction, nor delete it (a permissive policy is one
+    // write away from any node otherwise).
+    assert_denied(
+        n1.put(&l.policy(), b"default-action = \"allow\"\n".to_vec(), 0)
+            .await,
+        &l.policy(),
+    );
+    assert_denied(n1.txn(&put_spec(&l.policy(), b"")).await, &l.policy());
+    let delete = TxnSpec {
+        deletes: vec![l.policy()],
+        ..TxnSpec::default()
+    };
+    assert_denied(n1.txn(&delete).await, &l.policy());
+    let held = s
+        .as_user("root")
+        .await
+        .get(&l.policy())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        held.mod_revision, read.mod_revision,
+        "nothing denied was written"
+    );
+}
+
+#[tokio::test]
 async fn grant_converges_the_role_and_no_allocate_takes_the_claim_for_the_node() {
     let s = Secured::start().await;
     let l = &s.layout;

@@ -11,6 +11,7 @@ mod policy;
 mod registry;
 mod registry_args;
 mod registry_grant;
+mod registry_policy;
 mod rotate;
 mod status;
 mod up;

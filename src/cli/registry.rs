@@ -1,15 +1,17 @@
 //! `wiremesh registry`: the administrator's view of an etcd registry (docs/registry.md).
 //! `import` loads a topology file, `export` prints the mesh as one, `status` lists nodes with
 //! presence, CIDRs and keys, `remove` frees a node's CIDR, `gc` removes long-absent nodes,
-//! `grant` gives a node its etcd user and role (`registry_grant.rs`).
+//! `grant` gives a node its etcd user and role (`registry_grant.rs`), `policy set | show` the
+//! mesh's network policy (`registry_policy.rs`).
 
 use super::registry_args::RegistryArgs;
 use super::registry_grant::{grant, GrantRequest};
+use super::registry_policy::{self, PolicyCommand};
 use crate::core::registry::addr::RegistryAddr;
 use crate::core::registry::assemble::{assemble, Assembled};
 use crate::core::registry::keys::{Key, Layout};
 use crate::core::registry::records::{decode, ClaimValue, RecordValue};
-use crate::core::registry::{gc, transfer, Snapshot, TxnOutcome, TxnSpec};
+use crate::core::registry::{gc, policy, transfer, Snapshot, TxnOutcome, TxnSpec};
 use crate::core::topology::Topology;
 use crate::daemon::registry::etcd_config;
 use crate::io::etcd::Etcd;
@@ -26,13 +28,14 @@ pub struct RegistryCmdArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RegistryCommand {
-    /// Load a topology file into the registry: settings, records, and claims pinned to the
-    /// CIDRs `wiremesh ipam` gives. Pools and claims already held are never changed.
+    /// Load a topology file into the registry: settings, records with their labels, claims
+    /// pinned to the CIDRs `wiremesh ipam` gives, and the file's policy part (a file without
+    /// one removes the registry's). Pools and claims already held are never changed.
     Import {
         #[arg(long, short)]
         topology: PathBuf,
     },
-    /// Print the mesh as a topology file with every pod CIDR pinned.
+    /// Print the mesh as a topology file with every pod CIDR pinned, its labels and policy.
     Export,
     /// List every node: presence, state, pod CIDRs, key, endpoints; then what is pending, left
     /// or skipped.
@@ -64,6 +67,12 @@ pub enum RegistryCommand {
         /// password and logs in by a client certificate whose CN is the node's name.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+    },
+    /// The mesh's network policy: `set FILE` (the policy part of a topology file alone),
+    /// `show`.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
 }
 
@@ -115,11 +124,9 @@ async fn run_async(args: RegistryCmdArgs) -> anyhow::Result<()> {
         RegistryCommand::Import { topology } => {
             import(&mut etcd, &layout, &snapshot, &topology, &shown).await
         }
-        RegistryCommand::Export => {
-            let a = assembled(&layout, &snapshot, &shown)?;
-            report_problems(&a);
-            print!("{}", transfer::export(&a.topology));
-            Ok(())
+        RegistryCommand::Export => export(&layout, &snapshot, &shown),
+        RegistryCommand::Policy { command } => {
+            registry_policy::run(&mut etcd, &layout, &snapshot, command).await
         }
         RegistryCommand::Status => status(&layout, &snapshot, &shown),
         RegistryCommand::Remove { node, force } => {
@@ -151,6 +158,27 @@ fn report_problems(a: &Assembled) {
     }
 }
 
+/// The mesh as a topology file; refused while the policy key is invalid, so an export never
+/// drops the policy unnoticed.
+fn export(layout: &Layout, snapshot: &Snapshot, shown: &str) -> anyhow::Result<()> {
+    let a = assembled(layout, snapshot, shown)?;
+    report_problems(&a);
+    if let Err(refused) = &a.policy {
+        bail!(
+            "{refused}
+not exported: fix the policy with `wiremesh registry policy set`"
+        );
+    }
+    let part = snapshot
+        .kvs
+        .get(&layout.policy())
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+    let file = transfer::export_with_policy(&a.topology, &a.labels, part.as_deref())
+        .context("the policy key's text")?;
+    print!("{file}");
+    Ok(())
+}
+
 async fn import(
     etcd: &mut Etcd,
     layout: &Layout,
@@ -158,22 +186,33 @@ async fn import(
     file: &Path,
     shown: &str,
 ) -> anyhow::Result<()> {
-    let topology = Topology::load(file)?;
-    let txns = transfer::import(layout, &topology, snapshot)?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read", file.display()))?;
+    let doc = Topology::parse_with_policy(&text, file)?;
+    let part = policy::part_of(&text).with_context(|| file.display().to_string())?;
+    let txns = transfer::import(layout, &doc, part.as_deref(), snapshot)?;
     let mut last = snapshot.revision;
     for txn in &txns {
         last = run_txn(etcd, txn, "import").await?;
     }
     println!(
         "imported {} node(s) from {} into {shown} (revision {last})",
-        topology.nodes.len(),
+        doc.topology.nodes.len(),
         file.display()
     );
+    let key = layout.policy();
+    match part {
+        Some(_) => println!("{key}: {} rule(s)", doc.policy.rules.len()),
+        None if snapshot.kvs.contains_key(&key) => {
+            println!("{key}: removed (the file has no policy part: the mesh is permissive)")
+        }
+        None => {}
+    }
     Ok(())
 }
 
 /// Runs one transaction; a conflict means someone wrote in between, named by the keys found.
-async fn run_txn(etcd: &mut Etcd, txn: &TxnSpec, what: &str) -> anyhow::Result<i64> {
+pub(super) async fn run_txn(etcd: &mut Etcd, txn: &TxnSpec, what: &str) -> anyhow::Result<i64> {
     match etcd.txn(txn).await? {
         TxnOutcome::Committed(rev) => Ok(rev),
         TxnOutcome::Conflict(found) => {
@@ -267,6 +306,15 @@ fn status(layout: &Layout, snapshot: &Snapshot, shown: &str) -> anyhow::Result<(
         );
     }
     if let Some(a) = &a {
+        match &a.policy {
+            Ok(p) if snapshot.kvs.contains_key(&layout.policy()) => {
+                println!("policy: {} rule(s)", p.rules.len())
+            }
+            Ok(_) => println!("policy: none (permissive)"),
+            Err(refused) => {
+                println!("policy refused (daemons keep their last good one): {refused}")
+            }
+        }
         if !a.pending.is_empty() {
             println!("pending (no claim yet): {}", a.pending.join(", "));
         }

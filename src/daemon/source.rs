@@ -1,12 +1,13 @@
 //! Where the daemon's topology comes from: the topology file (read at start and on SIGHUP) or
 //! the etcd registry (joined at start, then every change through its task). The main loop asks
-//! for "the next topology" and applies it the same way whichever it is.
+//! for "the next topology" and applies it the same way whichever it is. Both carry the policy:
+//! the file's own, or the registry's policy key with the records' labels (the last good one
+//! while the key holds a refused one).
 
-use super::registry::{self, Registry, RegistryConfig};
+use super::registry::{self, Registry, RegistryConfig, Update};
 use super::settings::Settings;
 use super::DaemonError;
 use crate::core::key::PublicKey;
-use crate::core::policy::MeshPolicy;
 use crate::core::registry::addr::RegistryAddr;
 use crate::core::topology::{Document, Topology};
 use std::path::PathBuf;
@@ -29,10 +30,7 @@ impl Source {
             RegistryAddr::Etcd(members) => {
                 let cfg = RegistryConfig::from_settings(settings, members)?;
                 let (first, registry) = registry::start(cfg, *public_key).await?;
-                Ok((
-                    of_registry(first.topology.clone()),
-                    Source::Registry(registry),
-                ))
+                Ok((of_registry(&first), Source::Registry(registry)))
             }
         }
     }
@@ -42,7 +40,7 @@ impl Source {
     pub(super) async fn next(&mut self) -> Option<Document> {
         match self {
             Source::File(_) => std::future::pending().await,
-            Source::Registry(r) => Some(of_registry(r.next().await?.topology.clone())),
+            Source::Registry(r) => Some(of_registry(&*r.next().await?)),
         }
     }
 
@@ -81,10 +79,10 @@ impl Source {
     }
 }
 
-/// The registry's document. The registry carries no policy yet: its mesh is permissive.
-fn of_registry(topology: Topology) -> Document {
+/// The registry's topology and the policy in force.
+fn of_registry(update: &Update) -> Document {
     Document {
-        topology,
-        policy: MeshPolicy::default(),
+        topology: update.assembled.topology.clone(),
+        policy: update.policy.clone(),
     }
 }

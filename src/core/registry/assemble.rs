@@ -15,12 +15,19 @@
 //! The survivors, ordered by name with every CIDR pinned, are written as a topology file
 //! ([`super::transfer::export`]) and read back by `Topology::parse`: the registry's topology goes
 //! through the file's validation and is exactly the one `registry export` prints.
+//!
+//! The policy key is checked apart (`policy.rs`), with the planned nodes' labels: a refused
+//! policy never refuses the topology, so node changes apply while the daemon keeps its last good
+//! policy.
 
 use super::keys::{Key, Layout};
+use super::policy::{self, PolicyRefused};
 use super::records::NodeState;
 use super::validate::{self, Claim, Record, Settings};
 use super::{Problem, Revision, Snapshot};
 use crate::core::key::PublicKey;
+use crate::core::policy::spec::Labels;
+use crate::core::policy::MeshPolicy;
 use crate::core::topology::{Claims, MeshMode, Node, Topology, TopologyError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -38,6 +45,11 @@ pub struct Assembled {
     pub left: Vec<String>,
     /// The revision the snapshot was taken at.
     pub revision: Revision,
+    /// The policy key's policy with `labels`; permissive when there is no key. Refused: the
+    /// daemon keeps its last good one ([`super::policy::InForce`]).
+    pub policy: Result<MeshPolicy, PolicyRefused>,
+    /// The planned nodes' labels, from their records, by node name (nodes without labels absent).
+    pub labels: BTreeMap<String, Labels>,
 }
 
 /// Why nothing could be planned; the daemon keeps its previous topology.
@@ -120,7 +132,17 @@ pub fn assemble(
         lab_links: Vec::new(),
     };
     let topology = Topology::parse(&super::transfer::export(&candidate), source)?;
+    let labels: BTreeMap<String, Labels> = topology
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let (record, _, _) = values.records.get(&n.name)?;
+            (!record.labels.is_empty()).then(|| (n.name.clone(), record.labels.clone()))
+        })
+        .collect();
     Ok(Assembled {
+        policy: policy::of_snapshot(layout, snapshot, &labels),
+        labels,
         topology,
         settings,
         problems,
@@ -146,7 +168,8 @@ fn read_values(
     };
     for (key, kv) in &snapshot.kvs {
         match layout.parse(key) {
-            Ok(Key::Settings) => {}
+            // read apart: the policy never refuses the topology (`policy.rs`)
+            Ok(Key::Settings | Key::Policy) => {}
             Ok(Key::Record(name)) => match validate::record(key, &name, &kv.value, settings) {
                 Ok(r) => {
                     values

@@ -68,7 +68,7 @@ pub fn plan(
             Ok(Key::Claim(n)) => nodes.entry(n).or_default().claim = Some(kv),
             Ok(Key::Absent(n)) => nodes.entry(n).or_default().absent = Some(kv),
             Ok(Key::Alloc(net)) => allocs.push((net, kv)),
-            Ok(Key::Settings) | Err(_) => {}
+            Ok(Key::Settings | Key::Policy) | Err(_) => {}
         }
     }
     let backed: HashSet<IpNet> = nodes

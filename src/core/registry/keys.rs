@@ -29,6 +29,8 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Settings,
+    /// The mesh's network policy: the policy part of a topology file, as TOML text.
+    Policy,
     Record(String),
     Presence(String),
     Claim(String),
@@ -68,6 +70,11 @@ impl Layout {
         format!("{}settings", self.prefix)
     }
 
+    /// The policy key: like the settings, the administrator's alone (no node's role reaches it).
+    pub fn policy(&self) -> String {
+        format!("{}policy", self.prefix)
+    }
+
     pub fn record(&self, node: &str) -> String {
         format!("{}node/{node}/record", self.prefix)
     }
@@ -100,6 +107,7 @@ impl Layout {
         let parts: Vec<&str> = rest.splitn(4, '/').collect();
         match parts.as_slice() {
             ["settings"] => Ok(Key::Settings),
+            ["policy"] => Ok(Key::Policy),
             ["node", n, "record"] => Ok(Key::Record(name(n)?)),
             ["node", n, "presence"] => Ok(Key::Presence(name(n)?)),
             ["claims", n] => Ok(Key::Claim(name(n)?)),
@@ -176,6 +184,7 @@ mod tests {
         let v6: IpNet = "fd10:244:0:7::/64".parse().unwrap();
         let cases = [
             (l.settings(), Key::Settings),
+            (l.policy(), Key::Policy),
             (l.record("gcp-c"), Key::Record("gcp-c".into())),
             (l.presence("gcp-c"), Key::Presence("gcp-c".into())),
             (l.claim("gcp-c"), Key::Claim("gcp-c".into())),
@@ -193,6 +202,7 @@ mod tests {
         let l = prod();
         assert_eq!(l.prefix(), "/wiremesh/prod/");
         assert_eq!(l.record("a"), "/wiremesh/prod/node/a/record");
+        assert_eq!(l.policy(), "/wiremesh/prod/policy");
         assert_eq!(
             l.alloc("10.244.7.0/24".parse().unwrap()),
             "/wiremesh/prod/alloc/v4/10.244.7.0-24"

@@ -15,6 +15,7 @@ pub mod grant;
 pub mod keys;
 pub mod mirror;
 pub mod own;
+pub mod policy;
 pub mod records;
 pub mod sync;
 pub mod transfer;

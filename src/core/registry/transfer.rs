@@ -3,6 +3,8 @@
 //!
 //! Import pins what the file's IPAM chose, so a node keeps the CIDR `wiremesh ipam` shows for
 //! it, and export pins every CIDR, so the exported file plans the same mesh wherever it goes.
+//! The file's policy part travels as its text (the policy key, `policy.rs`) and the nodes' labels
+//! in their records, so import then export gives back the same policy.
 
 use super::keys::Layout;
 use super::records::{
@@ -10,8 +12,9 @@ use super::records::{
     VERSION,
 };
 use super::{Snapshot, TxnSpec};
-use crate::constants::REGISTRY_TXN_OPS;
-use crate::core::topology::{shown, MeshMode, Node, Topology};
+use crate::constants::{REGISTRY_POLICY_MAX, REGISTRY_TXN_OPS};
+use crate::core::policy::spec::Labels;
+use crate::core::topology::{shown, Document, MeshMode, Node, Topology};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,6 +42,14 @@ pub enum TransferError {
         held: String,
         file: String,
     },
+    #[error(
+        "{key}: the policy part is {len} bytes; the registry holds at most {max} (keep the \
+         policy in the file, or trim it)"
+    )]
+    PolicyTooLarge { key: String, len: usize, max: usize },
+    /// The text cut out of a valid file failed the check alone: never written.
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyRefused),
 }
 
 /// The file's settings as the registry stores them (lab links stay out of the registry).
@@ -68,8 +79,8 @@ pub fn settings_value(t: &Topology) -> SettingsValue {
     }
 }
 
-/// A node's record as its daemon would write it.
-pub fn record_value(n: &Node) -> RecordValue {
+/// A node's record as its daemon would write it, with the labels the file gives it.
+pub fn record_value(n: &Node, labels: Option<&Labels>) -> RecordValue {
     RecordValue {
         v: VERSION,
         name: n.name.clone(),
@@ -79,7 +90,7 @@ pub fn record_value(n: &Node) -> RecordValue {
         public_key: n.public_key.to_string(),
         listen_port: Some(n.listen_port),
         hub: n.hub,
-        labels: BTreeMap::new(),
+        labels: labels.cloned().unwrap_or_default(),
         state: NodeState::Active,
     }
 }
@@ -108,15 +119,19 @@ fn mode_name(mode: MeshMode) -> &'static str {
     }
 }
 
-/// The transactions that import `t` into the mesh `existing` shows (read at one revision):
-/// the settings first, then the nodes, each node's claim and `alloc/` keys created only if
-/// absent, in transactions within etcd's operation limit. A node that already holds the same
-/// claim gets its record only; pools and claims the registry holds are never changed.
+/// The transactions that import `doc` into the mesh `existing` shows (read at one revision):
+/// the settings and the policy first, then the nodes with their labels, each node's claim and
+/// `alloc/` keys created only if absent, in transactions within etcd's operation limit. A node
+/// that already holds the same claim gets its record only; pools and claims the registry holds
+/// are never changed. `policy` is the file's policy part as text ([`super::policy::part_of`]);
+/// `None` (the file has none) removes the registry's, as the file is then permissive.
 pub fn import(
     layout: &Layout,
-    t: &Topology,
+    doc: &Document,
+    policy: Option<&str>,
     existing: &Snapshot,
 ) -> Result<Vec<TxnSpec>, TransferError> {
+    let t = &doc.topology;
     let settings_key = layout.settings();
     let any_claim = existing
         .kvs
@@ -152,17 +167,35 @@ pub fn import(
             }
         }
     }
-    let mut txns = vec![TxnSpec {
+    let mut first = TxnSpec {
         puts: vec![(settings_key, encode(&new))],
         ..TxnSpec::default()
-    }];
+    };
+    let policy_key = layout.policy();
+    match policy {
+        Some(text) if text.len() > REGISTRY_POLICY_MAX => {
+            return Err(TransferError::PolicyTooLarge {
+                key: policy_key,
+                len: text.len(),
+                max: REGISTRY_POLICY_MAX,
+            })
+        }
+        Some(text) => {
+            super::policy::check(&policy_key, text.as_bytes())?;
+            first.puts.push((policy_key, text.as_bytes().to_vec()))
+        }
+        None if existing.kvs.contains_key(&policy_key) => first.deletes.push(policy_key),
+        None => {}
+    }
+    let mut txns = vec![first];
     let mut txn = TxnSpec::default();
     for n in &t.nodes {
         let mut node_txn = TxnSpec::default();
         let claim_key = layout.claim(&n.name);
-        node_txn
-            .puts
-            .push((layout.record(&n.name), encode(&record_value(n))));
+        node_txn.puts.push((
+            layout.record(&n.name),
+            encode(&record_value(n, doc.policy.labels.get(&n.name))),
+        ));
         match existing.kvs.get(&claim_key) {
             Some(kv) => {
                 let held = decode::<ClaimValue>(&kv.value).ok();
@@ -249,11 +282,31 @@ struct NodeOut {
     hub: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     listen_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<Labels>,
 }
 
 /// `t` as a topology file with every pod CIDR pinned; `Topology::parse` of it gives `t` back
 /// (less lab links, which stay out of the registry, and with every CIDR marked pinned).
 pub fn export(t: &Topology) -> String {
+    export_nodes(t, &BTreeMap::new())
+}
+
+/// `t` as a topology file with its nodes' `labels` and the policy part `policy` (the policy key's
+/// text, checked): `Topology::parse_with_policy` of it gives the registry's topology and policy.
+pub fn export_with_policy(
+    t: &Topology,
+    labels: &BTreeMap<String, Labels>,
+    policy: Option<&str>,
+) -> Result<String, toml_edit::TomlError> {
+    let file = export_nodes(t, labels);
+    match policy {
+        Some(part) => super::policy::with_part(&file, part),
+        None => Ok(file),
+    }
+}
+
+fn export_nodes(t: &Topology, labels: &BTreeMap<String, Labels>) -> String {
     let file = FileOut {
         mode: mode_name(t.mesh.mode),
         cluster_cidr: t.mesh.cluster_cidr.to_string(),
@@ -285,6 +338,7 @@ pub fn export(t: &Topology) -> String {
                 pod_cidr_v6: n.pod_cidr_v6.map(|c| c.to_string()),
                 hub: n.hub,
                 listen_port: (n.listen_port != t.mesh.listen_port).then_some(n.listen_port),
+                labels: labels.get(&n.name).cloned(),
             })
             .collect(),
     };
@@ -294,6 +348,7 @@ pub fn export(t: &Topology) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::policy::spec::DefaultAction;
     use crate::core::registry::assemble::assemble;
     use crate::core::registry::testing::run_all;
     use std::path::Path;
@@ -337,11 +392,19 @@ public-key = "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE="
         Layout::new("prod").unwrap()
     }
 
+    /// A topology without policy or labels, as an import takes it.
+    fn plain(t: &Topology) -> Document {
+        Document {
+            topology: t.clone(),
+            policy: crate::core::policy::MeshPolicy::default(),
+        }
+    }
+
     #[test]
     fn import_then_export_gives_every_node_the_cidr_wiremesh_ipam_gives_it() {
         let file = Topology::parse(FILE, Path::new("mesh.toml")).unwrap();
         let mut etcd = Snapshot::default();
-        let txns = import(&layout(), &file, &etcd).unwrap();
+        let txns = import(&layout(), &plain(&file), None, &etcd).unwrap();
         run_all(&mut etcd, &txns);
         let a = assemble(&layout(), &etcd, Path::new("etcd")).unwrap();
         assert!(a.problems.is_empty(), "{:?}", a.problems);
@@ -369,6 +432,33 @@ public-key = "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE="
     }
 
     #[test]
+    fn an_import_writes_the_policy_part_and_labels_and_a_file_without_one_removes_it() {
+        let part = "default-action = \"deny\"\n";
+        let with_labels = FILE.replace("hub = true\n", "hub = true\nlabels = { app = \"web\" }\n");
+        let doc = Topology::parse_with_policy(&with_labels, Path::new("mesh.toml")).unwrap();
+        let mut etcd = Snapshot::default();
+        let txns = import(&layout(), &doc, Some(part), &etcd).unwrap();
+        run_all(&mut etcd, &txns);
+        let a = assemble(&layout(), &etcd, Path::new("etcd")).unwrap();
+        let policy = a.policy.unwrap();
+        assert_eq!(policy.default_action, DefaultAction::Deny);
+        assert_eq!(policy.labels["hub-1"]["app"], "web");
+        let file = export_with_policy(&a.topology, &a.labels, Some(part)).unwrap();
+        let back = Topology::parse_with_policy(&file, Path::new("back.toml")).unwrap();
+        assert_eq!(back.policy, policy);
+
+        let txns = import(&layout(), &plain(&doc.topology), None, &etcd).unwrap();
+        assert_eq!(txns[0].deletes, [layout().policy()]);
+        run_all(&mut etcd, &txns);
+        let a = assemble(&layout(), &etcd, Path::new("etcd")).unwrap();
+        assert!(a.policy.unwrap().is_permissive());
+
+        let big = format!("{part}{}", "#".repeat(REGISTRY_POLICY_MAX));
+        let err = import(&layout(), &doc, Some(&big), &etcd).unwrap_err();
+        assert!(matches!(err, TransferError::PolicyTooLarge { .. }), "{err}");
+    }
+
+    #[test]
     fn an_import_is_split_to_fit_etcds_operation_limit() {
         let mut text = String::from("mode = \"full\"\ncluster-cidr = \"10.0.0.0/12\"\n");
         for i in 0..100u32 {
@@ -378,7 +468,7 @@ public-key = "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE="
             ));
         }
         let file = Topology::parse(&text, Path::new("big.toml")).unwrap();
-        let txns = import(&layout(), &file, &Snapshot::default()).unwrap();
+        let txns = import(&layout(), &plain(&file), None, &Snapshot::default()).unwrap();
         // settings alone, then 3 puts a node: 42 nodes (126 puts) a transaction
         assert_eq!(txns.len(), 1 + 3);
         assert!(txns.iter().all(TxnSpec::fits));
@@ -392,22 +482,22 @@ public-key = "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE="
     fn importing_again_rewrites_records_and_never_moves_a_claim() {
         let file = Topology::parse(FILE, Path::new("mesh.toml")).unwrap();
         let mut etcd = Snapshot::default();
-        let txns = import(&layout(), &file, &etcd).unwrap();
+        let txns = import(&layout(), &plain(&file), None, &etcd).unwrap();
         run_all(&mut etcd, &txns);
-        let again = import(&layout(), &file, &etcd).unwrap();
+        let again = import(&layout(), &plain(&file), None, &etcd).unwrap();
         assert!(again.iter().all(|t| t.compare_absent.is_empty()));
         run_all(&mut etcd, &again);
 
         let moved = FILE.replace("10.244.200.0/24", "10.244.201.0/24");
         let moved = Topology::parse(&moved, Path::new("mesh.toml")).unwrap();
-        let err = import(&layout(), &moved, &etcd).unwrap_err();
+        let err = import(&layout(), &plain(&moved), None, &etcd).unwrap_err();
         assert!(
             matches!(&err, TransferError::ClaimDiffers { node, .. } if node == "spoke-1"),
             "{err}"
         );
         let wider = FILE.replace("10.244.0.0/16", "10.240.0.0/12");
         let wider = Topology::parse(&wider, Path::new("mesh.toml")).unwrap();
-        let err = import(&layout(), &wider, &etcd).unwrap_err();
+        let err = import(&layout(), &plain(&wider), None, &etcd).unwrap_err();
         assert!(
             err.to_string().starts_with(
                 "/wiremesh/prod/settings: field 'cluster-cidr': the registry holds \

@@ -12,6 +12,7 @@ use super::records::{
 use super::Problem;
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::key::PublicKey;
+use crate::core::policy::labels::{key_problem, value_problem};
 use crate::core::topology::{
     mtu_problem, node_prefix_problem, parse_cidr, shown, underlay_mtu_problem, valid_name,
     Endpoint, MeshMode, MeshSettings, Region, NAME_RULE, PORT_ZERO,
@@ -22,8 +23,8 @@ use std::time::Duration;
 
 /// The most endpoints a record may list.
 pub const MAX_ENDPOINTS: usize = 8;
-/// The most labels a record may carry.
-pub const MAX_LABELS: usize = 32;
+/// The most labels a record may carry: as many as a node of a file.
+pub const MAX_LABELS: usize = crate::constants::POLICY_MAX_LABELS;
 
 /// Checked settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +253,9 @@ pub fn record(
     })
 }
 
-/// At most [`MAX_LABELS`]; keys `[a-z0-9./-]{1,63}`, values of at most 63 printable characters.
+/// At most [`MAX_LABELS`], by the rules of the file's `labels` (`core/policy/labels.rs`, the
+/// Kubernetes rules): policy selectors match them, and `registry export` writes them into a file
+/// that must parse.
 fn check_labels(p: &mut Problems, labels: &BTreeMap<String, String>) {
     if labels.len() > MAX_LABELS {
         p.push(
@@ -262,25 +265,10 @@ fn check_labels(p: &mut Problems, labels: &BTreeMap<String, String>) {
         return;
     }
     for (k, v) in labels {
-        let key_ok = (1..=63).contains(&k.len())
-            && k.bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'/' | b'-'));
-        if !key_ok {
-            p.push(
-                "labels",
-                format!(
-                    "'{}' is not a label name: 1-63 of a-z, 0-9, '.', '/', '-'",
-                    shown(k)
-                ),
-            );
-        } else if v.chars().count() > 63 || v.chars().any(char::is_control) {
-            p.push(
-                &format!("labels.{k}"),
-                format!(
-                    "'{}' is not a label value: at most 63 printable characters",
-                    shown(v)
-                ),
-            );
+        if let Some(msg) = key_problem(k) {
+            p.push("labels", msg);
+        } else if let Some(msg) = value_problem(v) {
+            p.push(&format!("labels.{k}"), msg);
         }
     }
 }
@@ -452,13 +440,15 @@ mod tests {
     #[test]
     fn labels_are_checked_by_name_and_value() {
         let got = record_problems(&record_json(
-            r#","labels":{"Zone":"b","ok":"a\u001bb","fine":"yes"}"#,
+            r#","labels":{"Zone.":"b","ok":"a\u001bb","fine":"yes","Tier_1":"A.b"}"#,
         ));
         assert_eq!(
             got,
             [
-                "labels: 'Zone' is not a label name: 1-63 of a-z, 0-9, '.', '/', '-'",
-                "labels.ok: 'a\\u{1b}b' is not a label value: at most 63 printable characters",
+                "labels: 'Zone.' is not a label key: 1-63 letters, digits, '-', '_' or '.', \
+                 starting and ending with a letter or digit, after an optional 'dns.prefix/'",
+                "labels.ok: 'a\\u{1b}b' is not a label value: at most 63 letters, digits, '-', \
+                 '_' or '.', starting and ending with a letter or digit",
             ]
         );
     }

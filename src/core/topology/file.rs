@@ -48,6 +48,24 @@ pub struct RawTopology {
     pub policy: Vec<Spanned<RawPolicy>>,
 }
 
+/// The policy part of a topology file alone: the registry's policy key holds it, and
+/// `wiremesh registry policy set` reads it (docs/registry.md). The same fields as the file's top
+/// level, checked by the same code (`policies.rs`), so a policy means the same wherever it lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPolicyPart {
+    /// As the file's `default-action`: `allow` (the default) or `deny`.
+    pub default_action: Option<Spanned<String>>,
+    /// As the file's `policy-mode`: `enforce` (the default) or `audit`.
+    pub policy_mode: Option<Spanned<String>>,
+    /// Named sets of CIDRs, keyed by set name.
+    #[serde(default)]
+    pub cidr_set: BTreeMap<String, Spanned<RawCidrSet>>,
+    /// The rules.
+    #[serde(default)]
+    pub policy: Vec<Spanned<RawPolicy>>,
+}
+
 /// A named set of CIDRs (`[cidr-set.NAME]`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -13,7 +13,8 @@ mod validate;
 pub(crate) use claims::{Cidr as ClaimedCidr, Claims};
 pub use error::{Problem, TopologyError};
 pub use file::{
-    RawCidrSet, RawLab, RawLink, RawNode, RawPolicy, RawRegion, RawSelector, RawTopology,
+    RawCidrSet, RawLab, RawLink, RawNode, RawPolicy, RawPolicyPart, RawRegion, RawSelector,
+    RawTopology,
 };
 pub(crate) use nodes::{valid_name, NAME_RULE};
 pub(crate) use shown::{clip, shown};
@@ -219,7 +220,8 @@ pub struct Topology {
 
 /// A topology file's whole content: the mesh, and the policy that says who may reach whom.
 /// The policy (with the nodes' labels) is kept beside the [`Topology`] rather than in it: the
-/// registry builds `Topology` and `Node` values of its own, without policy so far.
+/// registry builds `Topology` and `Node` values of its own, and its policy from a key of its own
+/// with the labels of its records (`core/registry/policy.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     pub topology: Topology,
@@ -262,6 +264,16 @@ impl Topology {
     /// only with its policy valid, so [`Topology::parse`] refuses what this refuses.
     pub fn parse_with_policy(text: &str, path: &Path) -> Result<Document, TopologyError> {
         validate::parse(text, path)
+    }
+
+    /// Checks the policy part of a topology alone (`default-action`, `policy-mode`,
+    /// `[cidr-set]`s, `[[policy]]`), as the registry's policy key holds it; `path` names it in
+    /// messages (the registry gives the key). Its `labels` are empty: they are the nodes'.
+    pub fn parse_policy(
+        text: &str,
+        path: &Path,
+    ) -> Result<crate::core::policy::MeshPolicy, TopologyError> {
+        validate::parse_policy(text, path)
     }
 
     pub fn node(&self, name: &str) -> Result<&Node, TopologyError> {

@@ -3,7 +3,7 @@
 //! collector as the rest of the file, naming the policy (or node) and the field, so one run
 //! lists everything wrong. The format is documented in docs/policy.md.
 
-use super::file::{RawPolicy, RawSelector, RawTopology};
+use super::file::{RawCidrSet, RawPolicy, RawPolicyPart, RawSelector, RawTopology};
 use super::nodes::{valid_name, NAME_RULE};
 use super::shown::shown;
 use super::validate::{parse_cidr, Collector};
@@ -17,11 +17,47 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 
+/// The policy fields, borrowed from a whole file or from a policy part alone, so both are checked
+/// by one code path.
+struct PolicyFields<'a> {
+    default_action: Option<&'a Spanned<String>>,
+    policy_mode: Option<&'a Spanned<String>>,
+    cidr_set: &'a BTreeMap<String, Spanned<RawCidrSet>>,
+    policy: &'a [Spanned<RawPolicy>],
+}
+
 /// Checks every policy part of `raw`; what is wrong is in `c` afterwards.
 pub(super) fn check_policy(raw: &RawTopology, c: &mut Collector) -> MeshPolicy {
+    let fields = PolicyFields {
+        default_action: raw.default_action.as_ref(),
+        policy_mode: raw.policy_mode.as_ref(),
+        cidr_set: &raw.cidr_set,
+        policy: &raw.policy,
+    };
+    check_fields(&fields, |c| check_labels(raw, c), c)
+}
+
+/// Checks a policy part alone (the registry's policy key). It has no nodes, so no labels: the
+/// caller adds the labels the nodes carry where they are kept (the registry's records).
+pub(super) fn check_part(raw: &RawPolicyPart, c: &mut Collector) -> MeshPolicy {
+    let fields = PolicyFields {
+        default_action: raw.default_action.as_ref(),
+        policy_mode: raw.policy_mode.as_ref(),
+        cidr_set: &raw.cidr_set,
+        policy: &raw.policy,
+    };
+    check_fields(&fields, |_| BTreeMap::new(), c)
+}
+
+/// `labels` checks the nodes' labels, between the sets and the rules, so problems are listed in
+/// the order a file is usually written.
+fn check_fields(
+    raw: &PolicyFields,
+    labels: impl FnOnce(&mut Collector) -> BTreeMap<String, Labels>,
+    c: &mut Collector,
+) -> MeshPolicy {
     let default_action = raw
         .default_action
-        .as_ref()
         .and_then(|s| {
             let line = c.lines.at(s);
             match s.get_ref().as_str() {
@@ -41,7 +77,6 @@ pub(super) fn check_policy(raw: &RawTopology, c: &mut Collector) -> MeshPolicy {
         .unwrap_or_default();
     let mode = raw
         .policy_mode
-        .as_ref()
         .and_then(|s| {
             let line = c.lines.at(s);
             match s.get_ref().as_str() {
@@ -60,7 +95,7 @@ pub(super) fn check_policy(raw: &RawTopology, c: &mut Collector) -> MeshPolicy {
         })
         .unwrap_or_default();
     let cidr_sets = check_sets(raw, c);
-    let labels = check_labels(raw, c);
+    let labels = labels(c);
     let rules = check_rules(raw, c);
     MeshPolicy {
         default_action,
@@ -71,9 +106,9 @@ pub(super) fn check_policy(raw: &RawTopology, c: &mut Collector) -> MeshPolicy {
     }
 }
 
-fn check_sets(raw: &RawTopology, c: &mut Collector) -> BTreeMap<String, Vec<IpNet>> {
+fn check_sets(raw: &PolicyFields, c: &mut Collector) -> BTreeMap<String, Vec<IpNet>> {
     let mut sets = BTreeMap::new();
-    for (name, set) in &raw.cidr_set {
+    for (name, set) in raw.cidr_set {
         let line = c.lines.at(set);
         let field = format!("cidr-set.{}", shown(name));
         if !valid_name(name) {
@@ -148,7 +183,7 @@ fn check_labels(raw: &RawTopology, c: &mut Collector) -> BTreeMap<String, Labels
     all
 }
 
-fn check_rules(raw: &RawTopology, c: &mut Collector) -> Vec<Rule> {
+fn check_rules(raw: &PolicyFields, c: &mut Collector) -> Vec<Rule> {
     if raw.policy.len() > POLICY_MAX_RULES {
         let line = c.lines.at(&raw.policy[0]);
         c.problem(
@@ -163,7 +198,7 @@ fn check_rules(raw: &RawTopology, c: &mut Collector) -> Vec<Rule> {
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut orders: HashMap<u32, (&str, usize)> = HashMap::new();
     let mut rules = Vec::with_capacity(raw.policy.len());
-    for p in &raw.policy {
+    for p in raw.policy {
         let p = p.get_ref();
         let name = p.name.get_ref().as_str();
         let line = c.lines.at(&p.name);
@@ -223,7 +258,7 @@ fn check_rule(
     name: &str,
     line: Option<usize>,
     order: Option<u32>,
-    raw: &RawTopology,
+    raw: &PolicyFields,
     c: &mut Collector,
 ) -> Option<Rule> {
     let before = c.problems.len();
@@ -392,7 +427,7 @@ fn selector(
     s: &Spanned<RawSelector>,
     policy: &str,
     side: &str,
-    raw: &RawTopology,
+    raw: &PolicyFields,
 ) -> Option<Selector> {
     let line = c.lines.at(s);
     let sel = s.get_ref();

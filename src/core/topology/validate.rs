@@ -3,13 +3,15 @@
 
 use super::locate::{place, Lines};
 use super::nodes::check_nodes;
-use super::policies::check_policy;
+use super::policies::{check_part, check_policy};
 use super::shown::{clip, shown};
 use super::{
-    Document, MeshMode, MeshSettings, Problem, RawTopology, Region, Topology, TopologyError,
+    Document, MeshMode, MeshSettings, Problem, RawPolicyPart, RawTopology, Region, Topology,
+    TopologyError,
 };
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::ipam;
+use crate::core::policy::MeshPolicy;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -55,8 +57,26 @@ impl Collector {
 }
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Document, TopologyError> {
+    let (raw, mut c) = read::<RawTopology>(text, path)?;
+    let document = check(raw, path, &mut c);
+    finish(c, path, document)
+}
+
+/// The policy part alone (the registry's policy key; `path` names it in messages): the same
+/// serde places and the same checks as a whole file's policy, without labels (no nodes here).
+pub(super) fn parse_policy(text: &str, path: &Path) -> Result<MeshPolicy, TopologyError> {
+    let (raw, mut c) = read::<RawPolicyPart>(text, path)?;
+    let policy = check_part(&raw, &mut c);
+    finish(c, path, Some(policy))
+}
+
+/// `text` read as a `T`; a serde error becomes a problem naming its line, node or policy, field.
+fn read<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<(T, Collector), TopologyError> {
     let lines = Lines::new(text);
-    let raw: RawTopology = toml::from_str(text).map_err(|e| {
+    let raw: T = toml::from_str(text).map_err(|e| {
         let message = e.message().trim();
         let place = e
             .span()
@@ -75,13 +95,17 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Document, TopologyError> 
             }),
         }
     })?;
-    let mut c = Collector {
+    let c = Collector {
         lines,
         problems: Vec::new(),
     };
-    let document = check(raw, path, &mut c);
+    Ok((raw, c))
+}
+
+/// The checked value, or every problem `c` collected.
+fn finish<T>(c: Collector, path: &Path, value: Option<T>) -> Result<T, TopologyError> {
     if c.problems.is_empty() {
-        Ok(document.expect("a topology is built whenever no problem was recorded"))
+        Ok(value.expect("a value is built whenever no problem was recorded"))
     } else {
         Err(TopologyError::Invalid {
             file: path.to_path_buf(),

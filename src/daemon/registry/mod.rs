@@ -3,7 +3,8 @@
 //! keeps the mirror current through a watch, keeps the presence lease alive, writes the snapshot
 //! and hands every assembled topology to the daemon's main loop, which applies it like a reload.
 //!
-//! Nothing here tears anything down: while etcd is away the last topology stays in force.
+//! Nothing here tears anything down: while etcd is away the last topology stays in force, and
+//! while the policy key holds a refused policy the last good policy does.
 
 mod config;
 pub mod join;
@@ -15,7 +16,9 @@ pub use config::{etcd_config, RegistryConfig};
 pub use start::start;
 
 use crate::core::key::PublicKey;
+use crate::core::policy::MeshPolicy;
 use crate::core::registry::assemble::{AssembleError, Assembled};
+use crate::core::registry::policy::PolicyRefused;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -66,6 +69,22 @@ pub enum RegistryError {
         "settings: etcd-cert and etcd-key need etcd-ca (the CA that signed etcd's certificate)"
     )]
     CertWithoutCa,
+    /// At start there is no earlier good policy to keep: as with settings, the daemon exits.
+    #[error("registry {registry}: {source}")]
+    Policy {
+        registry: String,
+        #[source]
+        source: PolicyRefused,
+    },
+}
+
+/// What the task hands the daemon: the assembled mesh, and the policy in force, which is the
+/// policy key's while it is valid and the last good one while it is refused
+/// (`core/registry/policy.rs`, [`InForce`](crate::core::registry::policy::InForce)).
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub assembled: Assembled,
+    pub policy: MeshPolicy,
 }
 
 /// What the daemon asks of the registry task.
@@ -81,7 +100,7 @@ enum Command {
 
 /// The running registry task.
 pub struct Registry {
-    updates: watch::Receiver<Arc<Assembled>>,
+    updates: watch::Receiver<Arc<Update>>,
     commands: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<()>,
     /// The key last handed to the task, so the main loop may offer the key at every tick and
@@ -90,8 +109,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Waits for the next assembled topology (the latest wins); `None` once the task is gone.
-    pub async fn next(&mut self) -> Option<Arc<Assembled>> {
+    /// Waits for the next assembled topology and policy (the latest wins); `None` once the task
+    /// is gone.
+    pub async fn next(&mut self) -> Option<Arc<Update>> {
         self.updates.changed().await.ok()?;
         Some(self.updates.borrow_and_update().clone())
     }

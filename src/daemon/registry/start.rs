@@ -5,11 +5,12 @@
 use super::join::take_claim;
 use super::presence::Presence;
 use super::task::Task;
-use super::{Registry, RegistryConfig, RegistryError};
+use super::{Registry, RegistryConfig, RegistryError, Update};
 use crate::core::key::PublicKey;
 use crate::core::registry::assemble::{assemble, Assembled};
 use crate::core::registry::mirror::Mirror;
 use crate::core::registry::own::own_record;
+use crate::core::registry::policy::InForce;
 use crate::core::registry::records::{decode, encode, PresenceValue, RecordValue, VERSION};
 use crate::core::registry::sync::Connection;
 use crate::core::registry::validate;
@@ -21,11 +22,13 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
-/// Joins (or starts from the snapshot) and spawns the registry task; the first topology.
+/// Joins (or starts from the snapshot) and spawns the registry task; the first topology and
+/// policy. A refused policy at start has no earlier good one to keep: an error, as refused
+/// settings are.
 pub async fn start(
     cfg: RegistryConfig,
     public_key: PublicKey,
-) -> Result<(Arc<Assembled>, Registry), RegistryError> {
+) -> Result<(Arc<Update>, Registry), RegistryError> {
     let mut presence = Presence::new(
         cfg.layout.presence(&cfg.node),
         encode(&PresenceValue {
@@ -44,16 +47,29 @@ pub async fn start(
         Err(RegistryError::Etcd(e)) if e.is_transient() => (from_snapshot(&cfg, e)?, None),
         Err(e) => return Err(e),
     };
-    let first = Arc::new(assembled(&cfg, connection.mirror().snapshot())?);
+    let first = assembled(&cfg, connection.mirror().snapshot())?;
     if first.topology.node(&cfg.node).is_err() {
         return Err(not_planned(&cfg, &first));
     }
     for p in &first.problems {
         tracing::warn!(problem = %p, "registry record skipped");
     }
+    let mut policy = InForce::default();
+    let in_force = policy
+        .update(&first)
+        .map_err(|source| RegistryError::Policy {
+            registry: cfg.shown.clone(),
+            source,
+        })?;
+    let first = Arc::new(Update {
+        assembled: first,
+        policy: in_force,
+    });
     let (updates_tx, updates) = watch::channel(first.clone());
     let (commands, commands_rx) = mpsc::channel(16);
-    let task = Task::new(cfg, connection, etcd, presence, public_key, updates_tx);
+    let task = Task::new(
+        cfg, connection, etcd, presence, public_key, updates_tx, policy,
+    );
     let task = tokio::spawn(task.run(commands_rx));
     Ok((
         first,

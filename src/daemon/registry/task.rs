@@ -1,13 +1,15 @@
 //! The registry task: drives `core/registry/sync`'s connection state machine with the etcd
 //! driver, renews the presence lease, writes the snapshot file and publishes each assembled
-//! topology. It owns the client; the daemon talks to it only through [`super::Registry`].
+//! topology with the policy in force. It owns the client; the daemon talks to it only through
+//! [`super::Registry`].
 
 use super::presence::Presence;
 use super::start::{assembled, join, unix_now};
-use super::{Command, RegistryConfig, RegistryError};
+use super::{Command, RegistryConfig, RegistryError, Update};
 use crate::constants::REGISTRY_KEEPALIVE;
 use crate::core::key::PublicKey;
 use crate::core::registry::assemble::Assembled;
+use crate::core::registry::policy::InForce;
 use crate::core::registry::records::NodeState;
 use crate::core::registry::records::{decode, encode, RecordValue};
 use crate::core::registry::sync::{Action, Connection};
@@ -31,9 +33,13 @@ pub(super) struct Task {
     /// The key the record should carry; written again after any failure until it lands.
     key: PublicKey,
     key_written: bool,
-    updates: watch::Sender<Arc<Assembled>>,
+    updates: watch::Sender<Arc<Update>>,
     /// Problems already logged, so a churning registry does not repeat them every plan.
     reported: BTreeSet<String>,
+    /// The policy in force: the last good one while the policy key holds a refused one.
+    policy: InForce,
+    /// The policy refusal last logged, so it is logged once, not at every plan.
+    policy_refused: Option<String>,
 }
 
 impl Task {
@@ -43,7 +49,8 @@ impl Task {
         etcd: Option<Etcd>,
         presence: Presence,
         key: PublicKey,
-        updates: watch::Sender<Arc<Assembled>>,
+        updates: watch::Sender<Arc<Update>>,
+        policy: InForce,
     ) -> Self {
         let joined = etcd.is_some();
         Task {
@@ -57,6 +64,8 @@ impl Task {
             key_written: true,
             updates,
             reported: BTreeSet::new(),
+            policy,
+            policy_refused: None,
         }
     }
 
@@ -207,7 +216,19 @@ impl Task {
         match assembled(&self.cfg, &snapshot) {
             Ok(a) => {
                 self.report(&a.problems);
-                let _ = self.updates.send(Arc::new(a));
+                self.report_policy(&a);
+                match self.policy.update(&a) {
+                    Ok(policy) => {
+                        let _ = self.updates.send(Arc::new(Update {
+                            assembled: a,
+                            policy,
+                        }));
+                    }
+                    // only before a first good policy, which `start` refuses: never here
+                    Err(e) => {
+                        tracing::error!(error = %e, "registry policy refused; topology not applied")
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "registry refused; still running the previous topology")
@@ -226,6 +247,22 @@ impl Task {
             tracing::warn!(problem = %p, "registry record skipped");
         }
         self.reported = now;
+    }
+
+    /// Logs a refused policy once (with key, line, policy and field), and its repair.
+    fn report_policy(&mut self, a: &Assembled) {
+        let now = a.policy.as_ref().err().map(|e| e.to_string());
+        if now == self.policy_refused {
+            return;
+        }
+        match &now {
+            Some(e) => tracing::error!(
+                error = %e,
+                "registry policy refused; the last good policy stays in force"
+            ),
+            None => tracing::info!("registry policy valid again; it is in force"),
+        }
+        self.policy_refused = now;
     }
 
     async fn keep_alive(&mut self) {
