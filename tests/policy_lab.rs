@@ -483,3 +483,53 @@ fn floods_of_denied_and_of_allowed_syns_keep_the_connection_table_within_its_bou
     stop.store(true, Ordering::Relaxed);
     flow.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_policy_set_in_the_registry_reaches_every_daemon_through_its_watch() {
+    if !require_root() {
+        return;
+    }
+    let lab = common::running_registry_lab(TOPOLOGY, 1);
+    common::assert_all_pairs(&lab, Duration::from_secs(10));
+    let stop = Arc::new(AtomicBool::new(false));
+    echo_servers(&lab, "use-api", &[443], stop.clone());
+    // imported with the topology: enforced from the start
+    assert_eq!(
+        try_connect(&lab, "fra-web", "use-db", 5432),
+        Outcome::Prohibited
+    );
+    assert_eq!(
+        try_connect(&lab, "fra-web", "use-api", 443),
+        Outcome::Echoed
+    );
+    let before: Vec<(String, u32)> = lab
+        .nodes()
+        .into_iter()
+        .map(|n| {
+            let g = policy_of(&lab, &n).generation;
+            (n, g)
+        })
+        .collect();
+    let shown = common::registry_cli(&lab, &["policy", "show"]);
+    let allow = "name = \"frankfurt-us-api\"\norder = 200\naction = \"allow\"";
+    assert!(shown.contains(allow), "{shown}");
+    let file = lab.state_dir().join("policy-deny.toml");
+    std::fs::write(
+        &file,
+        shown.replace(allow, &allow.replace("\"allow\"", "\"deny\"")),
+    )
+    .unwrap();
+    common::registry_cli(&lab, &["policy", "set", &file.display().to_string()]);
+    for (n, g) in &before {
+        common::wait_until(
+            Duration::from_secs(10),
+            &format!("{n} takes the new policy"),
+            || policy_of(&lab, n).generation > *g,
+        );
+    }
+    assert_eq!(
+        try_connect(&lab, "fra-web", "use-api", 443),
+        Outcome::Dropped
+    );
+    stop.store(true, Ordering::Relaxed);
+}
