@@ -243,18 +243,68 @@ fn chatter(
     })
 }
 
-/// Writes `text` as the lab's topology and reloads every daemon; waits until each has put a
-/// new policy in force (or, when `refused`, until each logged the refusal).
-fn reload(lab: &mut Lab, text: &str, refused: bool) {
-    let path = lab.derived_topology_path();
-    let before: Vec<(String, u32)> = lab
-        .nodes()
+/// An answered flow from fra-web to use-api:443 (echo servers on `ports` of use-api), running
+/// until `stop`; `answered` counts its echoes.
+struct Flow {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    chatter: std::thread::JoinHandle<Result<(), wiremesh::lab::LabError>>,
+}
+
+impl Flow {
+    fn start(lab: &Lab, ports: &[u16]) -> Flow {
+        let stop = Arc::new(AtomicBool::new(false));
+        echo_servers(lab, "use-api", ports, stop.clone());
+        let answered = Arc::new(AtomicU64::new(0));
+        let chatter = chatter(
+            lab,
+            "fra-web",
+            "use-api",
+            443,
+            stop.clone(),
+            answered.clone(),
+        );
+        let flow = Flow {
+            stop,
+            answered,
+            chatter,
+        };
+        flow.answers(3, "the flow answers");
+        flow
+    }
+
+    fn count(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Waits for `n` more answers.
+    fn answers(&self, n: u64, what: &str) {
+        let at = self.count();
+        common::wait_until(Duration::from_secs(5), what, || self.count() >= at + n);
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.chatter.join().unwrap().unwrap();
+    }
+}
+
+/// Each node's policy generation now.
+fn generations(lab: &Lab) -> Vec<(String, u32)> {
+    lab.nodes()
         .into_iter()
         .map(|n| {
             let g = policy_of(lab, &n).generation;
             (n, g)
         })
-        .collect();
+        .collect()
+}
+
+/// Writes `text` as the lab's topology and reloads every daemon; waits until each has put a
+/// new policy in force (or, when `refused`, until each logged the refusal).
+fn reload(lab: &mut Lab, text: &str, refused: bool) {
+    let path = lab.derived_topology_path();
+    let before = generations(lab);
     std::fs::write(&path, text).unwrap();
     for (n, _) in &before {
         lab.kill_daemon(n, Signal::Hup).unwrap();
@@ -278,20 +328,7 @@ fn a_reload_to_deny_stops_a_running_flow_a_bad_policy_is_refused_and_a_reload_ba
         return;
     }
     let mut lab = lab();
-    let stop = Arc::new(AtomicBool::new(false));
-    echo_servers(&lab, "use-api", &[443, 8000], stop.clone());
-    let answered = Arc::new(AtomicU64::new(0));
-    let flow = chatter(
-        &lab,
-        "fra-web",
-        "use-api",
-        443,
-        stop.clone(),
-        answered.clone(),
-    );
-    common::wait_until(Duration::from_secs(5), "the flow answers", || {
-        answered.load(Ordering::Relaxed) >= 5
-    });
+    let flow = Flow::start(&lab, &[443, 8000]);
 
     let good = std::fs::read_to_string(lab.derived_topology_path()).unwrap();
     // an invalid policy: refused with file, line, policy and field; the flow goes on
@@ -311,19 +348,16 @@ fn a_reload_to_deny_stops_a_running_flow_a_bad_policy_is_refused_and_a_reload_ba
             "the refusal names {part}: {refusal}"
         );
     }
-    let at = answered.load(Ordering::Relaxed);
-    common::wait_until(Duration::from_secs(5), "the flow still answers", || {
-        answered.load(Ordering::Relaxed) >= at + 5
-    });
+    flow.answers(5, "the flow still answers");
 
     // allow → deny: the running flow stops, new flows are refused
     let allow = "name = \"frankfurt-us-api\"\norder = 200\naction = \"allow\"";
     let deny = "name = \"frankfurt-us-api\"\norder = 200\naction = \"deny\"";
     reload(&mut lab, &good.replace(allow, deny), false);
     std::thread::sleep(Duration::from_millis(500));
-    let at = answered.load(Ordering::Relaxed);
+    let at = flow.count();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(answered.load(Ordering::Relaxed), at, "the flow stopped");
+    assert_eq!(flow.count(), at, "the flow stopped");
     assert_eq!(
         try_connect(&lab, "fra-web", "use-api", 443),
         Outcome::Dropped
@@ -336,8 +370,7 @@ fn a_reload_to_deny_stops_a_running_flow_a_bad_policy_is_refused_and_a_reload_ba
         try_connect(&lab, "fra-web", "use-api", 8000),
         Outcome::Echoed
     );
-    stop.store(true, Ordering::Relaxed);
-    flow.join().unwrap().unwrap();
+    flow.stop();
 }
 
 /// Sends `n` TCP SYNs from `src` (an address of the namespace's node) to `dst`, each from
@@ -421,20 +454,7 @@ fn floods_of_denied_and_of_allowed_syns_keep_the_connection_table_within_its_bou
         return;
     }
     let lab = lab();
-    let stop = Arc::new(AtomicBool::new(false));
-    echo_servers(&lab, "use-api", &[443], stop.clone());
-    let answered = Arc::new(AtomicU64::new(0));
-    let flow = chatter(
-        &lab,
-        "fra-web",
-        "use-api",
-        443,
-        stop.clone(),
-        answered.clone(),
-    );
-    common::wait_until(Duration::from_secs(5), "the flow answers", || {
-        answered.load(Ordering::Relaxed) >= 3
-    });
+    let flow = Flow::start(&lab, &[443]);
     let (web, db, api) = (v4(&lab, "fra-web"), v4(&lab, "use-db"), v4(&lab, "use-api"));
     let ns = lab.node_ns("fra-web").unwrap().to_string();
 
@@ -474,14 +494,8 @@ fn floods_of_denied_and_of_allowed_syns_keep_the_connection_table_within_its_bou
         policy_of(&lab, "fra-web").conntrack_evicted > 0,
         "the flood filled the table"
     );
-    let at = answered.load(Ordering::Relaxed);
-    common::wait_until(
-        Duration::from_secs(5),
-        "the answered flow survives the flood",
-        || answered.load(Ordering::Relaxed) >= at + 3,
-    );
-    stop.store(true, Ordering::Relaxed);
-    flow.join().unwrap().unwrap();
+    flow.answers(3, "the answered flow survives the flood");
+    flow.stop();
 }
 
 #[test]
@@ -502,14 +516,7 @@ fn a_policy_set_in_the_registry_reaches_every_daemon_through_its_watch() {
         try_connect(&lab, "fra-web", "use-api", 443),
         Outcome::Echoed
     );
-    let before: Vec<(String, u32)> = lab
-        .nodes()
-        .into_iter()
-        .map(|n| {
-            let g = policy_of(&lab, &n).generation;
-            (n, g)
-        })
-        .collect();
+    let before = generations(&lab);
     let shown = common::registry_cli(&lab, &["policy", "show"]);
     let allow = "name = \"frankfurt-us-api\"\norder = 200\naction = \"allow\"";
     assert!(shown.contains(allow), "{shown}");
