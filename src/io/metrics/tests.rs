@@ -355,3 +355,51 @@ async fn a_17th_connection_is_not_served_until_one_of_the_first_16_ends() {
     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
     drop(held);
 }
+
+#[test]
+fn a_scrape_reports_each_policy_rules_hits_the_policy_drops_and_the_connection_table() {
+    let mut mesh = full_mesh(&["a", "b"]).into_iter();
+    let ((a, a_addr), (b, b_addr)) = (mesh.next().unwrap(), mesh.next().unwrap());
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let text = "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n\
+        [[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npod-cidr = \"10.244.1.0/24\"\n\
+        public-key = \"ph4KbGWaf9ahUeIZ2be2oGpo2ocu3uP7q6RH179u1i4=\"\n\
+        [[node]]\nname = \"b\"\ncloud = \"c\"\nregion = \"r\"\npod-cidr = \"10.244.2.0/24\"\n\
+        public-key = \"XKeuRMj+IxqPUMIYJ36ZzkIiiVJansHzYD7GSYaWu/o=\"\n\
+        [[policy]]\nname = \"no-pings-from-a\"\norder = 1\naction = \"deny\"\n\
+        from = { name = \"a\" }\nprotocol = \"icmp\"\n";
+    let doc = Topology::parse_with_policy(text, Path::new("mesh.toml")).unwrap();
+    b.set_policy(Arc::new(crate::core::policy::compile(&doc, None).unwrap()));
+    // the handshake completes; the ping it carried is denied at b
+    let ping = crate::core::policy::testing::ping([10, 244, 1, 1], [10, 244, 2, 1], 7);
+    cross_handshake((&a, a_addr), (&b, b_addr), &ping, 3);
+    let text = render_openmetrics(&registry(b.clone()));
+    assert_eq!(
+        sample(
+            &text,
+            "wiremesh_policy_rule_hits_total{policy=\"no-pings-from-a\",action=\"deny\"}"
+        ),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "wiremesh_dropped_packets_total{reason=\"policy\"}"),
+        Some("1")
+    );
+    assert_eq!(sample(&text, "wiremesh_policy_generation"), Some("1"));
+    assert_eq!(
+        sample(&text, "wiremesh_conntrack_capacity"),
+        Some(crate::constants::CONNTRACK_CAPACITY.to_string().as_str())
+    );
+    assert_eq!(
+        sample(&text, "wiremesh_policy_events_total{event=\"overflow\"}"),
+        Some("0")
+    );
+    if let Some(out) = promtool_check_metrics(&to_prometheus_text(&text)) {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
