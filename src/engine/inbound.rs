@@ -5,7 +5,7 @@
 use super::control_message;
 use super::counters::DropReason;
 use super::device::Device;
-use super::firewall::{Direction, Filtered};
+use super::firewall::{Direction, Filtered, PolicyView};
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::{epoch_bits, SessionKeys};
@@ -210,7 +210,8 @@ impl Device {
             if let Some((len, src)) = inner {
                 peer.set_endpoint(from);
                 let (pkt, out) = (&mut scratch.packet[..len], &mut scratch.spare);
-                self.deliver(now, &peer, src, pkt, out, sink);
+                let view = &mut scratch.policy;
+                self.deliver(now, &peer, src, pkt, (out, view), sink);
                 // boringtun has nothing queued after delivering data
                 break;
             }
@@ -226,7 +227,7 @@ impl Device {
         from_peer: &Arc<Peer>,
         src: IpAddr,
         pkt: &mut [u8],
-        out: &mut [u8],
+        (out, view): (&mut [u8], &mut PolicyView),
         sink: &mut impl Sink,
     ) {
         let table = self.peers.load();
@@ -273,7 +274,7 @@ impl Device {
                 return;
             }
         }
-        match self.firewall.filter(pkt, now, Direction::In) {
+        match self.firewall.filter(view, pkt, now, Direction::In) {
             Filtered::Pass => {}
             Filtered::Drop => {
                 self.drop_packet(DropReason::Policy);

@@ -62,7 +62,10 @@ impl Device {
             self.drop_packet(DropReason::ForgedControl);
             return;
         }
-        match self.firewall.filter(pkt, now, Direction::Out) {
+        match self
+            .firewall
+            .filter(&mut scratch.policy, pkt, now, Direction::Out)
+        {
             Filtered::Pass => {}
             Filtered::Drop => {
                 self.drop_packet(DropReason::Policy);

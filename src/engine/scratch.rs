@@ -1,5 +1,6 @@
 //! Working memory of one I/O loop, reused for every packet.
 
+use super::firewall::PolicyView;
 use crate::constants::MAX_DATAGRAM;
 
 /// Per-call working memory of one I/O loop: two datagram-sized buffers, so a packet can be
@@ -10,6 +11,8 @@ pub struct Scratch {
     pub(super) packet: Vec<u8>,
     /// Room for a second packet made while `packet` is still in use.
     pub(super) spare: Vec<u8>,
+    /// The network policy this loop judges with.
+    pub(super) policy: PolicyView,
 }
 
 impl Default for Scratch {
@@ -27,6 +30,7 @@ impl Scratch {
         Self {
             packet: vec![0; MAX_DATAGRAM],
             spare: vec![0; MAX_DATAGRAM],
+            policy: PolicyView::default(),
         }
     }
 }
