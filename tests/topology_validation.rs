@@ -139,6 +139,36 @@ const CASES: &[Case] = &[
         text: "@[[node]]\nname = \"a b\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
         want: &["line 4", "node 'a b'", "field 'name'"],
     },
+    Case {
+        name: "endpoints-duplicate",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoints = [\n  { address = \"203.0.113.5:51820\" },\n  { address = \"203.0.113.5:51820\" },\n]\n",
+        want: &["line 10", "node 'a'", "field 'endpoints.address'", "listed twice (first at line 9)"],
+    },
+    Case {
+        name: "endpoints-empty-scope",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoints = [{ address = \"10.0.1.5:51820\", scope = \"\" }]\n",
+        want: &["line 8", "node 'a'", "field 'endpoints.scope'", "empty scope"],
+    },
+    Case {
+        name: "endpoints-private-without-scope",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoints = [{ address = \"10.0.1.5:51820\" }]\n",
+        want: &["line 8", "node 'a'", "field 'endpoints.scope'", "'10.0.1.5:51820' is a private address"],
+    },
+    Case {
+        name: "endpoints-bad-scope",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoints = [{ address = \"10.0.1.5:51820\", scope = \"VPC 1\" }]\n",
+        want: &["line 8", "node 'a'", "field 'endpoints.scope'", "'VPC 1': a scope is"],
+    },
+    Case {
+        name: "endpoint-and-endpoints",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoint = \"203.0.113.5:51820\"\nendpoints = [{ address = \"203.0.113.6:51820\" }]\n",
+        want: &["line 9", "node 'a'", "field 'endpoints'", "not both"],
+    },
+    Case {
+        name: "endpoints-unknown-field",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoints = [{ address = \"203.0.113.5:51820\", zone = \"x\" }]\n",
+        want: &["line 8", "node 'a'", "unknown field `zone`"],
+    },
 ];
 
 /// `@` at the start of a case stands for [`HEAD`], so most cases need not repeat it.

@@ -162,7 +162,7 @@ impl Plan {
         let peer = |n: &Node, allowed: Vec<IpNet>, role| PeerPlan {
             name: n.name.clone(),
             public_key: n.public_key,
-            endpoint: n.endpoint.clone(),
+            endpoint: n.endpoint_for(me).cloned(),
             allowed_ips: allowed,
             persistent_keepalive: topo.mesh.persistent_keepalive,
             role,
@@ -363,6 +363,46 @@ mod tests {
             ));
         }
         Topology::parse(&text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn peers_in_a_shared_scope_use_the_private_endpoint_and_everyone_else_the_public_one() {
+        let key = || crate::io::keyfile::generate().public_key();
+        let text = format!(
+            "mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n\
+             [[node]]\nname = \"a\"\ncloud = \"aws\"\nregion = \"r\"\npublic-key = \"{}\"\n\
+             endpoints = [{{ address = \"10.0.1.5:51820\", scope = \"aws:vpc-1\" }}, {{ address = \"203.0.113.5:51820\" }}]\n\
+             [[node]]\nname = \"b\"\ncloud = \"aws\"\nregion = \"r\"\npublic-key = \"{}\"\n\
+             endpoints = [{{ address = \"203.0.113.6:51820\" }}, {{ address = \"10.0.1.6:51820\", scope = \"aws:vpc-1\" }}]\n\
+             [[node]]\nname = \"c\"\ncloud = \"gcp\"\nregion = \"r\"\npublic-key = \"{}\"\n\
+             endpoints = [{{ address = \"10.8.0.7:51820\", scope = \"gcp:vpc-9\" }}]\n\
+             [[node]]\nname = \"d\"\ncloud = \"onprem\"\nregion = \"r\"\npublic-key = \"{}\"\n",
+            key(),
+            key(),
+            key(),
+            key()
+        );
+        let t = Topology::parse(&text, Path::new("t.toml")).unwrap();
+        let endpoint = |from: &str, to: &str| {
+            Plan::compute(&t, from)
+                .unwrap()
+                .peers
+                .iter()
+                .find(|p| p.name == to)
+                .unwrap()
+                .endpoint
+                .as_ref()
+                .map(|e| e.to_string())
+        };
+        // a and b share aws:vpc-1: each other's private addresses, whatever the order listed
+        assert_eq!(endpoint("a", "b").as_deref(), Some("10.0.1.6:51820"));
+        assert_eq!(endpoint("b", "a").as_deref(), Some("10.0.1.5:51820"));
+        // c shares nothing with them: their public addresses
+        assert_eq!(endpoint("c", "a").as_deref(), Some("203.0.113.5:51820"));
+        assert_eq!(endpoint("d", "b").as_deref(), Some("203.0.113.6:51820"));
+        // c has only a private address in its own VPC: nobody outside it can send first
+        assert_eq!(endpoint("a", "c"), None);
+        assert_eq!(endpoint("d", "c"), None);
     }
 
     #[test]

@@ -305,6 +305,8 @@ fn nodes(
                 cloud: record.cloud.clone(),
                 region: record.region.clone(),
                 endpoint: record.endpoints.first().cloned(),
+                // records carry unscoped endpoints only, so far (docs/nat.md, section 1)
+                scoped: Vec::new(),
                 public_key: record.public_key,
                 pod_cidr: claim.pod_cidr,
                 pod_cidr_v6: claim.pod_cidr_v6,

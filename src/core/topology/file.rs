@@ -137,6 +137,15 @@ pub struct RawLink {
     pub black_hole_above: Option<u16>,
 }
 
+/// One entry of a node's `endpoints`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub address: Spanned<String>,
+    /// The network in which only this address is reachable; absent: public.
+    pub scope: Option<Spanned<String>>,
+}
+
 /// Settings shared by every node in one region.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -158,6 +167,9 @@ pub struct RawNode {
     /// Where peers send to: `ip:port`, `[ipv6]:port`, `dns-name:port`; port defaults to the
     /// listen port. Absent for a node behind NAT: peers learn its address when it sends.
     pub endpoint: Option<Spanned<String>>,
+    /// Several endpoints, each optionally with the scope (VPC, LAN) it is reachable in
+    /// (docs/nat.md); instead of `endpoint`.
+    pub endpoints: Option<Spanned<Vec<RawEndpoint>>>,
     /// The node's WireGuard public key, standard base64.
     pub public_key: Spanned<String>,
     /// Fixed IPv4 pod CIDR. Absent: assigned from the cluster CIDR (see docs/topology.md).

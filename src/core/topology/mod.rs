@@ -2,6 +2,7 @@
 //! endpoint in it is valid, so the planner and the engine never re-check them.
 
 mod claims;
+mod endpoints;
 mod error;
 mod file;
 mod locate;
@@ -23,6 +24,7 @@ pub(crate) use validate::{
 };
 
 use crate::core::key::PublicKey;
+pub use endpoints::{ScopedEndpoint, MAX_ENDPOINTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -162,7 +164,10 @@ pub struct Node {
     pub name: String,
     pub cloud: String,
     pub region: String,
+    /// The endpoint peers outside the node's scopes use; `None`: behind NAT.
     pub endpoint: Option<Endpoint>,
+    /// Endpoints reachable only inside a scope (a VPC, a LAN): for peers that share it.
+    pub scoped: Vec<ScopedEndpoint>,
     pub public_key: PublicKey,
     pub pod_cidr: Ipv4Net,
     pub pod_cidr_v6: Option<Ipv6Net>,
@@ -175,6 +180,16 @@ pub struct Node {
 }
 
 impl Node {
+    /// The endpoint `from` should send to: the node's address in a scope `from` shares (the
+    /// first in the node's order), else its unscoped one.
+    pub fn endpoint_for(&self, from: &Node) -> Option<&Endpoint> {
+        self.scoped
+            .iter()
+            .find(|e| from.scoped.iter().any(|f| f.scope == e.scope))
+            .map(|e| &e.endpoint)
+            .or(self.endpoint.as_ref())
+    }
+
     /// The node's own overlay addresses: the first host address of each pod CIDR.
     pub fn overlay_addrs(&self) -> Vec<IpAddr> {
         let mut addrs = vec![IpAddr::V4(crate::core::ipam::first_host_v4(self.pod_cidr))];

@@ -4,7 +4,7 @@
 use super::claims::Claims;
 use super::shown::shown;
 use super::validate::{cidr_v4, cidr_v6, Collector, PORT_ZERO};
-use super::{Endpoint, Node, RawTopology};
+use super::{Node, RawTopology};
 use crate::core::key::PublicKey;
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
@@ -54,19 +54,7 @@ pub(super) fn check_nodes(
             let line = c.lines.at(port);
             c.push(line, Some(&name), "listen-port", PORT_ZERO.into());
         }
-        let endpoint = n.endpoint.as_ref().and_then(|e| {
-            Endpoint::parse(e.get_ref(), node_port)
-                .map_err(|err| {
-                    let line = c.lines.at(e);
-                    c.push(
-                        line,
-                        Some(&name),
-                        "endpoint",
-                        format!("'{}': {err}", shown(e.get_ref())),
-                    );
-                })
-                .ok()
-        });
+        let (endpoint, scoped) = super::endpoints::check_endpoints(n, &name, node_port, c);
         let key = match n.public_key.get_ref().parse::<PublicKey>() {
             Ok(k) => {
                 if let Some(other) = keys.insert(k, name.clone()) {
@@ -157,6 +145,7 @@ pub(super) fn check_nodes(
             cloud: n.cloud.get_ref().clone(),
             region: n.region.get_ref().clone(),
             endpoint,
+            scoped,
             public_key: key,
             pod_cidr: pod_cidr.unwrap_or_else(|| Ipv4Net::new(0.into(), 0).expect("/0 is valid")),
             pod_cidr_v6,
