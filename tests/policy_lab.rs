@@ -350,6 +350,20 @@ fn a_reload_to_deny_stops_a_running_flow_a_bad_policy_is_refused_and_a_reload_ba
     }
     flow.answers(5, "the flow still answers");
 
+    // a valid change that still allows the flow (a new rule, the Singapore rule moved): a new
+    // policy generation is in force everywhere, and the flow goes on
+    let unrelated = good
+        .replace("order = 400", "order = 450")
+        .replace(
+            "# Pings everywhere",
+            "[[policy]]\nname = \"sg-dns\"\norder = 50\naction = \"allow\"\nfrom = { region = \"southeastasia\" }\nprotocol = \"udp\"\nports = [53]\n\n# Pings everywhere",
+        );
+    let at = flow.count();
+    reload(&mut lab, &unrelated, false);
+    flow.answers(5, "the flow answers under the new generation");
+    assert!(flow.count() >= at + 5);
+    assert_eq!(policy_of(&lab, "use-api").revoked, 0, "nothing was revoked");
+
     // allow → deny: the running flow stops, new flows are refused
     let allow = "name = \"frankfurt-us-api\"\norder = 200\naction = \"allow\"";
     let deny = "name = \"frankfurt-us-api\"\norder = 200\naction = \"deny\"";
