@@ -5,7 +5,7 @@
 use super::control_message;
 use super::counters::DropReason;
 use super::device::Device;
-use super::firewall::{Direction, Filtered, PolicyView};
+use super::firewall::{Direction, PolicyView};
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::{epoch_bits, SessionKeys};
@@ -274,18 +274,12 @@ impl Device {
                 return;
             }
         }
-        match self.firewall.filter(view, pkt, now, Direction::In) {
-            Filtered::Pass => {}
-            Filtered::Drop => {
-                self.drop_packet(DropReason::Policy);
-                return;
-            }
-            Filtered::Reject(answer) => {
+        if let Err(answer) = self.judge(view, pkt, now, Direction::In) {
+            if let Some(answer) = answer {
                 // back to the sender, through the peer it came from
-                self.drop_packet(DropReason::Policy);
                 self.encapsulate_to(from_peer, &answer, now, sink);
-                return;
             }
+            return;
         }
         mss::clamp(pkt, from_peer.path.mtu());
         sink.write_tun(pkt);

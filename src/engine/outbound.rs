@@ -5,7 +5,7 @@ use super::confirm::DATA;
 use super::control_message;
 use super::counters::DropReason;
 use super::device::Device;
-use super::firewall::{Direction, Filtered};
+use super::firewall::{Direction, Filtered, PolicyView};
 use super::peer::Peer;
 use super::scratch::Scratch;
 use super::session::Session;
@@ -40,6 +40,24 @@ impl Device {
         too_big::error(pkt, mtu, dst)
     }
 
+    /// The network policy's verdict on `pkt`: `Err` when it is refused (and counted), with
+    /// the ICMP answer for its sender when the rule rejects.
+    pub(super) fn judge(
+        &self,
+        view: &mut PolicyView,
+        pkt: &[u8],
+        now: Instant,
+        dir: Direction,
+    ) -> Result<(), Option<Vec<u8>>> {
+        let refused = match self.firewall.filter(view, pkt, now, dir) {
+            Filtered::Pass => return Ok(()),
+            Filtered::Drop => None,
+            Filtered::Reject(answer) => Some(answer),
+        };
+        self.drop_packet(DropReason::Policy);
+        Err(refused)
+    }
+
     /// A packet read from the tun device at `now`: encrypt it for the peer that carries its
     /// destination.
     pub fn handle_tun_packet(
@@ -62,20 +80,11 @@ impl Device {
             self.drop_packet(DropReason::ForgedControl);
             return;
         }
-        match self
-            .firewall
-            .filter(&mut scratch.policy, pkt, now, Direction::Out)
-        {
-            Filtered::Pass => {}
-            Filtered::Drop => {
-                self.drop_packet(DropReason::Policy);
-                return;
-            }
-            Filtered::Reject(answer) => {
-                self.drop_packet(DropReason::Policy);
+        if let Err(answer) = self.judge(&mut scratch.policy, pkt, now, Direction::Out) {
+            if let Some(answer) = answer {
                 sink.write_tun(&answer);
-                return;
             }
+            return;
         }
         let mtu = peer.path.mtu();
         if too_big::needed(pkt, mtu) {
