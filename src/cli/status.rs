@@ -79,6 +79,15 @@ struct PeerStatus {
     /// Times the peer stopped answering and its shared ranges moved to another carrier.
     #[serde(skip_serializing_if = "Option::is_none")]
     downs: Option<u64>,
+    /// How the peer is reached: `private <scope>`, `public`, `learnt`, `none` (control socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    /// The peer's configured endpoints, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    candidates: Vec<String>,
+    /// Packets from another address refused while a private endpoint was in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roam_refused: Option<u64>,
     /// Ranges shared by several carriers (a region's hubs) that this peer carries now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     carries: Vec<String>,
@@ -198,6 +207,9 @@ fn summarize(
             key_age_secs: None,
             health: None,
             downs: None,
+            path: None,
+            candidates: Vec::new(),
+            roam_refused: None,
             carries: Vec::new(),
             standby_for: Vec::new(),
         })
@@ -224,6 +236,9 @@ fn add_paths(status: &mut InterfaceStatus, paths: Vec<control_socket::PeerPathSt
             p.key_age_secs = Some(path.key_age_secs);
             p.health = Some(path.health.clone()).filter(|h| !h.is_empty());
             p.downs = Some(path.downs);
+            p.path = Some(path.path.clone()).filter(|x| !x.is_empty());
+            p.candidates = path.candidates.clone();
+            p.roam_refused = Some(path.roam_refused);
             p.carries = path.carries.clone();
             p.standby_for = path.standby_for.clone();
         }
@@ -339,6 +354,7 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
         let mut rows = vec![[
             "PEER",
             "ENDPOINT",
+            "PATH",
             "HANDSHAKE",
             "RECEIVED",
             "SENT",
@@ -352,6 +368,7 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             [
                 p.name.clone(),
                 p.endpoint.map_or("-".into(), |e| e.to_string()),
+                p.path.clone().unwrap_or_else(|| "-".into()),
                 ago(now, p.latest_handshake),
                 human_bytes(p.rx_bytes),
                 human_bytes(p.tx_bytes),
@@ -361,7 +378,7 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
                 key_cell(&p.public_key, p.key_age_secs),
             ]
         }));
-        let widths: Vec<usize> = (0..9)
+        let widths: Vec<usize> = (0..10)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         for row in &rows {
@@ -437,12 +454,13 @@ mod tests {
             "{table}"
         );
         assert!(
-            table
-                .contains("node-a    -         12s ago    1.2 MiB   0 B   -    -      10.0.1.0/24"),
+            table.contains(
+                "node-a    -         -     12s ago    1.2 MiB   0 B   -    -      10.0.1.0/24"
+            ),
             "{table}"
         );
         assert!(
-            table.contains(&format!("{}  -         never", stranger.short())),
+            table.contains(&format!("{}  -         -     never", stranger.short())),
             "{table}"
         );
     }

@@ -41,6 +41,7 @@ impl DaemonControl {
                 // one reading: an MTU and a confirmation from two instants could pair the
                 // plan's MTU with a discovery's confirmation
                 let path = p.path.view();
+                let candidates = p.candidates.view();
                 // bound first: a guard inside the literal would live to its end
                 let keys = p.keys().accepted();
                 let theirs = keys[0];
@@ -65,6 +66,10 @@ impl DaemonControl {
                     probe_bytes: path.probe_bytes,
                     health: p.liveness.health().as_str().to_string(),
                     downs: p.liveness.downs(),
+                    path: candidates.path(p.endpoint()),
+                    candidates: candidates.listed(),
+                    roam_refused: candidates.roam_refused,
+                    endpoint_failovers: candidates.failovers,
                     carries: carries.remove(&p.slot).unwrap_or_default(),
                     standby_for: standby.remove(&p.slot).unwrap_or_default(),
                 }

@@ -25,6 +25,20 @@ impl Device {
         out: &mut [u8],
         sink: &mut impl Sink,
     ) {
+        self.send_control_to(peer, None, msg, pad_to, out, sink);
+    }
+
+    /// As [`Self::send_control`], to `to` rather than the peer's endpoint in use (a probe of
+    /// a better candidate: see `candidates.rs`).
+    pub(super) fn send_control_to(
+        &self,
+        peer: &Peer,
+        to: Option<std::net::SocketAddr>,
+        msg: &Message,
+        pad_to: usize,
+        out: &mut [u8],
+        sink: &mut impl Sink,
+    ) {
         let dsts = peer.config().overlay_addrs.clone();
         let node = self.node.load();
         let own = &node.own_addrs;
@@ -37,7 +51,9 @@ impl Device {
             return;
         };
         let pkt = control_message::build(src, dst, msg, pad_to);
-        let Some(to) = peer.endpoint() else { return };
+        let Some(to) = to.or_else(|| peer.endpoint()) else {
+            return;
+        };
         // only inside a session that exists: control never wakes an idle peer
         let Some(mut session) = peer.active() else {
             return;

@@ -142,7 +142,7 @@ impl Device {
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.packet);
             let ok = !matches!(result, TunnResult::Err(_));
             if first && ok {
-                peer.liveness.heard();
+                peer.heard_from(from);
                 if init {
                     session.confirm.responded(now);
                 }
@@ -172,10 +172,6 @@ impl Device {
             }
             let inner = match result {
                 TunnResult::Done => {
-                    if first {
-                        // an authenticated keepalive or handshake completion
-                        peer.set_endpoint(from);
-                    }
                     break;
                 }
                 TunnResult::Err(e) => {
@@ -191,10 +187,13 @@ impl Device {
                     break;
                 }
                 TunnResult::WriteToNetwork(d) => {
-                    if first {
-                        peer.set_endpoint(from);
-                    }
-                    let to = peer.endpoint().unwrap_or(from);
+                    // a handshake's answer goes where it came from, even while roaming there
+                    // is refused: the peer may be trying that path after losing ours
+                    let to = if first {
+                        from
+                    } else {
+                        peer.endpoint().unwrap_or(from)
+                    };
                     sink.send(to, d);
                     if init {
                         // the answer to an initiation: anything queued must wait for the
@@ -208,7 +207,6 @@ impl Device {
                 TunnResult::WriteToTunnelV6(p, src) => Some((p.len(), IpAddr::V6(src))),
             };
             if let Some((len, src)) = inner {
-                peer.set_endpoint(from);
                 let (pkt, out) = (&mut scratch.packet[..len], &mut scratch.spare);
                 let view = &mut scratch.policy;
                 self.deliver(now, &peer, src, pkt, (out, view), sink);

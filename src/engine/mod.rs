@@ -11,6 +11,7 @@
 //! every [`crate::constants::TIMER_TICK`].
 
 mod admission;
+mod candidates;
 mod confirm;
 mod control_exchange;
 /// Public only for the fuzz targets (`fuzz/`), which check that what parses rebuilds.
@@ -38,6 +39,7 @@ mod sink;
 mod table;
 mod timers;
 
+pub use candidates::CandidatesView;
 pub use counters::DropReason;
 pub use device::Device;
 pub use firewall::TableUse;
@@ -54,6 +56,8 @@ pub use table::PeerTable;
 mod admission_tests;
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod candidates_tests;
 #[cfg(test)]
 mod confirm_tests;
 #[cfg(test)]
@@ -78,6 +82,7 @@ pub(crate) fn peer_for_tests(
     let config = peer::PeerConfig {
         name: "test-peer".into(),
         endpoint,
+        candidates: vec![],
         allowed_ips: vec![],
         persistent_keepalive: None,
         overlay_addrs: vec![],

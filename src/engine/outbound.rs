@@ -22,6 +22,23 @@ const DATAGRAM_SPACE_EXTRA: usize = 160;
 
 impl Device {
     /// Sends a handshake initiation to `peer` now (instead of waiting for traffic), waking it.
+    /// Sends a handshake initiation to `to` now, even while one is in flight elsewhere: the
+    /// peer is being tried at another of its endpoints.
+    pub(super) fn initiate_at(
+        &self,
+        peer: &Peer,
+        to: std::net::SocketAddr,
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        if let TunnResult::WriteToNetwork(d) = self
+            .wake(peer)
+            .format_handshake_initiation(&mut scratch.packet, true)
+        {
+            sink.send(to, d);
+        }
+    }
+
     pub fn initiate(&self, peer: &Peer, scratch: &mut Scratch, sink: &mut impl Sink) {
         let Some(to) = peer.endpoint() else { return };
         if let TunnResult::WriteToNetwork(d) = self

@@ -31,6 +31,14 @@ pub enum MtuCause {
     Shrunk,
     /// A larger probe got through: the path grew.
     Grew,
+    /// The peer is reached at another endpoint, whose path has its own MTU.
+    Endpoint,
+}
+
+/// What discovery knew of one path while the peer is reached over another.
+pub struct SavedPath {
+    mtu: u16,
+    discovery: Option<Box<MtuDiscovery>>,
 }
 
 /// A change the daemon must apply (route MTUs) and log once.
@@ -68,6 +76,8 @@ struct State {
     discovery: Option<Box<MtuDiscovery>>,
     /// Outer bytes added to an inner packet towards this peer (60 over IPv4, 80 over IPv6).
     overhead: u16,
+    /// Discovery's outer floor and ceiling, to start it over on a path never measured.
+    bounds: Option<(u16, u16)>,
     pending_cause: Option<MtuCause>,
     /// A change already applied to the MTU that [`PeerPath::poll_change`] has not reported.
     unreported: Option<Change>,
@@ -122,6 +132,7 @@ impl PeerPath {
                 hello_backoff: HELLO_FIRST,
                 discovery: None,
                 overhead: crate::constants::OVERHEAD_V4,
+                bounds: None,
                 pending_cause: None,
                 unreported: None,
                 probe_bytes: 0,
@@ -226,6 +237,7 @@ impl PeerPath {
         }
         s.speaks = true;
         s.overhead = overhead;
+        s.bounds = Some((floor, ceiling));
         s.discovery = Some(Box::new(MtuDiscovery::new(floor, ceiling)));
     }
 
@@ -258,6 +270,34 @@ impl PeerPath {
             d.on_ack(id, now);
         }
         self.apply(&mut s);
+    }
+
+    /// The peer is now reached at another of its endpoints, over another path: returns what
+    /// discovery knew of the old one, to keep, and takes `next`'s, or for a path never used
+    /// starts over from `start_mtu` (the plan's). A VPC path may carry more than the
+    /// internet's, so one measurement cannot stand for both (docs/nat.md, section 1).
+    pub fn switch(&self, next: Option<SavedPath>, start_mtu: u16) -> SavedPath {
+        let mut s = self.state();
+        let (mtu, discovery) = match next {
+            Some(p) => (p.mtu, p.discovery),
+            None => (
+                start_mtu,
+                s.bounds.map(|(f, c)| Box::new(MtuDiscovery::new(f, c))),
+            ),
+        };
+        let old = self.mtu.swap(mtu, Ordering::Relaxed);
+        let saved = SavedPath {
+            mtu: old,
+            discovery: std::mem::replace(&mut s.discovery, discovery),
+        };
+        if mtu != old {
+            let was = s.unreported.map_or(old, |c| c.was);
+            s.unreported = Some(Change {
+                was,
+                cause: MtuCause::Endpoint,
+            });
+        }
+        saved
     }
 
     /// The data path saw a sign of a shrunk path: confirm the current size now.

@@ -1,12 +1,13 @@
 //! One configured peer: its sessions, where to reach it, what it may send from, and counters.
 //! An idle peer is this record alone; its `Tunn`s come and go (see `idle.rs`).
 
+use super::candidates::PeerCandidates;
 use super::liveness::PeerLiveness;
 use super::path_mtu::PeerPath;
 use super::session::Sessions;
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
-use crate::core::topology::Endpoint;
+use crate::core::topology::{Candidate, Endpoint};
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct PeerConfig {
     pub name: String,
     pub endpoint: Option<Endpoint>,
+    /// Every endpoint to try, best first (the plan's; `endpoint` is the first).
+    pub candidates: Vec<Candidate>,
     pub allowed_ips: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
     /// The peer node's own overlay addresses, where control messages go.
@@ -45,6 +48,8 @@ pub struct Peer {
     /// Where datagrams go now: the configured address, a resolved DNS name, or where the peer
     /// last sent an authenticated packet from (roaming).
     endpoint: RwLock<Option<SocketAddr>>,
+    /// Which of the peer's endpoints is in use, failover among them, and roaming's limits.
+    pub candidates: PeerCandidates,
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
     pub endpoint_changes: AtomicU64,
@@ -84,6 +89,8 @@ pub struct PeerSnapshot {
     pub health: crate::core::liveness::Health,
     /// Times it stopped answering.
     pub downs: u64,
+    /// Its endpoints, which one is in use, failovers and refused roams.
+    pub candidates: super::candidates::CandidatesView,
 }
 
 impl Peer {
@@ -95,8 +102,10 @@ impl Peer {
             Some(Endpoint::Addr(a)) => Some(*a),
             _ => None,
         };
+        let candidates = PeerCandidates::new(&config.candidates, endpoint);
         Self {
             slot: slot & super::session::BASE_SLOT_MASK,
+            candidates,
             next_generation: AtomicU32::new(0),
             sessions: Mutex::new(Sessions::empty()),
             keys: Mutex::new(PeerKeys::new(public_key)),
@@ -157,6 +166,10 @@ impl Peer {
         if *old == config {
             return false;
         }
+        if old.candidates != config.candidates {
+            self.candidates
+                .configure(&config.candidates, self.endpoint());
+        }
         if old.endpoint != config.endpoint {
             if let Some(Endpoint::Addr(a)) = &config.endpoint {
                 self.set_endpoint(*a);
@@ -181,7 +194,22 @@ impl Peer {
         }
         *self.endpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
         self.endpoint_changes.fetch_add(1, Ordering::Relaxed);
+        let start_mtu = self.config.load().mtu;
+        self.candidates.moved(addr, &self.path, start_mtu);
         true
+    }
+
+    /// An authenticated packet arrived from `from`. From the endpoint in use, the peer
+    /// answers. From elsewhere, the peer may have roamed: followed unless the endpoint in use
+    /// is pinned (see `candidates.rs`), and only a packet followed counts as an answer.
+    pub(super) fn heard_from(&self, from: SocketAddr) {
+        if self.endpoint() != Some(from) {
+            if !self.candidates.admits(from, self.liveness.health()) {
+                return;
+            }
+            self.set_endpoint(from);
+        }
+        self.liveness.heard();
     }
 
     /// Time since the last completed handshake (by the `Tunn`'s own clock: see `session.rs`).
@@ -228,6 +256,7 @@ impl Peer {
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
             health: self.liveness.health(),
             downs: self.liveness.downs(),
+            candidates: self.candidates.view(),
         }
     }
 }

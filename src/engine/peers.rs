@@ -52,6 +52,7 @@ impl Peers {
             let config = PeerConfig {
                 name: p.name.clone(),
                 endpoint: p.endpoint.clone(),
+                candidates: p.candidates.clone(),
                 allowed_ips: p.allowed_ips.clone(),
                 persistent_keepalive: p.persistent_keepalive,
                 overlay_addrs: p.overlay_addrs.clone(),

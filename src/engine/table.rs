@@ -214,6 +214,7 @@ mod tests {
         let config = PeerConfig {
             name: format!("p{slot}"),
             endpoint: None,
+            candidates: vec![],
             allowed_ips: nets.iter().map(|n| n.parse().unwrap()).collect(),
             persistent_keepalive: None,
             overlay_addrs: vec![],

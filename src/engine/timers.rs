@@ -32,9 +32,42 @@ impl Device {
             let probe = super::control_message::Message::Probe { id };
             self.send_control(peer, &probe, 0, scratch.packet_mut(), sink);
         });
+        self.tick_candidates(&awake, now, scratch, sink);
         self.tick_rotation(&awake, now, scratch, sink);
         self.tick_psk(&awake, wall, scratch, sink);
         self.tick_sessions(&awake, now, scratch, sink);
+    }
+
+    /// Moves a `Down` peer to its next endpoint, and probes the better endpoints of a peer
+    /// reached over a worse one (see `candidates.rs`).
+    fn tick_candidates(
+        &self,
+        awake: &[std::sync::Arc<Peer>],
+        now: Instant,
+        scratch: &mut Scratch,
+        sink: &mut impl Sink,
+    ) {
+        for peer in awake {
+            let health = peer.liveness.health();
+            if let Some(next) = peer.candidates.failover(now, health) {
+                tracing::warn!(peer = %peer.name(), was = ?peer.endpoint(), %next, "peer does not answer at its endpoint; trying the next one");
+                peer.set_endpoint(next);
+                let established = peer
+                    .handshake_age()
+                    .is_some_and(|a| a < crate::constants::SESSION_FRESH);
+                if !established {
+                    // no session to carry data there: the handshake is the question, asked
+                    // there now rather than at boringtun's next retry
+                    self.initiate_at(peer, next, scratch, sink);
+                }
+            }
+            for to in peer.candidates.upgrade_due(now, health) {
+                let probe = super::control_message::Message::Probe {
+                    id: super::liveness::LIVENESS_ID,
+                };
+                self.send_control_to(peer, Some(to), &probe, 0, scratch.packet_mut(), sink);
+            }
+        }
     }
 
     pub(super) fn timer_result(&self, peer: &Peer, result: TunnResult<'_>, sink: &mut impl Sink) {

@@ -64,6 +64,18 @@ pub struct PeerPathStatus {
     /// Times the peer stopped answering (each moved its shared ranges to another carrier).
     #[serde(default)]
     pub downs: u64,
+    /// How the peer is reached: `private <scope>`, `public`, `learnt` or `none` (docs/nat.md).
+    #[serde(default)]
+    pub path: String,
+    /// The peer's configured endpoints, best first, `address (scope)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// Packets from another address refused while a private endpoint was in use.
+    #[serde(default)]
+    pub roam_refused: u64,
+    /// Times the peer was tried at its next endpoint after it stopped answering.
+    #[serde(default)]
+    pub endpoint_failovers: u64,
     /// Ranges several peers carry (the hubs of a region) that this peer carries now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carries: Vec<String>,

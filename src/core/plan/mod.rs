@@ -12,7 +12,9 @@
 
 mod render;
 
-use super::topology::{Endpoint, MeshMode, Node, Topology, TopologyError};
+use super::topology::{
+    only_one_public, Candidate, Endpoint, MeshMode, Node, Topology, TopologyError,
+};
 use crate::constants::{MIN_TUNNEL_MTU, OVERHEAD_V4, OVERHEAD_V6};
 use crate::core::key::PublicKey;
 use crate::core::preference;
@@ -39,6 +41,10 @@ pub struct PeerPlan {
     pub public_key: PublicKey,
     #[serde(serialize_with = "opt_display")]
     pub endpoint: Option<Endpoint>,
+    /// Every endpoint to try, best first (`endpoint` is the first): the peer's addresses in
+    /// scopes this node shares, then its public one (docs/nat.md, section 1).
+    #[serde(skip_serializing_if = "only_one_public")]
+    pub candidates: Vec<Candidate>,
     pub allowed_ips: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
     pub role: PeerRole,
@@ -163,6 +169,7 @@ impl Plan {
             name: n.name.clone(),
             public_key: n.public_key,
             endpoint: n.endpoint_for(me).cloned(),
+            candidates: n.candidates_for(me),
             allowed_ips: allowed,
             persistent_keepalive: topo.mesh.persistent_keepalive,
             role,
@@ -403,6 +410,21 @@ mod tests {
         // c has only a private address in its own VPC: nobody outside it can send first
         assert_eq!(endpoint("a", "c"), None);
         assert_eq!(endpoint("d", "c"), None);
+        // the fallbacks, best first, each with the scope that pins it
+        let candidates = |from: &str, to: &str| {
+            let plan = Plan::compute(&t, from).unwrap();
+            let p = plan.peers.iter().find(|p| p.name == to).unwrap();
+            p.candidates
+                .iter()
+                .map(|c| format!("{}@{}", c.endpoint, c.scope.as_deref().unwrap_or("-")))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            candidates("a", "b"),
+            ["10.0.1.6:51820@aws:vpc-1", "203.0.113.6:51820@-"]
+        );
+        assert_eq!(candidates("c", "a"), ["203.0.113.5:51820@-"]);
+        assert!(candidates("d", "c").is_empty());
     }
 
     #[test]

@@ -19,6 +19,26 @@ pub struct ScopedEndpoint {
     pub endpoint: Endpoint,
 }
 
+/// One address a peer may send to, with the scope it is reachable in (`None`: public). A
+/// scoped candidate is **pinned**: roaming does not move a peer off it while it answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Candidate {
+    #[serde(serialize_with = "as_text")]
+    pub endpoint: Endpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+fn as_text<S: serde::Serializer>(e: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(e)
+}
+
+/// Whether a candidate list says no more than the one endpoint beside it (nothing scoped, no
+/// fallback): plans then print as they did before scopes existed.
+pub fn only_one_public(list: &[Candidate]) -> bool {
+    list.len() <= 1 && list.iter().all(|c| c.scope.is_none())
+}
+
 /// Whether `s` is a scope name: 1-63 of `a-z`, `0-9`, `:`, `.`, `_`, `-` (`aws:vpc-1`).
 fn valid_scope(s: &str) -> bool {
     (1..=63).contains(&s.len())

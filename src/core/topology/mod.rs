@@ -24,7 +24,7 @@ pub(crate) use validate::{
 };
 
 use crate::core::key::PublicKey;
-pub use endpoints::{ScopedEndpoint, MAX_ENDPOINTS};
+pub use endpoints::{only_one_public, Candidate, ScopedEndpoint, MAX_ENDPOINTS};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -188,6 +188,24 @@ impl Node {
             .find(|e| from.scoped.iter().any(|f| f.scope == e.scope))
             .map(|e| &e.endpoint)
             .or(self.endpoint.as_ref())
+    }
+
+    /// Every endpoint `from` may try, best first: the node's addresses in scopes `from` shares
+    /// (in the node's order), then its unscoped one. The first is [`Self::endpoint_for`]'s.
+    pub fn candidates_for(&self, from: &Node) -> Vec<Candidate> {
+        let shared = self
+            .scoped
+            .iter()
+            .filter(|e| from.scoped.iter().any(|f| f.scope == e.scope))
+            .map(|e| Candidate {
+                endpoint: e.endpoint.clone(),
+                scope: Some(e.scope.clone()),
+            });
+        let public = self.endpoint.iter().map(|e| Candidate {
+            endpoint: e.clone(),
+            scope: None,
+        });
+        shared.chain(public).collect()
     }
 
     /// The node's own overlay addresses: the first host address of each pod CIDR.

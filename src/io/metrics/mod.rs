@@ -12,6 +12,8 @@
 //! | `wiremesh_peer_last_handshake_age_seconds` | gauge | peer, public_key | absent until the first handshake |
 //! | `wiremesh_peer_handshake_failures` | counter | peer, public_key | handshake messages `Tunn` refused |
 //! | `wiremesh_peer_endpoint_changes` | counter | peer, public_key | roaming and DNS re-resolution |
+//! | `wiremesh_peer_endpoint_failovers` | counter | peer, public_key | tried at the next endpoint |
+//! | `wiremesh_peer_roams_refused` | counter | peer, public_key | private endpoint kept |
 //! | `wiremesh_peer_mtu_bytes` | gauge | peer, public_key | tunnel MTU towards the peer (discovered) |
 //! | `wiremesh_peer_mtu_confirmed_age_seconds` | gauge | peer, public_key | absent before discovery |
 //! | `wiremesh_peer_answering` | gauge | peer, public_key | 1 while the peer answers, 0 while down or returning |
@@ -184,7 +186,7 @@ impl Collector for DeviceCollector {
             values: peers.iter().map(f).collect(),
         };
         let bytes = Some(&Unit::Bytes);
-        let per_peer_counters: [CounterSpec; 7] = [
+        let per_peer_counters: [CounterSpec; 9] = [
             (
                 "wiremesh_peer_tx",
                 "Tunnel bytes sent to the peer (WireGuard payload, as wg show).",
@@ -220,6 +222,18 @@ impl Collector for DeviceCollector {
                 "Times the peer's underlay address changed (roaming, DNS).",
                 None,
                 |p| p.endpoint_changes,
+            ),
+            (
+                "wiremesh_peer_endpoint_failovers",
+                "Times the peer, not answering at its endpoint, was tried at its next one (docs/nat.md).",
+                None,
+                |p| p.candidates.failovers,
+            ),
+            (
+                "wiremesh_peer_roams_refused",
+                "Packets from another address that did not move the peer off its private endpoint in use.",
+                None,
+                |p| p.candidates.roam_refused,
             ),
             (
                 "wiremesh_peer_down_events",
