@@ -9,19 +9,6 @@ mod etcd;
 use common::*;
 use std::path::Path;
 
-fn registry(e: &etcd::TestEtcd, mesh: &str, args: &[&str]) -> (bool, String, String) {
-    let url = format!("etcd://{}", e.endpoint());
-    let mut all = vec!["registry"];
-    all.extend_from_slice(args);
-    all.extend(["--registry", &url, "--mesh", mesh]);
-    let out = wiremesh(&all);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn shipped(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("topologies")
@@ -34,10 +21,10 @@ fn shipped(name: &str) -> String {
 fn import_then_export_gives_the_files_mesh_with_the_cidrs_ipam_gives() {
     let e = etcd::TestEtcd::start();
     let file = shipped("hub-2regions.toml");
-    let (ok, out, err) = registry(&e, "m1", &["import", "-t", &file]);
+    let (ok, out, err) = e.registry("m1", &["import", "-t", &file]);
     assert!(ok, "{err}");
     assert!(out.contains("imported"), "{out}");
-    let (ok, exported, err) = registry(&e, "m1", &["export"]);
+    let (ok, exported, err) = e.registry("m1", &["export"]);
     assert!(ok, "{err}");
     let original = wiremesh::core::topology::Topology::load(Path::new(&file)).unwrap();
     let back =
@@ -63,9 +50,9 @@ fn import_then_export_gives_the_files_mesh_with_the_cidrs_ipam_gives() {
         );
     }
     // the same file again: nothing to change, no error
-    let (ok, _, err) = registry(&e, "m1", &["import", "-t", &file]);
+    let (ok, _, err) = e.registry("m1", &["import", "-t", &file]);
     assert!(ok, "{err}");
-    let (_, again, _) = registry(&e, "m1", &["export"]);
+    let (_, again, _) = e.registry("m1", &["export"]);
     assert_eq!(again, exported);
 }
 
@@ -73,7 +60,7 @@ fn import_then_export_gives_the_files_mesh_with_the_cidrs_ipam_gives() {
 fn a_changed_pool_is_refused_naming_the_field_and_nothing_is_written() {
     let e = etcd::TestEtcd::start();
     let file = shipped("full-3clouds.toml");
-    assert!(registry(&e, "m2", &["import", "-t", &file]).0);
+    assert!(e.registry("m2", &["import", "-t", &file]).0);
     let dir = tempfile::tempdir().unwrap();
     let changed = dir.path().join("changed.toml");
     let text = std::fs::read_to_string(&file)
@@ -81,12 +68,12 @@ fn a_changed_pool_is_refused_naming_the_field_and_nothing_is_written() {
         .replace("10.244.0.0/16", "10.244.0.0/15");
     assert!(text.contains("10.244.0.0/15"));
     std::fs::write(&changed, text).unwrap();
-    let (_, before, _) = registry(&e, "m2", &["export"]);
-    let (ok, _, err) = registry(&e, "m2", &["import", "-t", changed.to_str().unwrap()]);
+    let (_, before, _) = e.registry("m2", &["export"]);
+    let (ok, _, err) = e.registry("m2", &["import", "-t", changed.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("field 'cluster-cidr'"), "{err}");
     assert!(err.contains("pools are fixed once a claim exists"), "{err}");
-    let (_, after, _) = registry(&e, "m2", &["export"]);
+    let (_, after, _) = e.registry("m2", &["export"]);
     assert_eq!(before, after);
 }
 
@@ -94,9 +81,9 @@ fn a_changed_pool_is_refused_naming_the_field_and_nothing_is_written() {
 fn status_lists_every_node_and_remove_frees_one() {
     let e = etcd::TestEtcd::start();
     let file = shipped("full-3clouds.toml");
-    assert!(registry(&e, "m3", &["import", "-t", &file]).0);
+    assert!(e.registry("m3", &["import", "-t", &file]).0);
     let topo = wiremesh::core::topology::Topology::load(Path::new(&file)).unwrap();
-    let (ok, status, err) = registry(&e, "m3", &["status"]);
+    let (ok, status, err) = e.registry("m3", &["status"]);
     assert!(ok, "{err}");
     for n in &topo.nodes {
         let line = status
@@ -107,12 +94,12 @@ fn status_lists_every_node_and_remove_frees_one() {
         assert!(line.contains(&n.public_key.to_string()), "{line}");
     }
     let gone = &topo.nodes[0].name;
-    let (ok, out, err) = registry(&e, "m3", &["remove", gone]);
+    let (ok, out, err) = e.registry("m3", &["remove", gone]);
     assert!(ok, "{err}");
     assert!(out.contains("its pod CIDRs are free"), "{out}");
-    let (_, status, _) = registry(&e, "m3", &["status"]);
+    let (_, status, _) = e.registry("m3", &["status"]);
     assert!(!status.contains(&format!("\n{gone} ")), "{status}");
-    let (ok, _, err) = registry(&e, "m3", &["remove", gone]);
+    let (ok, _, err) = e.registry("m3", &["remove", gone]);
     assert!(!ok);
     assert!(err.contains("is not in"), "{err}");
     // the registry commands need an etcd URL
@@ -125,7 +112,7 @@ fn status_lists_every_node_and_remove_frees_one() {
 fn gc_marks_absent_nodes_and_removes_them_after_gc_after() {
     let e = etcd::TestEtcd::start();
     let file = shipped("full-3clouds.toml");
-    assert!(registry(&e, "m4", &["import", "-t", &file]).0);
+    assert!(e.registry("m4", &["import", "-t", &file]).0);
     // the administrator turns gc on: gc-after 2 s in the settings
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -146,27 +133,27 @@ fn gc_marks_absent_nodes_and_removes_them_after_gc_after() {
     let nodes = wiremesh::core::topology::Topology::load(Path::new(&file))
         .unwrap()
         .nodes;
-    let (ok, out, err) = registry(&e, "m4", &["gc", "--dry-run"]);
+    let (ok, out, err) = e.registry("m4", &["gc", "--dry-run"]);
     assert!(ok, "{err}");
     assert!(
         out.contains(&format!("would mark {}", nodes[0].name)),
         "{out}"
     );
-    let (ok, out, err) = registry(&e, "m4", &["gc"]);
+    let (ok, out, err) = e.registry("m4", &["gc"]);
     assert!(ok, "{err}");
     for n in &nodes {
         assert!(out.contains(&format!("mark {}", n.name)), "{out}");
     }
     // marked, not yet gone: nothing absent for 2 s yet
-    let (_, out, _) = registry(&e, "m4", &["gc"]);
+    let (_, out, _) = e.registry("m4", &["gc"]);
     assert!(!out.contains("remove"), "{out}");
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let (ok, out, err) = registry(&e, "m4", &["gc"]);
+    let (ok, out, err) = e.registry("m4", &["gc"]);
     assert!(ok, "{err}");
     for n in &nodes {
         assert!(out.contains(&format!("remove {}", n.name)), "{out}");
     }
-    let (_, status, _) = registry(&e, "m4", &["status"]);
+    let (_, status, _) = e.registry("m4", &["status"]);
     for n in &nodes {
         assert!(!status.contains(&format!("\n{} ", n.name)), "{status}");
     }
