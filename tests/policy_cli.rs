@@ -6,27 +6,14 @@ mod common;
 
 use common::{text, wiremesh};
 use std::path::{Path, PathBuf};
-use wiremesh::core::key::PrivateKey;
 
-/// Frankfurt (`fra-web`, `fra-batch`), US-east (`use-db`, `use-api`), Singapore (`sg-web`).
+/// Frankfurt (`fra-web`, `fra-batch`), US-east (`use-db`, `use-api`), Singapore (`sg-web`):
+/// `tests/topologies/policy-five-nodes.toml` (shared with the library's policy tests), with `top`
+/// before its nodes and `policies` after them.
 fn mesh(top: &str, policies: &str) -> String {
-    let nodes = [
-        ("fra-web", "gcp", "europe-west3", 1, "web"),
-        ("fra-batch", "gcp", "europe-west3", 2, "batch"),
-        ("use-db", "aws", "us-east-1", 7, "postgres"),
-        ("use-api", "aws", "us-east-1", 8, "api"),
-        ("sg-web", "azure", "southeastasia", 9, "web"),
-    ];
-    let mut text = format!("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n{top}\n");
-    for (i, (name, cloud, region, net, app)) in nodes.iter().enumerate() {
-        let key = PrivateKey::from_bytes([i as u8 + 1; 32]).public_key();
-        text.push_str(&format!(
-            "[[node]]\nname = \"{name}\"\ncloud = \"{cloud}\"\nregion = \"{region}\"\n\
-             public-key = \"{key}\"\npod-cidr = \"10.244.{net}.0/24\"\n\
-             labels = {{ app = \"{app}\" }}\n\n"
-        ));
-    }
-    text + policies
+    let file = std::fs::read_to_string(common::topology("policy-five-nodes.toml")).unwrap();
+    let (head, nodes) = file.split_once("\n[[node]]").expect("the mesh has nodes");
+    format!("{head}{top}\n[[node]]{nodes}\n{policies}")
 }
 
 const FRANKFURT_TO_US_EAST: &str = r#"

@@ -91,19 +91,6 @@ protocol = "tcp"
 ports = [5432]
 "#;
 
-fn registry(e: &etcd::TestEtcd, mesh: &str, args: &[&str]) -> (bool, String, String) {
-    let url = format!("etcd://{}", e.endpoint());
-    let mut all = vec!["registry"];
-    all.extend_from_slice(args);
-    all.extend(["--registry", &url, "--mesh", mesh]);
-    let out = wiremesh(&all);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -129,13 +116,13 @@ fn import_then_export_gives_back_the_files_policy_and_labels() {
     let e = etcd::TestEtcd::start();
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "mesh.toml", MESH);
-    let (ok, out, err) = registry(&e, "p1", &["import", "-t", file.to_str().unwrap()]);
+    let (ok, out, err) = e.registry("p1", &["import", "-t", file.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("/wiremesh/p1/policy: 3 rule(s)"), "{out}");
-    let (_, status, _) = registry(&e, "p1", &["status"]);
+    let (_, status, _) = e.registry("p1", &["status"]);
     assert!(status.contains("\npolicy: 3 rule(s)\n"), "{status}");
 
-    let (ok, exported, err) = registry(&e, "p1", &["export"]);
+    let (ok, exported, err) = e.registry("p1", &["export"]);
     assert!(ok, "{err}");
     let original = Topology::parse_with_policy(MESH, Path::new("mesh.toml")).unwrap();
     let back = Topology::parse_with_policy(&exported, Path::new("export.toml"))
@@ -155,7 +142,7 @@ fn import_then_export_gives_back_the_files_policy_and_labels() {
 
     // the stored text is the file's policy part, comments included; export → import → export
     // changes nothing
-    let (ok, shown, err) = registry(&e, "p1", &["policy", "show"]);
+    let (ok, shown, err) = e.registry("p1", &["policy", "show"]);
     assert!(ok, "{err}");
     assert!(
         shown.contains("# the web tier reaches the databases"),
@@ -163,8 +150,11 @@ fn import_then_export_gives_back_the_files_policy_and_labels() {
     );
     assert!(!shown.contains("[[node]]"), "{shown}");
     let again = write(dir.path(), "again.toml", &exported);
-    assert!(registry(&e, "p1", &["import", "-t", again.to_str().unwrap()]).0);
-    let (_, twice, _) = registry(&e, "p1", &["export"]);
+    assert!(
+        e.registry("p1", &["import", "-t", again.to_str().unwrap()])
+            .0
+    );
+    let (_, twice, _) = e.registry("p1", &["export"]);
     let twice = Topology::parse_with_policy(&twice, Path::new("twice.toml")).unwrap();
     assert_eq!(meaning(&twice.policy), meaning(&back.policy));
 
@@ -179,10 +169,10 @@ fn import_then_export_gives_back_the_files_policy_and_labels() {
             "",
         );
     let plain = write(dir.path(), "plain.toml", &plain);
-    let (ok, out, err) = registry(&e, "p1", &["import", "-t", plain.to_str().unwrap()]);
+    let (ok, out, err) = e.registry("p1", &["import", "-t", plain.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("/wiremesh/p1/policy: removed"), "{out}");
-    let (_, exported, _) = registry(&e, "p1", &["export"]);
+    let (_, exported, _) = e.registry("p1", &["export"]);
     let plain = Topology::parse_with_policy(&exported, Path::new("export.toml")).unwrap();
     assert!(plain.policy.is_permissive(), "{exported}");
 }
@@ -192,7 +182,7 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
     let e = etcd::TestEtcd::start();
     let dir = tempfile::tempdir().unwrap();
     let good = write(dir.path(), "good.toml", PART);
-    let (ok, out, err) = registry(&e, "p2", &["policy", "set", good.to_str().unwrap()]);
+    let (ok, out, err) = e.registry("p2", &["policy", "set", good.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
         out.contains("/wiremesh/p2/policy: 1 rule(s), 0 cidr-set(s), default-action allow"),
@@ -213,7 +203,7 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
         "bad.toml",
         &PART.replace("ports = [5432]", "ports = [\"5432-80\"]"),
     );
-    let (ok, _, err) = registry(&e, "p2", &["policy", "set", bad.to_str().unwrap()]);
+    let (ok, _, err) = e.registry("p2", &["policy", "set", bad.to_str().unwrap()]);
     assert!(!ok);
     assert!(
         err.contains(&format!(
@@ -229,7 +219,7 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
         "unknown.toml",
         &PART.replace("to = {", "too = {"),
     );
-    let (ok, _, err) = registry(&e, "p2", &["policy", "set", unknown.to_str().unwrap()]);
+    let (ok, _, err) = e.registry("p2", &["policy", "set", unknown.to_str().unwrap()]);
     assert!(!ok);
     assert!(
         err.contains("line 7: policy 'db-closed': field 'too': unknown field `too`"),
@@ -237,7 +227,7 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
     );
     // a whole topology file is not a policy part: refused, with the command that takes one
     let whole = write(dir.path(), "mesh.toml", MESH);
-    let (ok, _, err) = registry(&e, "p2", &["policy", "set", whole.to_str().unwrap()]);
+    let (ok, _, err) = e.registry("p2", &["policy", "set", whole.to_str().unwrap()]);
     assert!(!ok);
     assert!(
         err.contains("expected one of `default-action`, `policy-mode`, `cidr-set`, `policy`"),
@@ -245,21 +235,24 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
     );
     assert!(err.contains("`wiremesh registry import` takes"), "{err}");
     let missing = dir.path().join("missing.toml");
-    let (ok, _, err) = registry(&e, "p2", &["policy", "set", missing.to_str().unwrap()]);
+    let (ok, _, err) = e.registry("p2", &["policy", "set", missing.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("missing.toml: cannot read"), "{err}");
 
     let after = held();
     assert_eq!(after.value, before.value);
     assert_eq!(after.mod_revision, before.mod_revision, "nothing written");
-    let (ok, shown, _) = registry(&e, "p2", &["policy", "show"]);
+    let (ok, shown, _) = e.registry("p2", &["policy", "show"]);
     assert!(ok);
     assert_eq!(shown, PART);
 
     // a bad policy written past the command (etcdctl, say): show prints it and fails naming the
     // key, status reports it, export refuses rather than drop it
     let file = write(dir.path(), "mesh.toml", MESH);
-    assert!(registry(&e, "p2", &["import", "-t", file.to_str().unwrap()]).0);
+    assert!(
+        e.registry("p2", &["import", "-t", file.to_str().unwrap()])
+            .0
+    );
     let bad = PART.replace("order = 5", "order = -5");
     rt().block_on(async {
         let mut etcd = Etcd::connect(&e.config(), &key).await.unwrap();
@@ -267,15 +260,15 @@ fn policy_set_refuses_a_bad_policy_naming_file_line_policy_and_field_and_writes_
     });
     let refusal = "/wiremesh/p2/policy: 1 problem(s):\n  line 5: policy 'db-closed': field \
                    'order': -5 is outside 0-4294967295";
-    let (ok, shown, err) = registry(&e, "p2", &["policy", "show"]);
+    let (ok, shown, err) = e.registry("p2", &["policy", "show"]);
     assert!(!ok);
     assert_eq!(shown, bad);
     assert!(err.contains(refusal), "{err}");
-    let (ok, status, err) = registry(&e, "p2", &["status"]);
+    let (ok, status, err) = e.registry("p2", &["status"]);
     assert!(ok, "{err}");
     assert!(status.contains("policy refused"), "{status}");
     assert!(status.contains(refusal), "{status}");
-    let (ok, exported, err) = registry(&e, "p2", &["export"]);
+    let (ok, exported, err) = e.registry("p2", &["export"]);
     assert!(!ok, "{exported}");
     assert!(
         err.contains(refusal) && err.contains("not exported"),

@@ -300,7 +300,7 @@ fn status(layout: &Layout, snapshot: &Snapshot, shown: &str) -> anyhow::Result<(
             crate::core::topology::shown(&r.public_key),
             r.endpoints
                 .iter()
-                .map(|e| crate::core::topology::shown(e))
+                .map(|e| crate::core::topology::shown(&e.to_string()))
                 .collect::<Vec<_>>()
                 .join(",")
         );

@@ -47,8 +47,10 @@ pub struct UpArgs {
     #[arg(long)]
     pub cloud: Option<String>,
     /// With an etcd registry: an endpoint HOST:PORT peers reach this node at (repeatable,
-    /// best first; none means behind NAT).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// best first; none means behind NAT). HOST:PORT@SCOPE is reachable only inside SCOPE (a
+    /// VPC, e.g. 10.0.1.5:51820@aws:vpc-1): peers in the same scope use it, others the first
+    /// endpoint without scope (docs/registry.md, section 1).
+    #[arg(long, value_name = "HOST:PORT[@SCOPE]")]
     pub endpoint: Vec<String>,
     /// With an etcd registry: this node is a hub of its region.
     #[arg(long)]

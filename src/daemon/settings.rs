@@ -49,7 +49,8 @@ pub struct Settings {
     pub region: Option<String>,
     #[serde(default)]
     pub cloud: Option<String>,
-    /// This node's endpoints (`HOST:PORT`), best first; none means behind NAT.
+    /// This node's endpoints (`HOST:PORT`, or `HOST:PORT@SCOPE` for an address reachable only
+    /// inside a scope), best first; none means behind NAT.
     #[serde(default)]
     pub endpoint: Vec<String>,
     #[serde(default)]

@@ -69,6 +69,20 @@ impl TestEtcd {
         }
     }
 
+    /// `wiremesh registry ARGS --registry etcd://THIS --mesh MESH`: success, stdout, stderr.
+    pub fn registry(&self, mesh: &str, args: &[&str]) -> (bool, String, String) {
+        let url = format!("etcd://{}", self.endpoint());
+        let mut all = vec!["registry"];
+        all.extend_from_slice(args);
+        all.extend(["--registry", &url, "--mesh", mesh]);
+        let out = crate::common::wiremesh(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Turns etcd's authentication on with user `root` (role `root`) and `password`, as an
     /// administrator does before granting nodes their roles.
     pub async fn enable_auth(&self, password: &str) {

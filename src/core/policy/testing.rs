@@ -6,38 +6,20 @@ use super::conntrack::ConnTrack;
 use super::decide::{Decision, Policy};
 use super::flow::tests::{tcp, udp, v4};
 use super::flow::{ICMP, TCP, UDP};
-use crate::core::key::PrivateKey;
 use crate::core::topology::{Document, Topology};
 use std::path::Path;
 use std::time::Instant;
 
-/// The nodes: Frankfurt (gcp, europe-west3) `fra-web` 10.244.1.0/24 and `fra-batch`
-/// 10.244.2.0/24; US-east (aws, us-east-1) `use-db` 10.244.7.0/24 and `use-api`
-/// 10.244.8.0/24; Singapore (azure, southeastasia) `sg-web` 10.244.9.0/24.
+/// The mesh of five nodes the policy tests share with `tests/policy_cli.rs`: Frankfurt (gcp,
+/// europe-west3) `fra-web` 10.244.1.0/24 and `fra-batch` 10.244.2.0/24; US-east (aws,
+/// us-east-1) `use-db` 10.244.7.0/24 and `use-api` 10.244.8.0/24; Singapore (azure,
+/// southeastasia) `sg-web` 10.244.9.0/24.
+pub(crate) const MESH: &str = include_str!("../../../tests/topologies/policy-five-nodes.toml");
+
+/// [`MESH`] with `top` (top-level settings) before its nodes and `policies` after them.
 pub(crate) fn mesh_text(top: &str, policies: &str) -> String {
-    let nodes = [
-        ("fra-web", "gcp", "europe-west3", 1, "app = \"web\""),
-        ("fra-batch", "gcp", "europe-west3", 2, "app = \"batch\""),
-        (
-            "use-db",
-            "aws",
-            "us-east-1",
-            7,
-            "app = \"postgres\", tier = \"data\"",
-        ),
-        ("use-api", "aws", "us-east-1", 8, "app = \"api\""),
-        ("sg-web", "azure", "southeastasia", 9, "app = \"web\""),
-    ];
-    let mut text = format!("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n{top}\n");
-    for (i, (name, cloud, region, net, labels)) in nodes.iter().enumerate() {
-        let key = PrivateKey::from_bytes([i as u8 + 1; 32]).public_key();
-        text.push_str(&format!(
-            "[[node]]\nname = \"{name}\"\ncloud = \"{cloud}\"\nregion = \"{region}\"\n\
-             public-key = \"{key}\"\npod-cidr = \"10.244.{net}.0/24\"\nlabels = {{ {labels} }}\n\n"
-        ));
-    }
-    text.push_str(policies);
-    text
+    let (head, nodes) = MESH.split_once("\n[[node]]").expect("the mesh has nodes");
+    format!("{head}{top}\n[[node]]{nodes}\n{policies}")
 }
 
 pub(crate) fn document(top: &str, policies: &str) -> Document {

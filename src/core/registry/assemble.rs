@@ -304,9 +304,8 @@ fn nodes(
                 name: record.name.clone(),
                 cloud: record.cloud.clone(),
                 region: record.region.clone(),
-                endpoint: record.endpoints.first().cloned(),
-                // records carry unscoped endpoints only, so far (docs/nat.md, section 1)
-                scoped: Vec::new(),
+                endpoint: record.endpoint.clone(),
+                scoped: record.scoped.clone(),
                 public_key: record.public_key,
                 pod_cidr: claim.pod_cidr,
                 pod_cidr_v6: claim.pod_cidr_v6,
@@ -596,5 +595,61 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, a.topology);
+    }
+
+    #[test]
+    fn a_scoped_record_gives_peers_in_its_scope_the_private_address_and_others_the_public() {
+        let mut b = Builder::new();
+        b.settings(&settings_json(false))
+            .record(
+                "a",
+                1,
+                r#","endpoints":[{"address":"10.0.1.5","scope":"aws:vpc-1"},"203.0.113.5"]"#,
+            )
+            .claim("a", "10.244.1.0/24")
+            .record(
+                "b",
+                2,
+                r#","endpoints":["203.0.113.6",{"address":"10.0.1.6","scope":"aws:vpc-1"}]"#,
+            )
+            .claim("b", "10.244.2.0/24")
+            .record("c", 3, r#","endpoints":["198.51.100.7"]"#)
+            .claim("c", "10.244.3.0/24");
+        let a = run(&b).unwrap();
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        let t = &a.topology;
+        let to = |from: &str, to: &str| {
+            let (from, to) = (t.node(from).unwrap(), t.node(to).unwrap());
+            to.endpoint_for(from).map(|e| e.to_string())
+        };
+        assert_eq!(to("a", "b").as_deref(), Some("10.0.1.6:51820"));
+        assert_eq!(to("b", "a").as_deref(), Some("10.0.1.5:51820"));
+        assert_eq!(to("c", "a").as_deref(), Some("203.0.113.5:51820"));
+        assert_eq!(to("c", "b").as_deref(), Some("203.0.113.6:51820"));
+        assert_eq!(to("a", "c").as_deref(), Some("198.51.100.7:51820"));
+    }
+
+    #[test]
+    fn a_bad_scoped_record_is_skipped_by_key_and_field_and_the_rest_planned() {
+        let mut b = Builder::new();
+        b.settings(&settings_json(false))
+            .node("good", 1, "10.244.1.0/24")
+            .record(
+                "bad",
+                2,
+                r#","endpoints":[{"address":"10.0.1.5","scope":"aws:vpc-1"},"10.0.9.9"]"#,
+            )
+            .claim("bad", "10.244.2.0/24");
+        let a = run(&b).unwrap();
+        assert_eq!(names(&a), ["good"]);
+        assert_eq!(
+            shown(&a),
+            [
+                "/wiremesh/prod/node/bad/record: field 'endpoints[1]': '10.0.9.9' is a private \
+                 address: give it the scope it is reachable in (aws:vpc-1, say), or it is tried \
+                 from networks that cannot reach it; skipped",
+                "/wiremesh/prod/claims/bad: a claim without a record; ignored",
+            ]
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! node's last run), with the key file's public key and state `active`. A first join without a
 //! record must say where the node is (`region`, `cloud`).
 
-use super::records::{NodeState, RecordValue, VERSION};
+use super::records::{EndpointValue, NodeState, RecordValue, VERSION};
 use super::validate::{self, Record, Settings};
 use super::Problem;
 use crate::core::key::PublicKey;
@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 pub struct OwnFields {
     pub region: Option<String>,
     pub cloud: Option<String>,
+    /// `ADDRESS` or `ADDRESS@SCOPE`, as `--endpoint` takes them ([`EndpointValue::from_flag`]).
     pub endpoints: Vec<String>,
     pub hub: Option<bool>,
     /// `key=value` pairs.
@@ -54,6 +55,11 @@ pub fn own_record(
             .ok_or_else(|| OwnError::Label(l.clone()))?;
         labels.insert(k.trim().to_string(), v.trim().to_string());
     }
+    let endpoints: Vec<EndpointValue> = given
+        .endpoints
+        .iter()
+        .map(|e| EndpointValue::from_flag(e))
+        .collect();
     let value = match held {
         Some(mut r) => {
             if let Some(region) = &given.region {
@@ -62,8 +68,8 @@ pub fn own_record(
             if let Some(cloud) = &given.cloud {
                 r.cloud = cloud.clone();
             }
-            if !given.endpoints.is_empty() {
-                r.endpoints = given.endpoints.clone();
+            if !endpoints.is_empty() {
+                r.endpoints = endpoints;
             }
             if let Some(hub) = given.hub {
                 r.hub = hub;
@@ -83,7 +89,7 @@ pub fn own_record(
             name: name.to_string(),
             cloud: given.cloud.clone().ok_or_else(|| missing("cloud"))?,
             region: given.region.clone().ok_or_else(|| missing("region"))?,
-            endpoints: given.endpoints.clone(),
+            endpoints,
             public_key: public_key.to_string(),
             listen_port: given.listen_port,
             hub: given.hub.unwrap_or(false),
@@ -129,7 +135,7 @@ mod tests {
             name: "n1".into(),
             cloud: "aws".into(),
             region: "r1".into(),
-            endpoints: vec!["192.0.2.1:51820".into()],
+            endpoints: vec![EndpointValue::Plain("192.0.2.1:51820".into())],
             public_key: key_text(7),
             listen_port: None,
             hub: true,
@@ -144,10 +150,50 @@ mod tests {
         let (v, r) = own_record("k", "n1", &key(1), Some(held), &given, &settings()).unwrap();
         assert_eq!(v.region, "r1");
         assert!(v.hub);
-        assert_eq!(v.endpoints, ["192.0.2.9:51820"]);
+        assert_eq!(
+            v.endpoints,
+            [EndpointValue::Plain("192.0.2.9:51820".into())]
+        );
         assert_eq!(v.labels["zone"], "b");
         assert_eq!(v.state, NodeState::Active);
         assert_eq!(r.public_key, key(1));
+    }
+
+    #[test]
+    fn an_endpoint_flag_with_a_scope_becomes_a_scoped_entry() {
+        let given = OwnFields {
+            region: Some("r1".into()),
+            cloud: Some("aws".into()),
+            endpoints: vec!["10.0.1.5:51820@aws:vpc-1".into(), "203.0.113.5".into()],
+            ..OwnFields::default()
+        };
+        let (v, r) = own_record("k", "n1", &key(1), None, &given, &settings()).unwrap();
+        let shown: Vec<String> = v.endpoints.iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown, ["10.0.1.5:51820@aws:vpc-1", "203.0.113.5"]);
+        assert_eq!(
+            String::from_utf8(crate::core::registry::records::encode(&v.endpoints)).unwrap(),
+            r#"[{"address":"10.0.1.5:51820","scope":"aws:vpc-1"},"203.0.113.5"]"#
+        );
+        assert_eq!(r.scoped[0].scope, "aws:vpc-1");
+        assert_eq!(r.endpoint.unwrap().to_string(), "203.0.113.5:51820");
+        let private = OwnFields {
+            endpoints: vec!["10.0.1.5:51820@aws:vpc-1".into(), "10.0.9.9".into()],
+            ..given
+        };
+        let err = own_record(
+            "/wiremesh/p/node/n1/record",
+            "n1",
+            &key(1),
+            None,
+            &private,
+            &settings(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("field 'endpoints[1]': '10.0.9.9' is a private address"),
+            "{err}"
+        );
     }
 
     #[test]

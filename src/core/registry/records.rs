@@ -86,9 +86,11 @@ pub struct RecordValue {
     pub cloud: String,
     /// Region; in hub mode spokes attach to their region's hubs.
     pub region: String,
-    /// 0-8 endpoints in the file's forms; empty means behind NAT. The plan uses the first.
+    /// 0-8 endpoints; empty means behind NAT. Plain strings only: the first is the node's
+    /// endpoint, as the file's one-line `endpoint`. With any `{address, scope}` entry: the file's
+    /// `endpoints` list, with its rules (docs/nat.md, section 1).
     #[serde(default)]
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointValue>,
     /// The node's WireGuard public key, standard base64; unique in the mesh.
     pub public_key: String,
     /// The node's UDP port, when it differs from the mesh's.
@@ -103,6 +105,98 @@ pub struct RecordValue {
     /// `active`, or `left` after a graceful stop.
     #[serde(default)]
     pub state: NodeState,
+}
+
+/// One entry of a record's `endpoints`: `"203.0.113.5:51820"` (unscoped, the form every record
+/// had before scopes, kept so old records read as before) or
+/// `{"address": "10.0.1.5:51820", "scope": "aws:vpc-1"}` (scope optional: unscoped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointValue {
+    Plain(String),
+    Object(EndpointObject),
+}
+
+/// The object form of an endpoint entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EndpointObject {
+    /// `ip:port`, `[ipv6]:port` or `name:port`; the port defaults to the node's.
+    pub address: String,
+    /// The network in which only this address is reachable; absent: public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl EndpointValue {
+    /// `ADDRESS@SCOPE` (as `--endpoint` takes it) or a plain `ADDRESS`. Scope names have no
+    /// `@`, so the last one splits; a host name has none.
+    pub fn from_flag(s: &str) -> Self {
+        match s.rsplit_once('@') {
+            Some((address, scope)) => EndpointValue::Object(EndpointObject {
+                address: address.to_string(),
+                scope: Some(scope.to_string()),
+            }),
+            None => EndpointValue::Plain(s.to_string()),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        match self {
+            EndpointValue::Plain(a) => a,
+            EndpointValue::Object(o) => &o.address,
+        }
+    }
+
+    pub fn scope(&self) -> Option<&str> {
+        match self {
+            EndpointValue::Plain(_) => None,
+            EndpointValue::Object(o) => o.scope.as_deref(),
+        }
+    }
+}
+
+/// As `--endpoint` takes it: `ADDRESS` or `ADDRESS@SCOPE`.
+impl std::fmt::Display for EndpointValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.scope() {
+            Some(scope) => write!(f, "{}@{scope}", self.address()),
+            None => f.write_str(self.address()),
+        }
+    }
+}
+
+impl Serialize for EndpointValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EndpointValue::Plain(a) => s.serialize_str(a),
+            EndpointValue::Object(o) => o.serialize(s),
+        }
+    }
+}
+
+/// By hand rather than `untagged`, so a bad object is refused by its own field's name (serde's
+/// untagged enums only say that no variant matched).
+impl<'de> Deserialize<'de> for EndpointValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = EndpointValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an address string or an object {\"address\", \"scope\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EndpointValue::Plain(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let de = serde::de::value::MapAccessDeserializer::new(map);
+                EndpointObject::deserialize(de).map(EndpointValue::Object)
+            }
+        }
+        d.deserialize_any(Entry)
+    }
 }
 
 /// A node's claim (`claims/<name>`): its pod CIDRs, written once.

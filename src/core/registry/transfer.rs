@@ -8,8 +8,8 @@
 
 use super::keys::Layout;
 use super::records::{
-    decode, encode, AllocValue, ClaimValue, NodeState, RecordValue, RegionValue, SettingsValue,
-    VERSION,
+    decode, encode, AllocValue, ClaimValue, EndpointObject, EndpointValue, NodeState, RecordValue,
+    RegionValue, SettingsValue, VERSION,
 };
 use super::{Snapshot, TxnSpec};
 use crate::constants::{REGISTRY_POLICY_MAX, REGISTRY_TXN_OPS};
@@ -86,13 +86,29 @@ pub fn record_value(n: &Node, labels: Option<&Labels>) -> RecordValue {
         name: n.name.clone(),
         cloud: n.cloud.clone(),
         region: n.region.clone(),
-        endpoints: n.endpoint.iter().map(|e| e.to_string()).collect(),
+        endpoints: endpoint_values(n),
         public_key: n.public_key.to_string(),
         listen_port: Some(n.listen_port),
         hub: n.hub,
         labels: labels.cloned().unwrap_or_default(),
         state: NodeState::Active,
     }
+}
+
+/// A node's endpoints as its record lists them: the scoped ones as objects, then the unscoped
+/// one as a plain string. Without scopes that is the record every wiremesh reads.
+fn endpoint_values(n: &Node) -> Vec<EndpointValue> {
+    let scoped = n.scoped.iter().map(|s| {
+        EndpointValue::Object(EndpointObject {
+            address: s.endpoint.to_string(),
+            scope: Some(s.scope.clone()),
+        })
+    });
+    let plain = n
+        .endpoint
+        .iter()
+        .map(|e| EndpointValue::Plain(e.to_string()));
+    scoped.chain(plain).collect()
 }
 
 /// A node's claim of the CIDRs it has.
@@ -275,6 +291,9 @@ struct NodeOut {
     region: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     endpoint: Option<String>,
+    /// Written instead of `endpoint` when the node has scoped endpoints.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<EndpointObject>,
     public_key: String,
     pod_cidr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -306,6 +325,22 @@ pub fn export_with_policy(
     }
 }
 
+/// A node with scoped endpoints as the file's `endpoints` list (scoped, then the unscoped);
+/// empty for a node without, which keeps the one-line `endpoint` (where a private address is
+/// allowed, as in the lab's files).
+fn file_endpoints(n: &Node) -> Vec<EndpointObject> {
+    if n.scoped.is_empty() {
+        return Vec::new();
+    }
+    endpoint_values(n)
+        .into_iter()
+        .map(|e| EndpointObject {
+            address: e.address().to_string(),
+            scope: e.scope().map(str::to_string),
+        })
+        .collect()
+}
+
 fn export_nodes(t: &Topology, labels: &BTreeMap<String, Labels>) -> String {
     let file = FileOut {
         mode: mode_name(t.mesh.mode),
@@ -332,7 +367,12 @@ fn export_nodes(t: &Topology, labels: &BTreeMap<String, Labels>) -> String {
                 name: n.name.clone(),
                 cloud: n.cloud.clone(),
                 region: n.region.clone(),
-                endpoint: n.endpoint.as_ref().map(|e| e.to_string()),
+                endpoint: n
+                    .scoped
+                    .is_empty()
+                    .then(|| n.endpoint.as_ref().map(|e| e.to_string()))
+                    .flatten(),
+                endpoints: file_endpoints(n),
                 public_key: n.public_key.to_string(),
                 pod_cidr: n.pod_cidr.to_string(),
                 pod_cidr_v6: n.pod_cidr_v6.map(|c| c.to_string()),
@@ -504,6 +544,48 @@ public-key = "TDmrFMdp+9KD0qmAhTd1zCxf4e2ZfgXeiTP2K/MfaDE="
                  10.244.0.0/16, the file says 10.240.0.0/12"
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn scoped_endpoints_travel_through_import_and_export_both_ways() {
+        let scoped = FILE.replace(
+            "endpoint = \"[2001:db8::2]:51820\"",
+            "endpoints = [{ address = \"10.0.1.5:51820\", scope = \"aws:vpc-1\" }, \
+             { address = \"[2001:db8::2]:51820\" }, { address = \"10.9.0.5\", scope = \"lan\" }]",
+        );
+        let file = Topology::parse(&scoped, Path::new("mesh.toml")).unwrap();
+        assert_eq!(file.node("spoke-2").unwrap().scoped.len(), 2);
+        let mut etcd = Snapshot::default();
+        let txns = import(&layout(), &plain(&file), None, &etcd).unwrap();
+        run_all(&mut etcd, &txns);
+        let record = &etcd.kvs[&layout().record("spoke-2")].value;
+        let record: RecordValue = decode(record).unwrap();
+        let shown: Vec<String> = record.endpoints.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "10.0.1.5:51820@aws:vpc-1",
+                "10.9.0.5:51820@lan",
+                "[2001:db8::2]:51820"
+            ]
+        );
+        let a = assemble(&layout(), &etcd, Path::new("etcd")).unwrap();
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        let text = export(&a.topology);
+        let back = Topology::parse(&text, Path::new("back.toml")).unwrap();
+        for name in ["hub-1", "spoke-1", "spoke-2"] {
+            let (got, want) = (back.node(name).unwrap(), file.node(name).unwrap());
+            assert_eq!(
+                (&got.endpoint, &got.scoped),
+                (&want.endpoint, &want.scoped),
+                "{name}"
+            );
+        }
+        // a node without scopes keeps the one-line form
+        assert!(
+            text.contains("endpoint = \"hub1.example.net:51820\""),
+            "{text}"
         );
     }
 }

@@ -7,22 +7,22 @@
 //! size) is checked here.
 
 use super::records::{
-    decode, AbsentValue, ClaimValue, NodeState, PresenceValue, RecordValue, SettingsValue,
+    decode, AbsentValue, ClaimValue, EndpointValue, NodeState, PresenceValue, RecordValue,
+    SettingsValue,
 };
 use super::Problem;
 use crate::constants::{DEFAULT_LISTEN_PORT, DEFAULT_UNDERLAY_MTU};
 use crate::core::key::PublicKey;
 use crate::core::policy::labels::{key_problem, value_problem};
 use crate::core::topology::{
-    mtu_problem, node_prefix_problem, parse_cidr, shown, underlay_mtu_problem, valid_name,
-    Endpoint, MeshMode, MeshSettings, Region, NAME_RULE, PORT_ZERO,
+    check_list, mtu_problem, node_prefix_problem, parse_cidr, shown, underlay_mtu_problem,
+    valid_name, Endpoint, EntryText, MeshMode, MeshSettings, Part, Region, ScopedEndpoint,
+    MAX_ENDPOINTS, NAME_RULE, PORT_ZERO,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// The most endpoints a record may list.
-pub const MAX_ENDPOINTS: usize = 8;
 /// The most labels a record may carry: as many as a node of a file.
 pub const MAX_LABELS: usize = crate::constants::POLICY_MAX_LABELS;
 
@@ -43,7 +43,10 @@ pub struct Record {
     pub name: String,
     pub cloud: String,
     pub region: String,
-    pub endpoints: Vec<Endpoint>,
+    /// What peers outside the node's scopes use; `None`: behind NAT.
+    pub endpoint: Option<Endpoint>,
+    /// The addresses reachable only inside a scope (docs/nat.md, section 1).
+    pub scoped: Vec<ScopedEndpoint>,
     pub public_key: PublicKey,
     /// The node's port: its own, or the mesh's.
     pub listen_port: u16,
@@ -218,19 +221,7 @@ pub fn record(
         p.push("listen-port", PORT_ZERO);
     }
     let listen_port = raw.listen_port.unwrap_or(settings.mesh.listen_port);
-    if raw.endpoints.len() > MAX_ENDPOINTS {
-        p.push(
-            "endpoints",
-            format!("{} endpoints; at most {MAX_ENDPOINTS}", raw.endpoints.len()),
-        );
-    }
-    let mut endpoints = Vec::new();
-    for e in raw.endpoints.iter().take(MAX_ENDPOINTS) {
-        match Endpoint::parse(e, listen_port) {
-            Ok(ep) => endpoints.push(ep),
-            Err(err) => p.push("endpoints", format!("'{}': {err}", shown(e))),
-        }
-    }
+    let (endpoint, scoped) = endpoints(&mut p, &raw.endpoints, listen_port);
     let public_key = raw
         .public_key
         .parse::<PublicKey>()
@@ -244,13 +235,71 @@ pub fn record(
         name: raw.name,
         cloud: raw.cloud,
         region: raw.region,
-        endpoints,
+        endpoint,
+        scoped,
         public_key,
         listen_port,
         hub: raw.hub,
         labels: raw.labels,
         state: raw.state,
     })
+}
+
+/// A record's endpoints. Plain strings only (every record before scopes): each must parse, the
+/// first is the endpoint, and a private one is allowed, as the file's one-line `endpoint` (the
+/// lab's addresses are private). With any object entry the list is the file's `endpoints`,
+/// checked by the file's function, so a record is refused where that file line would be; the
+/// registry's topology goes through the file's validation (`assemble.rs`), and a list it would
+/// refuse must be stopped here, at its own record, not take the whole mesh down.
+fn endpoints(
+    p: &mut Problems,
+    list: &[EndpointValue],
+    port: u16,
+) -> (Option<Endpoint>, Vec<ScopedEndpoint>) {
+    if list.len() > MAX_ENDPOINTS {
+        p.push(
+            "endpoints",
+            format!("{} entries; at most {MAX_ENDPOINTS}", list.len()),
+        );
+    }
+    if list.iter().all(|e| matches!(e, EndpointValue::Plain(_))) {
+        let mut first = None;
+        for e in list.iter().take(MAX_ENDPOINTS) {
+            match Endpoint::parse(e.address(), port) {
+                Ok(ep) => {
+                    first.get_or_insert(ep);
+                }
+                Err(err) => p.push("endpoints", format!("'{}': {err}", shown(e.address()))),
+            }
+        }
+        return (first, Vec::new());
+    }
+    let entries: Vec<EntryText> = list
+        .iter()
+        .map(|e| EntryText {
+            address: e.address(),
+            scope: e.scope(),
+        })
+        .collect();
+    let checked = check_list(&entries, port);
+    // named as the decoder names a field: `endpoints[1].scope`; a plain string has no parts
+    let field = |i: usize, part: &str| match &list[i] {
+        EndpointValue::Plain(_) => format!("endpoints[{i}]"),
+        EndpointValue::Object(_) => format!("endpoints[{i}].{part}"),
+    };
+    for problem in checked.problems {
+        let (field, mut message) = match problem.part {
+            // counted above, in the same words
+            Part::List => continue,
+            Part::Address(i) => (field(i, "address"), problem.message),
+            Part::Scope(i) => (field(i, "scope"), problem.message),
+        };
+        if let Some(first) = problem.first {
+            message.push_str(&format!(" (first as endpoints[{first}])"));
+        }
+        p.push(&field, message);
+    }
+    (checked.endpoint, checked.scoped)
 }
 
 /// At most [`MAX_LABELS`], by the rules of the file's `labels` (`core/policy/labels.rs`, the
@@ -398,8 +447,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.listen_port, 51820);
-        assert_eq!(r.endpoints[0].to_string(), "gw.example.net:51820");
-        assert_eq!(r.endpoints[1].to_string(), "192.0.2.1:5");
+        assert_eq!(r.endpoint.unwrap().to_string(), "gw.example.net:51820");
+        assert!(r.scoped.is_empty());
         assert_eq!(r.state, NodeState::Active);
     }
 
@@ -430,11 +479,88 @@ mod tests {
                 "name: 'y' is not the key's name 'x'",
                 "cloud: 'c c' must be 1-63 letters, digits, '-', '_' or '.'",
                 "listen-port: port 0 is not a port to listen on",
-                "endpoints: 9 endpoints; at most 8",
+                "endpoints: 9 entries; at most 8",
                 "endpoints: '2001:db8::1:5': IPv6 address must be in brackets: [addr]:port",
                 "labels: 33 labels; at most 32",
             ]
         );
+    }
+
+    #[test]
+    fn an_old_record_of_plain_strings_keeps_its_meaning_private_addresses_included() {
+        let r = record(
+            KEY,
+            "x",
+            record_json(r#","endpoints":["10.99.0.2:51820","10.99.0.2:51820"]"#).as_bytes(),
+            &dual(),
+        )
+        .unwrap();
+        assert_eq!(r.endpoint.unwrap().to_string(), "10.99.0.2:51820");
+        assert!(r.scoped.is_empty());
+    }
+
+    #[test]
+    fn scoped_entries_give_the_first_unscoped_endpoint_and_the_scoped_ones() {
+        let r = record(
+            KEY,
+            "x",
+            record_json(
+                r#","endpoints":[{"address":"10.0.1.5","scope":"aws:vpc-1"},
+                "203.0.113.5:51820",{"address":"198.51.100.7"}]"#,
+            )
+            .as_bytes(),
+            &dual(),
+        )
+        .unwrap();
+        assert_eq!(r.endpoint.unwrap().to_string(), "203.0.113.5:51820");
+        assert_eq!(r.scoped.len(), 1);
+        assert_eq!(r.scoped[0].scope, "aws:vpc-1");
+        assert_eq!(r.scoped[0].endpoint.to_string(), "10.0.1.5:51820");
+    }
+
+    #[test]
+    fn a_bad_scoped_list_is_refused_by_the_files_rules_naming_each_entry() {
+        let got = record_problems(&record_json(
+            r#","endpoints":[{"address":"203.0.113.5:51820"},"203.0.113.5",
+            {"address":"10.0.0.1","scope":""},{"address":"10.0.0.2","scope":"Vpc 1"},
+            "192.168.1.1",{"address":"10.0.0.3"},{"address":"x:0","scope":"a"}]"#,
+        ));
+        assert_eq!(
+            got,
+            [
+                "endpoints[1]: '203.0.113.5' is listed twice (first as endpoints[0])",
+                "endpoints[2].scope: empty scope: name the network this address is reachable \
+                 in, or leave the scope out for a public address",
+                "endpoints[3].scope: 'Vpc 1': a scope is 1-63 of a-z, 0-9, ':', '.', '_', '-'",
+                "endpoints[4]: '192.168.1.1' is a private address: give it the scope it is \
+                 reachable in (aws:vpc-1, say), or it is tried from networks that cannot reach it",
+                "endpoints[5].scope: '10.0.0.3' is a private address: give it the scope it is \
+                 reachable in (aws:vpc-1, say), or it is tried from networks that cannot reach it",
+                "endpoints[6].address: 'x:0': bad port '0' (expected 1-65535)",
+            ]
+        );
+        let nine: Vec<String> = (1..=9)
+            .map(|i| format!(r#"{{"address":"10.0.0.{i}","scope":"s"}}"#))
+            .collect();
+        let got = record_problems(&record_json(&format!(
+            r#","endpoints":[{}]"#,
+            nine.join(",")
+        )));
+        assert_eq!(got, ["endpoints: 9 entries; at most 8"]);
+    }
+
+    #[test]
+    fn an_unknown_field_in_an_endpoint_object_is_named() {
+        let got = record_problems(&record_json(
+            r#","endpoints":[{"address":"10.0.0.1","scop":"s"}]"#,
+        ));
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("endpoints[0].scop: unknown field `scop`"),
+            "{got:?}"
+        );
+        let got = record_problems(&record_json(r#","endpoints":[7]"#));
+        assert!(got[0].starts_with("endpoints[0]: invalid type"), "{got:?}");
     }
 
     #[test]

@@ -94,42 +94,113 @@ pub(super) fn check_endpoints(
             "give either 'endpoint' or 'endpoints', not both".into(),
         );
     }
-    if list.get_ref().len() > MAX_ENDPOINTS {
-        c.push(
-            list_line,
-            Some(name),
-            "endpoints",
-            format!("{} entries; at most {MAX_ENDPOINTS}", list.get_ref().len()),
-        );
+    let entries: Vec<EntryText> = list
+        .get_ref()
+        .iter()
+        .map(|e| EntryText {
+            address: e.address.get_ref(),
+            scope: e.scope.as_ref().map(|s| s.get_ref().as_str()),
+        })
+        .collect();
+    let checked = check_list(&entries, port);
+    for p in checked.problems {
+        let (line, field) = match p.part {
+            Part::List => (list_line, "endpoints"),
+            Part::Address(i) => (c.lines.at(&list.get_ref()[i].address), "endpoints.address"),
+            Part::Scope(i) => match &list.get_ref()[i].scope {
+                Some(scope) => (c.lines.at(scope), "endpoints.scope"),
+                None => (c.lines.at(&list.get_ref()[i].address), "endpoints.scope"),
+            },
+        };
+        let message = match p.first {
+            Some(first) => {
+                let first = c.lines.at(&list.get_ref()[first].address).unwrap_or(0);
+                format!("{} (first at line {first})", p.message)
+            }
+            None => p.message,
+        };
+        c.push(line, Some(name), field, message);
+    }
+    (single.or(checked.endpoint), checked.scoped)
+}
+
+/// One entry of an endpoint list as written: the address and the scope (absent: public).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryText<'a> {
+    pub address: &'a str,
+    pub scope: Option<&'a str>,
+}
+
+/// Where in an endpoint list a problem is: the list itself, or an entry's address or scope (by
+/// index), so that each reader names it in its own terms (a file's line, a record's field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    List,
+    Address(usize),
+    Scope(usize),
+}
+
+/// One problem of an endpoint list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListProblem {
+    pub part: Part,
+    pub message: String,
+    /// For an address listed twice, the index of its first listing.
+    pub first: Option<usize>,
+}
+
+/// An endpoint list, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedList {
+    /// The first unscoped entry: what peers outside the node's scopes use.
+    pub endpoint: Option<Endpoint>,
+    pub scoped: Vec<ScopedEndpoint>,
+    /// Every problem, in the list's order; the entries they concern are left out.
+    pub problems: Vec<ListProblem>,
+}
+
+/// Checks an `endpoints` list by the rules of docs/nat.md, section 1 (at most
+/// [`MAX_ENDPOINTS`], no address twice, scopes by their rule, no private address without a
+/// scope). The one rule for the topology file and the registry's records, so both refuse the
+/// same list in the same words.
+pub fn check_list(entries: &[EntryText], port: u16) -> CheckedList {
+    let mut out = CheckedList::default();
+    let mut problem = |part, message, first| {
+        out.problems.push(ListProblem {
+            part,
+            message,
+            first,
+        })
+    };
+    if entries.len() > MAX_ENDPOINTS {
+        let msg = format!("{} entries; at most {MAX_ENDPOINTS}", entries.len());
+        problem(Part::List, msg, None);
     }
     let mut unscoped = None;
     let mut scoped = Vec::new();
     let mut seen: Vec<(String, usize)> = Vec::new();
-    for entry in list.get_ref() {
-        let line = c.lines.at(&entry.address);
-        let text = entry.address.get_ref();
+    for (i, entry) in entries.iter().enumerate() {
+        let text = entry.address;
         let endpoint = match Endpoint::parse(text, port) {
             Ok(e) => e,
             Err(err) => {
-                let msg = format!("'{}': {err}", shown(text));
-                c.push(line, Some(name), "endpoints.address", msg);
+                problem(Part::Address(i), format!("'{}': {err}", shown(text)), None);
                 continue;
             }
         };
         let key = endpoint.to_string();
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-            let msg = format!("'{}' is listed twice (first at line {first})", shown(text));
-            c.push(line, Some(name), "endpoints.address", msg);
+            let msg = format!("'{}' is listed twice", shown(text));
+            problem(Part::Address(i), msg, Some(*first));
             continue;
         }
-        seen.push((key, line.unwrap_or(0)));
-        match &entry.scope {
-            Some(scope) => {
-                let s = scope.get_ref();
+        seen.push((key, i));
+        match entry.scope {
+            Some(s) => {
                 if !valid_scope(s) {
                     let msg = if s.is_empty() {
                         "empty scope: name the network this address is reachable in, or leave \
-                         'scope' out for a public address"
+                         the scope out for a public address"
                             .to_string()
                     } else {
                         format!(
@@ -137,11 +208,11 @@ pub(super) fn check_endpoints(
                             shown(s)
                         )
                     };
-                    c.push(c.lines.at(scope), Some(name), "endpoints.scope", msg);
+                    problem(Part::Scope(i), msg, None);
                     continue;
                 }
                 scoped.push(ScopedEndpoint {
-                    scope: s.clone(),
+                    scope: s.to_string(),
                     endpoint,
                 });
             }
@@ -149,12 +220,11 @@ pub(super) fn check_endpoints(
                 if let Endpoint::Addr(a) = &endpoint {
                     if is_private(a.ip()) {
                         let msg = format!(
-                            "'{}' is a private address: give it the 'scope' it is reachable \
-                             in (scope = \"aws:vpc-1\"), or it is tried from networks that \
-                             cannot reach it",
+                            "'{}' is a private address: give it the scope it is reachable in \
+                             (aws:vpc-1, say), or it is tried from networks that cannot reach it",
                             shown(text)
                         );
-                        c.push(line, Some(name), "endpoints.scope", msg);
+                        problem(Part::Scope(i), msg, None);
                         continue;
                     }
                 }
@@ -163,7 +233,9 @@ pub(super) fn check_endpoints(
             }
         }
     }
-    (single.or(unscoped), scoped)
+    out.endpoint = unscoped;
+    out.scoped = scoped;
+    out
 }
 
 #[cfg(test)]
@@ -201,5 +273,76 @@ mod tests {
         ] {
             assert_eq!(valid_scope(s), ok, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_list_gives_its_first_unscoped_entry_and_every_scoped_one() {
+        let entries = [
+            EntryText {
+                address: "10.0.1.5",
+                scope: Some("aws:vpc-1"),
+            },
+            EntryText {
+                address: "203.0.113.5:5000",
+                scope: None,
+            },
+            EntryText {
+                address: "gw.example.net",
+                scope: None,
+            },
+        ];
+        let c = check_list(&entries, 51820);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.endpoint.unwrap().to_string(), "203.0.113.5:5000");
+        assert_eq!(c.scoped.len(), 1);
+        assert_eq!(c.scoped[0].scope, "aws:vpc-1");
+        assert_eq!(c.scoped[0].endpoint.to_string(), "10.0.1.5:51820");
+    }
+
+    #[test]
+    fn a_bad_list_names_each_entry_and_its_part() {
+        let e = |address, scope| EntryText { address, scope };
+        let mut entries = vec![
+            e("203.0.113.5", None),
+            e("203.0.113.5:51820", Some("x")),
+            e("10.0.0.1", Some("")),
+            e("10.0.0.2", Some("VPC")),
+            e("192.168.1.1", None),
+            e("[fd00::1", Some("lan")),
+        ];
+        let c = check_list(&entries, 51820);
+        let got: Vec<(Part, Option<usize>)> =
+            c.problems.iter().map(|p| (p.part, p.first)).collect();
+        assert_eq!(
+            got,
+            [
+                (Part::Address(1), Some(0)),
+                (Part::Scope(2), None),
+                (Part::Scope(3), None),
+                (Part::Scope(4), None),
+                (Part::Address(5), None),
+            ]
+        );
+        assert!(
+            c.problems[0].message.contains("listed twice"),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.problems[1].message.starts_with("empty scope"),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.problems[3].message.contains("private address"),
+            "{:?}",
+            c.problems
+        );
+        assert_eq!(c.endpoint.unwrap().to_string(), "203.0.113.5:51820");
+        assert!(c.scoped.is_empty());
+        entries.extend((0..3).map(|_| e("198.51.100.1", None)));
+        let c = check_list(&entries, 51820);
+        assert_eq!(c.problems[0].part, Part::List);
+        assert_eq!(c.problems[0].message, "9 entries; at most 8");
     }
 }

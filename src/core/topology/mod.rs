@@ -24,7 +24,10 @@ pub(crate) use validate::{
 };
 
 use crate::core::key::PublicKey;
-pub use endpoints::{only_one_public, Candidate, ScopedEndpoint, MAX_ENDPOINTS};
+pub use endpoints::{
+    check_list, only_one_public, Candidate, CheckedList, EntryText, ListProblem, Part,
+    ScopedEndpoint, MAX_ENDPOINTS,
+};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::BTreeMap;
 use std::fmt;
