@@ -51,6 +51,9 @@ struct InterfaceStatus {
     /// socket).
     #[serde(skip_serializing_if = "Option::is_none")]
     policy: Option<crate::io::policy_status::PolicyStatus>,
+    /// The NAT in front of this node (from the control socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nat: Option<control_socket::NatStatus>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -130,6 +133,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                         status.psk_epoch = daemon.psk_epoch;
                         status.awake_peers = Some(daemon.awake_peers);
                         status.policy = daemon.policy;
+                        status.nat = daemon.nat;
                         add_paths(&mut status, daemon.peers);
                     }
                 }
@@ -224,6 +228,7 @@ fn summarize(
         psk_epoch: None,
         awake_peers: None,
         policy: None,
+        nat: None,
     }
 }
 
@@ -342,6 +347,9 @@ fn render(statuses: &[InterfaceStatus], now: SystemTime) -> String {
             s.peers.len(),
             if s.peers.len() == 1 { "" } else { "s" }
         ));
+        if let Some(nat) = &s.nat {
+            out.push_str(&nat.render());
+        }
         if let (Some(age), Some(rotation)) = (s.key_age_secs, &s.rotation) {
             let psk = s
                 .psk_epoch

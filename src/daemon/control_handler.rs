@@ -93,6 +93,14 @@ impl DaemonControl {
             psk_epoch: self.device.psk_epoch(),
             awake_peers: self.device.awake_count(),
             policy: Some(super::policy::status(&self.device, now)),
+            nat: Some({
+                let nat = self.device.nat(now);
+                crate::io::control_socket::NatStatus {
+                    kind: nat.nat.as_str().to_string(),
+                    reflexive: nat.reflexive,
+                    seen_by: nat.answers.into_iter().collect(),
+                }
+            }),
         }
     }
 }

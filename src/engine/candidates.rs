@@ -231,6 +231,13 @@ impl PeerCandidates {
         }
     }
 
+    /// Whether the endpoint in use is one of the peer's configured public addresses: then
+    /// what it sees of us is what the internet sees (`reflexive.rs`).
+    pub fn on_public(&self) -> bool {
+        let s = self.state();
+        s.chosen.is_some_and(|c| s.slots[c].scope.is_none())
+    }
+
     pub fn view(&self) -> CandidatesView {
         let s = self.state();
         CandidatesView {

@@ -89,6 +89,12 @@ impl Device {
                 self.send_control(peer, &Message::Hello, pad, scratch.packet_mut(), sink);
             }
             self.probe(peer, now, scratch.packet_mut(), sink);
+            if peer.path.view().speaks_control
+                && peer.candidates.on_public()
+                && self.reflexive.ask_due(&peer.name(), now)
+            {
+                self.send_control(peer, &Message::Observe, 0, scratch.packet_mut(), sink);
+            }
         }
     }
 
@@ -175,6 +181,15 @@ impl Device {
                 self.handle_key_announce(peer, new_public, effective, now, out, sink);
             }
             Message::KeyAnnounceAck { new_public } => self.handle_key_ack(peer, new_public),
+            Message::Observe => {
+                // where we send to is where its datagrams came from: the endpoint follows
+                // the peer's source unless a private one is pinned, and an asker reaches
+                // us at our public address, never a pinned private one of its
+                if let Some(addr) = peer.endpoint() {
+                    self.send_control(peer, &Message::Observed { addr }, 0, out, sink);
+                }
+            }
+            Message::Observed { addr } => self.reflexive.answered(&peer.name(), addr, now),
         }
     }
 }

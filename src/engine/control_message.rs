@@ -10,7 +10,7 @@
 
 use crate::core::key::PublicKey;
 use crate::core::packet::{checksum_add as ones_complement_sum, checksum_fold as fold};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// UDP port of control messages on overlay addresses (inside the tunnel only).
 pub const CONTROL_PORT: u16 = 51_871;
@@ -40,6 +40,11 @@ pub enum Message {
     },
     /// "I accept `new_public` for you."
     KeyAnnounceAck { new_public: PublicKey },
+    /// "Which address do my datagrams reach you from?" (docs/nat.md, section 2)
+    Observe,
+    /// "From `addr`": the outer source address and port of the asker's datagrams, as this
+    /// peer sees them, which is the asker's NAT mapping towards it.
+    Observed { addr: SocketAddr },
 }
 
 impl Message {
@@ -51,12 +56,27 @@ impl Message {
             Message::ProbeAck { .. } => 4,
             Message::KeyAnnounce { .. } => 5,
             Message::KeyAnnounceAck { .. } => 6,
+            Message::Observe => 7,
+            Message::Observed { .. } => 8,
         }
     }
 
     fn body(&self, out: &mut Vec<u8>) {
         match self {
-            Message::Hello | Message::HelloAck => {}
+            Message::Hello | Message::HelloAck | Message::Observe => {}
+            Message::Observed { addr } => {
+                match addr.ip() {
+                    IpAddr::V4(a) => {
+                        out.push(4);
+                        out.extend_from_slice(&a.octets());
+                    }
+                    IpAddr::V6(a) => {
+                        out.push(6);
+                        out.extend_from_slice(&a.octets());
+                    }
+                }
+                out.extend_from_slice(&addr.port().to_be_bytes());
+            }
             Message::Probe { id } => out.extend_from_slice(&id.to_be_bytes()),
             Message::ProbeAck { id, size } => {
                 out.extend_from_slice(&id.to_be_bytes());
@@ -107,6 +127,23 @@ impl Message {
             6 => Some(Message::KeyAnnounceAck {
                 new_public: key_at(0)?,
             }),
+            7 => Some(Message::Observe),
+            8 => {
+                let (ip, at): (IpAddr, usize) = match body.first()? {
+                    4 => {
+                        let o: [u8; 4] = body.get(1..5)?.try_into().ok()?;
+                        (o.into(), 5)
+                    }
+                    6 => {
+                        let o: [u8; 16] = body.get(1..17)?.try_into().ok()?;
+                        (o.into(), 17)
+                    }
+                    _ => return None,
+                };
+                Some(Message::Observed {
+                    addr: SocketAddr::new(ip, u16_at(at)?),
+                })
+            }
             _ => None,
         }
     }
@@ -212,6 +249,13 @@ mod tests {
             Message::KeyAnnounceAck {
                 new_public: PublicKey::from_bytes([8; 32]),
             },
+            Message::Observe,
+            Message::Observed {
+                addr: "198.51.100.7:40001".parse().unwrap(),
+            },
+            Message::Observed {
+                addr: "[2001:db8::7]:51820".parse().unwrap(),
+            },
         ];
         let pairs: [(IpAddr, IpAddr); 2] = [
             ("10.244.1.1".parse().unwrap(), "10.244.2.1".parse().unwrap()),
@@ -267,6 +311,10 @@ mod tests {
             b"WMC\x01\x03\x00",
             b"WMC\x01\x05\x07\x07",
             b"WMC\x01\x06",
+            b"WMC\x01\x08",
+            b"WMC\x01\x08\x04\x01\x02\x03\x04\x00",
+            b"WMC\x01\x08\x05\x01\x02\x03\x04\x00\x01",
+            b"WMC\x01\x08\x06\x01",
         ] {
             assert_eq!(Message::parse(junk), None, "{junk:?}");
         }

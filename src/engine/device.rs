@@ -16,6 +16,7 @@ use super::path_mtu::PathEvents;
 use super::peer::Peer;
 use super::peers::Peers;
 use super::psk::{PskEpochs, PskSettings};
+use super::reflexive::{NatView, Reflexive};
 use super::table::PeerTable;
 use crate::core::key::{PrivateKey, PublicKey};
 use crate::core::plan::Plan;
@@ -42,6 +43,8 @@ pub struct Device {
     pub(super) idle: Idle,
     /// The network policy and its connection table.
     pub(super) firewall: Firewall,
+    /// What public peers see of our address: the NAT in front of this node.
+    pub(super) reflexive: Reflexive,
     pub(super) counters: Counters,
 }
 
@@ -79,6 +82,7 @@ impl Device {
             path_events: PathEvents::default(),
             idle: Idle::default(),
             firewall: Firewall::new(firewall_seed(), now),
+            reflexive: Reflexive::default(),
             counters: Counters::default(),
         };
         dev.apply(plan, now);
@@ -108,6 +112,11 @@ impl Device {
     /// How full the connection table is at `now` (a walk: for metrics and status).
     pub fn conntrack(&self, now: Instant) -> TableUse {
         self.firewall.table_use(now)
+    }
+
+    /// The NAT in front of this node, as its public peers' answers show it at `now`.
+    pub fn nat(&self, now: Instant) -> NatView {
+        self.reflexive.view(&self.node.load().own_endpoints, now)
     }
 
     /// The pre-shared-key epoch in use, when a mesh secret is configured.

@@ -16,6 +16,8 @@ pub(super) struct NodeSettings {
     /// The plan's tunnel MTU, for metrics and status (the tun device is set to it).
     pub mtu: u16,
     pub discovery: DiscoverySettings,
+    /// This node's configured underlay addresses, to tell "no NAT" (`reflexive.rs`).
+    pub own_endpoints: Vec<std::net::SocketAddr>,
 }
 
 /// What the plan says about probing.
@@ -37,6 +39,7 @@ impl NodeSettings {
                 enabled: plan.discover_mtu,
                 ceiling: plan.underlay_mtu,
             },
+            own_endpoints: plan.own_endpoints.clone(),
         }
     }
 }

@@ -109,6 +109,44 @@ pub struct DaemonStatus {
     /// The network policy in force (absent from daemons before policy existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<super::policy_status::PolicyStatus>,
+    /// The NAT in front of this node, as its public peers see it (docs/nat.md, section 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatStatus>,
+}
+
+/// What public peers see of this node's address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NatStatus {
+    /// `unknown`, `none`, `independent` or `dependent`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The address any peer can reach this node at, when the NAT shows one to all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflexive: Option<std::net::SocketAddr>,
+    /// Each asked peer's answer: `peer` → the address it sees.
+    #[serde(default)]
+    pub seen_by: std::collections::BTreeMap<String, std::net::SocketAddr>,
+}
+
+impl NatStatus {
+    /// One line for `wiremesh status`: "nat independent  reflexive 198.51.100.7:40001  seen
+    /// by hub-a, hub-b".
+    pub fn render(&self) -> String {
+        let mut line = format!("nat {}", self.kind);
+        if let Some(r) = self.reflexive {
+            line.push_str(&format!("  reflexive {r}"));
+        }
+        if !self.seen_by.is_empty() {
+            let seen: Vec<String> = self
+                .seen_by
+                .iter()
+                .map(|(p, a)| format!("{p} {a}"))
+                .collect();
+            line.push_str(&format!("  seen as: {}", seen.join(", ")));
+        }
+        line.push('\n');
+        line
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

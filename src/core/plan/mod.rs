@@ -96,6 +96,10 @@ pub struct Plan {
     pub underlay_mtu: u16,
     /// False when the topology fixes `mtu`: then no path is probed.
     pub discover_mtu: bool,
+    /// This node's own configured addresses (every endpoint with an address): a peer that
+    /// sees our datagrams come from one of them shows there is no NAT (docs/nat.md, 2).
+    #[serde(skip)]
+    pub own_endpoints: Vec<std::net::SocketAddr>,
     pub peers: Vec<PeerPlan>,
     pub routes: Vec<RoutePlan>,
 }
@@ -276,6 +280,15 @@ impl Plan {
             ),
             underlay_mtu,
             discover_mtu: topo.mesh.mtu.is_none(),
+            own_endpoints: me
+                .endpoint
+                .iter()
+                .chain(me.scoped.iter().map(|s| &s.endpoint))
+                .filter_map(|e| match e {
+                    Endpoint::Addr(a) => Some(*a),
+                    Endpoint::Dns { .. } => None,
+                })
+                .collect(),
             peers,
             routes,
         })
