@@ -52,6 +52,7 @@ mod harness;
 mod join;
 mod layout;
 mod links;
+mod nat;
 mod netns;
 mod network;
 mod ping;
@@ -59,6 +60,7 @@ mod reach;
 mod registry;
 pub mod state;
 mod transfer;
+mod vpc;
 
 use std::path::PathBuf;
 
@@ -69,8 +71,12 @@ pub use echo::{echo_server, echo_stream, EchoStats};
 pub use flood::{flood_packets, send_flood, FloodKind, FloodSent};
 pub use harness::{Lab, LabOptions, NodeStatus};
 pub use join::JoinOptions;
-pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_ABSENT, MAX_PREFIX};
+pub use layout::{
+    check_prefix, Layout, NodeLayout, NodeNat, NodeVpc, RegionLayout, RegionVpc, MAX_ABSENT,
+    MAX_PREFIX, NAT_NODE_V4, UNDERLAY_SCOPE,
+};
 pub use links::LinkLimit;
+pub use nat::{UDP_STREAM_TIMEOUT, UDP_TIMEOUT};
 pub use netns::in_netns;
 pub use ping::{ping_in_ns, PingMatrix};
 pub use reach::{probe_all, Reached};
