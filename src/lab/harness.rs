@@ -87,6 +87,15 @@ impl Lab {
         let text = std::fs::read_to_string(topology).map_err(io_at(topology))?;
         let (user, lab_settings) = Topology::parse_for_lab(&text, topology)?;
         let layout = Layout::with_lab(&opts.prefix, &user, opts.nodes.as_deref(), &lab_settings)?;
+        if layout.has_vpc() && opts.etcd_members.is_some() {
+            // every endpoint of a VPC lab is scoped, and the registry's import keeps only the
+            // unscoped one: the daemons would have none
+            return Err(LabError::Layout(
+                "a lab.vpc region needs the topology file: the registry's records carry no \
+                 scoped endpoints yet (docs/nat.md, section 1)"
+                    .into(),
+            ));
+        }
         let dir = StateDir::for_prefix(&opts.prefix);
         if dir.root().exists() || netns::exists(&layout.core_ns)? {
             return Err(LabError::Exists {

@@ -38,6 +38,11 @@
 //! Topology nodes left out of [`LabOptions::nodes`] get no namespace at all: their endpoints are
 //! in the core's void subnets (local, with an nftables drop), where nothing answers.
 //!
+//! A topology may ask for more (docs/topology.md, "Lab-only settings"): a region's VPC, a second
+//! bridge `vpc<R>` without any address joining its nodes' `eth1` at `172.28.R.H` ([`vpc`]); a
+//! node behind NAT, whose `eth0` then leads to a router namespace `P-r<index>` holding the
+//! node's underlay address, the node itself at `192.168.1.2` behind it ([`nat`]).
+//!
 //! Everything is recorded under `/run/wiremesh-lab/P/` (see [`state`]), so `wiremesh lab down`
 //! from another process removes exactly what a lab created, even one that was half built.
 
