@@ -28,7 +28,7 @@ fn link_bytes(ns: &str, dev: &str) -> (u64, u64) {
     (bytes("rx"), bytes("tx"))
 }
 
-/// Bytes a node's core-side veth has carried both ways, by the node's name and the veth's.
+/// Bytes a core-side veth (a node's port on a bridge) has carried, both ways together.
 fn carried(lab: &Lab, veth: &str) -> u64 {
     let (rx, tx) = link_bytes(&lab.layout().core_ns, veth);
     rx + tx

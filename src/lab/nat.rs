@@ -21,9 +21,10 @@ use crate::core::topology::LabNat;
 
 /// The router's nftables table.
 const TABLE: &str = "wmnat";
-/// Seconds an unanswered UDP mapping lives, and one that saw traffic both ways (the kernel's
-/// defaults are 30 and 120: too long for a test to wait out).
+/// Seconds an unanswered UDP mapping lives in a router (the kernel's default, 30, is too long
+/// for a test to wait out).
 pub const UDP_TIMEOUT: u32 = 10;
+/// Seconds a UDP mapping that saw traffic both ways lives (the kernel's default: 120).
 pub const UDP_STREAM_TIMEOUT: u32 = 20;
 
 /// Builds the router of `node` (whose namespaces exist, and whose router's `eth0` is already on
