@@ -169,6 +169,31 @@ const CASES: &[Case] = &[
         text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoints = [{ address = \"203.0.113.5:51820\", zone = \"x\" }]\n",
         want: &["line 8", "node 'a'", "unknown field `zone`"],
     },
+    Case {
+        name: "lab-nat-unknown-kind",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nlab.nat = \"full-cone\"\n",
+        want: &["line 8", "node 'a'", "field 'lab.nat'", "'full-cone' is not a lab NAT (independent or dependent)"],
+    },
+    Case {
+        name: "lab-nat-in-a-file-with-a-vpc",
+        text: "@[region.r]\nlab.vpc = true\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"q\"\npublic-key = \"{A}\"\nlab = { nat = \"independent\" }\n",
+        want: &["line 10", "node 'a'", "field 'lab.nat'", "VPC region ('r' (line 4))"],
+    },
+    Case {
+        name: "lab-nat-on-a-hub",
+        text: "mode = \"hub\"\ncluster-cidr = \"10.244.0.0/16\"\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\nhub = true\npublic-key = \"{A}\"\nlab.nat = \"dependent\"\n",
+        want: &["line 9", "node 'a'", "field 'lab.nat'", "a hub behind NAT"],
+    },
+    Case {
+        name: "lab-vpc-not-a-boolean",
+        text: "@[region.r]\nlab.vpc = \"yes\"\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\n",
+        want: &["line 4", "field 'lab.vpc'"],
+    },
+    Case {
+        name: "lab-node-field-typo",
+        text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nlab.vpc = true\n",
+        want: &["line 8", "node 'a'", "unknown field `vpc`, expected `nat`"],
+    },
 ];
 
 /// `@` at the start of a case stands for [`HEAD`], so most cases need not repeat it.
@@ -203,6 +228,25 @@ fn every_bad_topology_is_refused_with_its_file_line_node_and_field() {
     }
     assert!(CASES.len() >= 15);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn lab_settings_read_in_either_spelling_and_leave_the_mesh_as_it_was() {
+    let text = expand(&format!(
+        "@[region.r]\nlab = {{ vpc = true }}\n{}{}",
+        node("a", "{A}", ""),
+        node("b", "{B}", "")
+    ));
+    let (with, lab) = Topology::parse_for_lab(&text, Path::new("t.toml")).unwrap();
+    assert!(lab.vpc_regions.contains("r"));
+    let plain = text.replace("lab = { vpc = true }\n", "");
+    assert_eq!(
+        with.nodes,
+        Topology::parse(&plain, Path::new("t.toml")).unwrap().nodes
+    );
+    let nat = expand(&node("a", "{A}", "lab.nat = \"dependent\"\n"));
+    let (_, lab) = Topology::parse_for_lab(&format!("{HEAD}{nat}"), Path::new("t.toml")).unwrap();
+    assert_eq!(lab.nat["a"], wiremesh::core::topology::LabNat::Dependent);
 }
 
 /// The problems of a topology that must be refused.

@@ -1,4 +1,4 @@
-//! `wiremesh lab up | status | down`.
+//! `wiremesh lab up | status | link | vpc | flush-nat | join | leave | down`.
 
 use super::harness::{Lab, LabOptions};
 use super::DEFAULT_PREFIX;
@@ -54,6 +54,22 @@ pub enum LabCommand {
         mtu: Option<u16>,
         #[arg(long)]
         black_hole_above: Option<u16>,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Cut a node's link to its region's VPC (`lab.vpc`) while the mesh runs, or restore it
+    /// with --up: its traffic to the VPC's other nodes then has only the public side.
+    Vpc {
+        node: String,
+        /// Restore the link instead of cutting it.
+        #[arg(long)]
+        up: bool,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Forget every mapping of a NATed node's router (`conntrack -F`), as a NAT reboot does.
+    FlushNat {
+        node: String,
         #[arg(long, default_value = DEFAULT_PREFIX)]
         prefix: String,
     },
@@ -126,6 +142,19 @@ pub fn run(args: LabArgs) -> Result<(), LabError> {
                 mtu.map_or("none".into(), |m| m.to_string()),
                 black_hole_above.map_or("none".into(), |m| m.to_string())
             );
+            Ok(())
+        }
+        LabCommand::Vpc { node, up, prefix } => {
+            let lab = Lab::load(&prefix)?;
+            lab.set_vpc_link(&node, up)?;
+            let state = if up { "restored" } else { "cut" };
+            println!("node '{node}': link to its VPC {state}");
+            Ok(())
+        }
+        LabCommand::FlushNat { node, prefix } => {
+            let lab = Lab::load(&prefix)?;
+            lab.flush_nat(&node)?;
+            println!("node '{node}': NAT mappings flushed");
             Ok(())
         }
         LabCommand::Join {

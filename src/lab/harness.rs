@@ -85,8 +85,17 @@ impl Lab {
     pub fn build(topology: &Path, opts: LabOptions) -> Result<Lab, LabError> {
         check_prefix(&opts.prefix)?;
         let text = std::fs::read_to_string(topology).map_err(io_at(topology))?;
-        let user = Topology::parse(&text, topology)?;
-        let layout = Layout::with_nodes(&opts.prefix, &user, opts.nodes.as_deref())?;
+        let (user, lab_settings) = Topology::parse_for_lab(&text, topology)?;
+        let layout = Layout::with_lab(&opts.prefix, &user, opts.nodes.as_deref(), &lab_settings)?;
+        if layout.has_vpc() && opts.etcd_members.is_some() {
+            // every endpoint of a VPC lab is scoped, and the registry's import keeps only the
+            // unscoped one: the daemons would have none
+            return Err(LabError::Layout(
+                "a lab.vpc region needs the topology file: the registry's records carry no \
+                 scoped endpoints yet (docs/nat.md, section 1)"
+                    .into(),
+            ));
+        }
         let dir = StateDir::for_prefix(&opts.prefix);
         if dir.root().exists() || netns::exists(&layout.core_ns)? {
             return Err(LabError::Exists {
@@ -232,6 +241,35 @@ impl Lab {
     /// the mesh runs.
     pub fn set_link(&self, a: &str, b: &str, limit: super::LinkLimit) -> Result<(), LabError> {
         super::links::set(&self.state.layout, a, b, limit)
+    }
+
+    /// Cuts (`up = false`) or restores a node's link to its region's VPC while the mesh runs
+    /// (see [`super::vpc`]); an error for a node in no VPC region.
+    pub fn set_vpc_link(&self, node: &str, up: bool) -> Result<(), LabError> {
+        super::vpc::set_link(self.state.layout.node(node)?, up)
+    }
+
+    /// The namespace of a node's NAT router, when it is behind one (`lab.nat`).
+    pub fn nat_router(&self, node: &str) -> Result<Option<&str>, LabError> {
+        let nat = self.state.layout.node(node)?.nat.as_ref();
+        Ok(nat.map(|n| n.router_ns.as_str()))
+    }
+
+    /// `conntrack -F` in a node's NAT router: every mapping forgotten (see [`super::nat`]).
+    pub fn flush_nat(&self, node: &str) -> Result<(), LabError> {
+        super::nat::flush(self.router_of(node)?)
+    }
+
+    /// How many mappings (tracked connections) a node's NAT router holds.
+    pub fn nat_mappings(&self, node: &str) -> Result<usize, LabError> {
+        super::nat::mappings(self.router_of(node)?)
+    }
+
+    fn router_of(&self, node: &str) -> Result<&str, LabError> {
+        self.nat_router(node)?.ok_or_else(|| LabError::Command {
+            command: format!("lab flush-nat {node}"),
+            stderr: format!("node '{node}' is not behind NAT (no lab.nat)"),
+        })
     }
 
     /// A node's overlay addresses (IPv4 first, then IPv6 when dual stack).
@@ -451,6 +489,8 @@ impl Lab {
     pub fn ifname(&self, node: &str) -> Result<&str, LabError> {
         Ok(&self.state.layout.node(node)?.ifname)
     }
+    /// The node's address on its region's bridge: for a NATed node, its router's (the public
+    /// address peers see it from).
     pub fn underlay_addr(&self, node: &str) -> Result<Ipv4Addr, LabError> {
         Ok(self.state.layout.node(node)?.underlay_v4)
     }

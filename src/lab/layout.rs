@@ -5,7 +5,7 @@
 //! [`MAX_PREFIX`] characters so the longest derived name, the core-side veth `P<idx>v`, fits.
 
 use super::LabError;
-use crate::core::topology::Topology;
+use crate::core::topology::{valid_scope, LabNat, LabSettings, Topology};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -22,6 +22,45 @@ pub const VOID_V4: &str = "172.30.0.0/16";
 pub const VOID_V6: &str = "fd30::/64";
 /// Absent nodes the void subnets have room for (host numbers 2..=65535).
 pub const MAX_ABSENT: usize = 65_534;
+/// The scope every lab node's underlay endpoint gets in a lab with a VPC: the underlay
+/// (172.31/16) is private, so unscoped in `endpoints` it would be refused, and every lab node
+/// does reach it (docs/nat.md, section 6).
+pub const UNDERLAY_SCOPE: &str = "lab";
+/// The inside of every NAT router: the node at `.2`, the router at `.1`. The same behind every
+/// router, as behind home routers: peers see only the router's outside address.
+pub const NAT_NODE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+pub const NAT_ROUTER_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+pub const NAT_NODE_V6: Ipv6Addr = Ipv6Addr::new(0xfd32, 0, 0, 0, 0, 0, 0, 2);
+pub const NAT_ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd32, 0, 0, 0, 0, 0, 0, 1);
+
+/// A region's VPC: a bridge in the core namespace without any address, so the core never
+/// routes into it and only the region's nodes reach each other over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionVpc {
+    pub bridge: String,
+    /// The scope of the nodes' VPC endpoints in the derived topology.
+    pub scope: String,
+}
+
+/// A node's side of its region's VPC: `eth1` in the node, `veth` on the VPC bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeVpc {
+    /// The core-side end of the node's VPC veth pair (the node side is `eth1`).
+    pub veth: String,
+    /// `172.28.<region>.<host>` and `fd28:<region>::<host>`: the host of the node's underlay.
+    pub v4: Ipv4Addr,
+    pub v6: Ipv6Addr,
+}
+
+/// A node behind its own NAT router. The router's `eth0` holds the node's underlay addresses
+/// (its public side on the region's bridge); its `eth1` faces the node's `eth0`, which holds
+/// [`NAT_NODE_V4`] and [`NAT_NODE_V6`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeNat {
+    pub kind: LabNat,
+    /// `P-r<index>`.
+    pub router_ns: String,
+}
 
 /// One region: a bridge in the core namespace and an underlay subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +73,9 @@ pub struct RegionLayout {
     pub mtu: u16,
     pub gateway_v4: Ipv4Addr,
     pub gateway_v6: Ipv6Addr,
+    /// The region's private bridge when it is a VPC (`lab.vpc = true`).
+    #[serde(default)]
+    pub vpc: Option<RegionVpc>,
 }
 
 /// One node: its namespace, the veth joining it to its region's bridge, and its tun name.
@@ -51,6 +93,13 @@ pub struct NodeLayout {
     pub underlay_v6: Ipv6Addr,
     pub listen_port: u16,
     pub mtu: u16,
+    /// The node's link to its region's VPC, when the region is one.
+    #[serde(default)]
+    pub vpc: Option<NodeVpc>,
+    /// The node's NAT router, when it is behind one (`lab.nat`); `veth` and the underlay
+    /// addresses are then the router's.
+    #[serde(default)]
+    pub nat: Option<NodeNat>,
 }
 
 /// The whole plan.
@@ -113,6 +162,17 @@ impl Layout {
         topology: &Topology,
         only: Option<&[String]>,
     ) -> Result<Self, LabError> {
+        Self::with_lab(prefix, topology, only, &LabSettings::default())
+    }
+
+    /// Like [`Layout::with_nodes`], with the file's VPC regions and NATed nodes
+    /// ([`Topology::parse_for_lab`]).
+    pub fn with_lab(
+        prefix: &str,
+        topology: &Topology,
+        only: Option<&[String]>,
+        lab: &LabSettings,
+    ) -> Result<Self, LabError> {
         check_prefix(prefix)?;
         if let Some(only) = only {
             if let Some(unknown) = only.iter().find(|n| topology.node(n).is_err()) {
@@ -154,6 +214,10 @@ impl Layout {
                     mtu: topology.underlay_mtu(name),
                     gateway_v4: Ipv4Addr::new(172, 31, index, 1),
                     gateway_v6: Ipv6Addr::new(0xfd31, index.into(), 0, 0, 0, 0, 0, 1),
+                    vpc: lab.vpc_regions.contains(*name).then(|| RegionVpc {
+                        bridge: format!("vpc{index}"),
+                        scope: vpc_scope(name, index),
+                    }),
                 }
             })
             .collect();
@@ -188,9 +252,20 @@ impl Layout {
                 underlay_v6: Ipv6Addr::new(0xfd31, region.index.into(), 0, 0, 0, 0, 0, host.into()),
                 listen_port: node.listen_port,
                 mtu: region.mtu,
+                vpc: region.vpc.as_ref().map(|_| NodeVpc {
+                    veth: format!("{prefix}{idx}p"),
+                    v4: Ipv4Addr::new(172, 28, region.index, host),
+                    v6: Ipv6Addr::new(0xfd28, region.index.into(), 0, 0, 0, 0, 0, host.into()),
+                }),
+                nat: lab.nat.get(&node.name).map(|&kind| NodeNat {
+                    kind,
+                    router_ns: format!("{prefix}-r{idx}"),
+                }),
             });
         }
+        let routers = nodes.iter().filter_map(|n| n.nat.as_ref());
         let mut names: Vec<&str> = nodes.iter().map(|n| n.ns.as_str()).collect();
+        names.extend(routers.map(|r| r.router_ns.as_str()));
         names.push(&core_ns);
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -237,6 +312,7 @@ impl Layout {
                     mtu,
                     gateway_v4: Ipv4Addr::new(172, 31, index, 1),
                     gateway_v6: Ipv6Addr::new(0xfd31, index.into(), 0, 0, 0, 0, 0, 1),
+                    vpc: None,
                 })
             }
         };
@@ -273,6 +349,9 @@ impl Layout {
             underlay_v6: Ipv6Addr::new(0xfd31, r.index.into(), 0, 0, 0, 0, 0, host.into()),
             listen_port,
             mtu: r.mtu,
+            // a joining node is plain: `lab join` has no VPC or NAT to give
+            vpc: None,
+            nat: None,
         };
         if node.ifname.len() > IFNAME_MAX || self.namespaces().contains(&node.ns) {
             return Err(LabError::Layout(format!(
@@ -297,11 +376,19 @@ impl Layout {
         Ok(self.nodes.remove(i))
     }
 
-    /// Every namespace of the lab, the core first.
+    /// Every namespace of the lab, the core first, then the nodes', then the NAT routers'.
     pub fn namespaces(&self) -> Vec<String> {
+        let routers = self.nodes.iter().filter_map(|n| n.nat.as_ref());
         std::iter::once(self.core_ns.clone())
             .chain(self.nodes.iter().map(|n| n.ns.clone()))
+            .chain(routers.map(|r| r.router_ns.clone()))
             .collect()
+    }
+
+    /// Whether some region is a VPC: the derived topology then scopes every underlay endpoint
+    /// ([`UNDERLAY_SCOPE`]).
+    pub fn has_vpc(&self) -> bool {
+        self.regions.iter().any(|r| r.vpc.is_some())
     }
 
     pub fn node(&self, name: &str) -> Result<&NodeLayout, LabError> {
@@ -313,6 +400,17 @@ impl Layout {
 
     pub fn region(&self, name: &str) -> Option<&RegionLayout> {
         self.regions.iter().find(|r| r.name == name)
+    }
+}
+
+/// `lab:vpc-<region>` when that is a scope name (`core/topology/endpoints.rs`), else
+/// `lab:vpc<index>`, which no region's name can produce.
+fn vpc_scope(region: &str, index: u8) -> String {
+    let scope = format!("lab:vpc-{region}");
+    if valid_scope(&scope) {
+        scope
+    } else {
+        format!("lab:vpc{index}")
     }
 }
 
@@ -444,6 +542,94 @@ mod tests {
             );
         }
         check_prefix("t4194304a9").unwrap();
+    }
+
+    /// A lab topology from node lines `(name, region, extra lines)` after `head`.
+    fn lab_topology(head: &str, nodes: &[(&str, &str, &str)]) -> (Topology, LabSettings) {
+        let mut t = format!("mode = \"full\"\ncluster-cidr = \"10.244.0.0/16\"\n{head}");
+        for (name, region, extra) in nodes {
+            let key = crate::io::keyfile::generate().public_key();
+            t.push_str(&format!(
+                "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"{region}\"\npublic-key = \"{key}\"\n{extra}"
+            ));
+        }
+        Topology::parse_for_lab(&t, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_vpc_regions_nodes_get_a_private_bridge_address_beside_their_underlay_one() {
+        let (t, lab) = lab_topology(
+            "[region.eu]\nlab.vpc = true\n[region.US_East]\nlab = { vpc = true }\n",
+            &[
+                ("a", "eu", ""),
+                ("b", "us", ""),
+                ("c", "eu", ""),
+                ("d", "US_East", ""),
+            ],
+        );
+        let l = Layout::with_lab("t12345678", &t, None, &lab).unwrap();
+        let eu = l.region("eu").unwrap().vpc.clone().unwrap();
+        assert_eq!(
+            (eu.bridge.as_str(), eu.scope.as_str()),
+            ("vpc2", "lab:vpc-eu")
+        );
+        let odd = l.region("US_East").unwrap().vpc.clone().unwrap();
+        assert_eq!(
+            odd.scope, "lab:vpc1",
+            "an upper-case region is no scope name"
+        );
+        assert_eq!(l.region("us").unwrap().vpc, None);
+        let c = l.node("c").unwrap();
+        let vpc = c.vpc.as_ref().unwrap();
+        assert_eq!(vpc.veth, "t123456782p");
+        assert!(vpc.veth.len() <= IFNAME_MAX);
+        assert_eq!(vpc.v4, Ipv4Addr::new(172, 28, 2, 11));
+        assert_eq!(vpc.v6, "fd28:2::b".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            c.underlay_v4,
+            Ipv4Addr::new(172, 31, 2, 11),
+            "the public side stays"
+        );
+        assert!(l.node("b").unwrap().vpc.is_none());
+        assert!(l.has_vpc());
+        assert!(
+            !Layout::new("p", &t).unwrap().has_vpc(),
+            "no settings, no VPC"
+        );
+    }
+
+    #[test]
+    fn a_nated_node_gets_a_router_namespace_that_teardown_knows() {
+        let nodes: Vec<(String, &str, &str)> = (0..12)
+            .map(|i| (format!("n{i}"), "r", ""))
+            .chain([("x".to_string(), "r", "lab.nat = \"dependent\"\n")])
+            .collect();
+        let nodes: Vec<(&str, &str, &str)> =
+            nodes.iter().map(|(n, r, e)| (n.as_str(), *r, *e)).collect();
+        let (t, lab) = lab_topology("", &nodes);
+        let l = Layout::with_lab("t12345678", &t, None, &lab).unwrap();
+        let x = l.node("x").unwrap();
+        let nat = x.nat.as_ref().unwrap();
+        assert_eq!(nat.kind, LabNat::Dependent);
+        assert_eq!(nat.router_ns, "t12345678-r12");
+        assert!(nat.router_ns.len() <= IFNAME_MAX);
+        assert_eq!(
+            x.underlay_v4,
+            Ipv4Addr::new(172, 31, 1, 22),
+            "the router's outside"
+        );
+        assert_eq!(l.namespaces().last(), Some(&nat.router_ns));
+        assert!(l.node("n0").unwrap().nat.is_none());
+    }
+
+    #[test]
+    fn a_node_named_like_a_router_namespace_is_an_error() {
+        let (t, lab) = lab_topology(
+            "",
+            &[("r1", "r", ""), ("b", "r", "lab.nat = \"independent\"\n")],
+        );
+        let err = Layout::with_lab("wml", &t, None, &lab).unwrap_err();
+        assert!(err.to_string().contains("wml-r1"), "{err}");
     }
 
     #[test]

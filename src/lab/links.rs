@@ -8,7 +8,7 @@
 //! Both can be changed while the mesh runs (`wiremesh lab link`).
 
 use super::layout::{Layout, RegionLayout};
-use super::netns::{exec_in, ip_in};
+use super::netns::{exec_in, ip_in, nft};
 use super::LabError;
 
 /// The nftables table every lab's router uses for its black holes.
@@ -33,18 +33,6 @@ fn regions<'a>(
         })
     };
     Ok((find(a)?, find(b)?))
-}
-
-fn nft(ns: &str, script: &str) -> Result<(), LabError> {
-    let out = exec_in(ns, &["nft", script])?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(LabError::Command {
-            command: format!("ip netns exec {ns} nft {script}"),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
 }
 
 /// Sets (or lifts) the limits of the link between regions `a` and `b`, both directions.

@@ -38,6 +38,11 @@
 //! Topology nodes left out of [`LabOptions::nodes`] get no namespace at all: their endpoints are
 //! in the core's void subnets (local, with an nftables drop), where nothing answers.
 //!
+//! A topology may ask for more (docs/topology.md, "Lab-only settings"): a region's VPC, a second
+//! bridge `vpc<R>` without any address joining its nodes' `eth1` at `172.28.R.H` ([`vpc`]); a
+//! node behind NAT, whose `eth0` then leads to a router namespace `P-r<index>` holding the
+//! node's underlay address, the node itself at `192.168.1.2` behind it ([`nat`]).
+//!
 //! Everything is recorded under `/run/wiremesh-lab/P/` (see [`state`]), so `wiremesh lab down`
 //! from another process removes exactly what a lab created, even one that was half built.
 
@@ -52,6 +57,7 @@ mod harness;
 mod join;
 mod layout;
 mod links;
+mod nat;
 mod netns;
 mod network;
 mod ping;
@@ -59,6 +65,7 @@ mod reach;
 mod registry;
 pub mod state;
 mod transfer;
+mod vpc;
 
 use std::path::PathBuf;
 
@@ -69,8 +76,12 @@ pub use echo::{echo_server, echo_stream, EchoStats};
 pub use flood::{flood_packets, send_flood, FloodKind, FloodSent};
 pub use harness::{Lab, LabOptions, NodeStatus};
 pub use join::JoinOptions;
-pub use layout::{check_prefix, Layout, NodeLayout, RegionLayout, MAX_ABSENT, MAX_PREFIX};
+pub use layout::{
+    check_prefix, Layout, NodeLayout, NodeNat, NodeVpc, RegionLayout, RegionVpc, MAX_ABSENT,
+    MAX_PREFIX, NAT_NODE_V4, UNDERLAY_SCOPE,
+};
 pub use links::LinkLimit;
+pub use nat::{UDP_STREAM_TIMEOUT, UDP_TIMEOUT};
 pub use netns::in_netns;
 pub use ping::{ping_in_ns, PingMatrix};
 pub use reach::{probe_all, Reached};

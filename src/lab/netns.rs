@@ -116,6 +116,19 @@ pub(crate) fn exec_in<S: AsRef<OsStr>>(ns: &str, args: &[S]) -> Result<Output, L
     })
 }
 
+/// `nft SCRIPT` inside a namespace.
+pub(crate) fn nft(ns: &str, script: &str) -> Result<(), LabError> {
+    let out = exec_in(ns, &["nft", script])?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Command {
+            command: format!("ip netns exec {ns} nft {script}"),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
 /// Names of all network namespaces (`ip netns list` prints `name (id: N)`).
 pub(crate) fn list() -> Result<Vec<String>, LabError> {
     let out = run::<&str>("ip", &["netns", "list"])?;

@@ -3,9 +3,9 @@
 //! halfway leaves a state from which `lab down` (or `Drop`) removes exactly what exists.
 
 use super::layout::{Layout, NodeLayout, RegionLayout, VOID_V4, VOID_V6};
-use super::netns;
 use super::state::{LabState, StateDir};
 use super::LabError;
+use super::{nat, netns, vpc};
 
 /// The core namespace's nftables table for the void subnets.
 const VOID_TABLE: &str = "wmvoid";
@@ -45,7 +45,11 @@ pub fn build(state: &mut LabState, dir: &StateDir) -> Result<(), LabError> {
         let region = layout
             .region(&node.region)
             .expect("layout regions cover every node");
-        netns::ip_batch(Some(&node.ns), &node_side(region, node), false)?;
+        if node.nat.is_some() {
+            nat::build(region, node)?;
+        } else {
+            netns::ip_batch(Some(&node.ns), &node_side(region, node), false)?;
+        }
     }
     Ok(())
 }
@@ -57,12 +61,14 @@ fn core_router(layout: &Layout) -> Vec<String> {
     let mut lines = vec!["link set lo up".to_string()];
     for r in &layout.regions {
         lines.extend(region_bridge(r));
+        lines.extend(vpc::bridge(r));
     }
     for node in &layout.nodes {
         let region = layout
             .region(&node.region)
             .expect("layout regions cover every node");
         lines.extend(node_veth(region, node));
+        lines.extend(vpc::node_veth(region, node));
     }
     if layout.absent > 0 {
         lines.push(format!("route add local {VOID_V4} dev lo"));
@@ -89,14 +95,13 @@ fn region_bridge(r: &RegionLayout) -> Vec<String> {
     ]
 }
 
-/// A node's veth: the core end on its region's bridge, the other end (`eth0`) in the node.
+/// A node's veth: the core end on its region's bridge, the other end (`eth0`) in the node, or
+/// in its NAT router when it has one (`nat.rs`).
 fn node_veth(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
     let (v, mtu) = (&node.veth, node.mtu);
+    let ns = node.nat.as_ref().map_or(&node.ns, |n| &n.router_ns);
     vec![
-        format!(
-            "link add {v} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}",
-            node.ns
-        ),
+        format!("link add {v} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {ns}"),
         format!("link set {v} master {} up", region.bridge),
     ]
 }
@@ -141,20 +146,13 @@ fn void(core: &str) -> Result<(), LabError> {
          add rule inet {VOID_TABLE} input ip daddr {VOID_V4} drop; \
          add rule inet {VOID_TABLE} input ip6 daddr {VOID_V6} drop"
     );
-    let out = netns::exec_in(core, &["nft", &script])?;
-    if !out.status.success() {
-        return Err(LabError::Command {
-            command: format!("ip netns exec {core} nft {script}"),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    netns::nft(core, &script)
 }
 
 /// A node's side (`ip -n node -batch` lines): addresses and MTU of `eth0`, default routes
 /// through the region's gateway.
 fn node_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
-    vec![
+    let mut lines = vec![
         "link set lo up".into(),
         format!("addr add {}/24 dev eth0", node.underlay_v4),
         format!("addr add {}/64 dev eth0 nodad", node.underlay_v6),
@@ -165,7 +163,9 @@ fn node_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
         "link set eth0 up".into(),
         format!("route add default via {}", region.gateway_v4),
         format!("route add default via {}", region.gateway_v6),
-    ]
+    ];
+    lines.extend(vpc::node_side(node));
+    lines
 }
 
 /// Deletes the recorded namespaces that exist, newest first (veths and bridges go with them),

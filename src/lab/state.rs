@@ -9,7 +9,7 @@
 //! cni/<node>/       the node's conflist and its plugins' stores (see [`super::containers`])
 //! ```
 
-use super::layout::{absent_endpoint, Layout};
+use super::layout::{absent_endpoint, Layout, UNDERLAY_SCOPE};
 use super::{io_at, LabError};
 use crate::core::key::PublicKey;
 use crate::core::topology::Topology;
@@ -137,6 +137,11 @@ impl StateDir {
 /// The user's topology with every node's `public-key`, `endpoint` and `pod-cidr` (and
 /// `pod-cidr-v6`, when set) replaced by the lab's. Edited with `toml_edit`, so the user's
 /// comments and ordering survive and the file reads like theirs.
+///
+/// A NATed node gets no endpoint. In a lab with a VPC region every node gets `endpoints`
+/// instead of `endpoint`: its VPC address scoped to its VPC first (so a VPC pair uses the
+/// private bridge), then its underlay address scoped [`UNDERLAY_SCOPE`], which every lab node
+/// has, since the underlay (172.31/16) is a private network unscoped `endpoints` refuse.
 pub fn derive_topology(
     text: &str,
     source: &Path,
@@ -176,21 +181,50 @@ pub fn derive_topology(
             .get(&name)
             .ok_or_else(|| LabError::UnknownNode(name.clone()))?;
         table["public-key"] = toml_edit::value(key.to_string());
-        let endpoint = match layout.node(&name) {
-            Ok(lay) if ipv6_underlay => format!("[{}]:{}", lay.underlay_v6, lay.listen_port),
-            Ok(lay) => format!("{}:{}", lay.underlay_v4, lay.listen_port),
-            Err(_) => {
+        let lay = layout.node(&name).ok();
+        let endpoint = match lay {
+            Some(lay) if ipv6_underlay => format!("[{}]:{}", lay.underlay_v6, lay.listen_port),
+            Some(lay) => format!("{}:{}", lay.underlay_v4, lay.listen_port),
+            None => {
                 absent += 1;
                 absent_endpoint(absent - 1, node.listen_port, ipv6_underlay)
             }
         };
-        table["endpoint"] = toml_edit::value(endpoint);
+        table.remove("endpoint");
+        table.remove("endpoints");
+        if lay.is_some_and(|l| l.nat.is_some()) {
+            // behind NAT: no endpoint; peers learn the router's mapping when the node sends
+        } else if layout.has_vpc() {
+            let vpc = lay.and_then(|l| Some((l, l.vpc.as_ref()?)));
+            let mut list = toml_edit::Array::new();
+            if let Some((l, vpc)) = vpc {
+                let address = match ipv6_underlay {
+                    true => format!("[{}]:{}", vpc.v6, l.listen_port),
+                    false => format!("{}:{}", vpc.v4, l.listen_port),
+                };
+                let scope = &layout.region(&l.region).and_then(|r| r.vpc.as_ref());
+                let scope = scope.map(|v| v.scope.clone()).unwrap_or_default();
+                list.push(scoped(&address, &scope));
+            }
+            list.push(scoped(&endpoint, UNDERLAY_SCOPE));
+            table["endpoints"] = toml_edit::value(list);
+        } else {
+            table["endpoint"] = toml_edit::value(endpoint);
+        }
         table["pod-cidr"] = toml_edit::value(node.pod_cidr.to_string());
         if let Some(v6) = node.pod_cidr_v6 {
             table["pod-cidr-v6"] = toml_edit::value(v6.to_string());
         }
     }
     Ok(doc.to_string())
+}
+
+/// `{ address = "...", scope = "..." }`.
+fn scoped(address: &str, scope: &str) -> toml_edit::InlineTable {
+    let mut t = toml_edit::InlineTable::new();
+    t.insert("address", address.into());
+    t.insert("scope", scope.into());
+    t
 }
 
 #[cfg(test)]
@@ -251,5 +285,87 @@ listen-port = 5000
         let b = derived.node("b").unwrap();
         assert_eq!(b.endpoint.as_ref().unwrap().to_string(), "172.30.0.2:5000");
         assert_eq!(b.public_key, keys["b"]);
+    }
+
+    const VPC_TEXT: &str = r#"mode = "full"
+cluster-cidr = "10.244.0.0/16"
+
+[region.eu]
+lab.vpc = true
+
+[[node]]
+name = "a"
+cloud = "aws"
+region = "eu"
+endpoints = [{ address = "203.0.113.5:51820" }]
+public-key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+
+[[node]]
+name = "b"
+cloud = "aws"
+region = "eu"
+public-key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+
+[[node]]
+name = "c"
+cloud = "gcp"
+region = "us"
+public-key = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
+"#;
+
+    /// The topology the lab derives from `text` with fresh keys, parsed back.
+    fn derived(text: &str) -> Topology {
+        let path = Path::new("mesh.toml");
+        let (topo, lab) = Topology::parse_for_lab(text, path).unwrap();
+        let layout = Layout::with_lab("wml", &topo, None, &lab).unwrap();
+        let keys: BTreeMap<String, PublicKey> = topo
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), crate::io::keyfile::generate().public_key()))
+            .collect();
+        let text = derive_topology(text, path, &topo, &layout, &keys, false).unwrap();
+        Topology::parse(&text, path).unwrap()
+    }
+
+    #[test]
+    fn a_vpc_pair_is_given_its_private_addresses_and_everyone_else_the_underlay() {
+        let t = derived(VPC_TEXT);
+        let (a, b, c) = (
+            t.node("a").unwrap(),
+            t.node("b").unwrap(),
+            t.node("c").unwrap(),
+        );
+        let to = |n: &crate::core::topology::Node, from| n.endpoint_for(from).unwrap().to_string();
+        assert_eq!(to(a, b), "172.28.1.10:51820", "b reaches a over the VPC");
+        assert_eq!(to(b, a), "172.28.1.11:51820");
+        assert_eq!(
+            to(a, c),
+            "172.31.1.10:51820",
+            "c reaches a over the underlay"
+        );
+        assert_eq!(
+            to(c, a),
+            "172.31.2.10:51820",
+            "a reaches c over the underlay"
+        );
+        assert_eq!(
+            a.endpoint, None,
+            "every endpoint is scoped, the user's public one gone"
+        );
+        assert_eq!(c.scoped.len(), 1);
+        assert_eq!(c.scoped[0].scope, UNDERLAY_SCOPE);
+    }
+
+    #[test]
+    fn a_nated_node_is_given_no_endpoint() {
+        let text = TEXT.replace(
+            "listen-port = 5000",
+            "listen-port = 5000\nlab.nat = \"dependent\"",
+        );
+        let t = derived(&text);
+        let b = t.node("b").unwrap();
+        assert_eq!((b.endpoint.as_ref(), b.scoped.len()), (None, 0));
+        let a = t.node("a").unwrap();
+        assert_eq!(a.endpoint_for(b).unwrap().to_string(), "172.31.1.10:51820");
     }
 }

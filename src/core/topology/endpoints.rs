@@ -40,7 +40,7 @@ pub fn only_one_public(list: &[Candidate]) -> bool {
 }
 
 /// Whether `s` is a scope name: 1-63 of `a-z`, `0-9`, `:`, `.`, `_`, `-` (`aws:vpc-1`).
-fn valid_scope(s: &str) -> bool {
+pub(crate) fn valid_scope(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":._-".contains(&b))

@@ -152,6 +152,26 @@ pub struct RawEndpoint {
 pub struct RawRegion {
     /// MTU of the underlay network in this region (1500, 1460 on GCP, ...).
     pub underlay_mtu: Option<Spanned<u16>>,
+    /// Settings only `wiremesh lab` uses (`lab.vpc`); daemons ignore them.
+    pub lab: Option<RawRegionLab>,
+}
+
+/// A region's lab-only settings (`[region.NAME] lab.vpc = true`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRegionLab {
+    /// The lab joins the region's nodes by a private bridge too, as a cloud's VPC does, and
+    /// gives each an endpoint scoped to it.
+    pub vpc: Option<Spanned<bool>>,
+}
+
+/// A node's lab-only settings (`lab.nat = "independent"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNodeLab {
+    /// `independent` or `dependent`: the lab puts the node behind a NAT router of that
+    /// mapping behaviour (docs/nat.md, section 6).
+    pub nat: Option<Spanned<String>>,
 }
 
 /// One node of the mesh.
@@ -183,4 +203,6 @@ pub struct RawNode {
     pub listen_port: Option<Spanned<u16>>,
     /// `key = "value"` pairs that policy selectors match (Kubernetes label rules).
     pub labels: Option<BTreeMap<String, Spanned<String>>>,
+    /// Settings only `wiremesh lab` uses (`lab.nat`); daemons ignore them.
+    pub lab: Option<RawNodeLab>,
 }

@@ -5,6 +5,7 @@ mod claims;
 mod endpoints;
 mod error;
 mod file;
+mod lab;
 mod locate;
 mod nodes;
 mod policies;
@@ -14,8 +15,8 @@ mod validate;
 pub(crate) use claims::{Cidr as ClaimedCidr, Claims};
 pub use error::{Problem, TopologyError};
 pub use file::{
-    RawCidrSet, RawLab, RawLink, RawNode, RawPolicy, RawPolicyPart, RawRegion, RawSelector,
-    RawTopology,
+    RawCidrSet, RawLab, RawLink, RawNode, RawNodeLab, RawPolicy, RawPolicyPart, RawRegion,
+    RawRegionLab, RawSelector, RawTopology,
 };
 pub(crate) use nodes::{valid_name, NAME_RULE};
 pub(crate) use shown::{clip, shown};
@@ -24,11 +25,13 @@ pub(crate) use validate::{
 };
 
 use crate::core::key::PublicKey;
+pub(crate) use endpoints::valid_scope;
 pub use endpoints::{
     check_list, only_one_public, Candidate, CheckedList, EntryText, ListProblem, Part,
     ScopedEndpoint, MAX_ENDPOINTS,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+pub use lab::{LabNat, LabSettings};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -285,6 +288,12 @@ impl Topology {
     /// Checks topology text; `path` is used only in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, TopologyError> {
         validate::parse(text, path).map(|d| d.topology)
+    }
+
+    /// Checks topology text and returns, beside it, what only `wiremesh lab` reads: its VPC
+    /// regions and NATed nodes (docs/nat.md, section 6). `path` is used only in messages.
+    pub fn parse_for_lab(text: &str, path: &Path) -> Result<(Self, LabSettings), TopologyError> {
+        validate::parse_for_lab(text, path).map(|(d, lab)| (d.topology, lab))
     }
 
     /// Reads and checks a topology file with its policy (docs/policy.md).

@@ -1,6 +1,7 @@
 //! Turns a [`RawTopology`] into a checked [`Topology`], collecting every problem with its place
 //! rather than stopping at the first, so one run of `wiremesh plan` lists all that is wrong.
 
+use super::lab::{check_lab_settings, LabSettings};
 use super::locate::{place, Lines};
 use super::nodes::check_nodes;
 use super::policies::{check_part, check_policy};
@@ -57,6 +58,14 @@ impl Collector {
 }
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Document, TopologyError> {
+    parse_for_lab(text, path).map(|(document, _)| document)
+}
+
+/// The document with the lab-only settings of its regions and nodes (`lab.rs`).
+pub(super) fn parse_for_lab(
+    text: &str,
+    path: &Path,
+) -> Result<(Document, LabSettings), TopologyError> {
     let (raw, mut c) = read::<RawTopology>(text, path)?;
     let document = check(raw, path, &mut c);
     finish(c, path, document)
@@ -114,7 +123,7 @@ fn finish<T>(c: Collector, path: &Path, value: Option<T>) -> Result<T, TopologyE
     }
 }
 
-fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Document> {
+fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<(Document, LabSettings)> {
     let mode = match raw.mode.get_ref().as_str() {
         "full" => Some(MeshMode::Full),
         "hub" => Some(MeshMode::Hub),
@@ -202,6 +211,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Document> {
         }
     }
     let lab_links = check_lab_links(&raw, &nodes, c);
+    let lab = check_lab_settings(&raw, mode, c);
     let policy = check_policy(&raw, c);
     if raw.node.is_empty() {
         c.push(
@@ -245,7 +255,7 @@ fn check(raw: RawTopology, path: &Path, c: &mut Collector) -> Option<Document> {
         nodes,
         lab_links,
     };
-    Some(Document { topology, policy })
+    Some((Document { topology, policy }, lab))
 }
 
 fn check_lab_links(
