@@ -8,12 +8,16 @@ mod common;
 
 use common::{assert_all_pairs, exe, namespaces_of, new_lab, run, wait_for};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wiremesh::lab::{Lab, UDP_STREAM_TIMEOUT, UDP_TIMEOUT};
 
 /// Per-pair timeout of the matrix: the first packet of each pair waits for a handshake.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// The issue's goal for traffic to flow again after a path is lost.
+const RECOVERY_GOAL: Duration = Duration::from_secs(5);
 
 /// Bytes received and sent by a link in a namespace (`ip -s -j link`).
 fn link_bytes(ns: &str, dev: &str) -> (u64, u64) {
@@ -159,6 +163,86 @@ fn a_vpc_pair_talks_over_its_private_bridge_and_not_the_public_one() {
 }
 
 #[test]
+fn a_vpc_pair_moves_to_the_public_side_within_seconds_of_a_cut_and_back_once_it_heals() {
+    if !common::require_root() {
+        return;
+    }
+    let mut lab = new_lab("vpc-two-regions.toml");
+    lab.start_daemons().unwrap();
+    let a = lab.layout().node("eu-a").unwrap().clone();
+    let a_vpc = SocketAddr::new(a.vpc.clone().unwrap().v4.into(), 51820);
+    let a_public = SocketAddr::new(a.underlay_v4.into(), 51820);
+    let to = lab.overlay_addrs("eu-a").unwrap()[0];
+    assert!(lab.ping("eu-b", to, PING_TIMEOUT).unwrap().is_some());
+    assert_eq!(endpoint_of(&lab, "eu-b", "eu-a").unwrap(), a_vpc);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = common::ping_stream(&lab, "eu-b", to, Duration::from_millis(20), stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    lab.set_vpc_link("eu-a", false).unwrap();
+    let cut = Instant::now();
+    let moved = wait_for(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        "the public side",
+        || match endpoint_of(&lab, "eu-b", "eu-a") {
+            Ok(e) if e == a_public => Ok(cut.elapsed()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let flowing = wait_for(
+        Duration::from_secs(15),
+        Duration::from_millis(10),
+        "answers again",
+        || match lab.ping("eu-b", to, Duration::from_millis(200)) {
+            Ok(Some(_)) => Ok(cut.elapsed()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    // the stream's longest gap ends at a reply: let it see some after the move
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let s = stream.join().unwrap().unwrap();
+    println!(
+        "VPC cut: eu-b sends to eu-a's public address after {moved:?}, answered after \
+         {flowing:?}; {} pings, {} lost, longest gap {:?}",
+        s.sent, s.lost, s.longest_gap
+    );
+    assert!(flowing <= RECOVERY_GOAL, "answers again after {flowing:?}");
+    assert!(
+        s.longest_gap <= RECOVERY_GOAL,
+        "longest gap {:?} over the {RECOVERY_GOAL:?} goal",
+        s.longest_gap
+    );
+    let status = common::daemon_status(&lab, "eu-b");
+    let p = status.peers.iter().find(|p| p.name == "eu-a").unwrap();
+    assert!(p.endpoint_failovers >= 1, "{p:#?}");
+    assert_eq!(p.candidates.len(), 2, "{p:#?}");
+
+    // healed: the better path is probed and taken again
+    lab.set_vpc_link("eu-a", true).unwrap();
+    let healed = Instant::now();
+    let back = wait_for(
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        "the VPC again",
+        || {
+            let _ = lab.ping("eu-b", to, Duration::from_millis(500));
+            match endpoint_of(&lab, "eu-b", "eu-a") {
+                Ok(e) if e == a_vpc => Ok(healed.elapsed()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    println!("VPC healed: back on it after {back:?}");
+    assert!(lab.ping("eu-b", to, PING_TIMEOUT).unwrap().is_some());
+    assert_eq!(
+        endpoint_of(&lab, "eu-a", "eu-b").unwrap().ip(),
+        IpAddr::from(lab.layout().node("eu-b").unwrap().vpc.clone().unwrap().v4)
+    );
+}
+
+#[test]
 fn nated_spokes_reach_everyone_through_their_hubs_which_see_the_routers_mappings() {
     if !common::require_root() {
         return;
@@ -229,6 +313,36 @@ fn nated_spokes_reach_everyone_through_their_hubs_which_see_the_routers_mappings
             assert_ne!(a.port(), b.port(), "dependent: an outer port per hub");
         }
     }
+
+    // each spoke asked both hubs, in the tunnel, where its datagrams come from, and tells its
+    // NAT's kind from the two answers (docs/nat.md, section 2)
+    for (spoke, want) in [("eu-ind", "independent"), ("eu-dep", "dependent")] {
+        let nat = wait_for(
+            Duration::from_secs(10),
+            Duration::from_millis(250),
+            "two answers",
+            || {
+                let nat = common::daemon_status(&lab, spoke).nat.unwrap();
+                if nat.seen_by.len() == 2 {
+                    Ok(nat)
+                } else {
+                    Err(format!("{nat:?}"))
+                }
+            },
+        );
+        println!("{spoke}: {}", nat.render().trim_end());
+        assert_eq!(nat.kind, want, "{spoke}: {nat:?}");
+        let (a, b) = seen(spoke);
+        assert_eq!(nat.seen_by["eu-hub-a"], a, "{spoke}: the hub's own view");
+        assert_eq!(nat.seen_by["eu-hub-b"], b);
+        let shared = (want == "independent").then_some(a);
+        assert_eq!(nat.reflexive, shared, "{spoke}: an address to share");
+    }
+    let hub = common::daemon_status(&lab, "eu-hub-a").nat.unwrap();
+    assert_eq!(
+        hub.kind, "none",
+        "a hub is seen at its own address: {hub:?}"
+    );
 
     // a flushed mapping: the dependent router draws a fresh port, the hub follows it
     assert!(lab.nat_mappings("eu-dep").unwrap() > 0);

@@ -10,11 +10,14 @@
 //! Roaming (following a peer's authenticated packets to a new source address) is what makes a
 //! NATed peer reachable at all, but one packet that took another way must not pull a VPC pair
 //! onto the internet. So a packet from a worse address moves the endpoint only when the one in
-//! use is public (unscoped) or its peer is `Down`; otherwise it is refused and counted, and,
-//! not coming from the endpoint in use, it does not count as the peer answering: if the peer
-//! really moved, the endpoint in use goes `Down` within seconds and the next packet moves it.
-//! A packet from a better candidate always moves it: it is authenticated, and a better path
-//! that works is the point.
+//! use is public (unscoped), or its peer is `Down`, or the packet comes from another of the
+//! peer's configured endpoints while nothing has been heard at the one in use for
+//! [`PIN_QUIET`] (the peer lost the path and failed over first: following it at once halves
+//! the outage, since our side would otherwise need its own seconds of silence to notice).
+//! Otherwise it is refused and counted, and, not coming from the endpoint in use, it does not
+//! count as the peer answering: if the peer really moved, the endpoint in use goes `Down`
+//! within seconds and the next packet moves it. A packet from a better candidate always moves
+//! it: it is authenticated, and a better path that works is the point.
 //!
 //! Each candidate keeps its own path-MTU discovery (`path_mtu.rs`): switching back to a path
 //! already measured takes its MTU at once.
@@ -33,6 +36,9 @@ use std::time::{Duration, Instant};
 /// While the peer is `Down`, the next candidate is tried after this long on one: liveness
 /// probes a `Down` peer every second, so each candidate gets two or three probes.
 pub const TRY_NEXT_AFTER: Duration = Duration::from_secs(3);
+/// A pinned endpoint silent this long yields to a packet from another configured endpoint of
+/// the peer. Four ticks: a flow in either direction, or keepalives, are heard well within it.
+pub const PIN_QUIET: Duration = Duration::from_secs(1);
 /// Interval of probes to the candidates better than the one in use.
 pub const UPGRADE_EVERY: Duration = Duration::from_secs(10);
 
@@ -61,6 +67,10 @@ struct State {
     /// When failover last moved to another candidate.
     tried_at: Option<Instant>,
     next_upgrade: Option<Instant>,
+    /// The peer's heard counter at the last tick, and when it last moved: when the endpoint
+    /// in use was last heard from (strays are not counted as heard).
+    heard_seen: u64,
+    heard_at: Option<Instant>,
 }
 
 /// One consistent reading, for status and metrics.
@@ -148,9 +158,19 @@ impl PeerCandidates {
         s.slots = slots;
     }
 
+    /// Notes, once a tick, whether the endpoint in use was heard from: `heard` is the peer's
+    /// counter of authenticated packets that count as answers.
+    pub fn heard(&self, heard: u64, now: Instant) {
+        let mut s = self.state();
+        if heard != s.heard_seen {
+            s.heard_seen = heard;
+            s.heard_at = Some(now);
+        }
+    }
+
     /// Whether an authenticated packet from `from`, which is not the endpoint in use, may move
-    /// the endpoint there (see the module doc); a refusal is counted.
-    pub fn admits(&self, from: SocketAddr, health: Health) -> bool {
+    /// the endpoint there at `now` (see the module doc); a refusal is counted.
+    pub fn admits(&self, from: SocketAddr, health: Health, now: Instant) -> bool {
         let s = self.state();
         let at = s.slots.iter().position(|x| x.addr == from);
         let better = match (at, s.chosen) {
@@ -159,7 +179,10 @@ impl PeerCandidates {
             (None, _) => false,
         };
         let pinned = s.chosen.is_some_and(|c| s.slots[c].scope.is_some());
-        let admitted = better || !pinned || health == Health::Down;
+        let quiet = s
+            .heard_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= PIN_QUIET);
+        let admitted = better || !pinned || health == Health::Down || (at.is_some() && quiet);
         if !admitted {
             self.roam_refused.fetch_add(1, Ordering::Relaxed);
         }

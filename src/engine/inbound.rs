@@ -142,7 +142,7 @@ impl Device {
             let result = session.decapsulate(Some(from.ip()), input, &mut scratch.packet);
             let ok = !matches!(result, TunnResult::Err(_));
             if first && ok {
-                peer.heard_from(from);
+                peer.heard_from(from, now);
                 if init {
                     session.confirm.responded(now);
                 }

@@ -67,6 +67,11 @@ impl PeerLiveness {
         self.heard.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Authenticated packets heard so far (a counter to compare between ticks).
+    pub fn heard_count(&self) -> u64 {
+        self.heard.load(Ordering::Relaxed)
+    }
+
     pub fn health(&self) -> Health {
         decode(self.health.load(Ordering::Relaxed))
     }

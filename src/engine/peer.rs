@@ -202,9 +202,9 @@ impl Peer {
     /// An authenticated packet arrived from `from`. From the endpoint in use, the peer
     /// answers. From elsewhere, the peer may have roamed: followed unless the endpoint in use
     /// is pinned (see `candidates.rs`), and only a packet followed counts as an answer.
-    pub(super) fn heard_from(&self, from: SocketAddr) {
+    pub(super) fn heard_from(&self, from: SocketAddr, now: Instant) {
         if self.endpoint() != Some(from) {
-            if !self.candidates.admits(from, self.liveness.health()) {
+            if !self.candidates.admits(from, self.liveness.health(), now) {
                 return;
             }
             self.set_endpoint(from);

@@ -49,6 +49,7 @@ impl Device {
     ) {
         for peer in awake {
             let health = peer.liveness.health();
+            peer.candidates.heard(peer.liveness.heard_count(), now);
             if let Some(next) = peer.candidates.failover(now, health) {
                 tracing::warn!(peer = %peer.name(), was = ?peer.endpoint(), %next, "peer does not answer at its endpoint; trying the next one");
                 peer.set_endpoint(next);
