@@ -338,7 +338,19 @@ fn nated_spokes_reach_everyone_through_their_hubs_which_see_the_routers_mappings
         let shared = (want == "independent").then_some(a);
         assert_eq!(nat.reflexive, shared, "{spoke}: an address to share");
     }
-    let hub = common::daemon_status(&lab, "eu-hub-a").nat.unwrap();
+    let hub = wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(250),
+        "the other hubs' answers",
+        || {
+            let nat = common::daemon_status(&lab, "eu-hub-a").nat.unwrap();
+            if nat.seen_by.is_empty() {
+                Err(format!("{nat:?}"))
+            } else {
+                Ok(nat)
+            }
+        },
+    );
     assert_eq!(
         hub.kind, "none",
         "a hub is seen at its own address: {hub:?}"

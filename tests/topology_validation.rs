@@ -162,7 +162,7 @@ const CASES: &[Case] = &[
     Case {
         name: "endpoint-and-endpoints",
         text: "@[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nendpoint = \"203.0.113.5:51820\"\nendpoints = [{ address = \"203.0.113.6:51820\" }]\n",
-        want: &["line 9", "node 'a'", "field 'endpoints'", "not both"],
+        want: &["line 9", "node 'a'", "field 'endpoints'", "'203.0.113.6:51820' has no scope, and 'endpoint' already gives the public address"],
     },
     Case {
         name: "endpoints-unknown-field",
@@ -175,9 +175,9 @@ const CASES: &[Case] = &[
         want: &["line 8", "node 'a'", "field 'lab.nat'", "'full-cone' is not a lab NAT (independent or dependent)"],
     },
     Case {
-        name: "lab-nat-in-a-file-with-a-vpc",
-        text: "@[region.r]\nlab.vpc = true\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"q\"\npublic-key = \"{A}\"\nlab = { nat = \"independent\" }\n",
-        want: &["line 10", "node 'a'", "field 'lab.nat'", "VPC region ('r' (line 4))"],
+        name: "lab-nat-in-a-vpc-region",
+        text: "@[region.r]\nlab.vpc = true\n[[node]]\nname = \"a\"\ncloud = \"c\"\nregion = \"r\"\npublic-key = \"{A}\"\nlab = { nat = \"independent\" }\n",
+        want: &["line 10", "node 'a'", "field 'lab.nat'", "node in VPC region 'r': the lab puts a node in a VPC or behind NAT, not both"],
     },
     Case {
         name: "lab-nat-on-a-hub",

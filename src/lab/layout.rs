@@ -22,10 +22,6 @@ pub const VOID_V4: &str = "172.30.0.0/16";
 pub const VOID_V6: &str = "fd30::/64";
 /// Absent nodes the void subnets have room for (host numbers 2..=65535).
 pub const MAX_ABSENT: usize = 65_534;
-/// The scope every lab node's underlay endpoint gets in a lab with a VPC: the underlay
-/// (172.31/16) is private, so unscoped in `endpoints` it would be refused, and every lab node
-/// does reach it (docs/nat.md, section 6).
-pub const UNDERLAY_SCOPE: &str = "lab";
 /// The inside of every NAT router: the node at `.2`, the router at `.1`. The same behind every
 /// router, as behind home routers: peers see only the router's outside address.
 pub const NAT_NODE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
@@ -385,8 +381,7 @@ impl Layout {
             .collect()
     }
 
-    /// Whether some region is a VPC: the derived topology then scopes every underlay endpoint
-    /// ([`UNDERLAY_SCOPE`]).
+    /// Whether some region is a VPC.
     pub fn has_vpc(&self) -> bool {
         self.regions.iter().any(|r| r.vpc.is_some())
     }

@@ -78,7 +78,7 @@ pub use harness::{Lab, LabOptions, NodeStatus};
 pub use join::JoinOptions;
 pub use layout::{
     check_prefix, Layout, NodeLayout, NodeNat, NodeVpc, RegionLayout, RegionVpc, MAX_ABSENT,
-    MAX_PREFIX, NAT_NODE_V4, UNDERLAY_SCOPE,
+    MAX_PREFIX, NAT_NODE_V4,
 };
 pub use links::LinkLimit;
 pub use nat::{UDP_STREAM_TIMEOUT, UDP_TIMEOUT};

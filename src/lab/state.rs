@@ -9,7 +9,7 @@
 //! cni/<node>/       the node's conflist and its plugins' stores (see [`super::containers`])
 //! ```
 
-use super::layout::{absent_endpoint, Layout, UNDERLAY_SCOPE};
+use super::layout::{absent_endpoint, Layout};
 use super::{io_at, LabError};
 use crate::core::key::PublicKey;
 use crate::core::topology::Topology;
@@ -138,10 +138,9 @@ impl StateDir {
 /// `pod-cidr-v6`, when set) replaced by the lab's. Edited with `toml_edit`, so the user's
 /// comments and ordering survive and the file reads like theirs.
 ///
-/// A NATed node gets no endpoint. In a lab with a VPC region every node gets `endpoints`
-/// instead of `endpoint`: its VPC address scoped to its VPC first (so a VPC pair uses the
-/// private bridge), then its underlay address scoped [`UNDERLAY_SCOPE`], which every lab node
-/// has, since the underlay (172.31/16) is a private network unscoped `endpoints` refuse.
+/// A NATed node gets no endpoint. A node of a VPC region also gets `endpoints` with its address
+/// on the VPC's private bridge, scoped to the VPC: a VPC pair uses that, everyone else the
+/// underlay `endpoint`.
 pub fn derive_topology(
     text: &str,
     source: &Path,
@@ -194,22 +193,20 @@ pub fn derive_topology(
         table.remove("endpoints");
         if lay.is_some_and(|l| l.nat.is_some()) {
             // behind NAT: no endpoint; peers learn the router's mapping when the node sends
-        } else if layout.has_vpc() {
-            let vpc = lay.and_then(|l| Some((l, l.vpc.as_ref()?)));
-            let mut list = toml_edit::Array::new();
-            if let Some((l, vpc)) = vpc {
+        } else {
+            table["endpoint"] = toml_edit::value(endpoint);
+            // a VPC node adds its address on the private bridge, scoped to the VPC
+            if let Some((l, vpc)) = lay.and_then(|l| Some((l, l.vpc.as_ref()?))) {
                 let address = match ipv6_underlay {
                     true => format!("[{}]:{}", vpc.v6, l.listen_port),
                     false => format!("{}:{}", vpc.v4, l.listen_port),
                 };
-                let scope = &layout.region(&l.region).and_then(|r| r.vpc.as_ref());
+                let scope = layout.region(&l.region).and_then(|r| r.vpc.as_ref());
                 let scope = scope.map(|v| v.scope.clone()).unwrap_or_default();
+                let mut list = toml_edit::Array::new();
                 list.push(scoped(&address, &scope));
+                table["endpoints"] = toml_edit::value(list);
             }
-            list.push(scoped(&endpoint, UNDERLAY_SCOPE));
-            table["endpoints"] = toml_edit::value(list);
-        } else {
-            table["endpoint"] = toml_edit::value(endpoint);
         }
         table["pod-cidr"] = toml_edit::value(node.pod_cidr.to_string());
         if let Some(v6) = node.pod_cidr_v6 {
@@ -349,11 +346,12 @@ public-key = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
             "a reaches c over the underlay"
         );
         assert_eq!(
-            a.endpoint, None,
-            "every endpoint is scoped, the user's public one gone"
+            a.endpoint.as_ref().unwrap().to_string(),
+            "172.31.1.10:51820",
+            "the public side: the underlay, the user's public one gone"
         );
-        assert_eq!(c.scoped.len(), 1);
-        assert_eq!(c.scoped[0].scope, UNDERLAY_SCOPE);
+        assert_eq!(a.scoped.len(), 1, "the VPC address");
+        assert!(c.scoped.is_empty(), "c is in no VPC");
     }
 
     #[test]

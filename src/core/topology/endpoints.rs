@@ -87,12 +87,20 @@ pub(super) fn check_endpoints(
     };
     let list_line = c.lines.at(list);
     if n.endpoint.is_some() {
-        c.push(
-            list_line,
-            Some(name),
-            "endpoints",
-            "give either 'endpoint' or 'endpoints', not both".into(),
-        );
+        // `endpoint` is then the public address and the list adds scoped ones: a second
+        // public address would leave it unclear which one peers outside the scopes use
+        for e in list.get_ref().iter().filter(|e| e.scope.is_none()) {
+            c.push(
+                c.lines.at(&e.address),
+                Some(name),
+                "endpoints",
+                format!(
+                    "'{}' has no scope, and 'endpoint' already gives the public address: \
+                     beside it, 'endpoints' lists scoped addresses only",
+                    shown(e.address.get_ref())
+                ),
+            );
+        }
     }
     let entries: Vec<EntryText> = list
         .get_ref()

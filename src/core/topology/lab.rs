@@ -51,15 +51,12 @@ pub(super) fn check_lab_settings(
     c: &mut Collector,
 ) -> LabSettings {
     let mut settings = LabSettings::default();
-    // the first VPC region with its line, which a NATed node's error points to
-    let mut first_vpc = None;
     for (name, region) in &raw.region {
         let Some(vpc) = region.get_ref().lab.as_ref().and_then(|l| l.vpc.as_ref()) else {
             continue;
         };
         if *vpc.get_ref() {
             settings.vpc_regions.insert(name.clone());
-            first_vpc.get_or_insert((name.clone(), c.lines.at(vpc)));
         }
     }
     for node in &raw.node {
@@ -77,24 +74,20 @@ pub(super) fn check_lab_settings(
             c.push(line, Some(name), "lab.nat", msg);
             continue;
         };
-        if let Some((vpc, vpc_line)) = &first_vpc {
-            // The lab's underlay (172.31/16) is private, so in a file with a VPC every public
-            // endpoint is scoped "lab"; a node without an endpoint shares no scope, and would
-            // find no endpoint for any peer (docs/nat.md, section 6).
-            let at = vpc_line.map_or(String::new(), |l| format!(" (line {l})"));
-            let msg = format!(
-                "the lab cannot put a node behind NAT in a file with a VPC region ('{}'{at}): \
-                 every public endpoint is then scoped, and a node without endpoints shares no \
-                 scope to reach them by",
-                shown(vpc)
-            );
-            c.push(line, Some(name), "lab.nat", msg);
-            continue;
-        }
         if n.hub && mode == Some(MeshMode::Hub) {
             let msg = "a hub behind NAT has no endpoint its spokes could dial; put a spoke \
                        behind NAT, or use mode = \"full\""
                 .to_string();
+            c.push(line, Some(name), "lab.nat", msg);
+            continue;
+        }
+        if settings.vpc_regions.contains(n.region.get_ref()) {
+            // a VPC node's address is on the VPC's bridge; a NATed one sits behind its own
+            // router: the lab builds one or the other
+            let msg = format!(
+                "node in VPC region '{}': the lab puts a node in a VPC or behind NAT, not both",
+                shown(n.region.get_ref())
+            );
             c.push(line, Some(name), "lab.nat", msg);
             continue;
         }
