@@ -64,14 +64,8 @@ pub fn build(region: &RegionLayout, node: &NodeLayout) -> Result<(), LabError> {
 /// through the region's gateway, and the inside link with the node's `eth0` at its other end.
 fn router_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
     let mtu = node.mtu;
-    vec![
-        "link set lo up".into(),
-        format!("addr add {}/24 dev eth0", node.underlay_v4),
-        format!("addr add {}/64 dev eth0 nodad", node.underlay_v6),
-        "link set eth0 gso_max_segs 1".into(),
-        "link set eth0 up".into(),
-        format!("route add default via {}", region.gateway_v4),
-        format!("route add default via {}", region.gateway_v6),
+    let mut lines = super::network::public_side(region, node);
+    lines.extend([
         format!(
             "link add eth1 mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}",
             node.ns
@@ -79,7 +73,8 @@ fn router_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
         format!("addr add {NAT_ROUTER_V4}/24 dev eth1"),
         format!("addr add {NAT_ROUTER_V6}/64 dev eth1 nodad"),
         "link set eth1 up".into(),
-    ]
+    ]);
+    lines
 }
 
 /// The NATed node's `ip -batch` lines: its private addresses, the router as default gateway.

@@ -149,10 +149,18 @@ fn void(core: &str) -> Result<(), LabError> {
     netns::nft(core, &script)
 }
 
-/// A node's side (`ip -n node -batch` lines): addresses and MTU of `eth0`, default routes
-/// through the region's gateway.
+/// A node's side (`ip -n node -batch` lines): its public side, and its VPC link if any.
 fn node_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
-    let mut lines = vec![
+    let mut lines = public_side(region, node);
+    lines.extend(vpc::node_side(node));
+    lines
+}
+
+/// The `ip -batch` lines of a node's public side, in the namespace that holds its underlay
+/// address (its own, or its NAT router's): addresses on `eth0`, default routes through the
+/// region's gateway.
+pub(super) fn public_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
+    vec![
         "link set lo up".into(),
         format!("addr add {}/24 dev eth0", node.underlay_v4),
         format!("addr add {}/64 dev eth0 nodad", node.underlay_v6),
@@ -163,9 +171,7 @@ fn node_side(region: &RegionLayout, node: &NodeLayout) -> Vec<String> {
         "link set eth0 up".into(),
         format!("route add default via {}", region.gateway_v4),
         format!("route add default via {}", region.gateway_v6),
-    ];
-    lines.extend(vpc::node_side(node));
-    lines
+    ]
 }
 
 /// Deletes the recorded namespaces that exist, newest first (veths and bridges go with them),
