@@ -91,7 +91,7 @@ impl Device {
             self.probe(peer, now, scratch.packet_mut(), sink);
             if peer.path.view().speaks_control
                 && peer.candidates.on_public()
-                && self.reflexive.ask_due(&peer.name(), now)
+                && self.reflexive.ask_due(peer.slot, now)
             {
                 self.send_control(peer, &Message::Observe, 0, scratch.packet_mut(), sink);
             }
