@@ -35,6 +35,10 @@ pub const DOWN_PROBES: u32 = 2;
 pub const PROBE_DOWN_EVERY: Duration = Duration::from_secs(1);
 /// A returning peer must answer steadily this long before traffic moves back.
 pub const RETURN_AFTER: Duration = Duration::from_secs(5);
+/// The hold of a peer heard for the first time (it started `Down`, nothing to send to, and
+/// has never fallen): no record of flapping to guard against, so a punched path takes traffic
+/// from the relay within a second.
+pub const FIRST_RETURN_AFTER: Duration = Duration::from_secs(1);
 
 /// A peer's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +98,15 @@ impl Liveness {
         Self::default()
     }
 
+    /// A peer not yet known to answer (nothing to send to): `Down` until heard from, without
+    /// counting as a fall.
+    pub fn starting_down() -> Self {
+        Self {
+            health: Health::Down,
+            ..Self::default()
+        }
+    }
+
     pub fn health(&self) -> Health {
         self.health
     }
@@ -138,9 +151,14 @@ impl Liveness {
                 }
             }
             Health::Returning => {
+                let hold = if self.downs == 0 {
+                    FIRST_RETURN_AFTER
+                } else {
+                    RETURN_AFTER
+                };
                 let held = self
                     .returning_since
-                    .is_some_and(|r| now.saturating_duration_since(r) >= RETURN_AFTER);
+                    .is_some_and(|r| now.saturating_duration_since(r) >= hold);
                 if overdue {
                     self.go_down();
                 } else if held {

@@ -25,6 +25,22 @@ pub fn anchor(prefix: IpNet, own_cidrs: &[IpNet]) -> IpNet {
         .unwrap_or(prefix)
 }
 
+/// The anchor a relay of another node's range `prefix` is ranked by: the lower of `prefix`
+/// and this node's own pod CIDR of the same family. Both nodes of a pair compute the same,
+/// so they pick the same relay (docs/nat.md, section 4).
+pub fn pair_anchor(prefix: IpNet, own_cidrs: &[IpNet]) -> IpNet {
+    let same_family = |own: &&IpNet| {
+        matches!(
+            (own, prefix),
+            (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
+        )
+    };
+    own_cidrs
+        .iter()
+        .find(same_family)
+        .map_or(prefix, |own| prefix.min(*own))
+}
+
 /// A carrier's rank for `anchor`: lower is preferred.
 pub fn rank(anchor: IpNet, carrier: &str) -> u64 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

@@ -62,6 +62,18 @@ fn decode(v: u8) -> Health {
 }
 
 impl PeerLiveness {
+    /// Liveness of a peer not yet known to answer (see [`Liveness::starting_down`]).
+    pub fn starting_down() -> Self {
+        Self {
+            health: AtomicU8::new(encode(Health::Down)),
+            watch: Mutex::new(Watch {
+                machine: Liveness::starting_down(),
+                ..Watch::default()
+            }),
+            ..Self::default()
+        }
+    }
+
     /// Something authenticated arrived from the peer.
     pub fn heard(&self) {
         self.heard.fetch_add(1, Ordering::Relaxed);

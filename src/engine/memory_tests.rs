@@ -53,10 +53,27 @@ impl Net {
         )
     }
 
+    /// Like [`new`](Self::new), but the topology gives the nodes named in `natted` no
+    /// endpoint (they sit behind NAT: nobody can address them until they are heard from).
+    pub fn natted(mode: &str, nodes: &[(&str, &str, bool)], natted: &[&str]) -> Net {
+        Net::build(mode, nodes, natted, |_, key, plan, now, _| {
+            Device::new(key, plan, now)
+        })
+    }
+
     /// Like [`new`](Self::new), each device made by `make(index, key, plan, now, wall)`.
     pub fn new_with(
         mode: &str,
         nodes: &[(&str, &str, bool)],
+        make: impl Fn(usize, PrivateKey, &Plan, Instant, SystemTime) -> Device,
+    ) -> Net {
+        Net::build(mode, nodes, &[], make)
+    }
+
+    fn build(
+        mode: &str,
+        nodes: &[(&str, &str, bool)],
+        natted: &[&str],
         make: impl Fn(usize, PrivateKey, &Plan, Instant, SystemTime) -> Device,
     ) -> Net {
         let keys: Vec<PrivateKey> = nodes
@@ -65,9 +82,13 @@ impl Net {
             .collect();
         let mut text = format!("mode = \"{mode}\"\ncluster-cidr = \"10.244.0.0/16\"\n");
         for (i, (name, region, hub)) in nodes.iter().enumerate() {
+            let endpoint = if natted.contains(name) {
+                String::new()
+            } else {
+                format!("endpoint = \"192.0.2.{}:51820\"\n", i + 1)
+            };
             text.push_str(&format!(
-                "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"{region}\"\nendpoint = \"192.0.2.{}:51820\"\npublic-key = \"{}\"\npod-cidr = \"10.244.{}.0/24\"\nhub = {hub}\n",
-                i + 1,
+                "[[node]]\nname = \"{name}\"\ncloud = \"c\"\nregion = \"{region}\"\n{endpoint}public-key = \"{}\"\npod-cidr = \"10.244.{}.0/24\"\nhub = {hub}\n",
                 keys[i].public_key(),
                 i + 1
             ));
@@ -125,6 +146,21 @@ impl Net {
                 .push(p.to_vec());
         }
         self.pump(pending);
+    }
+
+    /// Drops every datagram between `a` and `b`, both ways (two NATs that filter each other),
+    /// or carries them again.
+    pub fn set_blocked(&mut self, a: &str, b: &str, blocked: bool) {
+        let key = if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        };
+        if blocked {
+            self.limits.insert(key, 0);
+        } else {
+            self.limits.remove(&key);
+        }
     }
 
     fn carries(&self, a: &str, b: &str, datagram_len: usize) -> bool {

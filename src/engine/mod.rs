@@ -73,6 +73,8 @@ mod memory_tests;
 #[cfg(test)]
 mod psk_tests;
 #[cfg(test)]
+mod relay_tests;
+#[cfg(test)]
 mod rotation_tests;
 
 /// A peer with a fresh key and the given endpoint, for tests of the drivers around the engine.
@@ -86,6 +88,7 @@ pub(crate) fn peer_for_tests(
         endpoint,
         candidates: vec![],
         allowed_ips: vec![],
+        relay_for: vec![],
         persistent_keepalive: None,
         overlay_addrs: vec![],
         mtu: 1420,

@@ -23,6 +23,9 @@ pub struct PeerConfig {
     /// Every endpoint to try, best first (the plan's; `endpoint` is the first).
     pub candidates: Vec<Candidate>,
     pub allowed_ips: Vec<IpNet>,
+    /// Other nodes' ranges the peer carries as their relay, after those nodes themselves
+    /// (`table.rs`): a full mesh's pairs that cannot address each other (docs/nat.md, 4).
+    pub relay_for: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
     /// The peer node's own overlay addresses, where control messages go.
     pub overlay_addrs: Vec<IpAddr>,
@@ -103,6 +106,13 @@ impl Peer {
             _ => None,
         };
         let candidates = PeerCandidates::new(&config.candidates, endpoint);
+        // a peer we have no address for is not known to answer until it is heard from: where
+        // relays share its ranges, they carry them meanwhile
+        let liveness = if endpoint.is_none() && config.candidates.is_empty() {
+            PeerLiveness::starting_down()
+        } else {
+            PeerLiveness::default()
+        };
         Self {
             slot: slot & super::session::BASE_SLOT_MASK,
             candidates,
@@ -115,7 +125,7 @@ impl Peer {
             config: ArcSwap::from_pointee(config),
             endpoint: RwLock::new(endpoint),
             path: PeerPath::new(start_mtu),
-            liveness: PeerLiveness::default(),
+            liveness,
             rx_packets: AtomicU64::new(0),
             tx_packets: AtomicU64::new(0),
             endpoint_changes: AtomicU64::new(0),
@@ -178,7 +188,8 @@ impl Peer {
         if old.mtu != config.mtu {
             self.path.set_start_mtu(config.mtu);
         }
-        let routes_changed = old.allowed_ips != config.allowed_ips;
+        let routes_changed =
+            old.allowed_ips != config.allowed_ips || old.relay_for != config.relay_for;
         self.config.store(Arc::new(config));
         routes_changed
     }

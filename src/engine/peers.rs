@@ -54,6 +54,7 @@ impl Peers {
                 endpoint: p.endpoint.clone(),
                 candidates: p.candidates.clone(),
                 allowed_ips: p.allowed_ips.clone(),
+                relay_for: p.relay_for.clone(),
                 persistent_keepalive: p.persistent_keepalive,
                 overlay_addrs: p.overlay_addrs.clone(),
                 mtu: p.mtu,

@@ -39,7 +39,10 @@ enum Carriers {
 
 /// A prefix several peers carry, in this node's order of preference.
 struct Shared {
+    /// The prefix's own carriers first (its node, or a region's hubs), then its relays.
     list: Vec<Arc<Peer>>,
+    /// How many of `list` are own carriers: a relay is used only while none of them is up.
+    own: usize,
     /// Another node's range (a remote spoke's CIDR at a hub) is carried the way that node last
     /// sent from it: its own choice of hub, made by its own liveness, is the freshest word on
     /// which hub works. So when a spoke fails over, the far side's answers follow it at once
@@ -50,25 +53,33 @@ struct Shared {
     last_heard: AtomicU32,
 }
 
-impl Carriers {
-    fn as_slice(&self) -> &[Arc<Peer>] {
-        match self {
-            Carriers::One(p) => std::slice::from_ref(p),
-            Carriers::Many(s) => &s.list,
-        }
-    }
-}
-
 impl Shared {
     fn choose(&self) -> Option<&Arc<Peer>> {
+        if self.own < self.list.len() {
+            // relays stand by: the node itself while it answers, else a relay that does
+            let (own, relays) = self.list.split_at(self.own);
+            let up = |l: &[Arc<Peer>]| l.iter().any(|p| p.liveness.health() == Health::Up);
+            if up(own) {
+                return self.follow(own);
+            }
+            if up(relays) {
+                return self.follow(relays);
+            }
+        }
+        self.follow(&self.list)
+    }
+
+    /// Among `list`: the carrier the range last came through while it is up (see `follows`),
+    /// else the first by health.
+    fn follow<'a>(&self, list: &'a [Arc<Peer>]) -> Option<&'a Arc<Peer>> {
         let last = self.last_heard.load(Ordering::Relaxed);
         if self.follows && last != u32::MAX {
-            let followed = self.list.iter().find(|p| p.slot == last);
+            let followed = list.iter().find(|p| p.slot == last);
             if let Some(p) = followed.filter(|p| p.liveness.health() == Health::Up) {
                 return Some(p);
             }
         }
-        choose(&self.list)
+        choose(list)
     }
 }
 
@@ -81,30 +92,19 @@ impl PeerTable {
         };
         let mut shared_nets = Vec::new();
         let mut shared = Vec::new();
+        // relays join a prefix's carriers after all its own ones
+        let mut relayed: Vec<(IpNet, Arc<Peer>)> = Vec::new();
         for p in peers {
             if let Some(e) = p.endpoint() {
                 if t.by_endpoint.insert(e, p.clone()).is_some() {
                     shared.push(e);
                 }
             }
-            for net in &p.config().allowed_ips {
-                let carriers = match t.routes.remove(*net) {
-                    None => Carriers::One(p.clone()),
-                    Some(c) => {
-                        let mut list = c.as_slice().to_vec();
-                        list.push(p.clone());
-                        if list.len() == 2 {
-                            shared_nets.push(*net);
-                        }
-                        Carriers::Many(Shared {
-                            list,
-                            follows: false,
-                            last_heard: AtomicU32::new(u32::MAX),
-                        })
-                    }
-                };
-                t.routes.insert(*net, carriers);
+            let config = p.config();
+            for net in &config.allowed_ips {
+                t.add_carrier(*net, &p, false, &mut shared_nets);
             }
+            relayed.extend(config.relay_for.iter().map(|net| (*net, p.clone())));
             t.by_slot.insert(p.slot, p.clone());
             // during a peer's rotation both of its keys find it
             let keys = p.keys().accepted();
@@ -112,19 +112,63 @@ impl PeerTable {
                 t.by_key.insert(key, p.clone());
             }
         }
+        for (net, p) in relayed {
+            t.add_carrier(net, &p, true, &mut shared_nets);
+        }
         for e in shared {
             t.by_endpoint.remove(&e);
         }
         for net in &shared_nets {
             if let Some(Carriers::Many(mut shared)) = t.routes.remove(*net) {
                 let anchor = preference::anchor(*net, own_cidrs);
-                preference::order(anchor, &mut shared.list, |p| p.name());
+                preference::order(anchor, &mut shared.list[..shared.own], |p| p.name());
+                let pair = preference::pair_anchor(*net, own_cidrs);
+                preference::order(pair, &mut shared.list[shared.own..], |p| p.name());
                 shared.follows = anchor == *net;
                 t.routes.insert(*net, Carriers::Many(shared));
             }
         }
         t.shared = shared_nets;
         t
+    }
+
+    /// Adds `p` as a carrier of `net`, an own one or a relay (after every own one); notes in
+    /// `shared_nets` a prefix that now has two.
+    fn add_carrier(
+        &mut self,
+        net: IpNet,
+        p: &Arc<Peer>,
+        relay: bool,
+        shared_nets: &mut Vec<IpNet>,
+    ) {
+        let carriers = match self.routes.remove(net) {
+            None if !relay => Carriers::One(p.clone()),
+            // a relay of a node not configured here: still a relay, never an own carrier
+            None => Carriers::Many(Shared {
+                list: vec![p.clone()],
+                own: 0,
+                follows: false,
+                last_heard: AtomicU32::new(u32::MAX),
+            }),
+            Some(c) => {
+                let (mut list, own) = match c {
+                    Carriers::One(first) => (vec![first], 1),
+                    Carriers::Many(s) => (s.list, s.own),
+                };
+                if list.len() == 1 {
+                    shared_nets.push(net);
+                }
+                let own = if relay { own } else { own + 1 };
+                list.push(p.clone());
+                Carriers::Many(Shared {
+                    list,
+                    own,
+                    follows: false,
+                    last_heard: AtomicU32::new(u32::MAX),
+                })
+            }
+        };
+        self.routes.insert(net, carriers);
     }
 
     /// This node's own pod CIDRs, as given to [`new`](Self::new).
@@ -213,9 +257,13 @@ mod tests {
     fn peer(slot: u32, nets: &[&str]) -> Arc<Peer> {
         let config = PeerConfig {
             name: format!("p{slot}"),
-            endpoint: None,
+            // an addressed peer: one without an address starts down (`peer.rs`)
+            endpoint: Some(crate::core::topology::Endpoint::Addr(
+                format!("192.0.2.{slot}:51820").parse().unwrap(),
+            )),
             candidates: vec![],
             allowed_ips: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            relay_for: vec![],
             persistent_keepalive: None,
             overlay_addrs: vec![],
             mtu: 1420,

@@ -10,7 +10,10 @@
 //!   every shared range (a spoke's CIDRs at a remote hub, the cluster at a spoke) is shared
 //!   only by hubs that may each legitimately carry it: the source check stays exact.
 
+mod relays;
 mod render;
+
+pub use relays::{needs_relay, RELAYS_PER_PAIR};
 
 use super::topology::{
     only_one_public, Candidate, Endpoint, MeshMode, Node, Topology, TopologyError,
@@ -46,6 +49,10 @@ pub struct PeerPlan {
     #[serde(skip_serializing_if = "only_one_public")]
     pub candidates: Vec<Candidate>,
     pub allowed_ips: Vec<IpNet>,
+    /// Other nodes' ranges this peer carries as their relay, standing by: used only while the
+    /// node itself does not answer (a full mesh's NATed pairs, docs/nat.md section 4).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relay_for: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
     pub role: PeerRole,
     pub region: String,
@@ -175,6 +182,7 @@ impl Plan {
             endpoint: n.endpoint_for(me).cloned(),
             candidates: n.candidates_for(me),
             allowed_ips: allowed,
+            relay_for: Vec::new(),
             persistent_keepalive: topo.mesh.persistent_keepalive,
             role,
             region: n.region.clone(),
@@ -185,11 +193,23 @@ impl Plan {
         let mut peers = Vec::new();
         // (destination node, first hop) for every other node
         let mut hops: Vec<(&Node, &Node)> = Vec::with_capacity(topo.nodes.len());
+        // relayed destination → the smallest MTU over its relays' two hops
+        let mut relayed_mtu: HashMap<&str, (u16, u16)> = HashMap::new();
         match topo.mesh.mode {
             MeshMode::Full => {
                 peers.reserve(topo.nodes.len());
+                let mut carried = relays::carried_by_relays(me, others());
                 for n in others() {
-                    peers.push(peer(n, n.pod_cidrs(), PeerRole::Direct));
+                    let mut p = peer(n, n.pod_cidrs(), PeerRole::Direct);
+                    for (dest, range) in carried.remove(&n.name).unwrap_or_default() {
+                        p.relay_for.push(range);
+                        let (to, beyond) = (pair_mtu(topo, me, n), pair_mtu(topo, n, dest));
+                        let e = relayed_mtu
+                            .entry(dest.name.as_str())
+                            .or_insert((to, beyond));
+                        *e = (e.0.min(to), e.1.min(beyond));
+                    }
+                    peers.push(p);
                     hops.push((n, n));
                 }
             }
@@ -253,7 +273,12 @@ impl Plan {
         let mut routes =
             Vec::with_capacity(hops.len() * (1 + usize::from(me.pod_cidr_v6.is_some())));
         for (dest, via) in hops {
-            let (mtu, beyond_mtu) = route_mtu(topo, &hubs, me, dest);
+            let (mut mtu, mut beyond_mtu) = route_mtu(topo, &hubs, me, dest);
+            if let Some((to, beyond)) = relayed_mtu.get(dest.name.as_str()) {
+                // the relays' two hops bound what may be sent before the direct path is known
+                mtu = mtu.min(*to).min(*beyond);
+                beyond_mtu = Some(*beyond);
+            }
             routes.extend(dest.pod_cidrs().into_iter().map(|d| RoutePlan {
                 destination: d,
                 node: dest.name.clone(),
