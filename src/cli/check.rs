@@ -115,10 +115,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         .iter()
         .zip(probes)
         .map(|(t, (echo, full_size))| {
+            let relayed_via = daemon
+                .as_ref()
+                .ok()
+                .and_then(|d| d.peers.iter().find(|p| p.name == t.name))
+                .and_then(|p| p.path.strip_prefix("relayed via "))
+                .map(str::to_string);
+            // a relayed peer's traffic rides the relay's session: that handshake is the one
+            // that must be fresh
+            let keys = match &relayed_via {
+                Some(relay) => targets
+                    .iter()
+                    .find(|r| &r.name == relay)
+                    .map_or(&t.keys, |r| &r.keys),
+                None => &t.keys,
+            };
             let peer = device
                 .as_ref()
                 .ok()
-                .and_then(|d| d.peers.iter().find(|p| t.keys.contains(&p.public_key)));
+                .and_then(|d| d.peers.iter().find(|p| keys.contains(&p.public_key)));
             Observation {
                 peer: t.name.clone(),
                 address: t.address,
@@ -128,6 +143,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
                 mtu_source: t.mtu_source,
                 configured: peer.is_some(),
                 last_handshake: peer.and_then(|p| p.last_handshake),
+                relayed_via,
                 echo,
                 full_size,
             }

@@ -82,7 +82,8 @@ struct PeerStatus {
     /// Times the peer stopped answering and its shared ranges moved to another carrier.
     #[serde(skip_serializing_if = "Option::is_none")]
     downs: Option<u64>,
-    /// How the peer is reached: `private <scope>`, `public`, `learnt`, `none` (control socket).
+    /// How the peer is reached: `private <scope>`, `public`, `punched`, `learnt`, `relayed via
+    /// <node>`, `none` (control socket).
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     /// The peer's configured endpoints, best first.

@@ -78,8 +78,11 @@ pub struct Observation {
     pub mtu_source: MtuSource,
     /// Whether the running daemon has this peer at all.
     pub configured: bool,
-    /// The latest handshake the daemon reports; `None` before the first one.
+    /// The latest handshake the daemon reports; `None` before the first one. For a relayed
+    /// peer, the relay's: the peer itself may never have had one (both behind NAT).
     pub last_handshake: Option<SystemTime>,
+    /// The node relaying this peer's traffic now, when it is relayed (docs/nat.md, 4).
+    pub relayed_via: Option<String>,
     pub echo: Probe,
     pub full_size: Probe,
 }
@@ -97,6 +100,9 @@ pub struct PeerVerdict {
     pub plan_mtu: u16,
     /// The MTU discovery measured for that route; absent until it has.
     pub discovered_mtu: Option<u16>,
+    /// The node relaying this peer's traffic now; absent for a direct path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayed_via: Option<String>,
     /// Seconds since the latest handshake; absent when there was none.
     pub handshake_age_s: Option<u64>,
     pub reachable: bool,
@@ -146,7 +152,10 @@ pub fn judge(obs: &Observation, timeout: Duration, now: SystemTime) -> PeerVerdi
         .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO));
     match (obs.configured, age) {
         (false, _) => failures.push("not configured on the running daemon".to_string()),
-        (true, None) => failures.push("no handshake yet".to_string()),
+        (true, None) => failures.push(match &obs.relayed_via {
+            Some(relay) => format!("relayed via {relay}, which has no handshake yet"),
+            None => "no handshake yet".to_string(),
+        }),
         (true, Some(a)) if a >= SESSION_FRESH => failures.push(format!(
             "handshake {}s old (fresh is under {}s)",
             a.as_secs(),
@@ -171,6 +180,11 @@ pub fn judge(obs: &Observation, timeout: Duration, now: SystemTime) -> PeerVerdi
         .map(|f| format!("{f} ({})", size_reason(obs))),
     );
     let mut notes = Vec::new();
+    if let Some(relay) = &obs.relayed_via {
+        // not a failure: the pair has no direct path (both behind NAT), or lost it; the relay
+        // carries it while punches keep trying
+        notes.push(format!("relayed via {relay}: no direct path now"));
+    }
     if obs.mtu_source == MtuSource::DataPath {
         notes.push(format!(
             "path MTU not discovered yet: probed at {mtu}, what the data path enforces (plan {})",
@@ -188,6 +202,7 @@ pub fn judge(obs: &Observation, timeout: Duration, now: SystemTime) -> PeerVerdi
         mtu_source: obs.mtu_source,
         plan_mtu: obs.plan_mtu,
         discovered_mtu: obs.path.filter(|p| p.discovered).map(|p| p.mtu),
+        relayed_via: obs.relayed_via.clone(),
         handshake_age_s: age.map(|a| a.as_secs()),
         reachable: rtt.is_some(),
         full_size: matches!(obs.full_size, Probe::Reply(_)),
@@ -351,6 +366,7 @@ mod tests {
             mtu_source: MtuSource::Discovered,
             configured: true,
             last_handshake: Some(at(1000)),
+            relayed_via: None,
             echo: Probe::Reply(Duration::from_micros(420)),
             full_size: Probe::Reply(Duration::from_micros(510)),
         }
@@ -362,6 +378,34 @@ mod tests {
         assert!(v.ok, "{:?}", v.failures);
         assert_eq!(v.handshake_age_s, Some(10));
         assert_eq!(v.rtt_ms, Some(0.42));
+    }
+
+    #[test]
+    fn a_relayed_peer_that_answers_passes_with_a_note_naming_its_relay() {
+        let relayed = Observation {
+            relayed_via: Some("pub-1".into()),
+            ..healthy("nat-2")
+        };
+        let v = judge(&relayed, T, at(1010));
+        assert!(v.ok, "{:?}", v.failures);
+        assert_eq!(v.relayed_via.as_deref(), Some("pub-1"));
+        assert!(
+            v.notes.iter().any(|n| n.contains("relayed via pub-1")),
+            "{:?}",
+            v.notes
+        );
+        let unanswered = Observation {
+            last_handshake: None,
+            echo: Probe::NoReply,
+            ..relayed
+        };
+        let v = judge(&unanswered, T, at(1010));
+        assert!(!v.ok);
+        assert!(
+            v.failures[0].contains("relayed via pub-1, which has no handshake yet"),
+            "{:?}",
+            v.failures
+        );
     }
 
     /// `healthy`, measured behind the black hole: probed at what discovery found.

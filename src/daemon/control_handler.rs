@@ -42,6 +42,14 @@ impl DaemonControl {
                 // plan's MTU with a discovery's confirmation
                 let path = p.path.view();
                 let candidates = p.candidates.view();
+                let punch = p.punch.view();
+                let path_now = match table.relayed_via(p) {
+                    Some(relay) => format!("relayed via {}", relay.name()),
+                    None if punch.punched.is_some() && punch.punched == p.endpoint() => {
+                        "punched".to_string()
+                    }
+                    None => candidates.path(p.endpoint()),
+                };
                 // bound first: a guard inside the literal would live to its end
                 let keys = p.keys().accepted();
                 let theirs = keys[0];
@@ -66,7 +74,9 @@ impl DaemonControl {
                     probe_bytes: path.probe_bytes,
                     health: p.liveness.health().as_str().to_string(),
                     downs: p.liveness.downs(),
-                    path: candidates.path(p.endpoint()),
+                    path: path_now,
+                    punch_attempts: punch.attempts,
+                    punch_successes: punch.successes,
                     candidates: candidates.listed(),
                     roam_refused: candidates.roam_refused,
                     endpoint_failovers: candidates.failovers,
@@ -92,6 +102,7 @@ impl DaemonControl {
             rotations: self.device.rotations(),
             psk_epoch: self.device.psk_epoch(),
             awake_peers: self.device.awake_count(),
+            forwarded_packets: self.device.forwarded(),
             policy: Some(super::policy::status(&self.device, now)),
             nat: Some({
                 let nat = self.device.nat(now);

@@ -190,6 +190,10 @@ impl Device {
                 }
             }
             Message::Observed { addr } => self.reflexive.answered(&peer.name(), addr, now),
+            Message::Introduce { peer: target } => self.handle_introduce(peer, target, out, sink),
+            Message::Punch { peer: target, addr } => {
+                self.handle_punch(peer, target, addr, now, out, sink)
+            }
         }
     }
 }

@@ -45,6 +45,11 @@ pub enum Message {
     /// "From `addr`": the outer source address and port of the asker's datagrams, as this
     /// peer sees them, which is the asker's NAT mapping towards it.
     Observed { addr: SocketAddr },
+    /// "Put me in touch with `peer`": to an introducer, a public node both have sessions with
+    /// (docs/nat.md, section 3).
+    Introduce { peer: PublicKey },
+    /// From an introducer: "`peer` reaches me from `addr`; send there now, it sends to you".
+    Punch { peer: PublicKey, addr: SocketAddr },
 }
 
 impl Message {
@@ -58,24 +63,19 @@ impl Message {
             Message::KeyAnnounceAck { .. } => 6,
             Message::Observe => 7,
             Message::Observed { .. } => 8,
+            Message::Introduce { .. } => 9,
+            Message::Punch { .. } => 10,
         }
     }
 
     fn body(&self, out: &mut Vec<u8>) {
         match self {
             Message::Hello | Message::HelloAck | Message::Observe => {}
-            Message::Observed { addr } => {
-                match addr.ip() {
-                    IpAddr::V4(a) => {
-                        out.push(4);
-                        out.extend_from_slice(&a.octets());
-                    }
-                    IpAddr::V6(a) => {
-                        out.push(6);
-                        out.extend_from_slice(&a.octets());
-                    }
-                }
-                out.extend_from_slice(&addr.port().to_be_bytes());
+            Message::Observed { addr } => put_addr(*addr, out),
+            Message::Introduce { peer } => out.extend_from_slice(peer.as_bytes()),
+            Message::Punch { peer, addr } => {
+                out.extend_from_slice(peer.as_bytes());
+                put_addr(*addr, out);
             }
             Message::Probe { id } => out.extend_from_slice(&id.to_be_bytes()),
             Message::ProbeAck { id, size } => {
@@ -128,25 +128,49 @@ impl Message {
                 new_public: key_at(0)?,
             }),
             7 => Some(Message::Observe),
-            8 => {
-                let (ip, at): (IpAddr, usize) = match body.first()? {
-                    4 => {
-                        let o: [u8; 4] = body.get(1..5)?.try_into().ok()?;
-                        (o.into(), 5)
-                    }
-                    6 => {
-                        let o: [u8; 16] = body.get(1..17)?.try_into().ok()?;
-                        (o.into(), 17)
-                    }
-                    _ => return None,
-                };
-                Some(Message::Observed {
-                    addr: SocketAddr::new(ip, u16_at(at)?),
-                })
-            }
+            8 => Some(Message::Observed {
+                addr: addr_at(body)?,
+            }),
+            9 => Some(Message::Introduce { peer: key_at(0)? }),
+            10 => Some(Message::Punch {
+                peer: key_at(0)?,
+                addr: addr_at(body.get(32..)?)?,
+            }),
             _ => None,
         }
     }
+}
+
+/// An address as `4 | octets | port` or `6 | octets | port`.
+fn put_addr(addr: SocketAddr, out: &mut Vec<u8>) {
+    match addr.ip() {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+    out.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+/// The address [`put_addr`] wrote at the start of `body`; `None` when cut short or unknown.
+fn addr_at(body: &[u8]) -> Option<SocketAddr> {
+    let (ip, at): (IpAddr, usize) = match body.first()? {
+        4 => {
+            let o: [u8; 4] = body.get(1..5)?.try_into().ok()?;
+            (o.into(), 5)
+        }
+        6 => {
+            let o: [u8; 16] = body.get(1..17)?.try_into().ok()?;
+            (o.into(), 17)
+        }
+        _ => return None,
+    };
+    let port = u16::from_be_bytes(body.get(at..at + 2)?.try_into().ok()?);
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Builds the inner IP packet carrying `msg` from `src` to `dst`, padded with zeros so the
@@ -256,6 +280,17 @@ mod tests {
             Message::Observed {
                 addr: "[2001:db8::7]:51820".parse().unwrap(),
             },
+            Message::Introduce {
+                peer: PublicKey::from_bytes([9; 32]),
+            },
+            Message::Punch {
+                peer: PublicKey::from_bytes([10; 32]),
+                addr: "203.0.113.9:51820".parse().unwrap(),
+            },
+            Message::Punch {
+                peer: PublicKey::from_bytes([11; 32]),
+                addr: "[2001:db8::9]:4500".parse().unwrap(),
+            },
         ];
         let pairs: [(IpAddr, IpAddr); 2] = [
             ("10.244.1.1".parse().unwrap(), "10.244.2.1".parse().unwrap()),
@@ -319,5 +354,27 @@ mod tests {
             assert_eq!(Message::parse(junk), None, "{junk:?}");
         }
         assert!(payload(&[0x45; 10]).is_none());
+    }
+
+    #[test]
+    fn a_punch_or_introduction_cut_short_anywhere_is_refused() {
+        let src = "10.244.1.1".parse().unwrap();
+        let dst = "10.244.2.1".parse().unwrap();
+        for m in [
+            Message::Introduce {
+                peer: PublicKey::from_bytes([3; 32]),
+            },
+            Message::Punch {
+                peer: PublicKey::from_bytes([4; 32]),
+                addr: "[2001:db8::1]:51820".parse().unwrap(),
+            },
+        ] {
+            let pkt = build(src, dst, &m, 0);
+            let full = payload(&pkt).unwrap();
+            for len in 0..full.len() {
+                assert_eq!(Message::parse(&full[..len]), None, "{m:?} cut at {len}");
+            }
+            assert_eq!(Message::parse(full), Some(m));
+        }
     }
 }

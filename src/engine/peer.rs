@@ -4,6 +4,7 @@
 use super::candidates::PeerCandidates;
 use super::liveness::PeerLiveness;
 use super::path_mtu::PeerPath;
+use super::punch::PeerPunch;
 use super::session::Sessions;
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
@@ -53,6 +54,8 @@ pub struct Peer {
     endpoint: RwLock<Option<SocketAddr>>,
     /// Which of the peer's endpoints is in use, failover among them, and roaming's limits.
     pub candidates: PeerCandidates,
+    /// Hole punching towards it, when it is reached through a relay (`punch.rs`).
+    pub punch: PeerPunch,
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
     pub endpoint_changes: AtomicU64,
@@ -94,6 +97,8 @@ pub struct PeerSnapshot {
     pub downs: u64,
     /// Its endpoints, which one is in use, failovers and refused roams.
     pub candidates: super::candidates::CandidatesView,
+    /// Hole punches towards it (`punch.rs`).
+    pub punch: super::punch::PunchView,
 }
 
 impl Peer {
@@ -116,6 +121,7 @@ impl Peer {
         Self {
             slot: slot & super::session::BASE_SLOT_MASK,
             candidates,
+            punch: PeerPunch::default(),
             next_generation: AtomicU32::new(0),
             sessions: Mutex::new(Sessions::empty()),
             keys: Mutex::new(PeerKeys::new(public_key)),
@@ -268,6 +274,7 @@ impl Peer {
             health: self.liveness.health(),
             downs: self.liveness.downs(),
             candidates: self.candidates.view(),
+            punch: self.punch.view(),
         }
     }
 }

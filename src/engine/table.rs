@@ -29,6 +29,9 @@ pub struct PeerTable {
     shared: Vec<IpNet>,
     /// This node's own pod CIDRs: what the preference among carriers is anchored on.
     own_cidrs: Vec<IpNet>,
+    /// The peers whose ranges have relays (a full mesh's NATed pairs), each with its relays in
+    /// order: whom hole punching is for, and whom it asks (`punch.rs`).
+    relayed: Vec<(Arc<Peer>, Vec<Arc<Peer>>)>,
 }
 
 /// The peers carrying one prefix: nearly always one, so without a list of its own.
@@ -128,8 +131,48 @@ impl PeerTable {
                 t.routes.insert(*net, Carriers::Many(shared));
             }
         }
+        t.relayed = t.find_relayed(&shared_nets);
         t.shared = shared_nets;
         t
+    }
+
+    /// Each peer carrying a prefix that also has relays, with those relays (a peer's several
+    /// prefixes have the same ones: the first found is kept).
+    fn find_relayed(&self, shared_nets: &[IpNet]) -> Vec<(Arc<Peer>, Vec<Arc<Peer>>)> {
+        let mut relayed: Vec<(Arc<Peer>, Vec<Arc<Peer>>)> = Vec::new();
+        for net in shared_nets {
+            let Some(Carriers::Many(s)) = self.routes.get(*net) else {
+                continue;
+            };
+            let (own, relays) = s.list.split_at(s.own);
+            if relays.is_empty() {
+                continue;
+            }
+            for p in own {
+                if !relayed.iter().any(|(q, _)| Arc::ptr_eq(p, q)) {
+                    relayed.push((p.clone(), relays.to_vec()));
+                }
+            }
+        }
+        relayed
+    }
+
+    /// The peers whose ranges have relays, each with its relays in order of preference.
+    pub fn relayed(&self) -> &[(Arc<Peer>, Vec<Arc<Peer>>)] {
+        &self.relayed
+    }
+
+    /// The relay carrying `peer`'s own range now, when its traffic goes through one.
+    pub fn relayed_via(&self, peer: &Peer) -> Option<&Arc<Peer>> {
+        let net = *peer.config().allowed_ips.first()?;
+        let Carriers::Many(s) = self.routes.get(net)? else {
+            return None;
+        };
+        let chosen = s.choose()?;
+        s.list[s.own..]
+            .iter()
+            .any(|r| Arc::ptr_eq(r, chosen))
+            .then_some(chosen)
     }
 
     /// Adds `p` as a carrier of `net`, an own one or a relay (after every own one); notes in

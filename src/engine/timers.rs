@@ -33,6 +33,7 @@ impl Device {
             self.send_control(peer, &probe, 0, scratch.packet_mut(), sink);
         });
         self.tick_candidates(&awake, now, scratch, sink);
+        self.tick_punch(now, scratch, sink);
         self.tick_rotation(&awake, now, scratch, sink);
         self.tick_psk(&awake, wall, scratch, sink);
         self.tick_sessions(&awake, now, scratch, sink);

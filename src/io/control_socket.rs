@@ -64,9 +64,15 @@ pub struct PeerPathStatus {
     /// Times the peer stopped answering (each moved its shared ranges to another carrier).
     #[serde(default)]
     pub downs: u64,
-    /// How the peer is reached: `private <scope>`, `public`, `learnt` or `none` (docs/nat.md).
+    /// How the peer is reached: `private <scope>`, `public`, `punched` (an address an
+    /// introducer gave, that answered), `learnt`, `relayed via <node>` or `none` (docs/nat.md).
     #[serde(default)]
     pub path: String,
+    /// Hole punches started towards the peer, and those that reached it (docs/nat.md, 3).
+    #[serde(default)]
+    pub punch_attempts: u64,
+    #[serde(default)]
+    pub punch_successes: u64,
     /// The peer's configured endpoints, best first, `address (scope)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
@@ -106,6 +112,10 @@ pub struct DaemonStatus {
     /// Peers holding session state now; the others are idle records.
     #[serde(default)]
     pub awake_peers: usize,
+    /// Packets this node relayed from one peer to another inside its engine (a hub, or a
+    /// full mesh's relay for a NATed pair).
+    #[serde(default)]
+    pub forwarded_packets: u64,
     /// The network policy in force (absent from daemons before policy existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<super::policy_status::PolicyStatus>,

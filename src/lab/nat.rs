@@ -11,6 +11,13 @@
 //! inside socket whatever the destination (endpoint-independent mapping), `masquerade
 //! fully-random` draws a port per destination (endpoint-dependent, "symmetric"). Its UDP
 //! conntrack timeouts are short so mappings expire within a test; they are per namespace.
+//!
+//! Like any NAT gateway's firewall, the router drops what arrives unsolicited on `eth0`. This
+//! matters beyond realism: a packet the kernel tracks and delivers (to no listener) leaves an
+//! entry behind, and when the node then sends to that packet's source, its own mapping's reply
+//! tuple clashes with that entry, so masquerade moves it to another port. A hole punch whose
+//! first datagram arrives before the node's own leaves would then meet a mapping that is no
+//! longer endpoint-independent. Dropped in the filter hook, the entry is never confirmed.
 
 use super::layout::{
     NodeLayout, RegionLayout, NAT_NODE_V4, NAT_NODE_V6, NAT_ROUTER_V4, NAT_ROUTER_V6,
@@ -99,7 +106,11 @@ fn masquerade(kind: LabNat) -> String {
     format!(
         "add table inet {TABLE}; \
          add chain inet {TABLE} post {{ type nat hook postrouting priority 100; policy accept; }}; \
-         add rule inet {TABLE} post oifname \"eth0\" masquerade{flags}"
+         add rule inet {TABLE} post oifname \"eth0\" masquerade{flags}; \
+         add chain inet {TABLE} inbound {{ type filter hook input priority 0; policy accept; }}; \
+         add rule inet {TABLE} inbound iifname \"eth0\" ct state new drop; \
+         add chain inet {TABLE} through {{ type filter hook forward priority 0; policy accept; }}; \
+         add rule inet {TABLE} through iifname \"eth0\" ct state new drop"
     )
 }
 
@@ -124,7 +135,8 @@ mod tests {
 
     #[test]
     fn the_dependent_nat_draws_a_port_per_destination_and_the_independent_one_does_not() {
-        assert!(masquerade(LabNat::Dependent).ends_with("masquerade fully-random"));
-        assert!(masquerade(LabNat::Independent).ends_with("masquerade"));
+        assert!(masquerade(LabNat::Dependent).contains("masquerade fully-random;"));
+        assert!(masquerade(LabNat::Independent).contains("masquerade;"));
+        assert!(masquerade(LabNat::Independent).contains("iifname \"eth0\" ct state new drop"));
     }
 }

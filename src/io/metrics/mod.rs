@@ -14,6 +14,7 @@
 //! | `wiremesh_peer_endpoint_changes` | counter | peer, public_key | roaming and DNS re-resolution |
 //! | `wiremesh_peer_endpoint_failovers` | counter | peer, public_key | tried at the next endpoint |
 //! | `wiremesh_peer_roams_refused` | counter | peer, public_key | private endpoint kept |
+//! | `wiremesh_peer_punches` / `_punches_succeeded` | counter | peer, public_key | hole punches started / that reached the peer |
 //! | `wiremesh_peer_mtu_bytes` | gauge | peer, public_key | tunnel MTU towards the peer (discovered) |
 //! | `wiremesh_peer_mtu_confirmed_age_seconds` | gauge | peer, public_key | absent before discovery |
 //! | `wiremesh_peer_answering` | gauge | peer, public_key | 1 while the peer answers, 0 while down or returning |
@@ -186,7 +187,7 @@ impl Collector for DeviceCollector {
             values: peers.iter().map(f).collect(),
         };
         let bytes = Some(&Unit::Bytes);
-        let per_peer_counters: [CounterSpec; 9] = [
+        let per_peer_counters: [CounterSpec; 11] = [
             (
                 "wiremesh_peer_tx",
                 "Tunnel bytes sent to the peer (WireGuard payload, as wg show).",
@@ -234,6 +235,18 @@ impl Collector for DeviceCollector {
                 "Packets from another address that did not move the peer off its private endpoint in use.",
                 None,
                 |p| p.candidates.roam_refused,
+            ),
+            (
+                "wiremesh_peer_punches",
+                "Hole punches started towards the peer, reached through a relay (docs/nat.md).",
+                None,
+                |p| p.punch.attempts,
+            ),
+            (
+                "wiremesh_peer_punches_succeeded",
+                "Hole punches that reached the peer: its traffic may leave the relay.",
+                None,
+                |p| p.punch.successes,
             ),
             (
                 "wiremesh_peer_down_events",
