@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{assert_all_pairs, exe, namespaces_of, new_lab, run, wait_for};
-use std::collections::BTreeMap;
+use common::{assert_all_pairs, endpoint_of, exe, namespaces_of, new_lab, run, wait_for};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,32 +35,6 @@ fn link_bytes(ns: &str, dev: &str) -> (u64, u64) {
 fn carried(lab: &Lab, veth: &str) -> u64 {
     let (rx, tx) = link_bytes(&lab.layout().core_ns, veth);
     rx + tx
-}
-
-/// `wg show IF endpoints` through the daemon's UAPI socket: public key → endpoint.
-fn wg_endpoints(lab: &Lab, node: &str) -> BTreeMap<String, SocketAddr> {
-    let out = run(&["wg", "show", lab.ifname(node).unwrap(), "endpoints"]);
-    out.lines()
-        .filter_map(|l| {
-            let (key, ep) = l.split_once('\t')?;
-            Some((key.to_string(), ep.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// Where `node`'s daemon sends to `peer`, once it knows.
-fn endpoint_of(lab: &Lab, node: &str, peer: &str) -> Result<SocketAddr, String> {
-    let key = lab
-        .topology()
-        .unwrap()
-        .node(peer)
-        .unwrap()
-        .public_key
-        .to_string();
-    wg_endpoints(lab, node)
-        .get(&key)
-        .copied()
-        .ok_or_else(|| format!("{node} has no endpoint for {peer}"))
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn nated_nodes_go_direct_where_their_nats_allow_and_are_relayed_where_they_do_no
 }
 
 #[test]
-fn a_punched_pair_loses_nothing_when_a_nat_mapping_is_flushed_mid_transfer() {
+fn a_punched_pair_recovers_from_a_flushed_mapping_mid_transfer_and_from_a_new_address() {
     if !common::require_root() {
         return;
     }
@@ -217,4 +217,48 @@ fn a_punched_pair_loses_nothing_when_a_nat_mapping_is_flushed_mid_transfer() {
         t.elapsed >= Duration::from_secs(3),
         "the flush landed mid-transfer"
     );
+
+    // roaming: ind-1's site gets a new public address; its peers still send to the old one
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = ping_stream(
+        &lab,
+        "ind-2",
+        overlay(&lab, "ind-1"),
+        Duration::from_millis(20),
+        stop.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let moved = lab.renumber_nat("ind-1").unwrap();
+    let renumbered = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, Ordering::Relaxed);
+    let s = pings.join().unwrap().unwrap();
+    println!(
+        "ind-1 renumbered to {moved}: pings {} sent, {} lost, longest gap {:?}; ind-2 → ind-1 now {}",
+        s.sent,
+        s.lost,
+        s.longest_gap,
+        path_of(&lab, "ind-2", "ind-1")
+    );
+    assert!(
+        s.longest_gap <= RECOVERY_GOAL,
+        "traffic flowed again within 5 s of the new address: gap {:?}",
+        s.longest_gap
+    );
+    // and the pair punches through again, to the new address
+    let direct = wait_for(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "ind-2 direct to ind-1's new address",
+        || {
+            let path = path_of(&lab, "ind-2", "ind-1");
+            match (path.as_str(), common::endpoint_of(&lab, "ind-2", "ind-1")) {
+                ("punched", Ok(at)) if at.ip() == std::net::IpAddr::V4(moved) => {
+                    Ok(renumbered.elapsed())
+                }
+                (path, at) => Err(format!("{path} at {at:?}")),
+            }
+        },
+    );
+    println!("direct again at the new address {direct:?} after the renumbering");
 }

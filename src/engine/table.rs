@@ -140,6 +140,7 @@ impl PeerTable {
     /// prefixes have the same ones: the first found is kept).
     fn find_relayed(&self, shared_nets: &[IpNet]) -> Vec<(Arc<Peer>, Vec<Arc<Peer>>)> {
         let mut relayed: Vec<(Arc<Peer>, Vec<Arc<Peer>>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for net in shared_nets {
             let Some(Carriers::Many(s)) = self.routes.get(*net) else {
                 continue;
@@ -149,7 +150,7 @@ impl PeerTable {
                 continue;
             }
             for p in own {
-                if !relayed.iter().any(|(q, _)| Arc::ptr_eq(p, q)) {
+                if seen.insert(p.slot) {
                     relayed.push((p.clone(), relays.to_vec()));
                 }
             }

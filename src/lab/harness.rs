@@ -260,6 +260,23 @@ impl Lab {
         super::nat::flush(self.router_of(node)?)
     }
 
+    /// Moves a NATed node's router to a new public IPv4 address (host part + 100): the node's
+    /// outer address changes under it, as when a site's uplink is renumbered. Returns the new
+    /// address. The lab's records keep the old one.
+    pub fn renumber_nat(&self, node: &str) -> Result<std::net::Ipv4Addr, LabError> {
+        let router = self.router_of(node)?;
+        let n = self.state.layout.node(node)?;
+        let region = self
+            .state
+            .layout
+            .region(&n.region)
+            .ok_or_else(|| LabError::UnknownNode(node.into()))?;
+        let [a, b, c, d] = n.underlay_v4.octets();
+        let to = std::net::Ipv4Addr::new(a, b, c, d.wrapping_add(100));
+        super::nat::renumber(router, n.underlay_v4, to, region.gateway_v4)?;
+        Ok(to)
+    }
+
     /// How many mappings (tracked connections) a node's NAT router holds.
     pub fn nat_mappings(&self, node: &str) -> Result<usize, LabError> {
         super::nat::mappings(self.router_of(node)?)

@@ -120,6 +120,27 @@ pub fn flush(router_ns: &str) -> Result<(), LabError> {
     netns::run("ip", &["netns", "exec", router_ns, "conntrack", "-F"]).map(drop)
 }
 
+/// Gives a router a new public IPv4 address `to` in place of `from` (a DHCP renewal, a new
+/// uplink): every mapping is forgotten, and the node's datagrams leave from the new address.
+/// The default route goes with the old address and is put back.
+pub fn renumber(
+    router_ns: &str,
+    from: std::net::Ipv4Addr,
+    to: std::net::Ipv4Addr,
+    gateway: std::net::Ipv4Addr,
+) -> Result<(), LabError> {
+    netns::ip_batch(
+        Some(router_ns),
+        &[
+            format!("addr del {from}/24 dev eth0"),
+            format!("addr add {to}/24 dev eth0"),
+            format!("route replace default via {gateway}"),
+        ],
+        false,
+    )?;
+    flush(router_ns)
+}
+
 /// How many connections a router tracks (`conntrack -C`): its mappings.
 pub fn mappings(router_ns: &str) -> Result<usize, LabError> {
     let out = netns::run("ip", &["netns", "exec", router_ns, "conntrack", "-C"])?;

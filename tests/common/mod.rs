@@ -623,3 +623,36 @@ impl Joiner {
         )
     }
 }
+
+/// `wg show IF endpoints` through the daemon's UAPI socket: public key → endpoint.
+pub fn wg_endpoints(
+    lab: &wiremesh::lab::Lab,
+    node: &str,
+) -> std::collections::BTreeMap<String, std::net::SocketAddr> {
+    let out = run(&["wg", "show", lab.ifname(node).unwrap(), "endpoints"]);
+    out.lines()
+        .filter_map(|l| {
+            let (key, ep) = l.split_once('\t')?;
+            Some((key.to_string(), ep.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Where `node`'s daemon sends to `peer`, once it knows.
+pub fn endpoint_of(
+    lab: &wiremesh::lab::Lab,
+    node: &str,
+    peer: &str,
+) -> Result<std::net::SocketAddr, String> {
+    let key = lab
+        .topology()
+        .unwrap()
+        .node(peer)
+        .unwrap()
+        .public_key
+        .to_string();
+    wg_endpoints(lab, node)
+        .get(&key)
+        .copied()
+        .ok_or_else(|| format!("{node} has no endpoint for {peer}"))
+}

@@ -198,7 +198,8 @@ impl Plan {
         match topo.mesh.mode {
             MeshMode::Full => {
                 peers.reserve(topo.nodes.len());
-                let mut carried = relays::carried_by_relays(me, others());
+                let cluster = IpNet::V4(topo.mesh.cluster_cidr);
+                let mut carried = relays::carried_by_relays(me, cluster, others());
                 for n in others() {
                     let mut p = peer(n, n.pod_cidrs(), PeerRole::Direct);
                     for (dest, range) in carried.remove(&n.name).unwrap_or_default() {
