@@ -42,7 +42,7 @@ impl DaemonControl {
                 // plan's MTU with a discovery's confirmation
                 let path = p.path.view();
                 let candidates = p.candidates.view();
-                let punch = p.punch.view();
+                let punch = self.device.punch_view(p);
                 let path_now = match table.relayed_via(p) {
                     Some(relay) => format!("relayed via {}", relay.name()),
                     None if punch.punched.is_some() && punch.punched == p.endpoint() => {

@@ -16,6 +16,7 @@ use super::path_mtu::PathEvents;
 use super::peer::Peer;
 use super::peers::Peers;
 use super::psk::{PskEpochs, PskSettings};
+use super::punch::Punches;
 use super::reflexive::{NatView, Reflexive};
 use super::table::PeerTable;
 use crate::core::key::{PrivateKey, PublicKey};
@@ -45,6 +46,8 @@ pub struct Device {
     pub(super) firewall: Firewall,
     /// What public peers see of our address: the NAT in front of this node.
     pub(super) reflexive: Reflexive,
+    /// Hole punching towards the peers reached through a relay.
+    pub(super) punches: Punches,
     pub(super) counters: Counters,
 }
 
@@ -83,6 +86,7 @@ impl Device {
             idle: Idle::default(),
             firewall: Firewall::new(firewall_seed(), now),
             reflexive: Reflexive::default(),
+            punches: Punches::default(),
             counters: Counters::default(),
         };
         dev.apply(plan, now);
@@ -141,6 +145,18 @@ impl Device {
     /// The tunnel MTU of the current plan.
     pub fn mtu(&self) -> u16 {
         self.node.load().mtu
+    }
+
+    /// A point-in-time view of `peer`, with what the device's parts know of it.
+    pub fn peer_snapshot(
+        &self,
+        peer: &Peer,
+        now: Instant,
+        wall: SystemTime,
+    ) -> super::PeerSnapshot {
+        let mut s = peer.snapshot(now, wall);
+        s.punch = self.punch_view(peer);
+        s
     }
 
     pub fn peers(&self) -> Arc<PeerTable> {

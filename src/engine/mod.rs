@@ -90,7 +90,6 @@ pub(crate) fn peer_for_tests(
         endpoint,
         candidates: vec![],
         allowed_ips: vec![],
-        relay_for: vec![],
         persistent_keepalive: None,
         overlay_addrs: vec![],
         mtu: 1420,

@@ -4,7 +4,6 @@
 use super::candidates::PeerCandidates;
 use super::liveness::PeerLiveness;
 use super::path_mtu::PeerPath;
-use super::punch::PeerPunch;
 use super::session::Sessions;
 use crate::core::key::PublicKey;
 use crate::core::rotation::PeerKeys;
@@ -24,9 +23,6 @@ pub struct PeerConfig {
     /// Every endpoint to try, best first (the plan's; `endpoint` is the first).
     pub candidates: Vec<Candidate>,
     pub allowed_ips: Vec<IpNet>,
-    /// Other nodes' ranges the peer carries as their relay, after those nodes themselves
-    /// (`table.rs`): a full mesh's pairs that cannot address each other (docs/nat.md, 4).
-    pub relay_for: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
     /// The peer node's own overlay addresses, where control messages go.
     pub overlay_addrs: Vec<IpAddr>,
@@ -54,8 +50,6 @@ pub struct Peer {
     endpoint: RwLock<Option<SocketAddr>>,
     /// Which of the peer's endpoints is in use, failover among them, and roaming's limits.
     pub candidates: PeerCandidates,
-    /// Hole punching towards it, when it is reached through a relay (`punch.rs`).
-    pub punch: PeerPunch,
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
     pub endpoint_changes: AtomicU64,
@@ -97,7 +91,10 @@ pub struct PeerSnapshot {
     pub downs: u64,
     /// Its endpoints, which one is in use, failovers and refused roams.
     pub candidates: super::candidates::CandidatesView,
-    /// Hole punches towards it (`punch.rs`).
+    /// Hole punches towards it (`punch.rs`); filled by [`Device::peer_snapshot`], zero from
+    /// [`Peer::snapshot`] alone.
+    ///
+    /// [`Device::peer_snapshot`]: super::Device::peer_snapshot
     pub punch: super::punch::PunchView,
 }
 
@@ -121,7 +118,6 @@ impl Peer {
         Self {
             slot: slot & super::session::BASE_SLOT_MASK,
             candidates,
-            punch: PeerPunch::default(),
             next_generation: AtomicU32::new(0),
             sessions: Mutex::new(Sessions::empty()),
             keys: Mutex::new(PeerKeys::new(public_key)),
@@ -194,8 +190,7 @@ impl Peer {
         if old.mtu != config.mtu {
             self.path.set_start_mtu(config.mtu);
         }
-        let routes_changed =
-            old.allowed_ips != config.allowed_ips || old.relay_for != config.relay_for;
+        let routes_changed = old.allowed_ips != config.allowed_ips;
         self.config.store(Arc::new(config));
         routes_changed
     }
@@ -274,7 +269,7 @@ impl Peer {
             health: self.liveness.health(),
             downs: self.liveness.downs(),
             candidates: self.candidates.view(),
-            punch: self.punch.view(),
+            punch: Default::default(),
         }
     }
 }

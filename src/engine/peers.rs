@@ -54,7 +54,6 @@ impl Peers {
                 endpoint: p.endpoint.clone(),
                 candidates: p.candidates.clone(),
                 allowed_ips: p.allowed_ips.clone(),
-                relay_for: p.relay_for.clone(),
                 persistent_keepalive: p.persistent_keepalive,
                 overlay_addrs: p.overlay_addrs.clone(),
                 mtu: p.mtu,
@@ -72,10 +71,29 @@ impl Peers {
                 }
             }
         }
+        // the ranges each relay carries, standing by (kept out of every peer's config: nearly
+        // no peer relays, and a hub holds ten thousand idle ones)
+        let relays: Vec<(Arc<Peer>, Vec<ipnet::IpNet>)> = plan
+            .relays
+            .iter()
+            .filter_map(|r| {
+                let key = plan.peers.iter().find(|p| p.name == r.relay)?.public_key;
+                let peer = peers.iter().find(|q| q.public_key() == key)?;
+                Some((peer.clone(), r.ranges.clone()))
+            })
+            .collect();
+        let same_relays = relays.len() == old.relay_ranges().len()
+            && relays
+                .iter()
+                .zip(old.relay_ranges())
+                .all(|((a, x), (b, y))| Arc::ptr_eq(a, b) && x == y);
         // same keys, same count: the same peers (keys are unique)
-        if routes_changed || !created.is_empty() || peers.len() != old.len() {
-            self.table
-                .store(Arc::new(PeerTable::new(peers, &plan.pod_cidrs)));
+        if routes_changed || !same_relays || !created.is_empty() || peers.len() != old.len() {
+            self.table.store(Arc::new(PeerTable::with_relays(
+                peers,
+                &plan.pod_cidrs,
+                relays,
+            )));
         }
         created
     }
@@ -84,9 +102,10 @@ impl Peers {
     pub fn reindex(&self) {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.table.load_full();
-        self.table.store(Arc::new(PeerTable::new(
+        self.table.store(Arc::new(PeerTable::with_relays(
             old.iter().cloned().collect(),
             old.own_cidrs(),
+            old.relay_ranges().to_vec(),
         )));
     }
 }

@@ -29,9 +29,9 @@ use super::sink::Sink;
 use crate::core::key::PublicKey;
 use crate::core::liveness::Health;
 use boringtun::noise::TunnResult;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long initiations go to a punched address: time for both sides' punches to cross.
@@ -42,16 +42,18 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Asks never stop while the pair is relayed: NATs change and mappings time out.
 pub const MAX_RETRY: Duration = Duration::from_secs(60);
 
-/// One peer's punching: asks, the address being punched, and counters.
+/// Device part: the punching state of each relayed peer, by base slot. Kept here rather than
+/// in every peer: nearly no peer is relayed, and a hub holds ten thousand idle ones
+/// (`tests/scale_hub.rs` holds each under 4 KiB).
 #[derive(Default)]
-pub struct PeerPunch {
-    state: Mutex<State>,
-    attempts: AtomicU64,
-    successes: AtomicU64,
+pub(super) struct Punches {
+    state: Mutex<HashMap<u32, State>>,
 }
 
 #[derive(Default)]
 struct State {
+    attempts: u64,
+    successes: u64,
     next_ask: Option<Instant>,
     backoff: Duration,
     /// The address a punch is sending to, the initiation it resends, and until when.
@@ -70,52 +72,76 @@ pub struct PunchView {
     pub punched: Option<SocketAddr>,
 }
 
-impl PeerPunch {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+impl Punches {
+    /// Runs `f` on the state of `slot`, made now if this is its first use.
+    fn with<R>(&self, slot: u32, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut all = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(slot).or_default())
     }
 
-    /// Whether to ask an introducer now. `direct` says the peer answers directly: then asks
-    /// stop, and the backoff starts over for the next time it does not.
-    pub fn ask_due(&self, now: Instant, direct: bool) -> bool {
-        let mut s = self.state();
+    /// Runs `f` on the state of `slot` if it exists: reading never makes it.
+    fn peek<R>(&self, slot: u32, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        let mut all = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        all.get_mut(&slot).map(f)
+    }
+
+    /// Forgets the peers no longer `relayed` (removed, or given an address by a reload) once
+    /// states outnumber relayed peers: the tick pays a comparison, and a stale state waits
+    /// for the next such sweep (it is a few counters).
+    fn keep_only(&self, relayed: &[(Arc<Peer>, Vec<Arc<Peer>>)]) {
+        let mut all = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() > relayed.len() {
+            let keep: std::collections::HashSet<u32> =
+                relayed.iter().map(|(p, _)| p.slot).collect();
+            all.retain(|s, _| keep.contains(s));
+        }
+    }
+
+    /// Whether to ask an introducer about `slot` now. `direct` says the peer answers directly:
+    /// then asks stop, and the backoff starts over for the next time it does not.
+    fn ask_due(&self, slot: u32, now: Instant, direct: bool) -> bool {
         if direct {
-            s.next_ask = None;
-            s.backoff = Duration::ZERO;
+            self.peek(slot, |s| {
+                s.next_ask = None;
+                s.backoff = Duration::ZERO;
+            });
             return false;
         }
-        if s.until.is_some() || s.next_ask.is_some_and(|t| now < t) {
-            return false;
-        }
-        s.backoff = if s.backoff.is_zero() {
-            FIRST_RETRY
-        } else {
-            (s.backoff * 2).min(MAX_RETRY)
-        };
-        s.next_ask = Some(now + s.backoff);
-        true
+        self.with(slot, |s| {
+            if s.until.is_some() || s.next_ask.is_some_and(|t| now < t) {
+                return false;
+            }
+            s.backoff = if s.backoff.is_zero() {
+                FIRST_RETRY
+            } else {
+                (s.backoff * 2).min(MAX_RETRY)
+            };
+            s.next_ask = Some(now + s.backoff);
+            true
+        })
     }
 
-    /// Whether a punch is under way at `now`: then another introducer's word only redirects it
-    /// ([`redirect`](Self::redirect)); a second initiation would void the first one's state
-    /// while its answer may be on the way.
-    fn under_way(&self, now: Instant) -> bool {
-        self.state().until.is_some_and(|u| now < u)
+    /// Whether a punch is under way at `now`: then another introducer's word only redirects it;
+    /// a second initiation would void the first one's state while its answer may be on the way.
+    fn under_way(&self, slot: u32, now: Instant) -> bool {
+        self.peek(slot, |s| s.until.is_some_and(|u| now < u))
+            .unwrap_or(false)
     }
 
     /// Sends the punch under way to `at` from now on.
-    fn redirect(&self, at: SocketAddr) {
-        self.state().target = Some(at);
+    fn redirect(&self, slot: u32, at: SocketAddr) {
+        self.peek(slot, |s| s.target = Some(at));
     }
 
     /// An introducer says the peer is at `at`: punch there with `initiation` from now.
-    fn start(&self, at: SocketAddr, initiation: &[u8], now: Instant) {
-        let mut s = self.state();
-        s.target = Some(at);
-        s.initiation.clear();
-        s.initiation.extend_from_slice(initiation);
-        s.until = Some(now + PUNCH_FOR);
-        self.attempts.fetch_add(1, Ordering::Relaxed);
+    fn start(&self, slot: u32, at: SocketAddr, initiation: &[u8], now: Instant) {
+        self.with(slot, |s| {
+            s.target = Some(at);
+            s.initiation.clear();
+            s.initiation.extend_from_slice(initiation);
+            s.until = Some(now + PUNCH_FOR);
+            s.attempts += 1;
+        });
     }
 
     /// One tick of a punch under way: `endpoint` is where the peer is sent to now. Calls
@@ -123,52 +149,60 @@ impl PeerPunch {
     /// peer answered from there (the endpoint followed it) or the time is up.
     fn tick(
         &self,
+        slot: u32,
         now: Instant,
         endpoint: Option<SocketAddr>,
         resend: impl FnOnce(SocketAddr, &[u8]),
     ) {
-        let mut s = self.state();
-        let (Some(target), Some(until)) = (s.target, s.until) else {
-            return;
-        };
-        if endpoint == Some(target) {
-            s.punched = Some(target);
-            s.until = None;
-            self.successes.fetch_add(1, Ordering::Relaxed);
-        } else if now >= until {
-            s.until = None;
-        } else {
-            resend(target, &s.initiation);
-        }
+        self.peek(slot, |s| {
+            let (Some(target), Some(until)) = (s.target, s.until) else {
+                return;
+            };
+            if endpoint == Some(target) {
+                s.punched = Some(target);
+                s.until = None;
+                s.successes += 1;
+            } else if now >= until {
+                s.until = None;
+            } else {
+                resend(target, &s.initiation);
+            }
+        });
     }
 
-    pub fn view(&self) -> PunchView {
-        PunchView {
-            attempts: self.attempts.load(Ordering::Relaxed),
-            successes: self.successes.load(Ordering::Relaxed),
-            punched: self.state().punched,
-        }
+    fn view(&self, slot: u32) -> PunchView {
+        self.peek(slot, |s| PunchView {
+            attempts: s.attempts,
+            successes: s.successes,
+            punched: s.punched,
+        })
+        .unwrap_or_default()
     }
 }
 
 impl Device {
+    /// The punches towards `peer` so far (status, metrics).
+    pub fn punch_view(&self, peer: &Peer) -> PunchView {
+        self.punches.view(peer.slot)
+    }
+
     /// Asks for and carries on the punches of every peer with relays (see the module doc).
     /// Those peers may hold no session yet: the table lists them, awake or not.
     pub(super) fn tick_punch(&self, now: Instant, scratch: &mut Scratch, sink: &mut impl Sink) {
         let table = self.peers.load();
+        self.punches.keep_only(table.relayed());
         for (peer, relays) in table.relayed() {
-            peer.punch.tick(now, peer.endpoint(), |to, initiation| {
-                sink.send(to, initiation)
-            });
+            self.punches
+                .tick(peer.slot, now, peer.endpoint(), |to, initiation| {
+                    sink.send(to, initiation)
+                });
             let usable =
                 |r: &&Arc<Peer>| r.liveness.health() == Health::Up && r.path.view().speaks_control;
             let Some(introducer) = relays.iter().find(usable) else {
                 continue;
             };
-            if peer
-                .punch
-                .ask_due(now, peer.liveness.health() == Health::Up)
-            {
+            let direct = peer.liveness.health() == Health::Up;
+            if self.punches.ask_due(peer.slot, now, direct) {
                 let ask = Message::Introduce {
                     peer: peer.public_key(),
                 };
@@ -239,14 +273,14 @@ impl Device {
             // already reached there (the other side's punch got through first)
             return;
         }
-        if peer.punch.under_way(now) {
-            peer.punch.redirect(at);
+        if self.punches.under_way(peer.slot, now) {
+            self.punches.redirect(peer.slot, at);
             return;
         }
         let mut session = self.wake(&peer);
         if let TunnResult::WriteToNetwork(d) = session.format_handshake_initiation(out, true) {
             sink.send(at, d);
-            peer.punch.start(at, d, now);
+            self.punches.start(peer.slot, at, d, now);
         }
     }
 }

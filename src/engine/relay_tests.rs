@@ -147,7 +147,7 @@ fn an_introduction_takes_a_pair_whose_nats_allow_it_direct_and_the_relay_stops_f
         t <= Duration::from_secs(3),
         "goal: direct within 3 s, took {t:?}"
     );
-    let view = peer_of(&net, "nat1", "nat2").punch.view();
+    let view = net.devices["nat1"].punch_view(&peer_of(&net, "nat1", "nat2"));
     assert!(view.successes >= 1, "{view:?}");
     assert_eq!(view.punched, Some(net.addr["nat2"]));
     // from now on the relay carries none of the pair's traffic
@@ -175,7 +175,7 @@ fn a_pair_whose_nats_filter_each_other_stays_relayed_and_keeps_asking_with_backo
     let relay = carrier(&net, "nat1", [10, 244, 4, 1]);
     assert!(relay.starts_with("pub"), "still relayed: {relay}");
     assert!(got(&net, "nat2", b"ping"));
-    let view = peer_of(&net, "nat1", "nat2").punch.view();
+    let view = net.devices["nat1"].punch_view(&peer_of(&net, "nat1", "nat2"));
     assert_eq!(view.successes, 0);
     // asks after 0, 1, 3, 7, 15 s (then 31 s): five in 30 s, each answered with a punch
     // (nat2's asks start punches on this side too)

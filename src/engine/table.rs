@@ -32,12 +32,16 @@ pub struct PeerTable {
     /// The peers whose ranges have relays (a full mesh's NATed pairs), each with its relays in
     /// order: whom hole punching is for, and whom it asks (`punch.rs`).
     relayed: Vec<(Arc<Peer>, Vec<Arc<Peer>>)>,
+    /// What the table was built with: each relay and the ranges it carries standing by.
+    relay_ranges: Vec<(Arc<Peer>, Vec<IpNet>)>,
 }
 
 /// The peers carrying one prefix: nearly always one, so without a list of its own.
 enum Carriers {
     One(Arc<Peer>),
-    Many(Shared),
+    /// Boxed: a prefix of every peer sits in the table, nearly all with one carrier, so the
+    /// rare shared one must not widen every entry (`tests/scale_hub.rs`).
+    Many(Box<Shared>),
 }
 
 /// A prefix several peers carry, in this node's order of preference.
@@ -89,25 +93,31 @@ impl Shared {
 impl PeerTable {
     /// A table of `peers` for a node whose own pod CIDRs are `own_cidrs`.
     pub fn new(peers: Vec<Arc<Peer>>, own_cidrs: &[IpNet]) -> Self {
+        Self::with_relays(peers, own_cidrs, Vec::new())
+    }
+
+    /// A table of `peers` where each peer of `relays` also carries its ranges, standing by:
+    /// other nodes' ranges it relays (a full mesh's NATed pairs, docs/nat.md section 4).
+    pub fn with_relays(
+        peers: Vec<Arc<Peer>>,
+        own_cidrs: &[IpNet],
+        relays: Vec<(Arc<Peer>, Vec<IpNet>)>,
+    ) -> Self {
         let mut t = PeerTable {
             own_cidrs: own_cidrs.to_vec(),
             ..PeerTable::default()
         };
         let mut shared_nets = Vec::new();
         let mut shared = Vec::new();
-        // relays join a prefix's carriers after all its own ones
-        let mut relayed: Vec<(IpNet, Arc<Peer>)> = Vec::new();
         for p in peers {
             if let Some(e) = p.endpoint() {
                 if t.by_endpoint.insert(e, p.clone()).is_some() {
                     shared.push(e);
                 }
             }
-            let config = p.config();
-            for net in &config.allowed_ips {
+            for net in &p.config().allowed_ips {
                 t.add_carrier(*net, &p, false, &mut shared_nets);
             }
-            relayed.extend(config.relay_for.iter().map(|net| (*net, p.clone())));
             t.by_slot.insert(p.slot, p.clone());
             // during a peer's rotation both of its keys find it
             let keys = p.keys().accepted();
@@ -115,9 +125,13 @@ impl PeerTable {
                 t.by_key.insert(key, p.clone());
             }
         }
-        for (net, p) in relayed {
-            t.add_carrier(net, &p, true, &mut shared_nets);
+        // relays join a prefix's carriers after all its own ones
+        for (p, nets) in &relays {
+            for net in nets {
+                t.add_carrier(*net, p, true, &mut shared_nets);
+            }
         }
+        t.relay_ranges = relays;
         for e in shared {
             t.by_endpoint.remove(&e);
         }
@@ -158,6 +172,11 @@ impl PeerTable {
         relayed
     }
 
+    /// Each relay and the ranges it carries standing by, as the table was built with.
+    pub fn relay_ranges(&self) -> &[(Arc<Peer>, Vec<IpNet>)] {
+        &self.relay_ranges
+    }
+
     /// The peers whose ranges have relays, each with its relays in order of preference.
     pub fn relayed(&self) -> &[(Arc<Peer>, Vec<Arc<Peer>>)] {
         &self.relayed
@@ -188,28 +207,31 @@ impl PeerTable {
         let carriers = match self.routes.remove(net) {
             None if !relay => Carriers::One(p.clone()),
             // a relay of a node not configured here: still a relay, never an own carrier
-            None => Carriers::Many(Shared {
+            None => Carriers::Many(Box::new(Shared {
                 list: vec![p.clone()],
                 own: 0,
                 follows: false,
                 last_heard: AtomicU32::new(u32::MAX),
-            }),
+            })),
             Some(c) => {
                 let (mut list, own) = match c {
                     Carriers::One(first) => (vec![first], 1),
-                    Carriers::Many(s) => (s.list, s.own),
+                    Carriers::Many(s) => {
+                        let s = *s;
+                        (s.list, s.own)
+                    }
                 };
                 if list.len() == 1 {
                     shared_nets.push(net);
                 }
                 let own = if relay { own } else { own + 1 };
                 list.push(p.clone());
-                Carriers::Many(Shared {
+                Carriers::Many(Box::new(Shared {
                     list,
                     own,
                     follows: false,
                     last_heard: AtomicU32::new(u32::MAX),
-                })
+                }))
             }
         };
         self.routes.insert(net, carriers);
@@ -307,7 +329,6 @@ mod tests {
             )),
             candidates: vec![],
             allowed_ips: nets.iter().map(|n| n.parse().unwrap()).collect(),
-            relay_for: vec![],
             persistent_keepalive: None,
             overlay_addrs: vec![],
             mtu: 1420,

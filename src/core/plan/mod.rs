@@ -49,10 +49,6 @@ pub struct PeerPlan {
     #[serde(skip_serializing_if = "only_one_public")]
     pub candidates: Vec<Candidate>,
     pub allowed_ips: Vec<IpNet>,
-    /// Other nodes' ranges this peer carries as their relay, standing by: used only while the
-    /// node itself does not answer (a full mesh's NATed pairs, docs/nat.md section 4).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub relay_for: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
     pub role: PeerRole,
     pub region: String,
@@ -62,6 +58,17 @@ pub struct PeerPlan {
     /// Tunnel MTU to this peer before discovery: the smaller of the two regions' underlay MTUs
     /// minus WireGuard's overhead.
     pub mtu: u16,
+}
+
+/// A peer that relays for this node: other nodes' ranges it carries standing by, used only
+/// while those nodes do not answer directly (a full mesh's NATed pairs, docs/nat.md section 4).
+/// Kept beside the peers, not in each: nearly no peer relays, and a hub plans ten thousand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RelayPlan {
+    /// The relaying peer's name (one of `Plan::peers`).
+    pub relay: String,
+    pub ranges: Vec<IpNet>,
 }
 
 /// A route for one destination node's pod CIDR into the tun device.
@@ -108,6 +115,8 @@ pub struct Plan {
     #[serde(skip)]
     pub own_endpoints: Vec<std::net::SocketAddr>,
     pub peers: Vec<PeerPlan>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<RelayPlan>,
     pub routes: Vec<RoutePlan>,
 }
 
@@ -182,7 +191,6 @@ impl Plan {
             endpoint: n.endpoint_for(me).cloned(),
             candidates: n.candidates_for(me),
             allowed_ips: allowed,
-            relay_for: Vec::new(),
             persistent_keepalive: topo.mesh.persistent_keepalive,
             role,
             region: n.region.clone(),
@@ -195,22 +203,29 @@ impl Plan {
         let mut hops: Vec<(&Node, &Node)> = Vec::with_capacity(topo.nodes.len());
         // relayed destination → the smallest MTU over its relays' two hops
         let mut relayed_mtu: HashMap<&str, (u16, u16)> = HashMap::new();
+        let mut relay_plans = Vec::new();
         match topo.mesh.mode {
             MeshMode::Full => {
                 peers.reserve(topo.nodes.len());
                 let cluster = IpNet::V4(topo.mesh.cluster_cidr);
                 let mut carried = relays::carried_by_relays(me, cluster, others());
                 for n in others() {
-                    let mut p = peer(n, n.pod_cidrs(), PeerRole::Direct);
+                    let mut ranges = Vec::new();
                     for (dest, range) in carried.remove(&n.name).unwrap_or_default() {
-                        p.relay_for.push(range);
+                        ranges.push(range);
                         let (to, beyond) = (pair_mtu(topo, me, n), pair_mtu(topo, n, dest));
                         let e = relayed_mtu
                             .entry(dest.name.as_str())
                             .or_insert((to, beyond));
                         *e = (e.0.min(to), e.1.min(beyond));
                     }
-                    peers.push(p);
+                    if !ranges.is_empty() {
+                        relay_plans.push(RelayPlan {
+                            relay: n.name.clone(),
+                            ranges,
+                        });
+                    }
+                    peers.push(peer(n, n.pod_cidrs(), PeerRole::Direct));
                     hops.push((n, n));
                 }
             }
@@ -316,6 +331,7 @@ impl Plan {
                 })
                 .collect(),
             peers,
+            relays: relay_plans,
             routes,
         })
     }

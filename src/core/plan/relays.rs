@@ -125,10 +125,10 @@ mod tests {
     fn relays(t: &Topology, node: &str, range: &str) -> Vec<String> {
         let plan = Plan::compute(t, node).unwrap();
         let range = range.parse().unwrap();
-        plan.peers
+        plan.relays
             .iter()
-            .filter(|p| p.relay_for.contains(&range))
-            .map(|p| p.name.clone())
+            .filter(|r| r.ranges.contains(&range))
+            .map(|r| r.relay.clone())
             .collect()
     }
 
@@ -145,7 +145,7 @@ mod tests {
         assert!(relays(&t, "n1", "10.244.1.0/24").is_empty());
         // a public node relays for others but needs no relay itself
         let public = Plan::compute(&t, "pub-a").unwrap();
-        assert!(public.peers.iter().all(|p| p.relay_for.is_empty()));
+        assert!(public.relays.is_empty());
         // the route to a relayed node is bounded by the relays' hops too
         let plan = Plan::compute(&t, "n1").unwrap();
         let route = plan

@@ -170,8 +170,11 @@ impl Collector for DeviceCollector {
         let now = SystemTime::now();
         let mono = std::time::Instant::now();
         let dev = &*self.device;
-        let mut peers: Vec<PeerSnapshot> =
-            dev.peers().iter().map(|p| p.snapshot(mono, now)).collect();
+        let mut peers: Vec<PeerSnapshot> = dev
+            .peers()
+            .iter()
+            .map(|p| dev.peer_snapshot(p, mono, now))
+            .collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         let labels: Vec<PeerLabels> = peers
             .iter()
