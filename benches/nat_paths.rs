@@ -24,12 +24,6 @@ use wiremesh::lab::Lab;
 
 const PING_EVERY: Duration = Duration::from_millis(20);
 
-fn path_of(lab: &Lab, node: &str, peer: &str) -> String {
-    let status = common::daemon_status(lab, node);
-    let p = status.peers.iter().find(|p| p.name == peer).unwrap();
-    p.path.clone()
-}
-
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -81,8 +75,8 @@ fn main() {
             Duration::from_millis(20),
             "the independent pair punched",
             || {
-                let both = path_of(&lab, "ind-1", "ind-2") == "punched"
-                    && path_of(&lab, "ind-2", "ind-1") == "punched";
+                let both = common::peer_path(&lab, "ind-1", "ind-2") == "punched"
+                    && common::peer_path(&lab, "ind-2", "ind-1") == "punched";
                 if both {
                     Ok(started.elapsed())
                 } else {
@@ -90,7 +84,7 @@ fn main() {
                 }
             },
         );
-        let relayed_path = path_of(&lab, "dep-1", "dep-2");
+        let relayed_path = common::peer_path(&lab, "dep-1", "dep-2");
         assert!(relayed_path.starts_with("relayed via"), "{relayed_path}");
         let (mut direct_rates, mut relayed_rates) = (Vec::new(), Vec::new());
         for _ in 0..3 {

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{assert_all_pairs, assert_transfer, exe, new_lab, ping_stream, run, wait_for};
+use common::{
+    assert_all_pairs, assert_transfer, exe, new_lab, peer_path, ping_stream, run, wait_for,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,19 +21,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const DIRECT_GOAL: Duration = Duration::from_secs(3);
 const RECOVERY_GOAL: Duration = Duration::from_secs(5);
 
-/// How `node`'s daemon reaches `peer` now (`punched`, `public`, `relayed via …`).
-fn path_of(lab: &Lab, node: &str, peer: &str) -> String {
-    let status = common::daemon_status(lab, node);
-    let p = status.peers.iter().find(|p| p.name == peer).unwrap();
-    p.path.clone()
-}
-
 /// Packets the two public nodes relayed inside their engines, together.
 fn relayed_packets(lab: &Lab) -> u64 {
     ["pub-a", "pub-b"]
         .iter()
         .map(|n| common::daemon_status(lab, n).forwarded_packets)
         .sum()
+}
+
+/// Packets the public nodes relayed during an intact transfer of `bytes` from → to.
+fn relayed_during(lab: &Lab, what: &str, (from, to): (&str, &str), bytes: u64) -> u64 {
+    let before = relayed_packets(lab);
+    let label = format!("{from} → {to} ({what})");
+    assert_transfer(lab, &label, (from, to), overlay(lab, to), bytes);
+    relayed_packets(lab) - before
 }
 
 fn overlay(lab: &Lab, node: &str) -> std::net::IpAddr {
@@ -55,8 +58,8 @@ fn nated_nodes_go_direct_where_their_nats_allow_and_are_relayed_where_they_do_no
         "ind-1 and ind-2 direct",
         || {
             let (a, b) = (
-                path_of(&lab, "ind-1", "ind-2"),
-                path_of(&lab, "ind-2", "ind-1"),
+                peer_path(&lab, "ind-1", "ind-2"),
+                peer_path(&lab, "ind-2", "ind-1"),
             );
             if a == "punched" && b == "punched" {
                 Ok(started.elapsed())
@@ -76,15 +79,7 @@ fn nated_nodes_go_direct_where_their_nats_allow_and_are_relayed_where_they_do_no
     assert_all_pairs(&lab, PING_TIMEOUT);
 
     // proven direct: during a transfer between them, the relays forward nothing
-    let before = relayed_packets(&lab);
-    assert_transfer(
-        &lab,
-        "ind-1 → ind-2 (punched)",
-        ("ind-1", "ind-2"),
-        overlay(&lab, "ind-2"),
-        4 << 20,
-    );
-    let during = relayed_packets(&lab) - before;
+    let during = relayed_during(&lab, "punched", ("ind-1", "ind-2"), 4 << 20);
     assert_eq!(
         during, 0,
         "the relays forwarded {during} packets of the punched pair"
@@ -97,18 +92,10 @@ fn nated_nodes_go_direct_where_their_nats_allow_and_are_relayed_where_they_do_no
         ("ind-1", "dep-1"),
         ("dep-1", "ind-1"),
     ] {
-        let path = path_of(&lab, a, b);
+        let path = peer_path(&lab, a, b);
         assert!(path.starts_with("relayed via pub-"), "{a} → {b}: {path}");
     }
-    let before = relayed_packets(&lab);
-    assert_transfer(
-        &lab,
-        "dep-1 → dep-2 (relayed)",
-        ("dep-1", "dep-2"),
-        overlay(&lab, "dep-2"),
-        2 << 20,
-    );
-    let relayed = relayed_packets(&lab) - before;
+    let relayed = relayed_during(&lab, "relayed", ("dep-1", "dep-2"), 2 << 20);
     assert!(
         relayed > 1000,
         "the relay carried the transfer: {relayed} packets"
@@ -116,8 +103,8 @@ fn nated_nodes_go_direct_where_their_nats_allow_and_are_relayed_where_they_do_no
     println!("dep-1 → dep-2: {relayed} packets forwarded by the relays");
     // every node reaches the public nodes directly
     for n in ["ind-1", "ind-2", "dep-1", "dep-2"] {
-        assert_eq!(path_of(&lab, n, "pub-a"), "public", "{n}");
-        assert_eq!(path_of(&lab, "pub-a", n), "learnt", "pub-a → {n}");
+        assert_eq!(peer_path(&lab, n, "pub-a"), "public", "{n}");
+        assert_eq!(peer_path(&lab, "pub-a", n), "learnt", "pub-a → {n}");
     }
     // the text status shows the path, and `check` passes, naming the relay
     let status = run(&[
@@ -152,7 +139,7 @@ fn a_punched_pair_recovers_from_a_flushed_mapping_mid_transfer_and_from_a_new_ad
         Duration::from_secs(15),
         Duration::from_millis(100),
         "ind-1 and ind-2 direct",
-        || match path_of(&lab, "ind-1", "ind-2").as_str() {
+        || match peer_path(&lab, "ind-1", "ind-2").as_str() {
             "punched" => Ok(()),
             other => Err(other.to_string()),
         },
@@ -208,7 +195,7 @@ fn a_punched_pair_recovers_from_a_flushed_mapping_mid_transfer_and_from_a_new_ad
         s.longest_gap
     );
     // the mappings came back: direct again (at once when the routers kept the ports)
-    let path = path_of(&lab, "ind-1", "ind-2");
+    let path = peer_path(&lab, "ind-1", "ind-2");
     println!(
         "after the flush: ind-1 → ind-2 {path}; transfer took {:?}",
         t.elapsed
@@ -238,7 +225,7 @@ fn a_punched_pair_recovers_from_a_flushed_mapping_mid_transfer_and_from_a_new_ad
         s.sent,
         s.lost,
         s.longest_gap,
-        path_of(&lab, "ind-2", "ind-1")
+        peer_path(&lab, "ind-2", "ind-1")
     );
     assert!(
         s.longest_gap <= RECOVERY_GOAL,
@@ -251,7 +238,7 @@ fn a_punched_pair_recovers_from_a_flushed_mapping_mid_transfer_and_from_a_new_ad
         Duration::from_millis(100),
         "ind-2 direct to ind-1's new address",
         || {
-            let path = path_of(&lab, "ind-2", "ind-1");
+            let path = peer_path(&lab, "ind-2", "ind-1");
             match (path.as_str(), common::endpoint_of(&lab, "ind-2", "ind-1")) {
                 ("punched", Ok(at)) if at.ip() == std::net::IpAddr::V4(moved) => {
                     Ok(renumbered.elapsed())

@@ -14,7 +14,7 @@ const IDLE: usize = 10_000;
 /// Bytes of hub memory one idle spoke may cost: issue 7's target is 2 KiB (benches/peer_scale
 /// measures the release build); this debug build measured ~2.5 KiB with lazy peer state when
 /// the budget was set at 4 KiB, 4,021–4,093 B by 2026-12-08 (four runs at e340cd7), and
-/// 4,125–4,142 B with NAT traversal (relays and punching keep no state in idle peers; the
+/// 4,125–4,142 B with NAT traversal (AMD EPYC, 2 vCPUs) (relays and punching keep no state in idle peers; the
 /// 80 B were not traced). The budget leaves headroom for allocator noise, not for a `Tunn`
 /// per idle peer (~20 KiB).
 const BUDGET_PER_IDLE_PEER: f64 = 4.5 * 1024.0;

@@ -132,16 +132,38 @@ fn an_introduction_takes_a_pair_whose_nats_allow_it_direct_and_the_relay_stops_f
     let mut net = mesh_with(false);
     let relay = carrier(&net, "nat1", [10, 244, 4, 1]);
     let mut t = Duration::ZERO;
-    // a flow both ways while the introduction and the punch happen
+    // a flow both ways while the introduction and the punch happen, each packet numbered:
+    // none may be lost while the pair moves from the relay to the direct path
+    let mut n = 0u16;
+    let tagged = |tag: u8, n: u16| [tag, (n >> 8) as u8, n as u8];
+    let mut moving = |net: &mut Net, n: u16| {
+        net.send(
+            "nat1",
+            &ipv4([10, 244, 3, 1], [10, 244, 4, 1], &tagged(b'i', n)),
+        );
+        net.send(
+            "nat2",
+            &ipv4([10, 244, 4, 1], [10, 244, 3, 1], &tagged(b'o', n)),
+        );
+        net.run(TICK, 1);
+    };
     while carrier(&net, "nat1", [10, 244, 4, 1]) != "nat2"
         || carrier(&net, "nat2", [10, 244, 3, 1]) != "nat1"
     {
-        net.send("nat1", &ipv4([10, 244, 3, 1], [10, 244, 4, 1], b"ping"));
-        net.send("nat2", &ipv4([10, 244, 4, 1], [10, 244, 3, 1], b"pong"));
-        net.run(TICK, 1);
+        moving(&mut net, n);
+        n += 1;
         t += TICK;
         assert!(t < Duration::from_secs(10), "never went direct");
     }
+    // and a few more on the direct path
+    for _ in 0..8 {
+        moving(&mut net, n);
+        n += 1;
+    }
+    let lost: Vec<u16> = (0..n)
+        .filter(|&i| !got(&net, "nat2", &tagged(b'i', i)) || !got(&net, "nat1", &tagged(b'o', i)))
+        .collect();
+    assert!(lost.is_empty(), "lost while moving off the relay: {lost:?}");
     println!("direct after {t:?} (simulated, from the NATed nodes' first packets)");
     assert!(
         t <= Duration::from_secs(3),

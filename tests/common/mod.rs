@@ -656,3 +656,13 @@ pub fn endpoint_of(
         .copied()
         .ok_or_else(|| format!("{node} has no endpoint for {peer}"))
 }
+
+/// How `node`'s daemon reaches `peer` now: `public`, `punched`, `relayed via …` (the `path` of
+/// its status, docs/nat.md).
+pub fn peer_path(lab: &wiremesh::lab::Lab, node: &str, peer: &str) -> String {
+    let status = daemon_status(lab, node);
+    let p = status.peers.iter().find(|p| p.name == peer);
+    p.unwrap_or_else(|| panic!("{node} has no peer {peer}"))
+        .path
+        .clone()
+}

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 pub const RELAYS_PER_PAIR: usize = 2;
 /// At most this many public nodes relay in a mesh (the pool); pairs spread over them. Ranking
 /// every public node for every pair cost a NATed node's plan 40 ms in a mesh of 500 public and
-/// 500 NATed nodes, against 0.6 ms for a public node's; within the pool it is 1.8 ms (Intel
-/// Xeon, 2 vCPUs, kernel 6.18).
+/// 500 NATed nodes, against 0.6 ms for a public node's; within the pool it is 1.8 ms (AMD
+/// EPYC, 2 vCPUs, kernel 6.18, debug build).
 pub const RELAY_POOL: usize = 16;
 
 /// Whether `a` and `b` can address each other at all: one of them has an endpoint the other
