@@ -136,7 +136,7 @@ fn an_introduction_takes_a_pair_whose_nats_allow_it_direct_and_the_relay_stops_f
     // none may be lost while the pair moves from the relay to the direct path
     let mut n = 0u16;
     let tagged = |tag: u8, n: u16| [tag, (n >> 8) as u8, n as u8];
-    let mut moving = |net: &mut Net, n: u16| {
+    let moving = |net: &mut Net, n: u16| {
         net.send(
             "nat1",
             &ipv4([10, 244, 3, 1], [10, 244, 4, 1], &tagged(b'i', n)),
